@@ -1,0 +1,100 @@
+//! [`pump`]: move bytes between a stream and a TCP connection.
+
+use std::io;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use crate::{MuxError, MuxStream, ResetCode};
+
+/// Bytes read from TCP per chunk. The buffer is allocated only once the
+/// socket is readable, so an idle connection holds no buffer at all.
+const CHUNK: usize = 64 * 1024;
+
+/// How a [`pump`] ended, with the bytes moved each way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PumpOutcome {
+    /// Bytes read from TCP and sent on the stream.
+    pub tcp_to_stream: u64,
+    /// Bytes received on the stream and written to TCP.
+    pub stream_to_tcp: u64,
+    /// `None` when both directions closed cleanly; otherwise what broke.
+    pub error: Option<String>,
+}
+
+enum Broke {
+    Tcp(io::Error),
+    Stream(MuxError),
+}
+
+async fn write_all(tcp: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        tcp.writable().await?;
+        match tcp.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Joins `stream` and `tcp` until both directions are done.
+///
+/// A TCP EOF becomes a stream half-close and the reverse, so protocols that
+/// half-close (HTTP/1.0 clients, `git`, `nc -N`) work. A reset or lost link
+/// on the stream resets the TCP connection (RST, not FIN), so the client
+/// sees the failure; a TCP error resets the stream.
+pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
+    let _ = tcp.set_nodelay(true);
+    let mut up_n = 0u64;
+    let mut down_n = 0u64;
+    let up = async {
+        let mut buf = BytesMut::new();
+        loop {
+            tcp.readable().await.map_err(Broke::Tcp)?;
+            if buf.capacity() == 0 {
+                buf.reserve(CHUNK);
+            }
+            match tcp.try_read_buf(&mut buf) {
+                Ok(0) => return stream.finish().await.map_err(Broke::Stream),
+                Ok(n) => {
+                    up_n += n as u64;
+                    stream.send(buf.split().freeze()).await.map_err(Broke::Stream)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(Broke::Tcp(e)),
+            }
+        }
+    };
+    let down = async {
+        while let Some(chunk) = stream.recv().await.map_err(Broke::Stream)? {
+            down_n += chunk.len() as u64;
+            write_all(&tcp, &chunk).await.map_err(Broke::Tcp)?;
+        }
+        socket2::SockRef::from(&tcp)
+            .shutdown(std::net::Shutdown::Write)
+            .or_else(|e| if e.kind() == io::ErrorKind::NotConnected { Ok(()) } else { Err(e) })
+            .map_err(Broke::Tcp)
+    };
+    let result = tokio::try_join!(up, down);
+    let error = match result {
+        Ok(_) => None,
+        Err(Broke::Tcp(e)) => {
+            stream.reset(ResetCode::ConnectionReset);
+            Some(format!("tcp: {e}"))
+        }
+        Err(Broke::Stream(e)) => {
+            // Abort the TCP connection so the client sees a reset, not EOF.
+            let _ = socket2::SockRef::from(&tcp).set_linger(Some(std::time::Duration::ZERO));
+            Some(format!("tunnel: {e}"))
+        }
+    };
+    drop(tcp);
+    drop(stream);
+    PumpOutcome {
+        tcp_to_stream: up_n,
+        stream_to_tcp: down_n,
+        error,
+    }
+}

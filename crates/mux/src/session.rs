@@ -1,0 +1,430 @@
+//! The session: stream table, reader task, writer task.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use burrow_wire::{Frame, ResetCode};
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::{debug, warn};
+
+use crate::stream::{MuxStream, StreamShared};
+use crate::{Config, MISSED_HEARTBEATS, MuxError};
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// This side closed it ([`Session::close`] or every handle dropped).
+    Local,
+    /// The peer closed the carrier.
+    PeerClosed,
+    /// Nothing arrived for [`MISSED_HEARTBEATS`] heartbeat intervals.
+    HeartbeatTimeout,
+    /// The peer broke the protocol; the text says how.
+    Protocol(String),
+    /// The carrier failed.
+    Io(String),
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Local => f.write_str("closed locally"),
+            CloseReason::PeerClosed => f.write_str("closed by peer"),
+            CloseReason::HeartbeatTimeout => write!(
+                f,
+                "no heartbeat from peer for {MISSED_HEARTBEATS} intervals"
+            ),
+            CloseReason::Protocol(why) => write!(f, "protocol violation: {why}"),
+            CloseReason::Io(why) => write!(f, "i/o error: {why}"),
+        }
+    }
+}
+
+pub(crate) struct Table {
+    pub(crate) streams: HashMap<u32, Arc<StreamShared>>,
+    pub(crate) closed: Option<CloseReason>,
+    next_id: u32,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    table: Mutex<Table>,
+    pub(crate) data_tx: mpsc::Sender<Frame>,
+    control: Mutex<VecDeque<Frame>>,
+    control_notify: Notify,
+    pub(crate) cancel: CancellationToken,
+}
+
+/// Poisoning only follows a panic elsewhere; the state under these locks is
+/// kept consistent at every unlock, so carrying on is sound.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
+        lock(&self.table)
+    }
+
+    /// Queues a link-level frame that must not wait behind data (window,
+    /// reset, pong). Bounded by the caller's limits: one window update per
+    /// half-window consumed, one reset per stream, one pong per ping.
+    pub(crate) fn push_control(&self, frame: Frame) {
+        lock(&self.control).push_back(frame);
+        self.control_notify.notify_one();
+    }
+
+    pub(crate) fn remove(&self, id: u32) {
+        self.table().streams.remove(&id);
+    }
+
+    pub(crate) fn close_reason(&self) -> CloseReason {
+        self.table().closed.clone().unwrap_or(CloseReason::Local)
+    }
+
+    /// Ends the session: every stream sees `LinkLost`, the tasks stop.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        let streams: Vec<_> = {
+            let mut t = self.table();
+            if t.closed.is_none() {
+                t.closed = Some(reason);
+            }
+            t.streams.drain().map(|(_, s)| s).collect()
+        };
+        for s in streams {
+            s.on_reset(ResetCode::LinkLost);
+        }
+        self.cancel.cancel();
+    }
+}
+
+/// One multiplexed link. Cheap to clone; the session closes when
+/// [`Session::close`] is called, the carrier fails, or every clone is dropped.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+    _guard: Arc<DropGuard>,
+}
+
+/// Streams (and control messages) the peer opens towards this side.
+pub struct Incoming {
+    streams: mpsc::Receiver<MuxStream>,
+    control: mpsc::Receiver<(u16, Bytes)>,
+}
+
+impl Incoming {
+    /// Next stream the peer opened, or `None` once the session is closed.
+    pub async fn accept(&mut self) -> Option<MuxStream> {
+        self.streams.recv().await
+    }
+
+    /// Next control message the peer sent, or `None` once closed.
+    pub async fn control(&mut self) -> Option<(u16, Bytes)> {
+        self.control.recv().await
+    }
+}
+
+impl Session {
+    /// Starts a session over a carrier and spawns its reader and writer
+    /// tasks on the current tokio runtime.
+    ///
+    /// The carrier's `Stream` must be cancel-safe in `next()` (WebSocket and
+    /// `FramedRead` streams are). An error of kind `InvalidData` from it is
+    /// reported as a protocol violation.
+    pub fn new<R, W>(reader: R, writer: W, config: Config) -> (Session, Incoming)
+    where
+        R: Stream<Item = io::Result<Frame>> + Send + Unpin + 'static,
+        W: Sink<Frame, Error = io::Error> + Send + Unpin + 'static,
+    {
+        let (data_tx, data_rx) = mpsc::channel(config.write_queue.max(1));
+        let (accept_tx, accept_rx) = mpsc::channel(config.accept_backlog.max(1));
+        let (control_tx, control_rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            table: Mutex::new(Table {
+                streams: HashMap::new(),
+                closed: None,
+                next_id: if config.dialer { 2 } else { 1 },
+            }),
+            config,
+            data_tx,
+            control: Mutex::new(VecDeque::new()),
+            control_notify: Notify::new(),
+            cancel: cancel.clone(),
+        });
+        tokio::spawn(read_loop(shared.clone(), reader, accept_tx, control_tx));
+        tokio::spawn(write_loop(shared.clone(), writer, data_rx));
+        let session = Session {
+            shared,
+            _guard: Arc::new(cancel.drop_guard()),
+        };
+        (
+            session,
+            Incoming {
+                streams: accept_rx,
+                control: control_rx,
+            },
+        )
+    }
+
+    /// Opens a stream to `target` on the peer. Returns at once: the open
+    /// frame is queued, and bytes may be written before the peer has
+    /// connected (use [`MuxStream::opened`] to wait for that).
+    pub async fn open(&self, target: &str) -> Result<MuxStream, MuxError> {
+        let stream = {
+            let mut t = self.shared.table();
+            if let Some(reason) = &t.closed {
+                return Err(MuxError::Closed(reason.clone()));
+            }
+            if t.streams.len() >= self.shared.config.max_streams {
+                return Err(MuxError::TooManyStreams(self.shared.config.max_streams));
+            }
+            let id = t.next_id;
+            t.next_id = id.checked_add(2).ok_or(MuxError::IdsExhausted)?;
+            let s = Arc::new(StreamShared::new(id, self.shared.config.initial_window));
+            t.streams.insert(id, s.clone());
+            MuxStream::new(s, self.shared.clone(), None)
+        };
+        let frame = Frame::Open {
+            stream_id: stream.id(),
+            target: target.to_owned(),
+        };
+        self.shared
+            .data_tx
+            .send(frame)
+            .await
+            .map_err(|_| MuxError::Closed(self.shared.close_reason()))?;
+        Ok(stream)
+    }
+
+    /// Sends a control message (for features layered on the link).
+    pub async fn send_control(&self, kind: u16, body: Bytes) -> Result<(), MuxError> {
+        self.shared
+            .data_tx
+            .send(Frame::Control { kind, body })
+            .await
+            .map_err(|_| MuxError::Closed(self.shared.close_reason()))
+    }
+
+    /// Closes the session; open streams see a reset.
+    pub fn close(&self) {
+        self.shared.close(CloseReason::Local);
+    }
+
+    /// Has the session ended?
+    pub fn is_closed(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+
+    /// Waits until the session ends and says why.
+    pub async fn closed(&self) -> CloseReason {
+        self.shared.cancel.cancelled().await;
+        self.shared.close_reason()
+    }
+
+    /// Streams open right now.
+    pub fn stream_count(&self) -> usize {
+        self.shared.table().streams.len()
+    }
+}
+
+/// Longest the control queue may grow before the peer is judged not to be
+/// reading (it keeps pinging or resetting while refusing our writes).
+fn control_limit(config: &Config) -> usize {
+    config.max_streams * 2 + 1024
+}
+
+async fn read_loop<R>(
+    shared: Arc<Shared>,
+    mut reader: R,
+    accept_tx: mpsc::Sender<MuxStream>,
+    control_tx: mpsc::Sender<(u16, Bytes)>,
+) where
+    R: Stream<Item = io::Result<Frame>> + Unpin,
+{
+    let hb = shared.config.heartbeat;
+    let mut ticker = tokio::time::interval(hb.unwrap_or(std::time::Duration::from_secs(3600)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker.reset();
+    let mut last_seen = Instant::now();
+    let mut nonce = 0u64;
+    let reason = loop {
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => break CloseReason::Local,
+            item = reader.next() => match item {
+                None => break CloseReason::PeerClosed,
+                Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    break CloseReason::Protocol(e.to_string())
+                }
+                Some(Err(e)) => break CloseReason::Io(e.to_string()),
+                Some(Ok(frame)) => {
+                    last_seen = Instant::now();
+                    if let Err(reason) = on_frame(&shared, frame, &accept_tx, &control_tx) {
+                        break reason;
+                    }
+                }
+            },
+            _ = ticker.tick(), if hb.is_some() => {
+                let interval = hb.unwrap_or_default();
+                if last_seen.elapsed() >= interval * MISSED_HEARTBEATS {
+                    break CloseReason::HeartbeatTimeout;
+                }
+                nonce = nonce.wrapping_add(1);
+                shared.push_control(Frame::Ping { nonce });
+            }
+        }
+    };
+    debug!(%reason, "session reader stopped");
+    shared.close(reason);
+}
+
+fn protocol(why: String) -> Result<(), CloseReason> {
+    Err(CloseReason::Protocol(why))
+}
+
+fn on_frame(
+    shared: &Arc<Shared>,
+    frame: Frame,
+    accept_tx: &mpsc::Sender<MuxStream>,
+    control_tx: &mpsc::Sender<(u16, Bytes)>,
+) -> Result<(), CloseReason> {
+    let find = |id: u32| shared.table().streams.get(&id).cloned();
+    match frame {
+        Frame::Data { stream_id, payload } => {
+            if let Some(s) = find(stream_id) {
+                s.on_data(payload).or_else(|why| protocol(format!("stream {stream_id}: {why}")))?;
+            }
+        }
+        Frame::Window {
+            stream_id,
+            increment,
+        } => {
+            if let Some(s) = find(stream_id) {
+                s.on_window(increment)
+                    .or_else(|why| protocol(format!("stream {stream_id}: {why}")))?;
+            }
+        }
+        Frame::Fin { stream_id } => {
+            if let Some(s) = find(stream_id) {
+                s.on_fin();
+            }
+        }
+        Frame::Opened { stream_id } => {
+            if let Some(s) = find(stream_id) {
+                s.on_opened();
+            }
+        }
+        Frame::Reset { stream_id, code } => {
+            let s = shared.table().streams.remove(&stream_id);
+            if let Some(s) = s {
+                s.on_reset(code);
+            }
+        }
+        Frame::Open { stream_id, target } => {
+            let peer_parity = if shared.config.dialer { 1 } else { 0 };
+            if stream_id % 2 != peer_parity {
+                return protocol(format!("peer opened stream {stream_id} with our parity"));
+            }
+            let stream = {
+                let mut t = shared.table();
+                if t.streams.contains_key(&stream_id) {
+                    return protocol(format!("peer reopened live stream {stream_id}"));
+                }
+                if t.streams.len() >= shared.config.max_streams {
+                    None
+                } else {
+                    let s = Arc::new(StreamShared::new(stream_id, shared.config.initial_window));
+                    t.streams.insert(stream_id, s.clone());
+                    Some(s)
+                }
+            };
+            let Some(s) = stream else {
+                warn!(stream_id, limit = shared.config.max_streams, "refusing stream: at stream limit");
+                shared.push_control(Frame::Reset {
+                    stream_id,
+                    code: ResetCode::Busy,
+                });
+                return Ok(());
+            };
+            let stream = MuxStream::new(s, shared.clone(), Some(target));
+            if let Err(e) = accept_tx.try_send(stream) {
+                warn!(stream_id, "refusing stream: accept backlog full");
+                // Dropping the stream resets it with `Cancelled`; say `Busy`.
+                let stream = match e {
+                    mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s) => s,
+                };
+                stream.reset(ResetCode::Busy);
+            }
+        }
+        Frame::Ping { nonce } => shared.push_control(Frame::Pong { nonce }),
+        Frame::Pong { .. } => {}
+        Frame::Control { kind, body } => {
+            if control_tx.try_send((kind, body)).is_err() {
+                warn!(kind, "dropping control message: consumer is behind");
+            }
+        }
+        Frame::Hello(_) | Frame::HelloAck(_) | Frame::Reject(_) => {
+            return protocol("handshake frame after the handshake".into());
+        }
+    }
+    if lock(&shared.control).len() > control_limit(&shared.config) {
+        return protocol("peer does not read its link (control queue overflow)".into());
+    }
+    Ok(())
+}
+
+async fn write_loop<W>(shared: Arc<Shared>, mut writer: W, mut data_rx: mpsc::Receiver<Frame>)
+where
+    W: Sink<Frame, Error = io::Error> + Unpin,
+{
+    let result: io::Result<()> = async {
+        loop {
+            let control: Vec<Frame> = lock(&shared.control).drain(..).collect();
+            for f in control {
+                writer.feed(f).await?;
+            }
+            match data_rx.try_recv() {
+                Ok(f) => {
+                    writer.feed(f).await?;
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+                Err(mpsc::error::TryRecvError::Disconnected) => return Ok(()),
+            }
+            writer.flush().await?;
+            tokio::select! {
+                biased;
+                _ = shared.cancel.cancelled() => return Ok(()),
+                _ = shared.control_notify.notified() => {}
+                f = data_rx.recv() => match f {
+                    Some(f) => writer.feed(f).await?,
+                    None => return Ok(()),
+                },
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            // Best effort: send what is queued and a clean close, bounded.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                let control: Vec<Frame> = lock(&shared.control).drain(..).collect();
+                for f in control {
+                    writer.feed(f).await?;
+                }
+                writer.close().await
+            })
+            .await;
+        }
+        Err(e) => {
+            debug!(error = %e, "session writer failed");
+            shared.close(CloseReason::Io(e.to_string()));
+        }
+    }
+}

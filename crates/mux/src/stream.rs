@@ -1,0 +1,456 @@
+//! One stream: its shared state and the user-facing handle.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker, ready};
+
+use burrow_wire::{Frame, MAX_DATA, ResetCode};
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::PollSender;
+
+use crate::MuxError;
+use crate::session::{Shared, lock};
+
+#[derive(Default)]
+struct State {
+    recv: VecDeque<Bytes>,
+    /// Bytes the peer may still send before we grant more.
+    recv_window: u32,
+    /// Bytes consumed by the application and not yet granted back.
+    unacked: u32,
+    remote_fin: bool,
+    local_fin: bool,
+    reset: Option<ResetCode>,
+    send_credit: u64,
+    opened: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    open_waker: Option<Waker>,
+}
+
+pub(crate) struct StreamShared {
+    id: u32,
+    window: u32,
+    state: Mutex<State>,
+}
+
+fn wake(w: Option<Waker>) {
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
+impl StreamShared {
+    pub(crate) fn new(id: u32, window: u32) -> Self {
+        StreamShared {
+            id,
+            window,
+            state: Mutex::new(State {
+                recv_window: window,
+                send_credit: u64::from(window),
+                ..State::default()
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub(crate) fn on_data(&self, payload: Bytes) -> Result<(), String> {
+        let mut st = self.state();
+        if st.reset.is_some() {
+            return Ok(());
+        }
+        if st.remote_fin {
+            return Err("data after fin".into());
+        }
+        let n = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        if n > st.recv_window {
+            return Err(format!(
+                "{n} bytes of data past a window of {}",
+                st.recv_window
+            ));
+        }
+        st.recv_window -= n;
+        st.opened = true;
+        if !payload.is_empty() {
+            st.recv.push_back(payload);
+        }
+        let (r, o) = (st.read_waker.take(), st.open_waker.take());
+        drop(st);
+        wake(r);
+        wake(o);
+        Ok(())
+    }
+
+    pub(crate) fn on_window(&self, increment: u32) -> Result<(), String> {
+        let mut st = self.state();
+        st.send_credit += u64::from(increment);
+        if st.send_credit > u64::from(u32::MAX) {
+            return Err("window grown past 4 GiB".into());
+        }
+        let w = st.write_waker.take();
+        drop(st);
+        wake(w);
+        Ok(())
+    }
+
+    pub(crate) fn on_fin(&self) {
+        let mut st = self.state();
+        st.remote_fin = true;
+        st.opened = true;
+        let (r, o) = (st.read_waker.take(), st.open_waker.take());
+        drop(st);
+        wake(r);
+        wake(o);
+    }
+
+    pub(crate) fn on_opened(&self) {
+        let mut st = self.state();
+        st.opened = true;
+        let o = st.open_waker.take();
+        drop(st);
+        wake(o);
+    }
+
+    pub(crate) fn on_reset(&self, code: ResetCode) {
+        let mut st = self.state();
+        st.reset.get_or_insert(code);
+        let (r, w, o) = (
+            st.read_waker.take(),
+            st.write_waker.take(),
+            st.open_waker.take(),
+        );
+        drop(st);
+        wake(r);
+        wake(w);
+        wake(o);
+    }
+}
+
+/// One stream of a [`crate::Session`].
+///
+/// Implements `AsyncRead + AsyncWrite`; `poll_shutdown` half-closes (the
+/// peer reads EOF). The chunk methods [`MuxStream::send`] and
+/// [`MuxStream::recv`] move [`Bytes`] without copying and take `&self`, so
+/// one task can read and write at once. Dropping a stream that was not
+/// closed both ways resets it.
+pub struct MuxStream {
+    shared: Arc<StreamShared>,
+    session: Arc<Shared>,
+    target: Option<String>,
+    write_tx: Option<PollSender<Frame>>,
+}
+
+impl std::fmt::Debug for MuxStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxStream")
+            .field("id", &self.shared.id)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MuxStream {
+    pub(crate) fn new(shared: Arc<StreamShared>, session: Arc<Shared>, target: Option<String>) -> Self {
+        MuxStream {
+            shared,
+            session,
+            target,
+            write_tx: None,
+        }
+    }
+
+    /// Stream id on its link.
+    pub fn id(&self) -> u32 {
+        self.shared.id
+    }
+
+    /// For a stream the peer opened: the target it named.
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    fn err(&self, code: ResetCode) -> MuxError {
+        if code == ResetCode::LinkLost && self.session.cancel.is_cancelled() {
+            return MuxError::Closed(self.session.close_reason());
+        }
+        MuxError::Reset(code)
+    }
+
+    fn closed_err(&self) -> MuxError {
+        MuxError::Closed(self.session.close_reason())
+    }
+
+    /// Waits for credit, takes up to `want` bytes of it.
+    fn poll_credit(&self, cx: &mut Context<'_>, want: usize) -> Poll<Result<usize, MuxError>> {
+        let mut st = self.shared.state();
+        if let Some(code) = st.reset {
+            return Poll::Ready(Err(self.err(code)));
+        }
+        if st.local_fin {
+            return Poll::Ready(Err(MuxError::Reset(ResetCode::Cancelled)));
+        }
+        if st.send_credit == 0 {
+            st.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = want.min(MAX_DATA).min(st.send_credit as usize);
+        st.send_credit -= n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Sends all of `data`, waiting for credit as needed. Not cancel-safe:
+    /// a cancelled send may have sent part of `data`.
+    pub async fn send(&self, mut data: Bytes) -> Result<(), MuxError> {
+        while !data.is_empty() {
+            let n = poll_fn(|cx| self.poll_credit(cx, data.len())).await?;
+            let payload = data.split_to(n);
+            self.session
+                .data_tx
+                .send(Frame::Data {
+                    stream_id: self.shared.id,
+                    payload,
+                })
+                .await
+                .map_err(|_| self.closed_err())?;
+        }
+        Ok(())
+    }
+
+    /// Half-closes: the peer reads EOF after the data already sent.
+    pub async fn finish(&self) -> Result<(), MuxError> {
+        {
+            let mut st = self.shared.state();
+            if let Some(code) = st.reset {
+                return Err(self.err(code));
+            }
+            if st.local_fin {
+                return Ok(());
+            }
+            st.local_fin = true;
+        }
+        self.session
+            .data_tx
+            .send(Frame::Fin {
+                stream_id: self.shared.id,
+            })
+            .await
+            .map_err(|_| self.closed_err())
+    }
+
+    /// Records `n` consumed bytes and grants them back once half a window
+    /// has been consumed.
+    fn consumed(&self, st: &mut State, n: usize) {
+        st.unacked += n as u32;
+        if st.unacked >= self.shared.window / 2 && !st.remote_fin {
+            let increment = std::mem::take(&mut st.unacked);
+            st.recv_window += increment;
+            self.session.push_control(Frame::Window {
+                stream_id: self.shared.id,
+                increment,
+            });
+        }
+    }
+
+    fn poll_chunk(&self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Option<Bytes>, MuxError>> {
+        let mut st = self.shared.state();
+        if let Some(code) = st.reset {
+            return Poll::Ready(Err(self.err(code)));
+        }
+        if let Some(front) = st.recv.front_mut() {
+            let chunk = if front.len() <= max {
+                let c = std::mem::take(front);
+                st.recv.pop_front();
+                c
+            } else {
+                front.split_to(max)
+            };
+            self.consumed(&mut st, chunk.len());
+            return Poll::Ready(Ok(Some(chunk)));
+        }
+        if st.remote_fin {
+            return Poll::Ready(Ok(None));
+        }
+        st.read_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Next chunk of received bytes, `Ok(None)` at EOF (the peer
+    /// half-closed), or the reason the stream was reset. Cancel-safe.
+    pub async fn recv(&self) -> Result<Option<Bytes>, MuxError> {
+        poll_fn(|cx| self.poll_chunk(cx, usize::MAX)).await
+    }
+
+    /// Tells the opener that the target is connected.
+    pub async fn confirm_opened(&self) -> Result<(), MuxError> {
+        self.session
+            .data_tx
+            .send(Frame::Opened {
+                stream_id: self.shared.id,
+            })
+            .await
+            .map_err(|_| self.closed_err())
+    }
+
+    /// Waits until the peer says the target is connected (or sends data),
+    /// or resets the stream.
+    pub async fn opened(&self) -> Result<(), MuxError> {
+        poll_fn(|cx| {
+            let mut st = self.shared.state();
+            if let Some(code) = st.reset {
+                return Poll::Ready(Err(self.err(code)));
+            }
+            if st.opened {
+                return Poll::Ready(Ok(()));
+            }
+            st.open_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Aborts the stream both ways, telling the peer why.
+    pub fn reset(&self, code: ResetCode) {
+        let first = {
+            let mut st = self.shared.state();
+            let first = st.reset.is_none();
+            st.reset.get_or_insert(code);
+            first
+        };
+        if first {
+            self.session.push_control(Frame::Reset {
+                stream_id: self.shared.id,
+                code,
+            });
+        }
+        self.session.remove(self.shared.id);
+        self.shared.on_reset(code);
+    }
+}
+
+impl Drop for MuxStream {
+    fn drop(&mut self) {
+        let clean = {
+            let st = self.shared.state();
+            st.reset.is_some() || (st.local_fin && st.remote_fin)
+        };
+        if clean {
+            self.session.remove(self.shared.id);
+        } else {
+            self.reset(ResetCode::Cancelled);
+        }
+    }
+}
+
+impl AsyncRead for MuxStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        // Copy straight out of the front chunk, leaving the rest queued.
+        let mut st = self.shared.state();
+        if let Some(code) = st.reset {
+            return Poll::Ready(Err(self.err(code).into()));
+        }
+        if let Some(front) = st.recv.front_mut() {
+            let n = front.len().min(buf.remaining());
+            buf.put_slice(&front[..n]);
+            front.advance(n);
+            if front.is_empty() {
+                st.recv.pop_front();
+            }
+            self.consumed(&mut st, n);
+            return Poll::Ready(Ok(()));
+        }
+        if st.remote_fin {
+            return Poll::Ready(Ok(()));
+        }
+        st.read_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for MuxStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let this = &mut *self;
+        let tx = this
+            .write_tx
+            .get_or_insert_with(|| PollSender::new(this.session.data_tx.clone()));
+        // Reserve a queue slot first so credit is taken only when it can be used.
+        if ready!(tx.poll_reserve(cx)).is_err() {
+            return Poll::Ready(Err(this.closed_err().into()));
+        }
+        let n = match this.poll_credit(cx, buf.len()) {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => {
+                if let Some(tx) = this.write_tx.as_mut() {
+                    tx.abort_send();
+                }
+                return Poll::Ready(Err(e.into()));
+            }
+            Poll::Pending => {
+                if let Some(tx) = this.write_tx.as_mut() {
+                    tx.abort_send();
+                }
+                return Poll::Pending;
+            }
+        };
+        let frame = Frame::Data {
+            stream_id: this.shared.id,
+            payload: Bytes::copy_from_slice(&buf[..n]),
+        };
+        let sent = this.write_tx.as_mut().map(|tx| tx.send_item(frame));
+        match sent {
+            Some(Ok(())) => Poll::Ready(Ok(n)),
+            _ => Poll::Ready(Err(this.closed_err().into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        {
+            let st = this.shared.state();
+            if let Some(code) = st.reset {
+                return Poll::Ready(Err(this.err(code).into()));
+            }
+            if st.local_fin {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        let tx = this
+            .write_tx
+            .get_or_insert_with(|| PollSender::new(this.session.data_tx.clone()));
+        if ready!(tx.poll_reserve(cx)).is_err() {
+            return Poll::Ready(Err(this.closed_err().into()));
+        }
+        this.shared.state().local_fin = true;
+        let fin = Frame::Fin {
+            stream_id: this.shared.id,
+        };
+        match this.write_tx.as_mut().map(|tx| tx.send_item(fin)) {
+            Some(Ok(())) => Poll::Ready(Ok(())),
+            _ => Poll::Ready(Err(this.closed_err().into())),
+        }
+    }
+}

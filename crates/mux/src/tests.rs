@@ -1,0 +1,323 @@
+//! Session tests over in-memory pipes. A tiny pipe buffer (`duplex(8)`)
+//! shakes out deadlocks; paused time drives heartbeats.
+
+use std::time::Duration;
+
+use burrow_wire::{Frame, FrameCodec, ResetCode};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::{CloseReason, Config, Incoming, MuxError, Session};
+
+fn session_over(io: DuplexStream, config: Config) -> (Session, Incoming) {
+    let (r, w) = tokio::io::split(io);
+    Session::new(
+        FramedRead::new(r, FrameCodec),
+        FramedWrite::new(w, FrameCodec),
+        config,
+    )
+}
+
+fn pair_with(buf: usize, window: u32) -> ((Session, Incoming), (Session, Incoming)) {
+    let (a, b) = tokio::io::duplex(buf);
+    let cfg = |dialer| Config {
+        initial_window: window,
+        heartbeat: None,
+        dialer,
+        ..Config::default()
+    };
+    (session_over(a, cfg(true)), session_over(b, cfg(false)))
+}
+
+fn pair() -> ((Session, Incoming), (Session, Incoming)) {
+    pair_with(64 * 1024, 256 * 1024)
+}
+
+/// Echoes every accepted stream back, half-closing after EOF.
+fn spawn_echo(mut incoming: Incoming) {
+    tokio::spawn(async move {
+        while let Some(mut s) = incoming.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+                let _ = s.shutdown().await;
+                // Keep the stream until the peer has read the FIN.
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn open_echo_and_half_close() {
+    let ((a, _ai), (_b, bi)) = pair_with(8, 256 * 1024);
+    spawn_echo(bi);
+    let mut s = a.open("svc:1").await.expect("open");
+    s.write_all(b"hello through the mux").await.expect("write");
+    s.shutdown().await.expect("half-close");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.expect("read to EOF");
+    assert_eq!(got, b"hello through the mux");
+}
+
+#[tokio::test]
+async fn accepted_stream_carries_its_target() {
+    let ((a, _ai), (_b, mut bi)) = pair();
+    let _s = a.open("db.internal:5432").await.expect("open");
+    let got = bi.accept().await.expect("accepted");
+    assert_eq!(got.target(), Some("db.internal:5432"));
+    assert_eq!(got.id() % 2, 0, "dialer opens even ids");
+}
+
+#[tokio::test]
+async fn many_concurrent_streams_keep_their_bytes_apart() {
+    let ((a, _ai), (_b, bi)) = pair_with(1024, 16 * 1024);
+    spawn_echo(bi);
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            let data: Vec<u8> = (0..50_000u32).map(|j| (i.wrapping_mul(31) ^ j) as u8).collect();
+            let mut s = a.open("echo").await.expect("open");
+            let (mut r, mut w) = tokio::io::split(&mut s);
+            let send = async {
+                w.write_all(&data).await.expect("write");
+                w.shutdown().await.expect("fin");
+            };
+            let mut got = Vec::new();
+            let recv = r.read_to_end(&mut got);
+            let (_, n) = tokio::join!(send, recv);
+            n.expect("read");
+            assert_eq!(Sha256::digest(&got), Sha256::digest(&data), "stream {i}");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_reader_blocks_only_its_own_stream() {
+    let window = 64 * 1024;
+    let ((a, _ai), (_b, mut bi)) = pair_with(4096, window);
+    // Stream 1: the receiver never reads.
+    let stalled = a.open("stalled").await.expect("open");
+    let _held = bi.accept().await.expect("accept stalled");
+    let writer = tokio::spawn(async move {
+        let _ = stalled.send(Bytes::from(vec![7u8; 10 * 1024 * 1024])).await;
+    });
+    // Stream 2: must move 4 MiB regardless.
+    let fast = a.open("fast").await.expect("open");
+    let rx = bi.accept().await.expect("accept fast");
+    let total = 4 * 1024 * 1024;
+    let send = async {
+        fast.send(Bytes::from(vec![1u8; total])).await.expect("send");
+        fast.finish().await.expect("fin");
+    };
+    let recv = async {
+        let mut n = 0;
+        while let Some(c) = rx.recv().await.expect("recv") {
+            n += c.len();
+        }
+        n
+    };
+    let ((), n) = tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(send, recv) })
+        .await
+        .expect("fast stream finished while the other is stalled");
+    assert_eq!(n, total);
+    assert!(!writer.is_finished(), "stalled stream cannot have sent 10 MiB");
+    writer.abort();
+}
+
+#[tokio::test]
+async fn dropping_a_stream_resets_it_at_the_peer() {
+    let ((a, _ai), (_b, mut bi)) = pair();
+    let s = a.open("x").await.expect("open");
+    let peer = bi.accept().await.expect("accept");
+    drop(s);
+    assert_eq!(
+        peer.recv().await,
+        Err(MuxError::Reset(ResetCode::Cancelled))
+    );
+}
+
+#[tokio::test]
+async fn explicit_reset_code_reaches_the_opener() {
+    let ((a, _ai), (_b, mut bi)) = pair();
+    let s = a.open("nowhere:1").await.expect("open");
+    let peer = bi.accept().await.expect("accept");
+    peer.reset(ResetCode::Refused);
+    assert_eq!(s.opened().await, Err(MuxError::Reset(ResetCode::Refused)));
+    let e: std::io::Error = MuxError::Reset(ResetCode::Refused).into();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+#[tokio::test]
+async fn opened_resolves_on_confirmation() {
+    let ((a, _ai), (_b, mut bi)) = pair();
+    let s = a.open("x").await.expect("open");
+    let peer = bi.accept().await.expect("accept");
+    peer.confirm_opened().await.expect("confirm");
+    s.opened().await.expect("opened");
+}
+
+#[tokio::test]
+async fn closing_a_session_resets_its_streams_and_refuses_opens() {
+    let ((a, _ai), (b, mut bi)) = pair();
+    let s = a.open("x").await.expect("open");
+    let peer = bi.accept().await.expect("accept");
+    b.close();
+    assert!(matches!(peer.recv().await, Err(MuxError::Closed(_))));
+    assert!(matches!(s.recv().await, Err(MuxError::Closed(CloseReason::PeerClosed))));
+    assert!(matches!(a.open("y").await, Err(MuxError::Closed(_))));
+    assert_eq!(a.closed().await, CloseReason::PeerClosed);
+}
+
+#[tokio::test]
+async fn stream_limit_refuses_with_busy() {
+    let (x, y) = tokio::io::duplex(64 * 1024);
+    let (a, _ai) = session_over(x, Config { heartbeat: None, ..Config::default() });
+    let (_b, mut bi) = session_over(
+        y,
+        Config {
+            heartbeat: None,
+            dialer: false,
+            max_streams: 1,
+            ..Config::default()
+        },
+    );
+    let _first = a.open("1").await.expect("open");
+    let _kept = bi.accept().await.expect("accept");
+    let second = a.open("2").await.expect("open");
+    assert_eq!(second.opened().await, Err(MuxError::Reset(ResetCode::Busy)));
+}
+
+/// A raw peer: frames written by hand, to break the rules on purpose.
+async fn raw_peer() -> (
+    (Session, Incoming),
+    FramedWrite<tokio::io::WriteHalf<DuplexStream>, FrameCodec>,
+    FramedRead<tokio::io::ReadHalf<DuplexStream>, FrameCodec>,
+) {
+    let (x, y) = tokio::io::duplex(64 * 1024);
+    let s = session_over(
+        x,
+        Config {
+            heartbeat: None,
+            dialer: false,
+            initial_window: 1000,
+            ..Config::default()
+        },
+    );
+    let (r, w) = tokio::io::split(y);
+    (s, FramedWrite::new(w, FrameCodec), FramedRead::new(r, FrameCodec))
+}
+
+#[tokio::test]
+async fn data_past_the_window_closes_the_link() {
+    let ((s, mut inc), mut w, _r) = raw_peer().await;
+    w.send(Frame::Open { stream_id: 2, target: "t".into() }).await.expect("send");
+    let _st = inc.accept().await.expect("accept");
+    w.send(Frame::Data { stream_id: 2, payload: Bytes::from(vec![0u8; 1001]) })
+        .await
+        .expect("send");
+    let reason = s.closed().await;
+    assert!(
+        matches!(&reason, CloseReason::Protocol(why) if why.contains("past a window")),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_frame_closes_the_link_with_a_reason() {
+    let (x, y) = tokio::io::duplex(1024);
+    let (s, _i) = session_over(x, Config { heartbeat: None, ..Config::default() });
+    let (_r, mut w) = tokio::io::split(y);
+    w.write_all(&[0xEE, 0, 0, 0, 0, 0, 0, 0, 0]).await.expect("write");
+    let reason = s.closed().await;
+    assert!(
+        matches!(&reason, CloseReason::Protocol(why) if why.contains("unknown frame type")),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_frame_header_closes_the_link() {
+    let (x, y) = tokio::io::duplex(1024);
+    let (s, _i) = session_over(x, Config { heartbeat: None, ..Config::default() });
+    let (_r, mut w) = tokio::io::split(y);
+    w.write_all(&[0x12, 0, 0, 0, 1, 0x7f, 0xff, 0xff, 0xff]).await.expect("write");
+    let reason = s.closed().await;
+    assert!(
+        matches!(&reason, CloseReason::Protocol(why) if why.contains("exceeds the maximum")),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_parity_open_is_a_protocol_error() {
+    let ((s, _inc), mut w, _r) = raw_peer().await;
+    // The raw peer is the dialer (even ids); an odd id is ours to use.
+    w.send(Frame::Open { stream_id: 3, target: "t".into() }).await.expect("send");
+    assert!(matches!(s.closed().await, CloseReason::Protocol(_)));
+}
+
+#[tokio::test]
+async fn pings_are_answered() {
+    let ((_s, _inc), mut w, mut r) = raw_peer().await;
+    w.send(Frame::Ping { nonce: 42 }).await.expect("send");
+    let f = r.next().await.expect("frame").expect("decoded");
+    assert_eq!(f, Frame::Pong { nonce: 42 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_dropped_after_three_heartbeats() {
+    let (x, _y) = tokio::io::duplex(1024); // `_y` stays open but never speaks
+    let (s, _i) = session_over(
+        x,
+        Config {
+            heartbeat: Some(Duration::from_secs(30)),
+            ..Config::default()
+        },
+    );
+    let start = tokio::time::Instant::now();
+    assert_eq!(s.closed().await, CloseReason::HeartbeatTimeout);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(90) && waited <= Duration::from_secs(120),
+        "dropped after {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_keep_an_idle_link_alive() {
+    let (x, y) = tokio::io::duplex(1024);
+    let cfg = |dialer| Config {
+        heartbeat: Some(Duration::from_secs(30)),
+        dialer,
+        ..Config::default()
+    };
+    let (a, _ai) = session_over(x, cfg(true));
+    let (b, _bi) = session_over(y, cfg(false));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(!a.is_closed() && !b.is_closed(), "idle link with heartbeats stays up");
+}
+
+#[tokio::test]
+async fn dropping_every_session_handle_closes_the_link() {
+    let ((a, _ai), (b, _bi)) = pair();
+    drop(a);
+    assert_eq!(b.closed().await, CloseReason::PeerClosed);
+}

@@ -1,0 +1,156 @@
+//! Burrow's wire protocol: the frames that travel over one tunnel link.
+//!
+//! This crate does no I/O. [`Frame::decode`] reads one frame from a buffer
+//! (returning `Ok(None)` when the buffer holds only part of one) and
+//! [`Frame::encode`] appends one to a buffer. Every length a peer controls is
+//! checked against a named maximum before anything is allocated.
+//!
+//! # Layout
+//! - [`Frame`]: the frame types (hello, open, data, window, fin, reset,
+//!   ping/pong, control) and their codec.
+//! - [`Hello`], [`HelloAck`], [`Reject`]: the versioned handshake.
+//! - [`ResetCode`], [`RejectCode`]: typed reasons a peer can act on.
+//!
+//! The normative description is `docs/protocol.md` at the repository root.
+
+#![forbid(unsafe_code)]
+
+use bytes::{Buf, BufMut, Bytes};
+
+#[cfg(feature = "codec")]
+mod codec;
+mod frame;
+mod hello;
+
+#[cfg(feature = "codec")]
+pub use codec::FrameCodec;
+
+pub use frame::{Frame, FrameType, ResetCode};
+pub use hello::{Hello, HelloAck, Reject, RejectCode, capabilities};
+
+/// Version of the frame protocol spoken by this build.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Size of the fixed frame header: type (1), stream id (4), payload length (4).
+pub const HEADER_LEN: usize = 9;
+
+/// Largest payload of any frame. A header announcing more closes the link.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Largest payload of one `Data` frame a sender produces.
+pub const MAX_DATA: usize = 32 * 1024;
+
+/// Largest target (`host:port`) in an `Open` frame.
+pub const MAX_TARGET_LEN: usize = 1024;
+
+/// Largest agent or key name (the Connection Agent seed's limit).
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Largest free-text field (software version, rejection message).
+pub const MAX_TEXT_LEN: usize = 1024;
+
+/// Most capability strings one hello may carry.
+pub const MAX_CAPABILITIES: usize = 64;
+
+/// Why a frame could not be decoded. Any of these closes the link it came on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The frame type byte is not one this version knows.
+    #[error("unknown frame type 0x{0:02x}")]
+    UnknownType(u8),
+    /// The header announces a payload larger than [`MAX_PAYLOAD`].
+    #[error("frame payload of {len} bytes exceeds the maximum of {max}")]
+    Oversized {
+        /// Announced length.
+        len: usize,
+        /// The limit it broke.
+        max: usize,
+    },
+    /// A field inside the payload is longer than its limit.
+    #[error("{field} of {len} bytes exceeds the maximum of {max}")]
+    FieldTooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its announced length.
+        len: usize,
+        /// Its limit.
+        max: usize,
+    },
+    /// The payload ended before a field was complete, or had bytes left over.
+    #[error("malformed {frame} frame: {why}")]
+    Malformed {
+        /// Frame type name.
+        frame: &'static str,
+        /// What was wrong.
+        why: &'static str,
+    },
+    /// A text field is not UTF-8.
+    #[error("{0} is not valid UTF-8")]
+    NotUtf8(&'static str),
+    /// A frame that must carry stream id 0 did not, or the reverse.
+    #[error("{frame} frame on stream {stream_id} is not allowed")]
+    BadStreamId {
+        /// Frame type name.
+        frame: &'static str,
+        /// The stream id it carried.
+        stream_id: u32,
+    },
+    /// A message (WebSocket message, or whole buffer) held a partial frame or
+    /// trailing bytes.
+    #[error("message holds {0} bytes that are not a whole frame")]
+    TrailingBytes(usize),
+}
+
+/// Reads a `u16`-length-prefixed UTF-8 string with a limit.
+pub(crate) fn get_str(
+    buf: &mut Bytes,
+    field: &'static str,
+    frame: &'static str,
+    max: usize,
+) -> Result<String, WireError> {
+    if buf.remaining() < 2 {
+        return Err(WireError::Malformed {
+            frame,
+            why: "truncated string length",
+        });
+    }
+    let len = usize::from(buf.get_u16());
+    if len > max {
+        return Err(WireError::FieldTooLong { field, len, max });
+    }
+    if buf.remaining() < len {
+        return Err(WireError::Malformed {
+            frame,
+            why: "truncated string",
+        });
+    }
+    let raw = buf.split_to(len);
+    String::from_utf8(raw.to_vec()).map_err(|_| WireError::NotUtf8(field))
+}
+
+/// Writes a `u16`-length-prefixed string. Callers keep strings under their
+/// limits, which are all below `u16::MAX`; longer input is cut at a char
+/// boundary rather than producing a frame the peer must reject.
+pub(crate) fn put_str(buf: &mut impl BufMut, s: &str, max: usize) {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let s = &s[..end];
+    // `end <= max <= MAX_TEXT_LEN`, far below u16::MAX.
+    buf.put_u16(u16::try_from(s.len()).unwrap_or(u16::MAX));
+    buf.put_slice(s.as_bytes());
+}
+
+/// Is `name` a valid agent or key name: 1–200 characters of ASCII letters,
+/// digits, `-` and `.`?
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests;
