@@ -1,1 +1,188 @@
-//! placeholder
+//! The Burrow gateway: the public end of the tunnel.
+//!
+//! Agents dial the tunnel endpoint (`/tunnel` or `/connect`, WebSocket) and
+//! keep links open; TCP forwards accept connections and carry each one as a
+//! stream over one of the named agent's live links.
+//!
+//! # Layout
+//! - [`Gateway`]: binds listeners ([`Gateway::bind`]), then serves until a
+//!   shutdown future resolves ([`Gateway::run`]), draining open streams.
+//! - `endpoint.rs`: the HTTP server on the tunnel port (upgrade, auth,
+//!   status page) and the per-link task.
+//! - `forward.rs`: TCP forwards (`LISTEN=AGENT:HOST:PORT`).
+//! - [`registry`]: live links by agent, round-robin link choice.
+
+#![forbid(unsafe_code)]
+
+mod endpoint;
+mod forward;
+pub mod registry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use burrow_transport::Secret;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+pub use forward::{ForwardSpec, ForwardSpecError};
+pub use registry::Registry;
+
+/// Gateway settings, validated by the binary before use.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Pre-shared key agents must present.
+    pub psk: Secret,
+    /// TCP forwards to serve.
+    pub forwards: Vec<ForwardSpec>,
+    /// Heartbeat interval on agent links; three silent intervals drop one.
+    pub heartbeat: Duration,
+    /// On shutdown, how long open streams may take to finish.
+    pub drain_timeout: Duration,
+    /// Most forwarded connections open at once; more are refused.
+    pub max_connections: usize,
+    /// Most live links one agent may hold.
+    pub max_links_per_agent: usize,
+}
+
+impl GatewayConfig {
+    /// Settings with the documented defaults and the given key.
+    pub fn new(psk: Secret) -> Self {
+        GatewayConfig {
+            psk,
+            forwards: Vec::new(),
+            heartbeat: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_links_per_agent: 16,
+        }
+    }
+}
+
+/// Errors starting a gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+pub(crate) struct State {
+    pub(crate) config: GatewayConfig,
+    pub(crate) registry: Registry,
+    /// Stops accept loops (first step of shutdown).
+    pub(crate) stop_accepting: CancellationToken,
+    /// Forwarded connections, waited for while draining.
+    pub(crate) streams: TaskTracker,
+    /// Link tasks.
+    pub(crate) links: TaskTracker,
+    pub(crate) conn_limit: Arc<Semaphore>,
+}
+
+/// A gateway with its listeners bound.
+pub struct Gateway {
+    state: Arc<State>,
+    tunnel: TcpListener,
+    forwards: Vec<(ForwardSpec, TcpListener)>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { addr, source })
+}
+
+impl Gateway {
+    /// Binds the tunnel endpoint and every forward. Port 0 picks a free port;
+    /// the chosen addresses are logged and returned by the accessors.
+    pub async fn bind(config: GatewayConfig, tunnel: SocketAddr) -> Result<Self, GatewayError> {
+        let tunnel = bind(tunnel).await?;
+        let mut forwards = Vec::new();
+        for spec in &config.forwards {
+            forwards.push((spec.clone(), bind(spec.listen).await?));
+        }
+        let state = Arc::new(State {
+            conn_limit: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            registry: Registry::default(),
+            stop_accepting: CancellationToken::new(),
+            streams: TaskTracker::new(),
+            links: TaskTracker::new(),
+        });
+        Ok(Gateway {
+            state,
+            tunnel,
+            forwards,
+        })
+    }
+
+    /// Where the tunnel endpoint listens.
+    pub fn tunnel_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tunnel.local_addr()
+    }
+
+    /// Where each forward listens, in configuration order.
+    pub fn forward_addrs(&self) -> Vec<SocketAddr> {
+        self.forwards
+            .iter()
+            .filter_map(|(_, l)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets open
+    /// streams finish for up to the drain timeout, and closes every link.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let Gateway {
+            state,
+            tunnel,
+            forwards,
+        } = self;
+        if let Ok(addr) = tunnel.local_addr() {
+            info!(%addr, paths = "/tunnel /connect", "tunnel endpoint listening (ws://, plain HTTP: put a TLS proxy in front on untrusted networks)");
+        }
+        let mut accept_loops = TaskTracker::new();
+        accept_loops.spawn(endpoint::serve(state.clone(), tunnel));
+        for (spec, listener) in forwards {
+            if let Ok(addr) = listener.local_addr() {
+                info!(listen = %addr, agent = %spec.agent, target = %spec.target, "forward listening");
+            }
+            accept_loops.spawn(forward::serve(state.clone(), spec, listener));
+        }
+        accept_loops.close();
+
+        shutdown.await;
+        let open = state.streams.len();
+        info!(
+            open_streams = open,
+            drain_seconds = state.config.drain_timeout.as_secs_f64(),
+            "shutting down: no new connections; draining open streams"
+        );
+        state.stop_accepting.cancel();
+        accept_loops.wait().await;
+        state.streams.close();
+        let drained = tokio::time::timeout(state.config.drain_timeout, state.streams.wait())
+            .await
+            .is_ok();
+        if !drained {
+            info!(
+                left = state.streams.len(),
+                "drain timeout reached; resetting remaining streams"
+            );
+        }
+        state.registry.close_all();
+        state.links.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.links.wait()).await;
+        accept_loops = TaskTracker::new();
+        drop(accept_loops);
+        info!("gateway stopped");
+    }
+}

@@ -60,7 +60,10 @@ pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
                 Ok(0) => return stream.finish().await.map_err(Broke::Stream),
                 Ok(n) => {
                     up_n += n as u64;
-                    stream.send(buf.split().freeze()).await.map_err(Broke::Stream)?;
+                    stream
+                        .send(buf.split().freeze())
+                        .await
+                        .map_err(Broke::Stream)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(Broke::Tcp(e)),
@@ -74,7 +77,13 @@ pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
         }
         socket2::SockRef::from(&tcp)
             .shutdown(std::net::Shutdown::Write)
-            .or_else(|e| if e.kind() == io::ErrorKind::NotConnected { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == io::ErrorKind::NotConnected {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(Broke::Tcp)
     };
     let result = tokio::try_join!(up, down);

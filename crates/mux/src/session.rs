@@ -298,7 +298,8 @@ fn on_frame(
     match frame {
         Frame::Data { stream_id, payload } => {
             if let Some(s) = find(stream_id) {
-                s.on_data(payload).or_else(|why| protocol(format!("stream {stream_id}: {why}")))?;
+                s.on_data(payload)
+                    .or_else(|why| protocol(format!("stream {stream_id}: {why}")))?;
             }
         }
         Frame::Window {
@@ -345,7 +346,11 @@ fn on_frame(
                 }
             };
             let Some(s) = stream else {
-                warn!(stream_id, limit = shared.config.max_streams, "refusing stream: at stream limit");
+                warn!(
+                    stream_id,
+                    limit = shared.config.max_streams,
+                    "refusing stream: at stream limit"
+                );
                 shared.push_control(Frame::Reset {
                     stream_id,
                     code: ResetCode::Busy,

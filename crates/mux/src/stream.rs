@@ -157,7 +157,11 @@ impl std::fmt::Debug for MuxStream {
 }
 
 impl MuxStream {
-    pub(crate) fn new(shared: Arc<StreamShared>, session: Arc<Shared>, target: Option<String>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<StreamShared>,
+        session: Arc<Shared>,
+        target: Option<String>,
+    ) -> Self {
         MuxStream {
             shared,
             session,
@@ -258,7 +262,11 @@ impl MuxStream {
         }
     }
 
-    fn poll_chunk(&self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Option<Bytes>, MuxError>> {
+    fn poll_chunk(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<Result<Option<Bytes>, MuxError>> {
         let mut st = self.shared.state();
         if let Some(code) = st.reset {
             return Poll::Ready(Err(self.err(code)));

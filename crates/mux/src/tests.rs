@@ -90,7 +90,9 @@ async fn many_concurrent_streams_keep_their_bytes_apart() {
     for i in 0..200u32 {
         let a = a.clone();
         tasks.push(tokio::spawn(async move {
-            let data: Vec<u8> = (0..50_000u32).map(|j| (i.wrapping_mul(31) ^ j) as u8).collect();
+            let data: Vec<u8> = (0..50_000u32)
+                .map(|j| (i.wrapping_mul(31) ^ j) as u8)
+                .collect();
             let mut s = a.open("echo").await.expect("open");
             let (mut r, mut w) = tokio::io::split(&mut s);
             let send = async {
@@ -124,7 +126,9 @@ async fn a_stalled_reader_blocks_only_its_own_stream() {
     let rx = bi.accept().await.expect("accept fast");
     let total = 4 * 1024 * 1024;
     let send = async {
-        fast.send(Bytes::from(vec![1u8; total])).await.expect("send");
+        fast.send(Bytes::from(vec![1u8; total]))
+            .await
+            .expect("send");
         fast.finish().await.expect("fin");
     };
     let recv = async {
@@ -138,7 +142,10 @@ async fn a_stalled_reader_blocks_only_its_own_stream() {
         .await
         .expect("fast stream finished while the other is stalled");
     assert_eq!(n, total);
-    assert!(!writer.is_finished(), "stalled stream cannot have sent 10 MiB");
+    assert!(
+        !writer.is_finished(),
+        "stalled stream cannot have sent 10 MiB"
+    );
     writer.abort();
 }
 
@@ -181,7 +188,10 @@ async fn closing_a_session_resets_its_streams_and_refuses_opens() {
     let peer = bi.accept().await.expect("accept");
     b.close();
     assert!(matches!(peer.recv().await, Err(MuxError::Closed(_))));
-    assert!(matches!(s.recv().await, Err(MuxError::Closed(CloseReason::PeerClosed))));
+    assert!(matches!(
+        s.recv().await,
+        Err(MuxError::Closed(CloseReason::PeerClosed))
+    ));
     assert!(matches!(a.open("y").await, Err(MuxError::Closed(_))));
     assert_eq!(a.closed().await, CloseReason::PeerClosed);
 }
@@ -189,7 +199,13 @@ async fn closing_a_session_resets_its_streams_and_refuses_opens() {
 #[tokio::test]
 async fn stream_limit_refuses_with_busy() {
     let (x, y) = tokio::io::duplex(64 * 1024);
-    let (a, _ai) = session_over(x, Config { heartbeat: None, ..Config::default() });
+    let (a, _ai) = session_over(
+        x,
+        Config {
+            heartbeat: None,
+            ..Config::default()
+        },
+    );
     let (_b, mut bi) = session_over(
         y,
         Config {
@@ -222,17 +238,29 @@ async fn raw_peer() -> (
         },
     );
     let (r, w) = tokio::io::split(y);
-    (s, FramedWrite::new(w, FrameCodec), FramedRead::new(r, FrameCodec))
+    (
+        s,
+        FramedWrite::new(w, FrameCodec),
+        FramedRead::new(r, FrameCodec),
+    )
 }
 
 #[tokio::test]
 async fn data_past_the_window_closes_the_link() {
     let ((s, mut inc), mut w, _r) = raw_peer().await;
-    w.send(Frame::Open { stream_id: 2, target: "t".into() }).await.expect("send");
+    w.send(Frame::Open {
+        stream_id: 2,
+        target: "t".into(),
+    })
+    .await
+    .expect("send");
     let _st = inc.accept().await.expect("accept");
-    w.send(Frame::Data { stream_id: 2, payload: Bytes::from(vec![0u8; 1001]) })
-        .await
-        .expect("send");
+    w.send(Frame::Data {
+        stream_id: 2,
+        payload: Bytes::from(vec![0u8; 1001]),
+    })
+    .await
+    .expect("send");
     let reason = s.closed().await;
     assert!(
         matches!(&reason, CloseReason::Protocol(why) if why.contains("past a window")),
@@ -243,9 +271,17 @@ async fn data_past_the_window_closes_the_link() {
 #[tokio::test]
 async fn malformed_frame_closes_the_link_with_a_reason() {
     let (x, y) = tokio::io::duplex(1024);
-    let (s, _i) = session_over(x, Config { heartbeat: None, ..Config::default() });
+    let (s, _i) = session_over(
+        x,
+        Config {
+            heartbeat: None,
+            ..Config::default()
+        },
+    );
     let (_r, mut w) = tokio::io::split(y);
-    w.write_all(&[0xEE, 0, 0, 0, 0, 0, 0, 0, 0]).await.expect("write");
+    w.write_all(&[0xEE, 0, 0, 0, 0, 0, 0, 0, 0])
+        .await
+        .expect("write");
     let reason = s.closed().await;
     assert!(
         matches!(&reason, CloseReason::Protocol(why) if why.contains("unknown frame type")),
@@ -256,9 +292,17 @@ async fn malformed_frame_closes_the_link_with_a_reason() {
 #[tokio::test]
 async fn oversized_frame_header_closes_the_link() {
     let (x, y) = tokio::io::duplex(1024);
-    let (s, _i) = session_over(x, Config { heartbeat: None, ..Config::default() });
+    let (s, _i) = session_over(
+        x,
+        Config {
+            heartbeat: None,
+            ..Config::default()
+        },
+    );
     let (_r, mut w) = tokio::io::split(y);
-    w.write_all(&[0x12, 0, 0, 0, 1, 0x7f, 0xff, 0xff, 0xff]).await.expect("write");
+    w.write_all(&[0x12, 0, 0, 0, 1, 0x7f, 0xff, 0xff, 0xff])
+        .await
+        .expect("write");
     let reason = s.closed().await;
     assert!(
         matches!(&reason, CloseReason::Protocol(why) if why.contains("exceeds the maximum")),
@@ -270,7 +314,12 @@ async fn oversized_frame_header_closes_the_link() {
 async fn wrong_parity_open_is_a_protocol_error() {
     let ((s, _inc), mut w, _r) = raw_peer().await;
     // The raw peer is the dialer (even ids); an odd id is ours to use.
-    w.send(Frame::Open { stream_id: 3, target: "t".into() }).await.expect("send");
+    w.send(Frame::Open {
+        stream_id: 3,
+        target: "t".into(),
+    })
+    .await
+    .expect("send");
     assert!(matches!(s.closed().await, CloseReason::Protocol(_)));
 }
 
@@ -312,7 +361,10 @@ async fn heartbeats_keep_an_idle_link_alive() {
     let (a, _ai) = session_over(x, cfg(true));
     let (b, _bi) = session_over(y, cfg(false));
     tokio::time::sleep(Duration::from_secs(600)).await;
-    assert!(!a.is_closed() && !b.is_closed(), "idle link with heartbeats stays up");
+    assert!(
+        !a.is_closed() && !b.is_closed(),
+        "idle link with heartbeats stays up"
+    );
 }
 
 #[tokio::test]

@@ -337,7 +337,9 @@ impl Frame {
             return Err(WireError::TrailingBytes(msg.len()));
         };
         if msg.len() != HEADER_LEN + len {
-            return Err(WireError::TrailingBytes(msg.len().abs_diff(HEADER_LEN + len)));
+            return Err(WireError::TrailingBytes(
+                msg.len().abs_diff(HEADER_LEN + len),
+            ));
         }
         msg.advance(HEADER_LEN);
         decode_payload(ty, stream_id, msg)

@@ -24,13 +24,18 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
                     capabilities,
                 })
             }),
-        (any::<u16>(), ".{0,50}", prop::collection::vec("[a-z]{1,9}", 0..5)).prop_map(
-            |(version, software_version, capabilities)| Frame::HelloAck(HelloAck {
-                version,
-                software_version,
-                capabilities,
-            })
-        ),
+        (
+            any::<u16>(),
+            ".{0,50}",
+            prop::collection::vec("[a-z]{1,9}", 0..5)
+        )
+            .prop_map(|(version, software_version, capabilities)| Frame::HelloAck(
+                HelloAck {
+                    version,
+                    software_version,
+                    capabilities,
+                }
+            )),
         (1u16..7, ".{0,100}").prop_map(|(c, message)| Frame::Reject(Reject {
             code: match c {
                 1 => RejectCode::VersionMismatch,
@@ -44,7 +49,8 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         })),
         (sid.clone(), "[a-z0-9.:-]{1,300}")
             .prop_map(|(stream_id, target)| Frame::Open { stream_id, target }),
-        sid.clone().prop_map(|stream_id| Frame::Opened { stream_id }),
+        sid.clone()
+            .prop_map(|stream_id| Frame::Opened { stream_id }),
         (sid.clone(), prop::collection::vec(any::<u8>(), 0..MAX_DATA)).prop_map(
             |(stream_id, p)| Frame::Data {
                 stream_id,
@@ -201,7 +207,10 @@ fn trailing_bytes_in_a_message_are_refused() {
     }
     .to_bytes()
     .to_vec();
-    assert!(Frame::decode_message(Bytes::from(w.clone())).is_err(), "zero increment");
+    assert!(
+        Frame::decode_message(Bytes::from(w.clone())).is_err(),
+        "zero increment"
+    );
     w.truncate(w.len() - 1);
     assert!(Frame::decode_message(Bytes::from(w)).is_err());
 }

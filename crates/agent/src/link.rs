@@ -1,0 +1,161 @@
+//! One link: dial, serve streams until it drops, wait, redial.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use burrow_mux::{ResetCode, Session, pump};
+use burrow_transport::handshake::{self, HandshakeError};
+use burrow_transport::{TransportError, ws};
+use burrow_wire::{Hello, PROTOCOL_VERSION, capabilities};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::{AgentState, Backoff};
+
+/// Longest the WebSocket dial and upgrade may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+}
+
+async fn dial(state: &AgentState) -> Result<burrow_transport::Link, DialError> {
+    let cfg = &state.config;
+    let mut link = ws::dial(&cfg.url, cfg.psk.expose(), DIAL_TIMEOUT).await?;
+    handshake::dial(
+        &mut link,
+        Hello {
+            version: PROTOCOL_VERSION,
+            agent_name: cfg.name.clone(),
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec![
+                capabilities::STREAMS.into(),
+                capabilities::OPENED_ACK.into(),
+            ],
+        },
+    )
+    .await?;
+    Ok(link)
+}
+
+pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
+    let cfg = &state.config;
+    let mut backoff = Backoff::new(cfg.reconnect_delay, cfg.max_reconnect_delay);
+    // The last failure logged: repeats of the same failure go to debug, so a
+    // gateway that is down for an hour costs one warning, not hundreds.
+    let mut last_failure: Option<String> = None;
+    let mut failures = 0u32;
+    loop {
+        if state.stopping.is_cancelled() {
+            return;
+        }
+        match dial(&state).await {
+            Ok(link) => {
+                info!(link = idx, gateway = %cfg.url.url, after_failures = failures, "link up");
+                last_failure = None;
+                failures = 0;
+                let up_at = Instant::now();
+                let reason = serve(&state, link).await;
+                if state.stopping.is_cancelled() {
+                    return;
+                }
+                warn!(link = idx, reason = %reason, "link down; reconnecting");
+                if up_at.elapsed() >= cfg.stable_after {
+                    backoff.reset();
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                let msg = e.to_string();
+                if last_failure.as_deref() != Some(msg.as_str()) {
+                    warn!(link = idx, error = %msg, "cannot reach gateway; retrying with backoff");
+                    last_failure = Some(msg);
+                } else {
+                    debug!(link = idx, error = %msg, failures, "still cannot reach gateway");
+                }
+            }
+        }
+        let delay = backoff.next_delay(&mut rand::rng());
+        debug!(
+            link = idx,
+            delay_ms = delay.as_millis() as u64,
+            "waiting before redial"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = state.stopping.cancelled() => return,
+        }
+    }
+}
+
+/// Serves streams on one link until it closes; returns why it closed.
+async fn serve(state: &Arc<AgentState>, link: burrow_transport::Link) -> String {
+    let config = burrow_mux::Config {
+        dialer: true,
+        heartbeat: Some(state.config.heartbeat),
+        ..burrow_mux::Config::default()
+    };
+    let (session, mut incoming) = Session::new(link.reader, link.writer, config);
+    loop {
+        tokio::select! {
+            s = incoming.accept() => match s {
+                Some(stream) => {
+                    if state.stopping.is_cancelled() {
+                        stream.reset(ResetCode::Busy);
+                        continue;
+                    }
+                    let target = stream.target().unwrap_or_default().to_owned();
+                    let span = info_span!("stream", id = stream.id(), %target);
+                    state.streams.spawn(connect_target(state.clone(), stream, target).instrument(span));
+                }
+                None => break,
+            },
+            _ = state.close_links.cancelled() => {
+                session.close();
+                break;
+            }
+        }
+    }
+    session.closed().await.to_string()
+}
+
+async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, target: String) {
+    if !state.config.allow.allows(&target) {
+        warn!("refused stream: target is not in this agent's allow-list (--allow)");
+        stream.reset(ResetCode::NotAllowed);
+        return;
+    }
+    let tcp = match tokio::time::timeout(state.config.connect_timeout, TcpStream::connect(&target))
+        .await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            let code = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                ResetCode::Refused
+            } else {
+                ResetCode::Unreachable
+            };
+            warn!(error = %e, "cannot connect target");
+            stream.reset(code);
+            return;
+        }
+        Err(_) => {
+            warn!(
+                timeout_s = state.config.connect_timeout.as_secs(),
+                "timed out connecting target"
+            );
+            stream.reset(ResetCode::Unreachable);
+            return;
+        }
+    };
+    if stream.confirm_opened().await.is_err() {
+        return;
+    }
+    let out = pump(stream, tcp).await;
+    debug!(up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "stream closed");
+}

@@ -1,0 +1,142 @@
+//! Which agents have live links, and which link a new stream goes on.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use burrow_mux::Session;
+
+/// One live link of an agent.
+#[derive(Clone)]
+pub struct LinkInfo {
+    /// Link id, unique within this gateway process.
+    pub id: u64,
+    /// The mux session on the link.
+    pub session: Session,
+    /// Agent's address as seen by the gateway.
+    pub peer: Option<SocketAddr>,
+    /// Agent's software version from its hello.
+    pub version: String,
+    /// When the link came up.
+    pub since: SystemTime,
+}
+
+#[derive(Default)]
+struct Agent {
+    links: Vec<LinkInfo>,
+    next: usize,
+}
+
+/// Live links by agent name.
+#[derive(Default)]
+pub struct Registry {
+    agents: Mutex<HashMap<String, Agent>>,
+    next_id: Mutex<u64>,
+}
+
+/// A snapshot of one agent for status output.
+#[derive(Debug, Clone)]
+pub struct AgentStatus {
+    /// Agent name.
+    pub name: String,
+    /// Live links.
+    pub links: usize,
+    /// Software version of its newest link.
+    pub version: String,
+}
+
+impl Registry {
+    fn agents(&self) -> std::sync::MutexGuard<'_, HashMap<String, Agent>> {
+        // The map is consistent at every unlock; a panic elsewhere cannot
+        // leave it half-written.
+        self.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a link; returns its id and the agent's link count.
+    pub fn add(
+        &self,
+        agent: &str,
+        session: Session,
+        peer: Option<SocketAddr>,
+        version: String,
+    ) -> (u64, usize) {
+        let id = {
+            let mut n = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            *n
+        };
+        let mut agents = self.agents();
+        let a = agents.entry(agent.to_owned()).or_default();
+        a.links.push(LinkInfo {
+            id,
+            session,
+            peer,
+            version,
+            since: SystemTime::now(),
+        });
+        (id, a.links.len())
+    }
+
+    /// Removes a link; returns the agent's remaining link count.
+    pub fn remove(&self, agent: &str, id: u64) -> usize {
+        let mut agents = self.agents();
+        let Some(a) = agents.get_mut(agent) else {
+            return 0;
+        };
+        a.links.retain(|l| l.id != id);
+        let left = a.links.len();
+        if left == 0 {
+            agents.remove(agent);
+        }
+        left
+    }
+
+    /// Number of live links an agent has.
+    pub fn link_count(&self, agent: &str) -> usize {
+        self.agents().get(agent).map_or(0, |a| a.links.len())
+    }
+
+    /// Picks the agent's next live link, round robin.
+    pub fn pick(&self, agent: &str) -> Option<Session> {
+        let mut agents = self.agents();
+        let a = agents.get_mut(agent)?;
+        let n = a.links.len();
+        for _ in 0..n {
+            let i = a.next % n;
+            a.next = a.next.wrapping_add(1);
+            if !a.links[i].session.is_closed() {
+                return Some(a.links[i].session.clone());
+            }
+        }
+        None
+    }
+
+    /// Every agent with at least one live link.
+    pub fn status(&self) -> Vec<AgentStatus> {
+        let mut v: Vec<_> = self
+            .agents()
+            .iter()
+            .map(|(name, a)| AgentStatus {
+                name: name.clone(),
+                links: a.links.len(),
+                version: a
+                    .links
+                    .last()
+                    .map(|l| l.version.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Closes every link (shutdown).
+    pub fn close_all(&self) {
+        for a in self.agents().values() {
+            for l in &a.links {
+                l.session.close();
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Carriers for tunnel links, and the hello handshake that starts each link.
+//!
+//! A carrier turns a connection into a [`Link`]: a stream of incoming
+//! [`Frame`]s and a sink of outgoing ones. The mux runs on a `Link` and does
+//! not know which carrier made it.
+//!
+//! # Layout
+//! - [`ws`]: WebSocket (binary messages, one frame per message), client dial
+//!   and server side after an HTTP upgrade.
+//! - [`handshake`]: the versioned hello exchange, with a timeout on every read.
+//! - [`TunnelUrl`]: the `ws://` URL an agent dials.
+//! - [`Secret`]: credentials that never print.
+
+#![forbid(unsafe_code)]
+
+pub mod handshake;
+mod secret;
+pub mod ws;
+
+pub use secret::{MIN_PSK_LEN, Secret, SecretError};
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use burrow_wire::Frame;
+use futures_util::{Sink, Stream};
+
+/// Incoming frames of a link. Cancel-safe in `next()`.
+pub type FrameReader = Pin<Box<dyn Stream<Item = io::Result<Frame>> + Send>>;
+/// Outgoing frames of a link.
+pub type FrameWriter = Pin<Box<dyn Sink<Frame, Error = io::Error> + Send>>;
+
+/// One carrier connection, ready for the handshake and then the mux.
+pub struct Link {
+    /// Frames from the peer.
+    pub reader: FrameReader,
+    /// Frames to the peer.
+    pub writer: FrameWriter,
+    /// The peer's address, where known.
+    pub peer: Option<SocketAddr>,
+}
+
+/// Errors opening a link.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The URL cannot be dialed.
+    #[error("invalid tunnel URL {url:?}: {why}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// TCP connect failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// Where.
+        addr: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The gateway refused the credentials (HTTP 401/403).
+    #[error("gateway refused the credentials (HTTP {status}): check the pre-shared key")]
+    Unauthorized {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The gateway answered the upgrade with another HTTP status.
+    #[error(
+        "gateway answered HTTP {status} instead of upgrading to WebSocket; is {url} a Burrow tunnel endpoint?"
+    )]
+    HttpStatus {
+        /// The status.
+        status: u16,
+        /// The URL dialed.
+        url: String,
+    },
+    /// The WebSocket handshake failed otherwise.
+    #[error("websocket handshake failed: {0}")]
+    WebSocket(String),
+    /// The connect did not finish in time.
+    #[error("timed out connecting to {0}")]
+    Timeout(String),
+}
+
+/// A parsed tunnel URL (`ws://host:port/path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelUrl {
+    /// The URL as given.
+    pub url: String,
+    /// `host:port` to dial.
+    pub authority: String,
+    /// Host alone, for the `Host` header and (later) SNI.
+    pub host: String,
+}
+
+impl TunnelUrl {
+    /// Parses and checks a tunnel URL.
+    pub fn parse(url: &str) -> Result<Self, TransportError> {
+        let bad = |why: &str| TransportError::BadUrl {
+            url: url.to_owned(),
+            why: why.to_owned(),
+        };
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        let default_port = match uri.scheme_str() {
+            Some("ws") => 80,
+            Some("wss") => {
+                return Err(bad(
+                    "wss:// (TLS) is not supported by this build yet; use ws:// behind a TLS proxy",
+                ));
+            }
+            Some(other) => return Err(bad(&format!("unsupported scheme {other}://, use ws://"))),
+            None => return Err(bad("missing scheme, use ws://host:port/tunnel")),
+        };
+        let host = uri.host().ok_or_else(|| bad("missing host"))?;
+        let port = uri.port_u16().unwrap_or(default_port);
+        let authority = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(TunnelUrl {
+            url: url.to_owned(),
+            authority,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_default_ports() {
+        let u = TunnelUrl::parse("ws://gw.example.com/tunnel").expect("parses");
+        assert_eq!(u.authority, "gw.example.com:80");
+        let u = TunnelUrl::parse("ws://127.0.0.1:17200/connect").expect("parses");
+        assert_eq!(u.authority, "127.0.0.1:17200");
+        let u = TunnelUrl::parse("ws://[::1]:17200/tunnel").expect("parses");
+        assert_eq!(u.authority, "[::1]:17200");
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        for (url, why) in [
+            ("http://x/tunnel", "unsupported scheme"),
+            ("gw:17200", "scheme"),
+            ("wss://gw/tunnel", "not supported by this build"),
+        ] {
+            let e = TunnelUrl::parse(url).expect_err(url).to_string();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+    }
+}

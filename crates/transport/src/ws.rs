@@ -1,0 +1,129 @@
+//! WebSocket carrier: one frame per binary message.
+
+use std::io;
+use std::time::Duration;
+
+use burrow_wire::{Frame, HEADER_LEN, MAX_PAYLOAD};
+use futures_util::{SinkExt, StreamExt, future};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::{Link, TransportError, TunnelUrl};
+
+/// Paths the gateway serves the tunnel endpoint on.
+pub const TUNNEL_PATHS: [&str; 2] = ["/tunnel", "/connect"];
+
+/// WebSocket limits: a message holds one frame, so nothing larger than the
+/// largest frame is ever buffered.
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(HEADER_LEN + MAX_PAYLOAD))
+        .max_frame_size(Some(HEADER_LEN + MAX_PAYLOAD))
+        .write_buffer_size(64 * 1024)
+        .read_buffer_size(64 * 1024)
+}
+
+fn to_io(e: tungstenite::Error) -> io::Error {
+    match e {
+        tungstenite::Error::Io(e) => e,
+        tungstenite::Error::Capacity(c) => io::Error::new(io::ErrorKind::InvalidData, c),
+        tungstenite::Error::Protocol(p) => io::Error::new(io::ErrorKind::InvalidData, p),
+        other => io::Error::other(other),
+    }
+}
+
+/// Wraps an established WebSocket into a [`Link`].
+pub fn link<S>(ws: WebSocketStream<S>, peer: Option<std::net::SocketAddr>) -> Link
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let reader = stream.filter_map(|msg| {
+        future::ready(match msg {
+            Ok(Message::Binary(b)) => Some(
+                Frame::decode_message(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            ),
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
+            Ok(Message::Close(_)) => None,
+            Ok(Message::Text(_)) => Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "text message on a tunnel link",
+            ))),
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => None,
+            Err(e) => Some(Err(to_io(e))),
+        })
+    });
+    let writer = sink
+        .sink_map_err(to_io)
+        .with(|f: Frame| future::ready(Ok::<_, io::Error>(Message::Binary(f.to_bytes()))));
+    Link {
+        reader: Box::pin(reader),
+        writer: Box::pin(writer),
+        peer,
+    }
+}
+
+/// Server side: wraps a connection the HTTP server has already upgraded.
+pub async fn accept_upgraded<S>(io: S, peer: Option<std::net::SocketAddr>) -> Link
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
+    link(ws, peer)
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
+pub fn accept_key(key: &[u8]) -> String {
+    tungstenite::handshake::derive_accept_key(key)
+}
+
+/// Client side: dials `url`, upgrades with `Authorization: Bearer <token>`.
+pub async fn dial(url: &TunnelUrl, token: &str, timeout: Duration) -> Result<Link, TransportError> {
+    tokio::time::timeout(timeout, dial_inner(url, token))
+        .await
+        .map_err(|_| TransportError::Timeout(url.authority.clone()))?
+}
+
+async fn dial_inner(url: &TunnelUrl, token: &str) -> Result<Link, TransportError> {
+    let tcp =
+        TcpStream::connect(&url.authority)
+            .await
+            .map_err(|source| TransportError::Connect {
+                addr: url.authority.clone(),
+                source,
+            })?;
+    let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr().ok();
+    let mut request = url
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| TransportError::WebSocket(e.to_string()))?;
+    let auth = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        TransportError::WebSocket("credential contains characters not allowed in a header".into())
+    })?;
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, auth);
+    let (ws, _resp) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config()))
+        .await
+        .map_err(|e| match e {
+            tungstenite::Error::Http(resp) => {
+                let status = resp.status().as_u16();
+                if status == 401 || status == 403 {
+                    TransportError::Unauthorized { status }
+                } else {
+                    TransportError::HttpStatus {
+                        status,
+                        url: url.url.clone(),
+                    }
+                }
+            }
+            other => TransportError::WebSocket(other.to_string()),
+        })?;
+    Ok(link(ws, peer))
+}
