@@ -110,7 +110,7 @@ async fn serve(state: &Arc<AgentState>, link: burrow_transport::Link) -> String 
                         continue;
                     }
                     let target = stream.target().unwrap_or_default().to_owned();
-                    let span = info_span!("stream", id = stream.id(), %target);
+                    let span = info_span!("stream", id = stream.id(), dest = %target);
                     state.streams.spawn(connect_target(state.clone(), stream, target).instrument(span));
                 }
                 None => break,

@@ -1,1 +1,364 @@
-//! placeholder
+//! Helpers for end-to-end tests that run real `burrow` processes on
+//! loopback: spawn with JSON logs, wait for a log line (the ready signal, no
+//! sleeps), and small in-process target servers.
+//!
+//! # Layout
+//! - [`Proc`]: a child process whose JSON log lines can be awaited.
+//! - [`Tunnel`]: a gateway and an agent wired together with forwards.
+//! - [`servers`]: echo, hashing sink/source, and never-reading targets.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)] // test support: a panic is a test failure
+
+pub mod servers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// Longest any single wait in a test may take before it counts as a hang.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A running child process with its stderr parsed as JSON log lines.
+pub struct Proc {
+    /// Label for messages.
+    pub name: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+    raw: Arc<Mutex<Vec<String>>>,
+    seen: watch::Receiver<usize>,
+    exited: watch::Receiver<bool>,
+}
+
+/// A fresh pre-shared key for one test (never a fixed secret).
+pub fn random_psk() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..40)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
+}
+
+impl Proc {
+    /// Starts `bin args…` with a clean environment plus `env`, logging JSON.
+    pub fn spawn(name: &str, bin: &PathBuf, args: &[String], env: &[(&str, &str)]) -> Result<Proc> {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env_clear()
+            .env("BURROW_LOG_FORMAT", "json")
+            .env("BURROW_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // Debugging aid: E2E_LOG overrides every process's log filter.
+        if let Ok(filter) = std::env::var("E2E_LOG") {
+            cmd.env("BURROW_LOG", filter);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let (tx, seen) = watch::channel(0usize);
+        let (exit_tx, exited) = watch::channel(false);
+        let (l2, r2, label) = (lines.clone(), raw.clone(), name.to_owned());
+        tokio::spawn(async move {
+            let mut rd = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = rd.next_line().await {
+                if std::env::var_os("E2E_ECHO").is_some() {
+                    eprintln!("[{label}] {line}");
+                }
+                r2.lock().unwrap().push(line.clone());
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let mut g = l2.lock().unwrap();
+                    g.push(v);
+                    let n = g.len();
+                    drop(g);
+                    let _ = tx.send(n);
+                }
+            }
+            let _ = exit_tx.send(true);
+        });
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+            lines,
+            raw,
+            seen,
+            exited,
+        })
+    }
+
+    /// Waits for a log line whose message contains `msg` and that `pred`
+    /// accepts, counting only lines after the first `skip`.
+    pub async fn wait_log_after(
+        &mut self,
+        skip: usize,
+        msg: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(v) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(skip)
+                .find(|v| v["message"].as_str().is_some_and(|m| m.contains(msg)) && pred(v))
+            {
+                return Ok(v.clone());
+            }
+            if *self.exited.borrow() && self.lines.lock().unwrap().len() <= skip {
+                bail!(
+                    "{} exited before logging {msg:?}:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            match tokio::time::timeout_at(deadline, self.seen.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    // Reader gone: one last look, then fail.
+                    if let Some(v) =
+                        self.lines.lock().unwrap().iter().skip(skip).find(|v| {
+                            v["message"].as_str().is_some_and(|m| m.contains(msg)) && pred(v)
+                        })
+                    {
+                        return Ok(v.clone());
+                    }
+                    bail!(
+                        "{} exited before logging {msg:?}:\n{}",
+                        self.name,
+                        self.output()
+                    );
+                }
+                Err(_) => bail!(
+                    "{} did not log {msg:?} within {WAIT:?}:\n{}",
+                    self.name,
+                    self.output()
+                ),
+            }
+        }
+    }
+
+    /// Waits for a log line whose message contains `msg`.
+    pub async fn wait_log(&mut self, msg: &str) -> Result<Value> {
+        self.wait_log_after(0, msg, |_| true).await
+    }
+
+    /// Number of JSON log lines so far (a mark for [`Proc::wait_log_after`]).
+    pub fn mark(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// Log lines whose message contains `msg`.
+    pub fn count_logs(&self, msg: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(msg)))
+            .count()
+    }
+
+    /// Everything the process wrote to stderr, for failure messages.
+    pub fn output(&self) -> String {
+        self.raw.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGKILL and reaps.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Sends SIGTERM (graceful shutdown).
+    pub fn term(&self) -> Result<()> {
+        let pid = self.child.id().context("already exited")?;
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?
+            .success();
+        if !ok {
+            bail!("kill -TERM {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits for exit, bounded; returns the exit code.
+    pub async fn wait_exit(&mut self) -> Result<Option<i32>> {
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .map_err(|_| anyhow!("{} did not exit within {WAIT:?}", self.name))??;
+        // Let the reader drain the last lines.
+        let mut exited = self.exited.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), exited.wait_for(|e| *e)).await;
+        Ok(status.code())
+    }
+}
+
+/// Reads an address field from a log line.
+pub fn addr_field(v: &Value, field: &str) -> Result<SocketAddr> {
+    v[field]
+        .as_str()
+        .with_context(|| format!("no {field} in {v}"))?
+        .parse()
+        .with_context(|| format!("bad {field} in {v}"))
+}
+
+/// A gateway and one agent, connected, with forwards.
+pub struct Tunnel {
+    /// Path of the `burrow` binary.
+    pub bin: PathBuf,
+    /// The gateway process.
+    pub gateway: Proc,
+    /// The agent process.
+    pub agent: Proc,
+    /// Where the tunnel endpoint listens.
+    pub tunnel_addr: SocketAddr,
+    /// Where each forward listens, in the order given.
+    pub forwards: Vec<SocketAddr>,
+    /// The key both sides use.
+    pub psk: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// The agent's arguments, for restarts.
+    pub agent_args: Vec<String>,
+    /// The gateway's arguments, for restarts (ports pinned to the first run's).
+    pub gateway_args: Vec<String>,
+}
+
+/// Options for [`Tunnel::start`].
+#[derive(Clone)]
+pub struct TunnelOpts {
+    /// Links the agent keeps.
+    pub links: usize,
+    /// Extra agent flags.
+    pub agent_extra: Vec<String>,
+    /// Extra gateway flags.
+    pub gateway_extra: Vec<String>,
+    /// Agent log filter.
+    pub agent_log: String,
+}
+
+impl Default for TunnelOpts {
+    fn default() -> Self {
+        TunnelOpts {
+            links: 2,
+            agent_extra: Vec::new(),
+            gateway_extra: Vec::new(),
+            agent_log: "info".into(),
+        }
+    }
+}
+
+impl Tunnel {
+    /// Starts a gateway forwarding one port per target, and an agent
+    /// allowed to reach exactly those targets; waits until every link is up.
+    pub async fn start(bin: PathBuf, targets: &[SocketAddr], opts: TunnelOpts) -> Result<Tunnel> {
+        let psk = random_psk();
+        let agent_name = "e2e-agent".to_string();
+        let mut gw_args = vec!["gateway".into(), "--listen".into(), "127.0.0.1:0".into()];
+        for t in targets {
+            gw_args.push("--forward".into());
+            gw_args.push(format!("127.0.0.1:0={agent_name}:{t}"));
+        }
+        gw_args.extend(opts.gateway_extra.iter().cloned());
+        let mut gateway = Proc::spawn("gateway", &bin, &gw_args, &[("BURROW_PSK", &psk)])?;
+        let tunnel_addr = addr_field(
+            &gateway.wait_log("tunnel endpoint listening").await?,
+            "addr",
+        )?;
+        let mut forwards = Vec::new();
+        for t in targets {
+            let t = t.to_string();
+            let v = gateway
+                .wait_log_after(0, "forward listening", |v| v["dest"] == t.as_str())
+                .await?;
+            forwards.push(addr_field(&v, "listen")?);
+        }
+        // Pin the ports so a restarted gateway comes back on the same ones.
+        let mut pinned = vec!["gateway".into(), "--listen".into(), tunnel_addr.to_string()];
+        for (t, f) in targets.iter().zip(&forwards) {
+            pinned.push("--forward".into());
+            pinned.push(format!("{f}={agent_name}:{t}"));
+        }
+        pinned.extend(opts.gateway_extra.iter().cloned());
+        let mut agent_args = vec![
+            "run".into(),
+            "--connect-url".into(),
+            format!("ws://{tunnel_addr}/tunnel"),
+            "--agent-name".into(),
+            agent_name.clone(),
+            "--links".into(),
+            opts.links.to_string(),
+        ];
+        for t in targets {
+            agent_args.push("--allow".into());
+            agent_args.push(t.to_string());
+        }
+        agent_args.extend(opts.agent_extra.iter().cloned());
+        let agent = Proc::spawn(
+            "agent",
+            &bin,
+            &agent_args,
+            &[("BURROW_PSK", &psk), ("BURROW_LOG", &opts.agent_log)],
+        )?;
+        let mut t = Tunnel {
+            bin,
+            gateway,
+            agent,
+            tunnel_addr,
+            forwards,
+            psk,
+            agent_name,
+            agent_args,
+            gateway_args: pinned,
+        };
+        t.wait_links(0, opts.links).await?;
+        Ok(t)
+    }
+
+    /// Waits until the gateway has logged `n` link-ups after `mark`.
+    pub async fn wait_links(&mut self, mark: usize, n: usize) -> Result<()> {
+        let want = n as u64;
+        self.gateway
+            .wait_log_after(mark, "agent link up", |v| v["links"].as_u64() == Some(want))
+            .await?;
+        Ok(())
+    }
+
+    /// Starts the agent again after it was killed.
+    pub fn restart_agent(&mut self, log: &str) -> Result<()> {
+        self.agent = Proc::spawn(
+            "agent",
+            &self.bin,
+            &self.agent_args,
+            &[("BURROW_PSK", &self.psk), ("BURROW_LOG", log)],
+        )?;
+        Ok(())
+    }
+
+    /// Starts the gateway again on the same ports.
+    pub async fn restart_gateway(&mut self) -> Result<()> {
+        self.gateway = Proc::spawn(
+            "gateway",
+            &self.bin,
+            &self.gateway_args,
+            &[("BURROW_PSK", &self.psk)],
+        )?;
+        self.gateway.wait_log("tunnel endpoint listening").await?;
+        Ok(())
+    }
+}

@@ -139,14 +139,14 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
         };
         if state.registry.link_count(&spec.agent) == 0 {
             if warn_limit.allow() {
-                warn!(%client, agent = %spec.agent, target = %spec.target, "refusing connection: agent has no live link");
+                warn!(%client, agent = %spec.agent, dest = %spec.target, "refusing connection: agent has no live link");
             }
             refuse(tcp);
             continue;
         }
         let spec = spec.clone();
         let state2 = state.clone();
-        let span = info_span!("stream", agent = %spec.agent, target = %spec.target, %client);
+        let span = info_span!("stream", agent = %spec.agent, dest = %spec.target, %client);
         state.streams.spawn(
             async move {
                 let _permit = permit;

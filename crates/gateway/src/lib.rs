@@ -95,8 +95,25 @@ pub struct Gateway {
     forwards: Vec<(ForwardSpec, TcpListener)>,
 }
 
+/// Accept queue depth: bursts of new connections (a CI fleet starting, a
+/// load test) queue in the kernel instead of being dropped.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds with `SO_REUSEADDR` (a restarted gateway gets its port back at
+/// once) and a deep accept queue.
+pub async fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
-    TcpListener::bind(addr)
+    listen(addr)
         .await
         .map_err(|source| GatewayError::Bind { addr, source })
 }
@@ -149,25 +166,25 @@ impl Gateway {
         if let Ok(addr) = tunnel.local_addr() {
             info!(%addr, paths = "/tunnel /connect", "tunnel endpoint listening (ws://, plain HTTP: put a TLS proxy in front on untrusted networks)");
         }
-        let mut accept_loops = TaskTracker::new();
+        let accept_loops = TaskTracker::new();
         accept_loops.spawn(endpoint::serve(state.clone(), tunnel));
         for (spec, listener) in forwards {
             if let Ok(addr) = listener.local_addr() {
-                info!(listen = %addr, agent = %spec.agent, target = %spec.target, "forward listening");
+                info!(listen = %addr, agent = %spec.agent, dest = %spec.target, "forward listening");
             }
             accept_loops.spawn(forward::serve(state.clone(), spec, listener));
         }
         accept_loops.close();
 
         shutdown.await;
-        let open = state.streams.len();
-        info!(
-            open_streams = open,
-            drain_seconds = state.config.drain_timeout.as_secs_f64(),
-            "shutting down: no new connections; draining open streams"
-        );
+        // Stop accepting first: once the log line says so, it is true.
         state.stop_accepting.cancel();
         accept_loops.wait().await;
+        info!(
+            open_streams = state.streams.len(),
+            drain_seconds = state.config.drain_timeout.as_secs_f64(),
+            "shutting down: listeners closed; draining open streams"
+        );
         state.streams.close();
         let drained = tokio::time::timeout(state.config.drain_timeout, state.streams.wait())
             .await
@@ -181,8 +198,6 @@ impl Gateway {
         state.registry.close_all();
         state.links.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.links.wait()).await;
-        accept_loops = TaskTracker::new();
-        drop(accept_loops);
         info!("gateway stopped");
     }
 }

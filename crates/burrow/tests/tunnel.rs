@@ -1,0 +1,516 @@
+//! End to end: real `burrow gateway` and `burrow run` processes on
+//! loopback, ports chosen by the kernel, readiness read from their logs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use burrow_e2e::servers::{self, hashing_peer, send_and_hash};
+use burrow_e2e::{Proc, Tunnel, TunnelOpts, WAIT, random_psk};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
+}
+
+async fn echo_roundtrip(addr: std::net::SocketAddr, msg: &[u8]) -> Result<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(msg).await?;
+    s.shutdown().await?;
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut got)).await??;
+    Ok(got)
+}
+
+#[tokio::test]
+async fn hundred_megabytes_each_way_through_one_stream() -> Result<()> {
+    const N: u64 = 100 * 1000 * 1000;
+    let (target, mut reports) = hashing_peer(N, 0xB0B).await;
+    let t = Tunnel::start(bin(), &[target], TunnelOpts::default()).await?;
+    let client = TcpStream::connect(t.forwards[0]).await?;
+    let mine =
+        tokio::time::timeout(Duration::from_secs(300), send_and_hash(client, N, 0xA11CE)).await??;
+    let theirs = tokio::time::timeout(WAIT, reports.recv()).await?.unwrap();
+    assert_eq!(mine.received_len, N, "client received all bytes");
+    assert_eq!(theirs.received_len, N, "target received all bytes");
+    assert_eq!(mine.received, theirs.sent, "target -> client bytes intact");
+    assert_eq!(theirs.received, mine.sent, "client -> target bytes intact");
+    assert_eq!(mine.sent, servers::pattern_hash(N, 0xA11CE));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_streams_through_one_agent() -> Result<()> {
+    let echo = servers::echo().await;
+    let t = Tunnel::start(bin(), &[echo], TunnelOpts::default()).await?;
+    let fwd = t.forwards[0];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000u64 {
+        tasks.spawn(async move {
+            let mut s = TcpStream::connect(fwd).await?;
+            let mut data = vec![0u8; 16 * 1024 + (i as usize * 37) % 4096];
+            servers::Pattern::new(i + 1).fill(&mut data);
+            let (mut r, mut w) = s.split();
+            let send = async {
+                w.write_all(&data).await?;
+                w.shutdown().await
+            };
+            let mut got = Vec::new();
+            let (a, b) = tokio::join!(send, r.read_to_end(&mut got));
+            a?;
+            b?;
+            anyhow::ensure!(got == data, "stream {i}: echoed bytes differ");
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    let mut ok = 0;
+    let all = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(r) = tasks.join_next().await {
+            r??;
+            ok += 1;
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    all.await??;
+    assert_eq!(ok, 1000);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_target_that_never_reads_does_not_slow_the_others() -> Result<()> {
+    const N: u64 = 20 * 1000 * 1000;
+    let stuck = servers::never_reads().await;
+    let (target, mut reports) = hashing_peer(N, 5).await;
+    let t = Tunnel::start(bin(), &[stuck, target], TunnelOpts::default()).await?;
+    // Fill the stuck stream: its writes stall once windows and socket
+    // buffers are full, and must stay stalled.
+    let stuck_fwd = t.forwards[0];
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
+    let stuck_writer = tokio::spawn(async move {
+        let mut s = TcpStream::connect(stuck_fwd).await?;
+        let buf = vec![1u8; 64 * 1024];
+        let mut n = 0u64;
+        loop {
+            s.write_all(&buf).await?;
+            n += buf.len() as u64;
+            let _ = progress_tx.send(n);
+        }
+        #[allow(unreachable_code)]
+        Ok::<_, std::io::Error>(())
+    });
+    // Wait until the stuck stream has moved some data into the tunnel.
+    progress.wait_for(|n| *n >= 1024 * 1024).await?;
+    // Meanwhile, 20 MB each way on another stream of the same agent.
+    let client = TcpStream::connect(t.forwards[1]).await?;
+    let mine =
+        tokio::time::timeout(Duration::from_secs(120), send_and_hash(client, N, 9)).await??;
+    let theirs = tokio::time::timeout(WAIT, reports.recv()).await?.unwrap();
+    assert_eq!(mine.received, theirs.sent);
+    assert_eq!(theirs.received, mine.sent);
+    let stuck_bytes = *progress.borrow();
+    assert!(!stuck_writer.is_finished(), "stuck stream still open");
+    // Flow control bounds what the stuck stream could push: windows plus
+    // socket buffers, far below what the other stream moved.
+    assert!(
+        stuck_bytes < 64 * 1024 * 1024,
+        "stuck stream buffered {stuck_bytes} bytes"
+    );
+    stuck_writer.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn killing_the_agent_resets_clients_and_a_restart_restores_the_forward() -> Result<()> {
+    let echo = servers::echo().await;
+    let mut t = Tunnel::start(bin(), &[echo], TunnelOpts::default()).await?;
+    let mut s = TcpStream::connect(t.forwards[0]).await?;
+    s.write_all(b"before").await?;
+    let mut buf = [0u8; 6];
+    s.read_exact(&mut buf).await?;
+    assert_eq!(&buf, b"before");
+
+    let mark = t.gateway.mark();
+    t.agent.kill().await;
+    // The client sees a reset (not EOF, not a hang).
+    let err = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Err(e) = s.write_all(b"more").await {
+                return e;
+            }
+            match s.read(&mut buf).await {
+                Err(e) => return e,
+                Ok(0) => return std::io::Error::other("clean EOF instead of a reset"),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await?;
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    t.gateway
+        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .await?;
+
+    // With no live link, new connections are refused at once.
+    let refused = echo_roundtrip(t.forwards[0], b"x").await;
+    assert!(refused.is_err() || refused.as_ref().is_ok_and(|v| v.is_empty()));
+
+    let mark = t.gateway.mark();
+    t.restart_agent("info")?;
+    t.wait_links(mark, 2).await?;
+    assert_eq!(
+        echo_roundtrip(t.forwards[0], b"after restart").await?,
+        b"after restart"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_agent_reconnects_by_itself_after_the_gateway_returns() -> Result<()> {
+    let echo = servers::echo().await;
+    let opts = TunnelOpts {
+        agent_extra: vec![
+            "--reconnect-delay-seconds".into(),
+            "0.2".into(),
+            "--max-reconnect-delay-seconds".into(),
+            "1".into(),
+        ],
+        agent_log: "info,burrow_agent=debug".into(),
+        ..TunnelOpts::default()
+    };
+    let mut t = Tunnel::start(bin(), &[echo], opts).await?;
+    assert_eq!(echo_roundtrip(t.forwards[0], b"one").await?, b"one");
+
+    let mark = t.agent.mark();
+    t.gateway.kill().await;
+    for link in 0..2u64 {
+        let v = t.agent.wait_log_after(mark, "link down", |v| v["link"] == link).await?;
+        let reason = v["reason"].as_str().unwrap_or_default();
+        assert!(!reason.contains("protocol violation"), "a dead gateway is not a protocol error: {v}");
+    }
+    // "A while": several failed redials on each link, backing off.
+    for link in 0..2u64 {
+        t.agent
+            .wait_log_after(mark, "still cannot reach gateway", |v| {
+                v["link"] == link && v["failures"].as_u64() >= Some(3)
+            })
+            .await?;
+    }
+    // One warning per link for the outage, not one per attempt.
+    assert_eq!(
+        t.agent.count_logs("cannot reach gateway; retrying"),
+        2,
+        "{}",
+        t.agent.output()
+    );
+
+    let agent_mark = t.agent.mark();
+    t.restart_gateway().await?;
+    t.wait_links(0, 2).await?;
+    for link in 0..2u64 {
+        t.agent
+            .wait_log_after(agent_mark, "link up", |v| {
+                v["link"] == link && v["after_failures"].as_u64() >= Some(3)
+            })
+            .await?;
+    }
+    assert_eq!(echo_roundtrip(t.forwards[0], b"two").await?, b"two");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_with_401_and_one_log_line() -> Result<()> {
+    let psk = random_psk();
+    let mut gw = Proc::spawn(
+        "gateway",
+        &bin(),
+        &["gateway".into(), "--listen".into(), "127.0.0.1:0".into()],
+        &[("BURROW_PSK", &psk)],
+    )?;
+    let addr = burrow_e2e::addr_field(&gw.wait_log("tunnel endpoint listening").await?, "addr")?;
+    let wrong = random_psk();
+    let mut agent = Proc::spawn(
+        "agent",
+        &bin(),
+        &[
+            "run".into(),
+            "--connect-url".into(),
+            format!("ws://{addr}/tunnel"),
+            "--agent-name".into(),
+            "intruder".into(),
+            "--links".into(),
+            "1".into(),
+            "--allow".into(),
+            "127.0.0.1:1".into(),
+        ],
+        &[("BURROW_PSK", &wrong)],
+    )?;
+    let v = agent.wait_log("cannot reach gateway").await?;
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused the credentials"),
+        "{v}"
+    );
+    let g = gw.wait_log("refused agent link").await?;
+    assert_eq!(g["reason"], "wrong pre-shared key");
+    assert_eq!(gw.count_logs("agent link up"), 0);
+    // The key never appears in either log.
+    assert!(!gw.output().contains(&psk) && !gw.output().contains(&wrong));
+    assert!(!agent.output().contains(&wrong));
+    Ok(())
+}
+
+async fn expect_start_failure(args: &[&str], env: &[(&str, &str)], needle: &str) -> Result<()> {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let mut p = Proc::spawn("burrow", &bin(), &args, env)?;
+    let code = p.wait_exit().await?;
+    assert_ne!(code, Some(0), "must fail: {args:?}");
+    assert!(
+        p.output().contains(needle),
+        "{args:?}: expected {needle:?} in:\n{}",
+        p.output()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_configuration_is_refused_at_start_with_a_clear_message() -> Result<()> {
+    let short = "too-short-key";
+    expect_start_failure(
+        &["gateway", "--listen", "127.0.0.1:0"],
+        &[("BURROW_PSK", short)],
+        "openssl rand -base64 32",
+    )
+    .await?;
+    expect_start_failure(
+        &[
+            "run",
+            "--connect-url",
+            "ws://127.0.0.1:9/tunnel",
+            "--agent-name",
+            "a",
+        ],
+        &[("BURROW_PSK", short)],
+        "at least 32",
+    )
+    .await?;
+    let psk = random_psk();
+    expect_start_failure(&["gateway", "--listen", "127.0.0.1:0"], &[], "BURROW_PSK").await?;
+    expect_start_failure(
+        &[
+            "run",
+            "--connect-url",
+            "ws://127.0.0.1:9/tunnel",
+            "--agent-name",
+            "bad name",
+        ],
+        &[("BURROW_PSK", &psk)],
+        "invalid agent name",
+    )
+    .await?;
+    expect_start_failure(
+        &["gateway", "--forward", "15432=home:db:5432"],
+        &[("BURROW_PSK", &psk)],
+        "LISTEN=AGENT:HOST:PORT",
+    )
+    .await?;
+    expect_start_failure(
+        &[
+            "run",
+            "--connect-url",
+            "http://x/tunnel",
+            "--agent-name",
+            "a",
+        ],
+        &[("BURROW_PSK", &psk)],
+        "unsupported scheme",
+    )
+    .await?;
+    Ok(())
+}
+
+/// A hand-driven agent link: a real WebSocket with the right key, a valid
+/// hello, then whatever the test sends.
+async fn raw_link(
+    addr: std::net::SocketAddr,
+    psk: &str,
+    name: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let tcp = TcpStream::connect(addr).await?;
+    let mut req = format!("ws://{addr}/tunnel").into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {psk}").parse()?);
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await?;
+    let hello = burrow_wire::Frame::Hello(burrow_wire::Hello {
+        version: burrow_wire::PROTOCOL_VERSION,
+        agent_name: name.into(),
+        software_version: "test".into(),
+        capabilities: vec![],
+    });
+    ws.send(Message::Binary(hello.to_bytes())).await?;
+    let ack = tokio::time::timeout(WAIT, ws.next()).await?.unwrap()?;
+    let Message::Binary(b) = ack else {
+        anyhow::bail!("expected a binary hello-ack, got {ack:?}");
+    };
+    anyhow::ensure!(matches!(
+        burrow_wire::Frame::decode_message(b)?,
+        burrow_wire::Frame::HelloAck(_)
+    ));
+    Ok(ws)
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_frames_close_only_the_offending_link() -> Result<()> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let echo = servers::echo().await;
+    let mut t = Tunnel::start(bin(), &[echo], TunnelOpts::default()).await?;
+
+    // Unknown frame type.
+    let mut ws = raw_link(t.tunnel_addr, &t.psk, "rogue-1").await?;
+    ws.send(Message::Binary(vec![0xEE, 0, 0, 0, 0, 0, 0, 0, 0].into()))
+        .await?;
+    let v = t
+        .gateway
+        .wait_log_after(0, "agent link down", |v| v["agent"] == "rogue-1")
+        .await?;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown frame type"),
+        "{v}"
+    );
+
+    // A frame header announcing more than the maximum payload.
+    let mut ws = raw_link(t.tunnel_addr, &t.psk, "rogue-2").await?;
+    let mut bad = vec![0x12, 0, 0, 0, 2, 0x7f, 0xff, 0xff, 0xff];
+    bad.extend_from_slice(&[0; 16]);
+    ws.send(Message::Binary(bad.into())).await?;
+    let v = t
+        .gateway
+        .wait_log_after(0, "agent link down", |v| v["agent"] == "rogue-2")
+        .await?;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exceeds the maximum"),
+        "{v}"
+    );
+
+    // A WebSocket message larger than any frame may be.
+    let mut ws = raw_link(t.tunnel_addr, &t.psk, "rogue-3").await?;
+    let _ = ws
+        .send(Message::Binary(vec![0u8; 1024 * 1024].into()))
+        .await;
+    let v = t
+        .gateway
+        .wait_log_after(0, "agent link down", |v| v["agent"] == "rogue-3")
+        .await?;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("protocol violation"),
+        "{v}"
+    );
+
+    // The real agent's links were not touched.
+    assert_eq!(t.gateway.count_logs("agent link down"), 3);
+    assert_eq!(
+        echo_roundtrip(t.forwards[0], b"still fine").await?,
+        b"still fine"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn targets_outside_the_allow_list_are_refused_by_the_agent() -> Result<()> {
+    let echo = servers::echo().await;
+    let other = servers::echo().await;
+    // The gateway forwards to `other`, but the agent only allows `echo`.
+    let opts = TunnelOpts::default();
+    let mut t = Tunnel::start(bin(), &[echo], opts).await?;
+    let psk = t.psk.clone();
+    let mut gw2 = Proc::spawn(
+        "gateway2",
+        &bin(),
+        &[
+            "gateway".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--forward".into(),
+            format!("127.0.0.1:0={}:{other}", t.agent_name),
+        ],
+        &[("BURROW_PSK", &psk)],
+    )?;
+    let addr = burrow_e2e::addr_field(&gw2.wait_log("tunnel endpoint listening").await?, "addr")?;
+    let fwd = burrow_e2e::addr_field(&gw2.wait_log("forward listening").await?, "listen")?;
+    let mut agent2 = Proc::spawn(
+        "agent2",
+        &bin(),
+        &[
+            "run".into(),
+            "--connect-url".into(),
+            format!("ws://{addr}/connect"),
+            "--agent-name".into(),
+            t.agent_name.clone(),
+            "--allow".into(),
+            echo.to_string(),
+        ],
+        &[("BURROW_PSK", &psk)],
+    )?;
+    gw2.wait_log_after(0, "agent link up", |v| v["links"] == 2)
+        .await?;
+    let got = echo_roundtrip(fwd, b"let me in").await;
+    assert!(
+        got.is_err() || got.as_ref().is_ok_and(|v| v.is_empty()),
+        "{got:?}"
+    );
+    let v = agent2.wait_log("refused stream").await?;
+    assert!(v.to_string().contains(&other.to_string()), "{v}");
+    // The allowed path still works on the first tunnel.
+    assert_eq!(echo_roundtrip(t.forwards[0], b"ok").await?, b"ok");
+    t.agent.kill().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_drains_open_streams_before_exiting() -> Result<()> {
+    let echo = servers::echo().await;
+    let opts = TunnelOpts {
+        gateway_extra: vec!["--drain-timeout-seconds".into(), "20".into()],
+        ..TunnelOpts::default()
+    };
+    let mut t = Tunnel::start(bin(), &[echo], opts).await?;
+    let mut s = TcpStream::connect(t.forwards[0]).await?;
+    s.write_all(b"ping").await?;
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await?;
+    t.gateway.term()?;
+    t.gateway.wait_log("draining open streams").await?;
+    // New connections are no longer accepted...
+    let refused = TcpStream::connect(t.forwards[0]).await;
+    assert!(refused.is_err(), "forward still accepting during drain");
+    // ...but the open stream keeps working until it finishes.
+    s.write_all(b"pong").await?;
+    s.read_exact(&mut buf).await?;
+    assert_eq!(&buf, b"pong");
+    s.shutdown().await?;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await?;
+    assert_eq!(t.gateway.wait_exit().await?, Some(0));
+    assert!(t.gateway.output().contains("gateway stopped"));
+    assert!(
+        !t.gateway.output().contains("drain timeout reached"),
+        "finished before the timeout"
+    );
+    Ok(())
+}

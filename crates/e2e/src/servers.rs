@@ -1,0 +1,173 @@
+//! Target servers for end-to-end tests, all on `127.0.0.1:0`.
+
+use std::net::SocketAddr;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Deterministic pseudo-random bytes (xorshift), so both ends can hash
+/// what was meant to be sent without storing it.
+pub struct Pattern(u64);
+
+impl Pattern {
+    /// A pattern seeded with `seed` (non-zero).
+    pub fn new(seed: u64) -> Self {
+        Pattern(seed | 1)
+    }
+
+    /// Fills `buf` with the next bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+/// A loopback listener on a free port with a deep accept queue.
+fn listener() -> TcpListener {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    s.listen(4096).unwrap()
+}
+
+/// Accepts forever; a failed accept (e.g. EMFILE) is reported and retried
+/// rather than ending the loop, which would drop the listener and reset
+/// every queued connection.
+async fn accept(l: &TcpListener) -> TcpStream {
+    loop {
+        match l.accept().await {
+            Ok((s, _)) => return s,
+            Err(e) => {
+                eprintln!("test server accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// An echo server: copies every connection back to itself, half-closing
+/// after EOF.
+pub async fn echo() -> SocketAddr {
+    let l = listener();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let mut s = accept(&l).await;
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                    let _ = w.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// What a [`hashing_peer`] connection saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashes {
+    /// SHA-256 of everything received.
+    pub received: [u8; 32],
+    /// Bytes received.
+    pub received_len: u64,
+    /// SHA-256 of everything sent.
+    pub sent: [u8; 32],
+}
+
+/// Sends `n` pattern bytes (then half-closes) while reading to EOF, hashing
+/// both directions.
+pub async fn send_and_hash(s: TcpStream, n: u64, seed: u64) -> std::io::Result<Hashes> {
+    let (mut r, mut w) = s.into_split();
+    let send = async move {
+        let mut p = Pattern::new(seed);
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(buf.len() as u64) as usize;
+            p.fill(&mut buf[..k]);
+            h.update(&buf[..k]);
+            w.write_all(&buf[..k]).await?;
+            left -= k as u64;
+        }
+        w.shutdown().await?;
+        Ok::<_, std::io::Error>(h.finalize().into())
+    };
+    let recv = async move {
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let k = r.read(&mut buf).await?;
+            if k == 0 {
+                break;
+            }
+            total += k as u64;
+            h.update(&buf[..k]);
+        }
+        Ok::<_, std::io::Error>((h.finalize().into(), total))
+    };
+    let (sent, (received, received_len)) = tokio::try_join!(send, recv)?;
+    Ok(Hashes {
+        received,
+        received_len,
+        sent,
+    })
+}
+
+/// A server that, per connection, sends `n` pattern bytes (seed `seed`)
+/// while hashing what it receives; reports each connection's [`Hashes`].
+pub async fn hashing_peer(n: u64, seed: u64) -> (SocketAddr, mpsc::Receiver<Hashes>) {
+    let l = listener();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let s = accept(&l).await;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(h) = send_and_hash(s, n, seed).await {
+                    let _ = tx.send(h).await;
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// A server that accepts and holds connections but never reads them.
+pub async fn never_reads() -> SocketAddr {
+    let l = listener();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let s = accept(&l).await;
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// SHA-256 of `n` pattern bytes from `seed`.
+pub fn pattern_hash(n: u64, seed: u64) -> [u8; 32] {
+    let mut p = Pattern::new(seed);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(buf.len() as u64) as usize;
+        p.fill(&mut buf[..k]);
+        h.update(&buf[..k]);
+        left -= k as u64;
+    }
+    h.finalize().into()
+}
