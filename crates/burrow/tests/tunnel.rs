@@ -186,9 +186,15 @@ async fn the_agent_reconnects_by_itself_after_the_gateway_returns() -> Result<()
     let mark = t.agent.mark();
     t.gateway.kill().await;
     for link in 0..2u64 {
-        let v = t.agent.wait_log_after(mark, "link down", |v| v["link"] == link).await?;
+        let v = t
+            .agent
+            .wait_log_after(mark, "link down", |v| v["link"] == link)
+            .await?;
         let reason = v["reason"].as_str().unwrap_or_default();
-        assert!(!reason.contains("protocol violation"), "a dead gateway is not a protocol error: {v}");
+        assert!(
+            !reason.contains("protocol violation"),
+            "a dead gateway is not a protocol error: {v}"
+        );
     }
     // "A while": several failed redials on each link, backing off.
     for link in 0..2u64 {

@@ -31,9 +31,9 @@ fn to_io(e: tungstenite::Error) -> io::Error {
     match e {
         tungstenite::Error::Io(e) => e,
         // A peer that died mid-link is a lost connection, not a protocol breach.
-        tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
-            io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer")
-        }
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer"),
         tungstenite::Error::Capacity(c) => io::Error::new(io::ErrorKind::InvalidData, c),
         tungstenite::Error::Protocol(p) => io::Error::new(io::ErrorKind::InvalidData, p),
         other => io::Error::other(other),
