@@ -520,3 +520,34 @@ async fn sigterm_drains_open_streams_before_exiting() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn agent_sigterm_refuses_new_streams_and_lets_open_ones_finish() -> Result<()> {
+    let echo = servers::echo().await;
+    let opts = TunnelOpts {
+        agent_extra: vec!["--drain-timeout-seconds".into(), "20".into()],
+        ..TunnelOpts::default()
+    };
+    let mut t = Tunnel::start(bin(), &[echo], opts).await?;
+    let mut s = TcpStream::connect(t.forwards[0]).await?;
+    s.write_all(b"ping").await?;
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await?;
+    t.agent.term()?;
+    t.agent.wait_log("refusing new streams").await?;
+    let refused = echo_roundtrip(t.forwards[0], b"new").await;
+    assert!(
+        refused.is_err() || refused.as_ref().is_ok_and(|v| v.is_empty()),
+        "new stream accepted while draining: {refused:?}"
+    );
+    s.write_all(b"pong").await?;
+    s.read_exact(&mut buf).await?;
+    assert_eq!(&buf, b"pong");
+    s.shutdown().await?;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await?;
+    assert_eq!(t.agent.wait_exit().await?, Some(0));
+    assert!(t.agent.output().contains("agent stopped"));
+    assert!(!t.agent.output().contains("drain timeout reached"));
+    Ok(())
+}

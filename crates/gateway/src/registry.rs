@@ -140,3 +140,56 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burrow_mux::{Config, Session};
+
+    fn session() -> (Session, Session) {
+        let (a, b) = tokio::io::duplex(1024);
+        let mk = |io: tokio::io::DuplexStream, dialer| {
+            let (r, w) = tokio::io::split(io);
+            Session::new(
+                tokio_util::codec::FramedRead::new(r, burrow_wire::FrameCodec),
+                tokio_util::codec::FramedWrite::new(w, burrow_wire::FrameCodec),
+                Config {
+                    dialer,
+                    heartbeat: None,
+                    ..Config::default()
+                },
+            )
+            .0
+        };
+        (mk(a, false), mk(b, true))
+    }
+
+    #[tokio::test]
+    async fn new_streams_spread_over_links_and_skip_dead_ones() {
+        let r = Registry::default();
+        let (l1, _p1) = session();
+        let (l2, _p2) = session();
+        let (id1, _) = r.add("home", l1.clone(), None, "1".into());
+        let (_id2, n) = r.add("home", l2.clone(), None, "1".into());
+        assert_eq!(n, 2);
+        // Round robin: two picks land on two different links.
+        let a = r.pick("home").expect("pick");
+        let b = r.pick("home").expect("pick");
+        let opened_on = |s: &Session| s.stream_count();
+        let _s1 = a.open("t:1").await.expect("open");
+        let _s2 = b.open("t:1").await.expect("open");
+        assert_eq!((opened_on(&l1), opened_on(&l2)), (1, 1));
+        // A dead link is skipped even before its task deregisters it...
+        l1.close();
+        for _ in 0..4 {
+            let s = r.pick("home").expect("live link left");
+            assert!(!s.is_closed());
+        }
+        // ...and once removed, the agent still has one link.
+        assert_eq!(r.remove("home", id1), 1);
+        assert_eq!(r.status()[0].links, 1);
+        l2.close();
+        assert!(r.pick("home").is_none(), "no live link");
+        assert!(r.pick("nobody").is_none());
+    }
+}

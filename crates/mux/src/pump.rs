@@ -7,9 +7,11 @@ use tokio::net::TcpStream;
 
 use crate::{MuxError, MuxStream, ResetCode};
 
-/// Bytes read from TCP per chunk. The buffer is allocated only once the
+/// Most bytes read from TCP per chunk. The buffer is allocated only once the
 /// socket is readable, so an idle connection holds no buffer at all.
 const CHUNK: usize = 64 * 1024;
+/// Fewest bytes read per chunk.
+const MIN_CHUNK: usize = 4 * 1024;
 
 /// How a [`pump`] ended, with the bytes moved each way.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,20 +52,23 @@ pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
     let mut up_n = 0u64;
     let mut down_n = 0u64;
     let up = async {
-        let mut buf = BytesMut::new();
+        // Sized from the last read: bulk transfers read 64 KiB at a time,
+        // chatty ones 4 KiB. The buffer is handed off whole with each chunk,
+        // so nothing is held while the socket is idle.
+        let mut want = MIN_CHUNK;
         loop {
             tcp.readable().await.map_err(Broke::Tcp)?;
-            if buf.capacity() == 0 {
-                buf.reserve(CHUNK);
-            }
+            let mut buf = BytesMut::with_capacity(want);
             match tcp.try_read_buf(&mut buf) {
                 Ok(0) => return stream.finish().await.map_err(Broke::Stream),
                 Ok(n) => {
                     up_n += n as u64;
-                    stream
-                        .send(buf.split().freeze())
-                        .await
-                        .map_err(Broke::Stream)?;
+                    want = if n == want {
+                        (want * 2).min(CHUNK)
+                    } else {
+                        (n * 2).clamp(MIN_CHUNK, CHUNK)
+                    };
+                    stream.send(buf.freeze()).await.map_err(Broke::Stream)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(Broke::Tcp(e)),

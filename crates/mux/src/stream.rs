@@ -8,16 +8,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 
 use burrow_wire::{Frame, MAX_DATA, ResetCode};
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::PollSender;
 
 use crate::MuxError;
 use crate::session::{Shared, lock};
 
+/// Payloads smaller than this are copied into [`State::tail`].
+const SMALL: usize = 1024;
+/// Largest the tail grows before it is queued as a chunk.
+const TAIL_MAX: usize = 16 * 1024;
+
 #[derive(Default)]
 struct State {
     recv: VecDeque<Bytes>,
+    /// Small payloads received after everything in `recv`, in order.
+    tail: BytesMut,
     /// Bytes the peer may still send before we grant more.
     recv_window: u32,
     /// Bytes consumed by the application and not yet granted back.
@@ -30,6 +37,25 @@ struct State {
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
     open_waker: Option<Waker>,
+}
+
+impl State {
+    /// Moves the tail to the back of the queue, leaving it unallocated so an
+    /// idle stream holds no buffer.
+    fn flush_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let t = std::mem::take(&mut self.tail).freeze();
+            self.recv.push_back(t);
+        }
+    }
+
+    /// The front chunk, taking the tail when the queue is empty.
+    fn front(&mut self) -> Option<&mut Bytes> {
+        if self.recv.is_empty() {
+            self.flush_tail();
+        }
+        self.recv.front_mut()
+    }
 }
 
 pub(crate) struct StreamShared {
@@ -78,8 +104,17 @@ impl StreamShared {
         }
         st.recv_window -= n;
         st.opened = true;
-        if !payload.is_empty() {
+        if payload.len() >= SMALL {
+            st.flush_tail();
             st.recv.push_back(payload);
+        } else if !payload.is_empty() {
+            // A small payload is a slice of the carrier's whole read buffer;
+            // queued as is, many of them would pin many buffers. Copy it into
+            // the owned tail instead, so buffered memory tracks buffered bytes.
+            if st.tail.len() + payload.len() > TAIL_MAX {
+                st.flush_tail();
+            }
+            st.tail.extend_from_slice(&payload);
         }
         let (r, o) = (st.read_waker.take(), st.open_waker.take());
         drop(st);
@@ -271,7 +306,7 @@ impl MuxStream {
         if let Some(code) = st.reset {
             return Poll::Ready(Err(self.err(code)));
         }
-        if let Some(front) = st.recv.front_mut() {
+        if let Some(front) = st.front() {
             let chunk = if front.len() <= max {
                 let c = std::mem::take(front);
                 st.recv.pop_front();
@@ -370,7 +405,7 @@ impl AsyncRead for MuxStream {
         if let Some(code) = st.reset {
             return Poll::Ready(Err(self.err(code).into()));
         }
-        if let Some(front) = st.recv.front_mut() {
+        if let Some(front) = st.front() {
             let n = front.len().min(buf.remaining());
             buf.put_slice(&front[..n]);
             front.advance(n);

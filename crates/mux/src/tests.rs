@@ -373,3 +373,37 @@ async fn dropping_every_session_handle_closes_the_link() {
     drop(a);
     assert_eq!(b.closed().await, CloseReason::PeerClosed);
 }
+
+#[tokio::test]
+async fn small_and_large_payloads_interleave_in_order() {
+    let ((a, _ai), (_b, mut bi)) = pair_with(512, 256 * 1024);
+    let s = a.open("x").await.expect("open");
+    let peer = bi.accept().await.expect("accept");
+    let mut expected = Vec::new();
+    let send = async {
+        for i in 0..400u32 {
+            // Mostly tiny writes, with a large one now and then.
+            let len = if i % 50 == 49 {
+                40_000
+            } else {
+                1 + (i as usize % 7)
+            };
+            let chunk: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+            expected.extend_from_slice(&chunk);
+            s.send(Bytes::from(chunk)).await.expect("send");
+        }
+        s.finish().await.expect("fin");
+    };
+    let recv = async {
+        // Read slowly at first so small payloads pile up in the tail.
+        tokio::task::yield_now().await;
+        let mut got = Vec::new();
+        while let Some(c) = peer.recv().await.expect("recv") {
+            got.extend_from_slice(&c);
+        }
+        got
+    };
+    let ((), got) = tokio::join!(send, recv);
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "bytes reordered or lost");
+}
