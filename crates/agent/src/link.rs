@@ -9,7 +9,7 @@ use burrow_transport::{TransportError, ws};
 use burrow_wire::{Hello, PROTOCOL_VERSION, capabilities};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::{AgentState, Backoff};
 
@@ -110,7 +110,7 @@ async fn serve(state: &Arc<AgentState>, link: burrow_transport::Link) -> String 
                         continue;
                     }
                     let target = stream.target().unwrap_or_default().to_owned();
-                    let span = info_span!("stream", id = stream.id(), dest = %target);
+                    let span = debug_span!("stream", id = stream.id(), dest = %target);
                     state.streams.spawn(connect_target(state.clone(), stream, target).instrument(span));
                 }
                 None => break,
@@ -126,7 +126,7 @@ async fn serve(state: &Arc<AgentState>, link: burrow_transport::Link) -> String 
 
 async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, target: String) {
     if !state.config.allow.allows(&target) {
-        warn!("refused stream: target is not in this agent's allow-list (--allow)");
+        warn!(dest = %target, "refused stream: target is not in this agent's allow-list (--allow)");
         stream.reset(ResetCode::NotAllowed);
         return;
     }
@@ -140,7 +140,7 @@ async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, t
             } else {
                 ResetCode::Unreachable
             };
-            warn!(error = %e, "cannot connect target");
+            warn!(dest = %target, error = %e, "cannot connect target");
             stream.reset(code);
             return;
         }

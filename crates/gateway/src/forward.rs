@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use burrow_mux::{MuxError, pump};
 use burrow_wire::valid_name;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, debug_span, warn};
 
 use crate::State;
 
@@ -129,7 +129,6 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                 }
             },
         };
-        let _ = tcp.set_nodelay(true);
         let Ok(permit) = state.conn_limit.clone().try_acquire_owned() else {
             if warn_limit.allow() {
                 warn!(%client, limit = state.config.max_connections, "refusing connection: at the connection limit");
@@ -146,7 +145,9 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
         }
         let spec = spec.clone();
         let state2 = state.clone();
-        let span = info_span!("stream", agent = %spec.agent, dest = %spec.target, %client);
+        // Debug level: a span formats its fields when created, a cost paid per
+        // connection; at the default level it is skipped entirely.
+        let span = debug_span!("stream", agent = %spec.agent, dest = %spec.target, %client);
         state.streams.spawn(
             async move {
                 let _permit = permit;
@@ -165,7 +166,7 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                         }
                         Err(MuxError::Closed(_)) => continue,
                         Err(e) => {
-                            warn!(error = %e, "cannot open stream");
+                            warn!(agent = %spec.agent, dest = %spec.target, %client, error = %e, "cannot open stream");
                             break;
                         }
                     }

@@ -57,7 +57,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            initial_window: 256 * 1024,
+            initial_window: 1024 * 1024,
             max_streams: 16 * 1024,
             accept_backlog: 1024,
             heartbeat: Some(Duration::from_secs(30)),
