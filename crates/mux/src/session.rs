@@ -174,8 +174,18 @@ impl Session {
 
     /// Opens a stream to `target` on the peer. Returns at once: the open
     /// frame is queued, and bytes may be written before the peer has
-    /// connected (use [`MuxStream::opened`] to wait for that).
+    /// connected. A refusal arrives as a reset on the stream.
     pub async fn open(&self, target: &str) -> Result<MuxStream, MuxError> {
+        self.open_inner(target, false).await
+    }
+
+    /// Like [`Session::open`], but asks the peer to confirm the connection,
+    /// so [`MuxStream::opened`] resolves as soon as the target is connected.
+    pub async fn open_with_ack(&self, target: &str) -> Result<MuxStream, MuxError> {
+        self.open_inner(target, true).await
+    }
+
+    async fn open_inner(&self, target: &str, ack: bool) -> Result<MuxStream, MuxError> {
         let stream = {
             let mut t = self.shared.table();
             if let Some(reason) = &t.closed {
@@ -188,10 +198,11 @@ impl Session {
             t.next_id = id.checked_add(2).ok_or(MuxError::IdsExhausted)?;
             let s = Arc::new(StreamShared::new(id, self.shared.config.initial_window));
             t.streams.insert(id, s.clone());
-            MuxStream::new(s, self.shared.clone(), None)
+            MuxStream::new(s, self.shared.clone(), None, false)
         };
         let frame = Frame::Open {
             stream_id: stream.id(),
+            ack,
             target: target.to_owned(),
         };
         self.shared
@@ -327,7 +338,11 @@ fn on_frame(
                 s.on_reset(code);
             }
         }
-        Frame::Open { stream_id, target } => {
+        Frame::Open {
+            stream_id,
+            ack,
+            target,
+        } => {
             let peer_parity = if shared.config.dialer { 1 } else { 0 };
             if stream_id % 2 != peer_parity {
                 return protocol(format!("peer opened stream {stream_id} with our parity"));
@@ -357,7 +372,7 @@ fn on_frame(
                 });
                 return Ok(());
             };
-            let stream = MuxStream::new(s, shared.clone(), Some(target));
+            let stream = MuxStream::new(s, shared.clone(), Some(target), ack);
             if let Err(e) = accept_tx.try_send(stream) {
                 warn!(stream_id, "refusing stream: accept backlog full");
                 // Dropping the stream resets it with `Cancelled`; say `Busy`.

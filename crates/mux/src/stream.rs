@@ -179,6 +179,8 @@ pub struct MuxStream {
     shared: Arc<StreamShared>,
     session: Arc<Shared>,
     target: Option<String>,
+    /// The opener asked for an `Opened` answer.
+    ack_requested: bool,
     write_tx: Option<PollSender<Frame>>,
 }
 
@@ -196,11 +198,13 @@ impl MuxStream {
         shared: Arc<StreamShared>,
         session: Arc<Shared>,
         target: Option<String>,
+        ack_requested: bool,
     ) -> Self {
         MuxStream {
             shared,
             session,
             target,
+            ack_requested,
             write_tx: None,
         }
     }
@@ -330,8 +334,12 @@ impl MuxStream {
         poll_fn(|cx| self.poll_chunk(cx, usize::MAX)).await
     }
 
-    /// Tells the opener that the target is connected.
+    /// Tells the opener that the target is connected, if it asked to know
+    /// ([`crate::Session::open_with_ack`]); otherwise does nothing.
     pub async fn confirm_opened(&self) -> Result<(), MuxError> {
+        if !self.ack_requested {
+            return Ok(());
+        }
         self.session
             .data_tx
             .send(Frame::Opened {
@@ -341,8 +349,10 @@ impl MuxStream {
             .map_err(|_| self.closed_err())
     }
 
-    /// Waits until the peer says the target is connected (or sends data),
-    /// or resets the stream.
+    /// Waits until the peer says the target is connected (or sends data or
+    /// half-closes), or resets the stream. Without
+    /// [`crate::Session::open_with_ack`] only data, a half-close or a reset
+    /// resolve it.
     pub async fn opened(&self) -> Result<(), MuxError> {
         poll_fn(|cx| {
             let mut st = self.shared.state();

@@ -175,7 +175,7 @@ async fn explicit_reset_code_reaches_the_opener() {
 #[tokio::test]
 async fn opened_resolves_on_confirmation() {
     let ((a, _ai), (_b, mut bi)) = pair();
-    let s = a.open("x").await.expect("open");
+    let s = a.open_with_ack("x").await.expect("open");
     let peer = bi.accept().await.expect("accept");
     peer.confirm_opened().await.expect("confirm");
     s.opened().await.expect("opened");
@@ -250,6 +250,7 @@ async fn data_past_the_window_closes_the_link() {
     let ((s, mut inc), mut w, _r) = raw_peer().await;
     w.send(Frame::Open {
         stream_id: 2,
+        ack: false,
         target: "t".into(),
     })
     .await
@@ -316,6 +317,7 @@ async fn wrong_parity_open_is_a_protocol_error() {
     // The raw peer is the dialer (even ids); an odd id is ours to use.
     w.send(Frame::Open {
         stream_id: 3,
+        ack: false,
         target: "t".into(),
     })
     .await
@@ -406,4 +408,29 @@ async fn small_and_large_payloads_interleave_in_order() {
     let ((), got) = tokio::join!(send, recv);
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "bytes reordered or lost");
+}
+
+#[tokio::test]
+async fn without_ack_no_opened_frame_is_sent_and_data_resolves_opened() {
+    let ((s, mut inc), mut w, mut r) = raw_peer().await;
+    w.send(Frame::Open {
+        stream_id: 2,
+        ack: false,
+        target: "t".into(),
+    })
+    .await
+    .expect("send");
+    let st = inc.accept().await.expect("accept");
+    st.confirm_opened().await.expect("no-op");
+    st.send(Bytes::from_static(b"hi")).await.expect("send");
+    // The first frame the raw peer sees is the data, not an Opened.
+    let f = r.next().await.expect("frame").expect("decoded");
+    assert_eq!(
+        f,
+        Frame::Data {
+            stream_id: 2,
+            payload: Bytes::from_static(b"hi")
+        }
+    );
+    drop(s);
 }

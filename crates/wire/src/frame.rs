@@ -79,6 +79,9 @@ impl std::fmt::Display for ResetCode {
     }
 }
 
+/// `Open` flag: answer with `Opened` once the target is connected.
+const OPEN_ACK: u8 = 0x01;
+
 /// Frame type byte, as written on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -173,6 +176,9 @@ pub enum Frame {
     Open {
         /// New stream's id.
         stream_id: u32,
+        /// Should the receiver answer [`Frame::Opened`] once the target is
+        /// connected? Openers that do not wait for it save a frame.
+        ack: bool,
         /// Where the receiving side should connect.
         target: String,
     },
@@ -270,7 +276,7 @@ impl Frame {
             Frame::Hello(h) => h.encoded_len(),
             Frame::HelloAck(a) => a.encoded_len(),
             Frame::Reject(r) => r.encoded_len(),
-            Frame::Open { target, .. } => 2 + target.len().min(MAX_TARGET_LEN),
+            Frame::Open { target, .. } => 1 + 2 + target.len().min(MAX_TARGET_LEN),
             Frame::Opened { .. } | Frame::Fin { .. } => 0,
             Frame::Data { payload, .. } => payload.len(),
             Frame::Window { .. } => 4,
@@ -293,7 +299,10 @@ impl Frame {
             Frame::Hello(h) => h.encode(buf),
             Frame::HelloAck(a) => a.encode(buf),
             Frame::Reject(r) => r.encode(buf),
-            Frame::Open { target, .. } => put_str(buf, target, MAX_TARGET_LEN),
+            Frame::Open { target, ack, .. } => {
+                buf.put_u8(if *ack { OPEN_ACK } else { 0 });
+                put_str(buf, target, MAX_TARGET_LEN)
+            }
             Frame::Opened { .. } | Frame::Fin { .. } => {}
             Frame::Data { payload, .. } => buf.put_slice(payload),
             Frame::Window { increment, .. } => buf.put_u32(*increment),
@@ -387,8 +396,25 @@ fn decode_payload(ty: FrameType, stream_id: u32, mut p: Bytes) -> Result<Frame, 
         FrameType::HelloAck => Frame::HelloAck(HelloAck::decode(&mut p)?),
         FrameType::Reject => Frame::Reject(Reject::decode(&mut p)?),
         FrameType::Open => {
+            if !p.has_remaining() {
+                return Err(WireError::Malformed {
+                    frame: name,
+                    why: "missing flags",
+                });
+            }
+            let flags = p.get_u8();
+            if flags & !OPEN_ACK != 0 {
+                return Err(WireError::Malformed {
+                    frame: name,
+                    why: "unknown open flags",
+                });
+            }
             let target = get_str(&mut p, "target", name, MAX_TARGET_LEN)?;
-            Frame::Open { stream_id, target }
+            Frame::Open {
+                stream_id,
+                ack: flags & OPEN_ACK != 0,
+                target,
+            }
         }
         FrameType::Opened => {
             exact(&p, 0, name)?;

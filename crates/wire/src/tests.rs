@@ -47,8 +47,13 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             },
             message,
         })),
-        (sid.clone(), "[a-z0-9.:-]{1,300}")
-            .prop_map(|(stream_id, target)| Frame::Open { stream_id, target }),
+        (sid.clone(), any::<bool>(), "[a-z0-9.:-]{1,300}").prop_map(|(stream_id, ack, target)| {
+            Frame::Open {
+                stream_id,
+                ack,
+                target,
+            }
+        }),
         sid.clone()
             .prop_map(|stream_id| Frame::Opened { stream_id }),
         (sid.clone(), prop::collection::vec(any::<u8>(), 0..MAX_DATA)).prop_map(
@@ -166,7 +171,8 @@ fn hostile_string_lengths_are_refused() {
     let mut buf = BytesMut::new();
     buf.put_u8(FrameType::Open as u8);
     buf.put_u32(1);
-    buf.put_u32(2 + 5);
+    buf.put_u32(1 + 2 + 5);
+    buf.put_u8(0);
     buf.put_u16(60000);
     buf.put_slice(b"abcde");
     assert!(matches!(
@@ -237,4 +243,23 @@ fn long_strings_are_cut_at_char_boundaries_not_rejected() {
         panic!("not a reject");
     };
     assert!(r.message.len() <= MAX_TEXT_LEN);
+}
+
+#[test]
+fn unknown_open_flags_are_refused() {
+    let mut m = Frame::Open {
+        stream_id: 2,
+        ack: true,
+        target: "a:1".into(),
+    }
+    .to_bytes()
+    .to_vec();
+    m[9] = 0x81;
+    assert!(matches!(
+        Frame::decode_message(Bytes::from(m)),
+        Err(WireError::Malformed {
+            why: "unknown open flags",
+            ..
+        })
+    ));
 }
