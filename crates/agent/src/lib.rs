@@ -103,12 +103,13 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
     }
     loops.close();
     shutdown.await;
+    // Refuse first: once the log line says so, it is true.
+    state.stopping.cancel();
     info!(
         open_streams = state.streams.len(),
         drain_seconds = state.config.drain_timeout.as_secs_f64(),
         "shutting down: refusing new streams; draining open ones"
     );
-    state.stopping.cancel();
     state.streams.close();
     if tokio::time::timeout(state.config.drain_timeout, state.streams.wait())
         .await

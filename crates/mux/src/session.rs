@@ -403,7 +403,7 @@ async fn write_loop<W>(shared: Arc<Shared>, mut writer: W, mut data_rx: mpsc::Re
 where
     W: Sink<Frame, Error = io::Error> + Unpin,
 {
-    let result: io::Result<()> = async {
+    let run = async {
         loop {
             let control: Vec<Frame> = lock(&shared.control).drain(..).collect();
             for f in control {
@@ -428,8 +428,13 @@ where
                 },
             }
         }
-    }
-    .await;
+    };
+    // A writer blocked on a peer that stopped reading must still stop when
+    // the session closes (e.g. on a heartbeat timeout), not when TCP gives up.
+    let result: io::Result<()> = tokio::select! {
+        r = run => r,
+        _ = shared.cancel.cancelled() => Ok(()),
+    };
     match result {
         Ok(()) => {
             // Best effort: send what is queued and a clean close, bounded.

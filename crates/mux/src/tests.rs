@@ -434,3 +434,30 @@ async fn without_ack_no_opened_frame_is_sent_and_data_resolves_opened() {
     );
     drop(s);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_blocked_on_a_silent_peer_is_released_when_the_session_times_out() {
+    // An 8-byte pipe the peer never reads: the first frame blocks the writer.
+    let (x, mut y) = tokio::io::duplex(8);
+    let (s, _i) = session_over(
+        x,
+        Config {
+            heartbeat: Some(Duration::from_secs(30)),
+            ..Config::default()
+        },
+    );
+    let _st = s.open("target:1").await.expect("open");
+    assert_eq!(s.closed().await, CloseReason::HeartbeatTimeout);
+    // Once both tasks have let go of the carrier, writing into it fails.
+    // A writer still stuck would keep it open and this would time out.
+    let probe = tokio::time::timeout(Duration::from_secs(3600), async {
+        loop {
+            if let Err(e) = y.write_all(&[0u8; 64]).await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("carrier released after the session closed");
+    assert_eq!(probe.kind(), std::io::ErrorKind::BrokenPipe);
+}
