@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick end-to-end ratio check, direct vs burrow in one run (loopback only):
-# iperf3 1 stream, 8 streams, and wrk with Connection: close against nginx.
+# iperf3 1 stream, 8 streams, and wrk keep-alive and Connection: close against nginx.
 #   bench/quick.sh [REPS]      (needs iperf3, wrk, nginx: ../shared/bench/setup.sh)
 # Prints one line per measurement and the burrow/direct ratio. For the full
 # comparison with rathole, bore and ssh use ../shared/bench/run.sh (README).
@@ -30,12 +30,15 @@ for _ in $(seq 50); do grep -q 'links=2' "$WORK/gw.log" && break; sleep 0.1; don
 
 iperf() { iperf3 -c 127.0.0.1 -p "$1" -t "$T" -P "$2" -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,2))'; }
 wrkc() { wrk -t2 -c50 -d${D}s -H 'Connection: close' "http://127.0.0.1:$1/small.bin" | awk '/Requests\/sec/{print $2}'; }
+wrkk() { wrk -t2 -c50 -d${D}s "http://127.0.0.1:$1/small.bin" | awk '/Requests\/sec/{print $2}'; }
 ratio() { python3 -c "print(f'{$2/$1:.2f}')"; }
 for rep in $(seq "$REPS"); do
   for p in 1 8; do
     d=$(iperf $BACK_IPERF $p); b=$(iperf $PUB_IPERF $p)
     echo "rep $rep iperf -P$p  direct $d Gbit/s  burrow $b Gbit/s  ratio $(ratio "$d" "$b")"
   done
+  d=$(wrkk $BACK_HTTP); b=$(wrkk $PUB_HTTP)
+  echo "rep $rep keep-alive  direct $d req/s   burrow $b req/s   ratio $(ratio "$d" "$b")"
   d=$(wrkc $BACK_HTTP); b=$(wrkc $PUB_HTTP)
   echo "rep $rep new-conn    direct $d req/s   burrow $b req/s   ratio $(ratio "$d" "$b")"
 done

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burrow_e2e::servers::{self, hashing_peer, send_and_hash};
 use burrow_e2e::{Proc, Tunnel, TunnelOpts, WAIT, random_psk};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -540,12 +540,12 @@ async fn agent_sigterm_refuses_new_streams_and_lets_open_ones_finish() -> Result
         refused.is_err() || refused.as_ref().is_ok_and(|v| v.is_empty()),
         "new stream accepted while draining: {refused:?}"
     );
-    s.write_all(b"pong").await?;
-    s.read_exact(&mut buf).await?;
+    s.write_all(b"pong").await.context("write during drain")?;
+    s.read_exact(&mut buf).await.context("read during drain")?;
     assert_eq!(&buf, b"pong");
-    s.shutdown().await?;
+    s.shutdown().await.context("half-close")?;
     let mut rest = Vec::new();
-    s.read_to_end(&mut rest).await?;
+    s.read_to_end(&mut rest).await.context("read to EOF")?;
     assert_eq!(t.agent.wait_exit().await?, Some(0));
     assert!(t.agent.output().contains("agent stopped"));
     assert!(!t.agent.output().contains("drain timeout reached"));

@@ -3,6 +3,7 @@
 use std::io;
 
 use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::{MuxError, MuxStream, ResetCode};
@@ -49,6 +50,11 @@ async fn write_all(tcp: &TcpStream, mut data: &[u8]) -> io::Result<()> {
 /// sees the failure; a TCP error resets the stream.
 pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
     let _ = tcp.set_nodelay(true);
+    // Split so the read side goes through `AsyncRead`: after a partial read
+    // tokio clears readiness itself, saving the extra `recvfrom` that only
+    // returns EAGAIN (one per request in a keep-alive load).
+    let (mut rd, wr) = tcp.into_split();
+    let tcp: &TcpStream = wr.as_ref();
     let mut up_n = 0u64;
     let mut down_n = 0u64;
     let up = async {
@@ -57,9 +63,9 @@ pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
         // so nothing is held while the socket is idle.
         let mut want = MIN_CHUNK;
         loop {
-            tcp.readable().await.map_err(Broke::Tcp)?;
+            rd.readable().await.map_err(Broke::Tcp)?;
             let mut buf = BytesMut::with_capacity(want);
-            match tcp.try_read_buf(&mut buf) {
+            match rd.read_buf(&mut buf).await {
                 Ok(0) => return stream.finish().await.map_err(Broke::Stream),
                 Ok(n) => {
                     up_n += n as u64;
@@ -70,7 +76,6 @@ pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
                     };
                     stream.send(buf.freeze()).await.map_err(Broke::Stream)?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(Broke::Tcp(e)),
             }
         }
@@ -78,7 +83,7 @@ pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
     let down = async {
         while let Some(chunk) = stream.recv().await.map_err(Broke::Stream)? {
             down_n += chunk.len() as u64;
-            write_all(&tcp, &chunk).await.map_err(Broke::Tcp)?;
+            write_all(tcp, &chunk).await.map_err(Broke::Tcp)?;
         }
         socket2::SockRef::from(&tcp)
             .shutdown(std::net::Shutdown::Write)
@@ -104,7 +109,11 @@ pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
             Some(format!("tunnel: {e}"))
         }
     };
-    drop(tcp);
+    // `forget`: dropping the write half would send a FIN, and a client that
+    // must see a reset would read a clean EOF first. The socket closes (with
+    // the RST set up above, on failure) when the read half goes.
+    wr.forget();
+    drop(rd);
     drop(stream);
     PumpOutcome {
         tcp_to_stream: up_n,

@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     control: Mutex<VecDeque<Frame>>,
     control_notify: Notify,
     pub(crate) cancel: CancellationToken,
+    /// Set when the writer task has ended (queued frames sent or given up).
+    writer_done: CancellationToken,
 }
 
 /// Poisoning only follows a panic elsewhere; the state under these locks is
@@ -156,6 +158,7 @@ impl Session {
             control: Mutex::new(VecDeque::new()),
             control_notify: Notify::new(),
             cancel: cancel.clone(),
+            writer_done: CancellationToken::new(),
         });
         tokio::spawn(read_loop(shared.clone(), reader, accept_tx, control_tx));
         tokio::spawn(write_loop(shared.clone(), writer, data_rx));
@@ -232,9 +235,13 @@ impl Session {
         self.shared.cancel.is_cancelled()
     }
 
-    /// Waits until the session ends and says why.
+    /// Waits until the session has ended and its writer has sent what was
+    /// queued (bounded: a peer that stopped reading is given up on after a
+    /// second), and says why it ended. A process may exit once this returns
+    /// without losing a final `Fin`.
     pub async fn closed(&self) -> CloseReason {
         self.shared.cancel.cancelled().await;
+        self.shared.writer_done.cancelled().await;
         self.shared.close_reason()
     }
 
@@ -243,6 +250,9 @@ impl Session {
         self.shared.table().streams.len()
     }
 }
+
+/// How long a closing session may take to send what it has queued.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Longest the control queue may grow before the peer is judged not to be
 /// reading (it keeps pinging or resetting while refusing our writes).
@@ -403,6 +413,9 @@ async fn write_loop<W>(shared: Arc<Shared>, mut writer: W, mut data_rx: mpsc::Re
 where
     W: Sink<Frame, Error = io::Error> + Unpin,
 {
+    // Marks the writer done however it ends (return, abort, or panic), so
+    // `Session::closed` can never wait forever.
+    let _done = shared.writer_done.clone().drop_guard();
     let run = async {
         loop {
             let control: Vec<Frame> = lock(&shared.control).drain(..).collect();
@@ -429,19 +442,31 @@ where
             }
         }
     };
-    // A writer blocked on a peer that stopped reading must still stop when
-    // the session closes (e.g. on a heartbeat timeout), not when TCP gives up.
-    let result: io::Result<()> = tokio::select! {
-        r = run => r,
-        _ = shared.cancel.cancelled() => Ok(()),
+    // On close the writer first sends what is queued (it stops by itself
+    // once idle), but a writer blocked on a peer that stopped reading must
+    // not outlive the session by the minutes TCP takes to give up.
+    let result: io::Result<()> = {
+        let mut run = std::pin::pin!(run);
+        tokio::select! {
+            r = &mut run => r,
+            _ = shared.cancel.cancelled() => {
+                tokio::time::timeout(CLOSE_GRACE, &mut run).await.unwrap_or(Ok(()))
+            }
+        }
     };
     match result {
         Ok(()) => {
             // Best effort: send what is queued and a clean close, bounded.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-                let control: Vec<Frame> = lock(&shared.control).drain(..).collect();
-                for f in control {
-                    writer.feed(f).await?;
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                loop {
+                    let control: Vec<Frame> = lock(&shared.control).drain(..).collect();
+                    for f in control {
+                        writer.feed(f).await?;
+                    }
+                    match data_rx.try_recv() {
+                        Ok(f) => writer.feed(f).await?,
+                        Err(_) => break,
+                    }
                 }
                 writer.close().await
             })

@@ -40,6 +40,18 @@ struct State {
 }
 
 impl State {
+    /// Why reads fail, if they do. A lost link does not undo what the peer
+    /// finished sending before it went: buffered data and the EOF are still
+    /// read (a gateway closing its links right after the last stream ended
+    /// must not turn that stream's clean end into a reset). An explicit
+    /// reset discards everything, as a TCP RST does.
+    fn read_error(&self) -> Option<ResetCode> {
+        match self.reset {
+            Some(ResetCode::LinkLost) if self.remote_fin => None,
+            other => other,
+        }
+    }
+
     /// Moves the tail to the back of the queue, leaving it unallocated so an
     /// idle stream holds no buffer.
     fn flush_tail(&mut self) {
@@ -307,7 +319,7 @@ impl MuxStream {
         max: usize,
     ) -> Poll<Result<Option<Bytes>, MuxError>> {
         let mut st = self.shared.state();
-        if let Some(code) = st.reset {
+        if let Some(code) = st.read_error() {
             return Poll::Ready(Err(self.err(code)));
         }
         if let Some(front) = st.front() {
@@ -412,7 +424,7 @@ impl AsyncRead for MuxStream {
         }
         // Copy straight out of the front chunk, leaving the rest queued.
         let mut st = self.shared.state();
-        if let Some(code) = st.reset {
+        if let Some(code) = st.read_error() {
             return Poll::Ready(Err(self.err(code).into()));
         }
         if let Some(front) = st.front() {

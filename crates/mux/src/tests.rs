@@ -461,3 +461,24 @@ async fn a_writer_blocked_on_a_silent_peer_is_released_when_the_session_times_ou
     .expect("carrier released after the session closed");
     assert_eq!(probe.kind(), std::io::ErrorKind::BrokenPipe);
 }
+
+#[tokio::test]
+async fn a_link_closed_right_after_a_clean_finish_still_reads_to_eof() {
+    let ((a, _ai), (b, mut bi)) = pair();
+    let s = a.open("x").await.expect("open");
+    let peer = bi.accept().await.expect("accept");
+    peer.send(Bytes::from_static(b"last words"))
+        .await
+        .expect("send");
+    peer.finish().await.expect("fin");
+    s.finish().await.expect("fin");
+    assert_eq!(peer.recv().await, Ok(None), "peer saw our fin");
+    drop(peer); // both ways finished: a clean drop, no reset
+    // The peer's side closes the link at once, as a draining agent does.
+    b.close();
+    a.closed().await;
+    assert_eq!(s.recv().await, Ok(Some(Bytes::from_static(b"last words"))));
+    assert_eq!(s.recv().await, Ok(None), "clean EOF, not a reset");
+    // Writing is over, though: the link is gone.
+    assert!(s.send(Bytes::from_static(b"more")).await.is_err());
+}
