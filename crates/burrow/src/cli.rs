@@ -73,14 +73,11 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
-/// Gateway flags.
+/// The pre-shared key, the same on gateway and agent.
 #[derive(Debug, Args)]
-pub struct GatewayArgs {
-    /// Address of the tunnel endpoint (agents dial ws://HOST:PORT/tunnel or /connect).
-    #[arg(long, env = "BURROW_LISTEN", default_value = "0.0.0.0:17200")]
-    pub listen: SocketAddr,
-    /// Pre-shared key agents must present: at least 32 characters.
-    /// Generate one with `openssl rand -base64 32`.
+pub struct PskArgs {
+    /// Pre-shared key: at least 32 characters, the same on gateway and
+    /// agent. Generate one with `openssl rand -base64 32`.
     #[arg(
         long,
         env = "BURROW_PSK",
@@ -91,6 +88,16 @@ pub struct GatewayArgs {
     /// File holding the pre-shared key (first line).
     #[arg(long, env = "BURROW_PSK_FILE")]
     pub psk_file: Option<PathBuf>,
+}
+
+/// Gateway flags.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address of the tunnel endpoint (agents dial ws://HOST:PORT/tunnel or /connect).
+    #[arg(long, env = "BURROW_LISTEN", default_value = "0.0.0.0:17200")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub psk: PskArgs,
     /// TCP forward LISTEN=AGENT:HOST:PORT, e.g. 127.0.0.1:15432=home:db.internal:5432.
     /// Repeat the flag, or separate with commas in the variable.
     #[arg(long = "forward", env = "BURROW_FORWARD", value_delimiter = ',')]
@@ -115,17 +122,8 @@ pub struct AgentArgs {
     /// This agent's name: 1-200 letters, digits, '-' and '.'.
     #[arg(long, env = "BURROW_AGENT_NAME")]
     pub agent_name: String,
-    /// Pre-shared key (the gateway's): at least 32 characters.
-    #[arg(
-        long,
-        env = "BURROW_PSK",
-        hide_env_values = true,
-        conflicts_with = "psk_file"
-    )]
-    pub psk: Option<String>,
-    /// File holding the pre-shared key (first line).
-    #[arg(long, env = "BURROW_PSK_FILE")]
-    pub psk_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub psk: PskArgs,
     /// Target this agent may connect to: HOST:PORT, HOST may be * or *.domain,
     /// PORT may be *. Repeat, or separate with commas. Nothing is allowed by default.
     #[arg(long = "allow", env = "BURROW_ALLOW", value_delimiter = ',')]
@@ -162,8 +160,8 @@ pub struct DemoArgs {
     pub listen: SocketAddr,
 }
 
-fn load_psk(psk: Option<String>, file: Option<PathBuf>) -> Result<Secret> {
-    let raw = match (psk, file) {
+fn load_psk(args: PskArgs) -> Result<Secret> {
+    let raw = match (args.psk, args.psk_file) {
         (Some(v), _) => v,
         (None, Some(path)) => std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read the pre-shared key file {}", path.display()))?
@@ -229,7 +227,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn gateway(args: GatewayArgs) -> Result<()> {
-    let psk = load_psk(args.psk, args.psk_file)?;
+    let psk = load_psk(args.psk)?;
     let mut config = GatewayConfig::new(psk);
     config.forwards = args.forwards;
     config.heartbeat = args.heartbeat_interval_seconds;
@@ -255,7 +253,7 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     if args.max_reconnect_delay_seconds < args.reconnect_delay_seconds {
         bail!("MAX_RECONNECT_DELAY_SECONDS must not be below RECONNECT_DELAY_SECONDS");
     }
-    let psk = load_psk(args.psk, args.psk_file)?;
+    let psk = load_psk(args.psk)?;
     let mut c = AgentConfig::new(url, psk, args.agent_name);
     c.links = usize::from(args.links);
     c.heartbeat = args.heartbeat_interval_seconds;
@@ -340,7 +338,11 @@ mod tests {
 
     #[test]
     fn missing_psk_says_how_to_make_one() {
-        let e = load_psk(None, None).expect_err("no key").to_string();
+        let none = PskArgs {
+            psk: None,
+            psk_file: None,
+        };
+        let e = load_psk(none).expect_err("no key").to_string();
         assert!(e.contains("openssl rand -base64 32"), "{e}");
     }
 }

@@ -488,6 +488,30 @@ async fn targets_outside_the_allow_list_are_refused_by_the_agent() -> Result<()>
     Ok(())
 }
 
+/// Opens a connection through a forward and proves it with one echo.
+async fn connect_and_ping(fwd: std::net::SocketAddr) -> Result<TcpStream> {
+    let mut s = TcpStream::connect(fwd).await?;
+    s.write_all(b"ping").await?;
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await?;
+    anyhow::ensure!(&buf == b"ping");
+    Ok(s)
+}
+
+/// Uses an open connection once more, then ends it cleanly both ways.
+async fn pong_and_finish(s: &mut TcpStream) -> Result<()> {
+    let mut buf = [0u8; 4];
+    s.write_all(b"pong").await.context("write during drain")?;
+    s.read_exact(&mut buf).await.context("read during drain")?;
+    anyhow::ensure!(&buf == b"pong");
+    s.shutdown().await.context("half-close")?;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .await
+        .context("read to EOF (not a reset)")?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn sigterm_drains_open_streams_before_exiting() -> Result<()> {
     let echo = servers::echo().await;
@@ -496,22 +520,14 @@ async fn sigterm_drains_open_streams_before_exiting() -> Result<()> {
         ..TunnelOpts::default()
     };
     let mut t = Tunnel::start(bin(), &[echo], opts).await?;
-    let mut s = TcpStream::connect(t.forwards[0]).await?;
-    s.write_all(b"ping").await?;
-    let mut buf = [0u8; 4];
-    s.read_exact(&mut buf).await?;
+    let mut s = connect_and_ping(t.forwards[0]).await?;
     t.gateway.term()?;
     t.gateway.wait_log("draining open streams").await?;
     // New connections are no longer accepted...
     let refused = TcpStream::connect(t.forwards[0]).await;
     assert!(refused.is_err(), "forward still accepting during drain");
     // ...but the open stream keeps working until it finishes.
-    s.write_all(b"pong").await?;
-    s.read_exact(&mut buf).await?;
-    assert_eq!(&buf, b"pong");
-    s.shutdown().await?;
-    let mut rest = Vec::new();
-    s.read_to_end(&mut rest).await?;
+    pong_and_finish(&mut s).await?;
     assert_eq!(t.gateway.wait_exit().await?, Some(0));
     assert!(t.gateway.output().contains("gateway stopped"));
     assert!(
@@ -529,10 +545,7 @@ async fn agent_sigterm_refuses_new_streams_and_lets_open_ones_finish() -> Result
         ..TunnelOpts::default()
     };
     let mut t = Tunnel::start(bin(), &[echo], opts).await?;
-    let mut s = TcpStream::connect(t.forwards[0]).await?;
-    s.write_all(b"ping").await?;
-    let mut buf = [0u8; 4];
-    s.read_exact(&mut buf).await?;
+    let mut s = connect_and_ping(t.forwards[0]).await?;
     t.agent.term()?;
     t.agent.wait_log("refusing new streams").await?;
     let refused = echo_roundtrip(t.forwards[0], b"new").await;
@@ -540,12 +553,7 @@ async fn agent_sigterm_refuses_new_streams_and_lets_open_ones_finish() -> Result
         refused.is_err() || refused.as_ref().is_ok_and(|v| v.is_empty()),
         "new stream accepted while draining: {refused:?}"
     );
-    s.write_all(b"pong").await.context("write during drain")?;
-    s.read_exact(&mut buf).await.context("read during drain")?;
-    assert_eq!(&buf, b"pong");
-    s.shutdown().await.context("half-close")?;
-    let mut rest = Vec::new();
-    s.read_to_end(&mut rest).await.context("read to EOF")?;
+    pong_and_finish(&mut s).await?;
     assert_eq!(t.agent.wait_exit().await?, Some(0));
     assert!(t.agent.output().contains("agent stopped"));
     assert!(!t.agent.output().contains("drain timeout reached"));

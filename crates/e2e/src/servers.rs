@@ -52,6 +52,33 @@ async fn accept(l: &TcpListener) -> TcpStream {
     }
 }
 
+/// `n` pattern bytes from `seed`, handed out 64 KiB at a time.
+struct PatternChunks {
+    pattern: Pattern,
+    buf: Vec<u8>,
+    left: u64,
+}
+
+impl PatternChunks {
+    fn new(n: u64, seed: u64) -> Self {
+        PatternChunks {
+            pattern: Pattern::new(seed),
+            buf: vec![0u8; 64 * 1024],
+            left: n,
+        }
+    }
+
+    fn next_chunk(&mut self) -> Option<&[u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        let k = self.left.min(self.buf.len() as u64) as usize;
+        self.left -= k as u64;
+        self.pattern.fill(&mut self.buf[..k]);
+        Some(&self.buf[..k])
+    }
+}
+
 /// An echo server: copies every connection back to itself, half-closing
 /// after EOF.
 pub async fn echo() -> SocketAddr {
@@ -87,16 +114,11 @@ pub struct Hashes {
 pub async fn send_and_hash(s: TcpStream, n: u64, seed: u64) -> std::io::Result<Hashes> {
     let (mut r, mut w) = s.into_split();
     let send = async move {
-        let mut p = Pattern::new(seed);
+        let mut chunks = PatternChunks::new(n, seed);
         let mut h = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(buf.len() as u64) as usize;
-            p.fill(&mut buf[..k]);
-            h.update(&buf[..k]);
-            w.write_all(&buf[..k]).await?;
-            left -= k as u64;
+        while let Some(c) = chunks.next_chunk() {
+            h.update(c);
+            w.write_all(c).await?;
         }
         w.shutdown().await?;
         Ok::<_, std::io::Error>(h.finalize().into())
@@ -159,15 +181,10 @@ pub async fn never_reads() -> SocketAddr {
 
 /// SHA-256 of `n` pattern bytes from `seed`.
 pub fn pattern_hash(n: u64, seed: u64) -> [u8; 32] {
-    let mut p = Pattern::new(seed);
+    let mut chunks = PatternChunks::new(n, seed);
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = n;
-    while left > 0 {
-        let k = left.min(buf.len() as u64) as usize;
-        p.fill(&mut buf[..k]);
-        h.update(&buf[..k]);
-        left -= k as u64;
+    while let Some(c) = chunks.next_chunk() {
+        h.update(c);
     }
     h.finalize().into()
 }
