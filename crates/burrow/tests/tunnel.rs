@@ -559,3 +559,40 @@ async fn agent_sigterm_refuses_new_streams_and_lets_open_ones_finish() -> Result
     assert!(!t.agent.output().contains("drain timeout reached"));
     Ok(())
 }
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await??;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn the_tunnel_port_answers_plain_http_without_secrets() -> Result<()> {
+    let echo = servers::echo().await;
+    let t = Tunnel::start(bin(), &[echo], TunnelOpts::default()).await?;
+    let page = http_get(t.tunnel_addr, "/").await?;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Burrow gateway") && page.contains(&t.agent_name),
+        "{page}"
+    );
+    assert!(!page.contains(&t.psk), "the key never appears on the page");
+    let health = http_get(t.tunnel_addr, "/healthz").await?;
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let no_upgrade = http_get(t.tunnel_addr, "/tunnel").await?;
+    assert!(no_upgrade.starts_with("HTTP/1.1 426"), "{no_upgrade}");
+    let missing = http_get(t.tunnel_addr, "/nope").await?;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    Ok(())
+}

@@ -109,16 +109,16 @@ impl Proc {
         pred: impl Fn(&Value) -> bool,
     ) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(v) = self
-                .lines
-                .lock()
-                .unwrap()
+        let find = |lines: &[Value]| {
+            lines
                 .iter()
                 .skip(skip)
                 .find(|v| v["message"].as_str().is_some_and(|m| m.contains(msg)) && pred(v))
-            {
-                return Ok(v.clone());
+                .cloned()
+        };
+        loop {
+            if let Some(v) = find(&self.lines.lock().unwrap()) {
+                return Ok(v);
             }
             if *self.exited.borrow() && self.lines.lock().unwrap().len() <= skip {
                 bail!(
@@ -131,12 +131,8 @@ impl Proc {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     // Reader gone: one last look, then fail.
-                    if let Some(v) =
-                        self.lines.lock().unwrap().iter().skip(skip).find(|v| {
-                            v["message"].as_str().is_some_and(|m| m.contains(msg)) && pred(v)
-                        })
-                    {
-                        return Ok(v.clone());
+                    if let Some(v) = find(&self.lines.lock().unwrap()) {
+                        return Ok(v);
                     }
                     bail!(
                         "{} exited before logging {msg:?}:\n{}",

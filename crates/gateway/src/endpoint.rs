@@ -24,14 +24,16 @@ use crate::State;
 
 type Body = Full<Bytes>;
 
-fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    respond(status, "text/plain; charset=utf-8", body.into())
 }
 
 pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
@@ -95,12 +97,7 @@ fn status_page(state: &State) -> Response<Body> {
          <table><tr><th>agent</th><th>links</th><th>version</th></tr>{rows}</table></body></html>\n",
         env!("CARGO_PKG_VERSION")
     );
-    let mut r = text(StatusCode::OK, body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    r
+    respond(StatusCode::OK, "text/html; charset=utf-8", body)
 }
 
 fn html_escape(s: &str) -> String {

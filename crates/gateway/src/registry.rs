@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use burrow_mux::Session;
@@ -32,7 +33,7 @@ struct Agent {
 #[derive(Default)]
 pub struct Registry {
     agents: Mutex<HashMap<String, Agent>>,
-    next_id: Mutex<u64>,
+    next_id: AtomicU64,
 }
 
 /// A snapshot of one agent for status output.
@@ -61,11 +62,7 @@ impl Registry {
         peer: Option<SocketAddr>,
         version: String,
     ) -> (u64, usize) {
-        let id = {
-            let mut n = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
-            *n += 1;
-            *n
-        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let mut agents = self.agents();
         let a = agents.entry(agent.to_owned()).or_default();
         a.links.push(LinkInfo {
