@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 
 use burrow_wire::{Frame, MAX_DATA, ResetCode};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::PollSender;
 
@@ -422,26 +422,13 @@ impl AsyncRead for MuxStream {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        // Copy straight out of the front chunk, leaving the rest queued.
-        let mut st = self.shared.state();
-        if let Some(code) = st.read_error() {
-            return Poll::Ready(Err(self.err(code).into()));
+        // At most what fits; the rest of the front chunk stays queued.
+        match ready!(self.poll_chunk(cx, buf.remaining())) {
+            Ok(Some(chunk)) => buf.put_slice(&chunk),
+            Ok(None) => {} // EOF: nothing written
+            Err(e) => return Poll::Ready(Err(e.into())),
         }
-        if let Some(front) = st.front() {
-            let n = front.len().min(buf.remaining());
-            buf.put_slice(&front[..n]);
-            front.advance(n);
-            if front.is_empty() {
-                st.recv.pop_front();
-            }
-            self.consumed(&mut st, n);
-            return Poll::Ready(Ok(()));
-        }
-        if st.remote_fin {
-            return Poll::Ready(Ok(()));
-        }
-        st.read_waker = Some(cx.waker().clone());
-        Poll::Pending
+        Poll::Ready(Ok(()))
     }
 }
 
