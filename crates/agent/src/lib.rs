@@ -110,16 +110,7 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
         drain_seconds = state.config.drain_timeout.as_secs_f64(),
         "shutting down: refusing new streams; draining open ones"
     );
-    state.streams.close();
-    if tokio::time::timeout(state.config.drain_timeout, state.streams.wait())
-        .await
-        .is_err()
-    {
-        info!(
-            left = state.streams.len(),
-            "drain timeout reached; resetting remaining streams"
-        );
-    }
+    burrow_mux::drain(&state.streams, state.config.drain_timeout).await;
     state.close_links.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), loops.wait()).await;
     info!("agent stopped");

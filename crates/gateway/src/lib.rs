@@ -185,16 +185,7 @@ impl Gateway {
             drain_seconds = state.config.drain_timeout.as_secs_f64(),
             "shutting down: listeners closed; draining open streams"
         );
-        state.streams.close();
-        let drained = tokio::time::timeout(state.config.drain_timeout, state.streams.wait())
-            .await
-            .is_ok();
-        if !drained {
-            info!(
-                left = state.streams.len(),
-                "drain timeout reached; resetting remaining streams"
-            );
-        }
+        burrow_mux::drain(&state.streams, state.config.drain_timeout).await;
         state.registry.close_all();
         state.links.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.links.wait()).await;

@@ -67,6 +67,21 @@ impl Default for Config {
     }
 }
 
+/// Lets the stream tasks in `streams` finish, for at most `limit` (the
+/// drain of a graceful shutdown). Returns whether they all finished; if
+/// not, logs how many were left, to be reset when their links close.
+pub async fn drain(streams: &tokio_util::task::TaskTracker, limit: Duration) -> bool {
+    streams.close();
+    let drained = tokio::time::timeout(limit, streams.wait()).await.is_ok();
+    if !drained {
+        tracing::info!(
+            left = streams.len(),
+            "drain timeout reached; resetting remaining streams"
+        );
+    }
+    drained
+}
+
 /// How many missed heartbeat intervals make a link dead.
 pub const MISSED_HEARTBEATS: u32 = 3;
 

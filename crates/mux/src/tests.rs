@@ -482,3 +482,26 @@ async fn a_link_closed_right_after_a_clean_finish_still_reads_to_eof() {
     // Writing is over, though: the link is gone.
     assert!(s.send(Bytes::from_static(b"more")).await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn drain_waits_for_streams_but_not_past_its_limit() {
+    let done = tokio_util::task::TaskTracker::new();
+    done.spawn(tokio::time::sleep(Duration::from_secs(5)));
+    assert!(
+        crate::drain(&done, Duration::from_secs(10)).await,
+        "finished in time"
+    );
+
+    let stuck = tokio_util::task::TaskTracker::new();
+    stuck.spawn(std::future::pending::<()>());
+    let start = tokio::time::Instant::now();
+    assert!(
+        !crate::drain(&stuck, Duration::from_secs(10)).await,
+        "one left"
+    );
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(10),
+        "gave up at the limit"
+    );
+}
