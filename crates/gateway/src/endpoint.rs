@@ -38,16 +38,8 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
 
 pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
     loop {
-        let (tcp, peer) = tokio::select! {
-            _ = state.stop_accepting.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "accept failed on tunnel endpoint");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, peer)) = crate::accept(&state, &listener, "tunnel endpoint").await else {
+            return;
         };
         let _ = tcp.set_nodelay(true);
         let state = state.clone();

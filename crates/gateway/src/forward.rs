@@ -117,17 +117,8 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
     let spec = Arc::new(spec);
     let warn_limit = Arc::new(RateLimit(AtomicU64::new(0)));
     loop {
-        let (tcp, client) = tokio::select! {
-            _ = state.stop_accepting.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    warn!(error = %e, "accept failed on forward");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, client)) = crate::accept(&state, &listener, "forward").await else {
+            return;
         };
         let Ok(permit) = state.conn_limit.clone().try_acquire_owned() else {
             if warn_limit.allow() {

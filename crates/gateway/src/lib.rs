@@ -112,6 +112,28 @@ pub async fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Next connection on `listener`, or `None` once the gateway stops
+/// accepting. A failed accept (EMFILE and friends) is logged and retried
+/// after a pause instead of spinning.
+pub(crate) async fn accept(
+    state: &State,
+    listener: &TcpListener,
+    what: &'static str,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = state.stop_accepting.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok(c) => return Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, listener = what, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
     listen(addr)
         .await
