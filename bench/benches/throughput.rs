@@ -102,7 +102,9 @@ async fn mux_pair() -> Session {
     });
     let url = burrow_transport::TunnelUrl::parse(&format!("ws://{addr}/tunnel")).unwrap();
     // The bench server does not check credentials.
-    let link = burrow_transport::ws::dial(&url, "bench", std::time::Duration::from_secs(5))
+    let dialer = burrow_transport::Dialer::new(url, None, &Default::default()).unwrap();
+    let link = dialer
+        .dial(Some("bench"), std::time::Duration::from_secs(5))
         .await
         .unwrap();
     let (s, _inc) = Session::new(

@@ -1,40 +1,64 @@
 //! The Burrow agent: the private end of the tunnel.
 //!
-//! It dials the gateway's tunnel endpoint over N links, keeps them alive
-//! with heartbeats, redials with capped exponential backoff, and for each
-//! stream the gateway opens connects the named target, if the allow-list
-//! permits it.
+//! In polling mode (the default) it dials the gateway's tunnel endpoint
+//! over N links, keeps them alive with heartbeats and redials with capped
+//! exponential backoff; in listening mode it is the TLS server and the
+//! gateway dials it. Either way, for each stream the gateway opens it
+//! connects the named target, if the allow-list permits it.
 //!
 //! # Layout
 //! - [`run`]: the agent until a shutdown future resolves, then a bounded drain.
 //! - [`Backoff`]: reconnect delays.
 //! - [`AllowList`]: targets this agent may reach.
 //! - `link.rs`: one link's dial / serve / redial loop.
+//! - `listen.rs`: listening mode: accept the gateway's links, show browsers
+//!   a page.
 
 #![forbid(unsafe_code)]
 
 mod allow;
-mod backoff;
 mod link;
+mod listen;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use burrow_transport::{Secret, TunnelUrl};
+use std::net::SocketAddr;
+
+use burrow_transport::tls::{LiveIdentity, Thumbprint};
+use burrow_transport::{Dialer, Secret};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
 pub use allow::{AllowList, AllowRule, AllowRuleError};
-pub use backoff::Backoff;
+pub use burrow_transport::Backoff;
+
+/// Who opens the links.
+#[derive(Debug, Clone)]
+pub enum AgentMode {
+    /// The agent dials the gateway (the default).
+    Poll(Dialer),
+    /// The agent listens (TLS) and the gateway dials it; only a gateway
+    /// presenting one of these certificate thumbprints is served.
+    Listen {
+        /// Where to listen.
+        addr: SocketAddr,
+        /// Trusted gateway certificates.
+        gateway: Vec<Thumbprint>,
+    },
+}
 
 /// Agent settings, validated by the binary before use.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// Gateway tunnel endpoint.
-    pub url: TunnelUrl,
-    /// Pre-shared key.
-    pub psk: Secret,
+    /// Polling or listening.
+    pub mode: AgentMode,
+    /// This agent's certificate (client certificate when polling, server
+    /// certificate when listening).
+    pub identity: Option<Arc<LiveIdentity>>,
+    /// Pre-shared key, if the gateway wants one.
+    pub psk: Option<Secret>,
     /// This agent's name (1–200 letters, digits, `-`, `.`).
     pub name: String,
     /// Links to keep open at once.
@@ -57,9 +81,10 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// Settings with the documented defaults.
-    pub fn new(url: TunnelUrl, psk: Secret, name: String) -> Self {
+    pub fn new(mode: AgentMode, psk: Option<Secret>, name: String) -> Self {
         AgentConfig {
-            url,
+            mode,
+            identity: None,
             psk,
             name,
             links: 2,
@@ -83,9 +108,28 @@ pub(crate) struct AgentState {
     pub(crate) streams: TaskTracker,
 }
 
+/// Errors starting an agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The listening port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Listening mode without a certificate, or a bad one.
+    #[error("listening mode: {0}")]
+    Tls(String),
+}
+
 /// Runs the agent until `shutdown` resolves, then refuses new streams, lets
 /// open ones finish for up to the drain timeout, and closes its links.
-pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
     if config.allow.is_empty() {
         tracing::warn!(
             "the allow-list is empty: every stream will be refused; add targets with --allow HOST:PORT"
@@ -98,8 +142,16 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
         streams: TaskTracker::new(),
     });
     let loops = TaskTracker::new();
-    for idx in 0..state.config.links.max(1) {
-        loops.spawn(link::run(state.clone(), idx));
+    match &state.config.mode {
+        AgentMode::Poll(_) => {
+            for idx in 0..state.config.links.max(1) {
+                loops.spawn(link::run(state.clone(), idx));
+            }
+        }
+        AgentMode::Listen { addr, gateway } => {
+            let listener = listen::bind(&state, *addr, gateway.clone()).await?;
+            loops.spawn(listener.run(state.clone()));
+        }
     }
     loops.close();
     shutdown.await;
@@ -114,4 +166,5 @@ pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output 
     state.close_links.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), loops.wait()).await;
     info!("agent stopped");
+    Ok(())
 }

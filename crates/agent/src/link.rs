@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use burrow_mux::{ResetCode, Session, pump};
 use burrow_transport::handshake::{self, HandshakeError};
-use burrow_transport::{TransportError, ws};
+use burrow_transport::{Link, TransportError};
 use burrow_wire::{Hello, PROTOCOL_VERSION, capabilities};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
-use crate::{AgentState, Backoff};
+use crate::{AgentMode, AgentState, Backoff};
 
 /// Longest the WebSocket dial and upgrade may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -24,22 +24,33 @@ enum DialError {
     Handshake(#[from] HandshakeError),
 }
 
-async fn dial(state: &AgentState) -> Result<burrow_transport::Link, DialError> {
+/// This agent's hello.
+pub(crate) fn hello(state: &AgentState) -> Hello {
     let cfg = &state.config;
-    let mut link = ws::dial(&cfg.url, cfg.psk.expose(), DIAL_TIMEOUT).await?;
-    handshake::dial(
-        &mut link,
-        Hello {
-            version: PROTOCOL_VERSION,
-            agent_name: cfg.name.clone(),
-            software_version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: vec![
-                capabilities::STREAMS.into(),
-                capabilities::OPENED_ACK.into(),
-            ],
-        },
-    )
-    .await?;
+    Hello {
+        version: PROTOCOL_VERSION,
+        agent_name: cfg.name.clone(),
+        software_version: env!("CARGO_PKG_VERSION").into(),
+        capabilities: vec![
+            capabilities::STREAMS.into(),
+            capabilities::OPENED_ACK.into(),
+        ],
+        credential: cfg
+            .psk
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+async fn dial(state: &AgentState) -> Result<Link, DialError> {
+    let cfg = &state.config;
+    let AgentMode::Poll(dialer) = &cfg.mode else {
+        return Err(TransportError::Setup("not in polling mode".into()).into());
+    };
+    let bearer = cfg.psk.as_ref().map(|p| p.expose());
+    let mut link = dialer.dial(bearer, DIAL_TIMEOUT).await?;
+    handshake::dial(&mut link, hello(state)).await?;
     Ok(link)
 }
 
@@ -56,7 +67,11 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
         }
         match dial(&state).await {
             Ok(link) => {
-                info!(link = idx, gateway = %cfg.url.url, after_failures = failures, "link up");
+                let gateway = match &cfg.mode {
+                    AgentMode::Poll(d) => d.url.url.as_str(),
+                    AgentMode::Listen { .. } => "",
+                };
+                info!(link = idx, %gateway, after_failures = failures, "link up");
                 last_failure = None;
                 failures = 0;
                 let up_at = Instant::now();
@@ -94,7 +109,7 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
 }
 
 /// Serves streams on one link until it closes; returns why it closed.
-async fn serve(state: &Arc<AgentState>, link: burrow_transport::Link) -> String {
+pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
     let config = burrow_mux::Config {
         dialer: true,
         heartbeat: Some(state.config.heartbeat),

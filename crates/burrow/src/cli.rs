@@ -3,21 +3,30 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use burrow_agent::{AgentConfig, AllowList, AllowRule};
-use burrow_gateway::{ForwardSpec, Gateway, GatewayConfig};
-use burrow_transport::{Secret, TunnelUrl};
+use burrow_agent::{AgentConfig, AgentMode, AllowList, AllowRule};
+use burrow_gateway::{AgentEndpoint, ForwardSpec, Gateway, GatewayConfig, Trust, TrustEntry};
+use burrow_transport::proxy::ProxyEnv;
+use burrow_transport::tls::{
+    IdentitySource, LiveIdentity, ServerTrust, Thumbprint, client_config, roots_from_pem_file,
+    system_roots,
+};
+use burrow_transport::{Dialer, Scheme, Secret, TunnelUrl};
 use burrow_wire::valid_name;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tracing::info;
+use tracing::{info, warn};
+
+use crate::identity::{IdentityArgs, ThumbprintArgs, reload_on_sighup};
 
 /// Burrow: a secure reverse tunnel.
 ///
 /// A gateway runs on a public host; an agent inside a private network dials
-/// out to it and carries TCP streams both ways over multiplexed WebSocket
-/// links. No inbound firewall rule, no VPN.
+/// out to it and carries TCP streams over multiplexed links (WebSocket over
+/// TLS, or raw TLS). Each side pins the other's certificate by SHA-256
+/// thumbprint. No inbound firewall rule, no VPN.
 #[derive(Debug, Parser)]
 #[command(name = "burrow", version, propagate_version = true)]
 pub struct Cli {
@@ -58,9 +67,13 @@ pub enum Command {
     #[command(visible_alias = "agent")]
     Run(AgentArgs),
     /// Try Burrow on one machine: a gateway on 127.0.0.1:17200 and an agent
-    /// named `demo` in one process, with a fresh random key, forwarding the
-    /// given ports. Nothing is exposed beyond loopback.
+    /// named `demo` in one process, with a fresh random key and fresh
+    /// self-signed certificates pinned both ways, forwarding the given
+    /// ports. Nothing is exposed beyond loopback, nothing is written.
     Demo(DemoArgs),
+    /// Print the SHA-256 thumbprint of PEM certificates (or of the gateway
+    /// and agent certificates in the data directory).
+    Thumbprint(ThumbprintArgs),
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -77,7 +90,8 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Args)]
 pub struct PskArgs {
     /// Pre-shared key: at least 32 characters, the same on gateway and
-    /// agent. Generate one with `openssl rand -base64 32`.
+    /// agent. Generate one with `openssl rand -base64 32`. Optional where
+    /// agents are trusted by certificate (--trust-agent).
     #[arg(
         long,
         env = "BURROW_PSK",
@@ -93,11 +107,50 @@ pub struct PskArgs {
 /// Gateway flags.
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// Address of the tunnel endpoint (agents dial ws://HOST:PORT/tunnel or /connect).
+    /// Address of the tunnel endpoint: agents dial wss://HOST:PORT/tunnel
+    /// (or /connect) or tls://HOST:PORT; browsers get a page with the
+    /// gateway's thumbprint.
     #[arg(long, env = "BURROW_LISTEN", default_value = "0.0.0.0:17200")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub psk: PskArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// Serve plain ws:// without TLS. Only behind a TLS-terminating proxy
+    /// (Caddy, a load balancer) on a trusted network.
+    #[arg(long, env = "BURROW_NO_TLS")]
+    pub no_tls: bool,
+    /// Trust a client certificate for an agent: AGENT=THUMBPRINT (the
+    /// thumbprint the agent prints at start). An agent with trusted
+    /// thumbprints must present one of them. Repeat for rotation (old and
+    /// new), or separate with commas.
+    #[arg(
+        long = "trust-agent",
+        env = "BURROW_TRUST_AGENT",
+        value_delimiter = ','
+    )]
+    pub trust_agent: Vec<TrustEntry>,
+    /// File of AGENT THUMBPRINT lines (# comments), re-read when it
+    /// changes: add or remove thumbprints without a restart.
+    #[arg(long, env = "BURROW_TRUST_FILE")]
+    pub trust_file: Option<PathBuf>,
+    /// Refuse any agent without a trusted certificate, even with the key.
+    #[arg(long, env = "BURROW_REQUIRE_AGENT_CERTIFICATE")]
+    pub require_agent_certificate: bool,
+    /// Listening agent to dial: NAME=tls://HOST:PORT. Its certificate must
+    /// be trusted with --trust-agent NAME=THUMBPRINT. Repeatable.
+    #[arg(
+        long = "agent-endpoint",
+        env = "BURROW_AGENT_ENDPOINT",
+        value_delimiter = ','
+    )]
+    pub agent_endpoints: Vec<AgentEndpoint>,
+    /// First delay before redialing a listening agent; doubles per failure.
+    #[arg(long, env = "RECONNECT_DELAY_SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub reconnect_delay_seconds: Duration,
+    /// Cap on the redial delay.
+    #[arg(long, env = "MAX_RECONNECT_DELAY_SECONDS", default_value = "300", value_parser = parse_seconds)]
+    pub max_reconnect_delay_seconds: Duration,
     /// TCP forward LISTEN=AGENT:HOST:PORT, e.g. 127.0.0.1:15432=home:db.internal:5432.
     /// Repeat the flag, or separate with commas in the variable.
     #[arg(long = "forward", env = "BURROW_FORWARD", value_delimiter = ',')]
@@ -116,14 +169,33 @@ pub struct GatewayArgs {
 /// Agent flags.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Gateway tunnel URL, e.g. ws://gateway.example.com:17200/tunnel.
-    #[arg(long, env = "CONNECT_URL")]
-    pub connect_url: String,
+    /// Gateway tunnel URL (polling mode): wss://gateway.example.com:17200/tunnel,
+    /// tls://gateway.example.com:17200, or ws://… behind a TLS proxy.
+    #[arg(long, env = "CONNECT_URL", conflicts_with = "listen")]
+    pub connect_url: Option<String>,
+    /// Gateway host name: sets CONNECT_URL to wss://GATEWAY_FQDN/tunnel.
+    #[arg(long, env = "GATEWAY_FQDN", conflicts_with = "listen")]
+    pub gateway_fqdn: Option<String>,
+    /// Listening mode: serve TLS here and let the gateway dial this agent
+    /// (--agent-endpoint on the gateway). Needs GATEWAY_THUMBPRINT.
+    #[arg(long, env = "BURROW_AGENT_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// This agent's name: 1-200 letters, digits, '-' and '.'.
     #[arg(long, env = "BURROW_AGENT_NAME")]
     pub agent_name: String,
     #[command(flatten)]
     pub psk: PskArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// Trust only the gateway certificate with this SHA-256 thumbprint (the
+    /// gateway prints it at start). Give two, comma-separated, while the
+    /// gateway's certificate is being replaced.
+    #[arg(long, env = "GATEWAY_THUMBPRINT", value_delimiter = ',')]
+    pub gateway_thumbprint: Vec<Thumbprint>,
+    /// Trust gateway certificates issued by these CA roots (PEM) instead of
+    /// a thumbprint. Without either, the system's roots are used.
+    #[arg(long, env = "BURROW_CA_FILE", conflicts_with = "gateway_thumbprint")]
+    pub ca_file: Option<PathBuf>,
     /// Target this agent may connect to: HOST:PORT, HOST may be * or *.domain,
     /// PORT may be *. Repeat, or separate with commas. Nothing is allowed by default.
     #[arg(long = "allow", env = "BURROW_ALLOW", value_delimiter = ',')]
@@ -160,7 +232,7 @@ pub struct DemoArgs {
     pub listen: SocketAddr,
 }
 
-fn load_psk(args: PskArgs) -> Result<Secret> {
+fn load_optional_psk(args: PskArgs) -> Result<Option<Secret>> {
     let raw = match (args.psk, args.psk_file) {
         (Some(v), _) => v,
         (None, Some(path)) => std::fs::read_to_string(&path)
@@ -169,11 +241,9 @@ fn load_psk(args: PskArgs) -> Result<Secret> {
             .next()
             .unwrap_or_default()
             .to_owned(),
-        (None, None) => bail!(
-            "no pre-shared key: set BURROW_PSK (or --psk / --psk-file) to the same value on gateway and agent; generate one with: openssl rand -base64 32"
-        ),
+        (None, None) => return Ok(None),
     };
-    Ok(Secret::psk(&raw)?)
+    Ok(Some(Secret::psk(&raw)?))
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -223,12 +293,52 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Gateway(args) => gateway(args).await,
         Command::Run(args) => agent(args).await,
         Command::Demo(args) => demo(args).await,
+        Command::Thumbprint(args) => crate::identity::thumbprint(args),
     }
 }
 
 async fn gateway(args: GatewayArgs) -> Result<()> {
-    let psk = load_psk(args.psk)?;
-    let mut config = GatewayConfig::new(psk);
+    let psk = load_optional_psk(args.psk)?;
+    let mut trust = Trust::new(args.trust_agent);
+    if let Some(path) = args.trust_file {
+        trust = trust.with_file(path)?;
+    }
+    if psk.is_none() && !trust.is_configured() {
+        bail!(
+            "no agent credentials: set BURROW_PSK (generate one with: openssl rand -base64 32), or trust agent certificates with --trust-agent AGENT=THUMBPRINT"
+        );
+    }
+    if args.max_reconnect_delay_seconds < args.reconnect_delay_seconds {
+        bail!("MAX_RECONNECT_DELAY_SECONDS must not be below RECONNECT_DELAY_SECONDS");
+    }
+    let tls = if args.no_tls {
+        if !args.agent_endpoints.is_empty() {
+            bail!(
+                "--agent-endpoint needs TLS: listening agents verify the gateway's certificate; remove --no-tls"
+            );
+        }
+        None
+    } else {
+        let id = args.identity.load("gateway")?;
+        reload_on_sighup(id.clone());
+        Some(id)
+    };
+    for ep in &args.agent_endpoints {
+        if trust.for_agent(&ep.name).is_empty() {
+            bail!(
+                "--agent-endpoint {}: no certificate is trusted for agent {}; add --trust-agent {}=THUMBPRINT (the listening agent prints it at start)",
+                ep.url.url,
+                ep.name,
+                ep.name
+            );
+        }
+    }
+    let mut config = GatewayConfig::new(psk, tls);
+    config.trust = trust;
+    config.require_agent_certificate = args.require_agent_certificate;
+    config.agent_endpoints = args.agent_endpoints;
+    config.reconnect_delay = args.reconnect_delay_seconds;
+    config.max_reconnect_delay = args.max_reconnect_delay_seconds;
     config.forwards = args.forwards;
     config.heartbeat = args.heartbeat_interval_seconds;
     config.drain_timeout = args.drain_timeout_seconds;
@@ -242,8 +352,41 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     Ok(())
 }
 
+/// How the agent trusts the gateway: pinned thumbprints, a CA file, or the
+/// system roots.
+fn gateway_trust(pins: Vec<Thumbprint>, ca_file: Option<&std::path::Path>) -> Result<ServerTrust> {
+    Ok(match (pins.is_empty(), ca_file) {
+        (false, _) => ServerTrust::Pinned(pins),
+        (true, Some(f)) => roots_from_pem_file(f)?,
+        (true, None) => system_roots()?,
+    })
+}
+
+/// The dialer for a polling agent.
+fn polling_dialer(
+    url: TunnelUrl,
+    identity: Option<Arc<LiveIdentity>>,
+    trust: &ServerTrust,
+) -> Result<Dialer> {
+    let tls = if url.scheme.is_tls() {
+        Some(client_config(
+            identity,
+            trust,
+            "the gateway",
+            "set GATEWAY_THUMBPRINT to the thumbprint the gateway printed at start",
+            url.scheme.alpn(),
+        )?)
+    } else {
+        None
+    };
+    let dialer = Dialer::new(url, tls, &ProxyEnv::from_env()?)?;
+    if let Some(p) = dialer.proxy() {
+        info!(proxy = ?p, "links go through the HTTP proxy (HTTPS_PROXY / HTTP_PROXY)");
+    }
+    Ok(dialer)
+}
+
 fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
-    let url = TunnelUrl::parse(&args.connect_url)?;
     if !valid_name(&args.agent_name) {
         bail!(
             "invalid agent name {:?}: use 1-200 letters, digits, '-' and '.'",
@@ -253,8 +396,53 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     if args.max_reconnect_delay_seconds < args.reconnect_delay_seconds {
         bail!("MAX_RECONNECT_DELAY_SECONDS must not be below RECONNECT_DELAY_SECONDS");
     }
-    let psk = load_psk(args.psk)?;
-    let mut c = AgentConfig::new(url, psk, args.agent_name);
+    let url = match (&args.connect_url, &args.gateway_fqdn, args.listen) {
+        (Some(u), _, _) => Some(TunnelUrl::parse(u)?),
+        (None, Some(fqdn), _) => Some(TunnelUrl::parse(&format!("wss://{fqdn}/tunnel"))?),
+        (None, None, Some(_)) => None,
+        (None, None, None) => bail!(
+            "no gateway: set CONNECT_URL (e.g. wss://gateway.example.com:17200/tunnel) or GATEWAY_FQDN, or --listen ADDR for listening mode"
+        ),
+    };
+    let psk = load_optional_psk(args.psk)?;
+    let plain = url.as_ref().is_some_and(|u| u.scheme == Scheme::Ws);
+    if psk.is_none() && plain {
+        bail!(
+            "no pre-shared key: a ws:// link carries no certificate, so set BURROW_PSK (generate one with: openssl rand -base64 32), or use wss:// or tls://"
+        );
+    }
+    let identity = if plain {
+        None
+    } else {
+        let id = args.identity.load("agent")?;
+        reload_on_sighup(id.clone());
+        Some(id)
+    };
+    let mode = match (url, args.listen) {
+        (Some(url), _) => {
+            if url.scheme == Scheme::Ws {
+                warn!(
+                    "CONNECT_URL is ws://: the link is not encrypted unless a TLS proxy carries it"
+                );
+            }
+            let trust = gateway_trust(args.gateway_thumbprint, args.ca_file.as_deref())?;
+            AgentMode::Poll(polling_dialer(url, identity.clone(), &trust)?)
+        }
+        (None, addr) => {
+            let addr = addr.context("no gateway URL and no --listen address")?;
+            if args.gateway_thumbprint.is_empty() {
+                bail!(
+                    "listening mode needs GATEWAY_THUMBPRINT (the thumbprint the gateway prints at start): the agent serves only that gateway"
+                );
+            }
+            AgentMode::Listen {
+                addr,
+                gateway: args.gateway_thumbprint,
+            }
+        }
+    };
+    let mut c = AgentConfig::new(mode, psk, args.agent_name);
+    c.identity = identity;
     c.links = usize::from(args.links);
     c.heartbeat = args.heartbeat_interval_seconds;
     c.reconnect_delay = args.reconnect_delay_seconds;
@@ -267,8 +455,12 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
 
 async fn agent(args: AgentArgs) -> Result<()> {
     let config = agent_config(args)?;
-    info!(version = env!("CARGO_PKG_VERSION"), agent = %config.name, gateway = %config.url.url, links = config.links, "burrow agent starting");
-    burrow_agent::run(config, shutdown_signal()).await;
+    let gateway = match &config.mode {
+        AgentMode::Poll(d) => d.url.url.clone(),
+        AgentMode::Listen { addr, .. } => format!("(listening on {addr})"),
+    };
+    info!(version = env!("CARGO_PKG_VERSION"), agent = %config.name, %gateway, links = config.links, "burrow agent starting");
+    burrow_agent::run(config, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -292,12 +484,26 @@ async fn demo(args: DemoArgs) -> Result<()> {
         allow.push(target.parse::<AllowRule>()?);
         forwards.push(spec);
     }
-    let mut gw_config = GatewayConfig::new(psk.clone());
+    let ephemeral = |name: &str| {
+        LiveIdentity::load(IdentitySource::Ephemeral {
+            names: vec![name.to_owned()],
+        })
+    };
+    let (gw_id, agent_id) = (ephemeral("localhost")?, ephemeral("demo")?);
+    let agent_thumbprint = agent_id.thumbprint();
+    let mut gw_config = GatewayConfig::new(Some(psk.clone()), Some(gw_id.clone()));
     gw_config.forwards = forwards;
+    gw_config.trust = Trust::new([TrustEntry {
+        agent: "demo".into(),
+        thumbprint: agent_id.thumbprint(),
+    }]);
     let gw = Gateway::bind(gw_config, args.listen).await?;
     let tunnel = gw.tunnel_addr()?;
-    let url = TunnelUrl::parse(&format!("ws://{tunnel}/tunnel"))?;
-    let mut agent = AgentConfig::new(url, psk, "demo".into());
+    let url = TunnelUrl::parse(&format!("wss://{tunnel}/tunnel"))?;
+    let trust = ServerTrust::Pinned(vec![gw_id.thumbprint()]);
+    let dialer = polling_dialer(url, Some(agent_id.clone()), &trust)?;
+    let mut agent = AgentConfig::new(AgentMode::Poll(dialer), Some(psk), "demo".into());
+    agent.identity = Some(agent_id);
     agent.allow = AllowList::new(allow);
     agent.reconnect_delay = Duration::from_secs(1);
 
@@ -308,6 +514,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let agent_task = tokio::spawn(burrow_agent::run(agent, async move {
         agent_stop.cancelled().await
     }));
+    info!(gateway = %gw_id.thumbprint(), agent = %agent_thumbprint, "demo link: wss:// with both certificates pinned");
     for f in &args.forwards {
         info!(forward = %f, "demo forward ready: connect to the left side");
     }
@@ -334,15 +541,5 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("soon").is_err());
         assert!(parse_seconds("NaN").is_err());
-    }
-
-    #[test]
-    fn missing_psk_says_how_to_make_one() {
-        let none = PskArgs {
-            psk: None,
-            psk_file: None,
-        };
-        let e = load_psk(none).expect_err("no key").to_string();
-        assert!(e.contains("openssl rand -base64 32"), "{e}");
     }
 }

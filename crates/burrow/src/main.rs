@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod identity;
 
 use std::process::ExitCode;
 

@@ -25,11 +25,32 @@ async fn echo_roundtrip(addr: std::net::SocketAddr, msg: &[u8]) -> Result<Vec<u8
     Ok(got)
 }
 
+fn over(scheme: &'static str) -> TunnelOpts {
+    TunnelOpts {
+        scheme,
+        ..TunnelOpts::default()
+    }
+}
+
 #[tokio::test]
-async fn hundred_megabytes_each_way_through_one_stream() -> Result<()> {
+async fn hundred_megabytes_each_way_through_one_stream_over_wss() -> Result<()> {
+    hundred_megabytes_each_way(over("wss")).await
+}
+
+#[tokio::test]
+async fn hundred_megabytes_each_way_through_one_stream_over_tls() -> Result<()> {
+    hundred_megabytes_each_way(over("tls")).await
+}
+
+#[tokio::test]
+async fn hundred_megabytes_each_way_through_one_stream_over_plain_ws() -> Result<()> {
+    hundred_megabytes_each_way(over("ws")).await
+}
+
+async fn hundred_megabytes_each_way(opts: TunnelOpts) -> Result<()> {
     const N: u64 = 100 * 1000 * 1000;
     let (target, mut reports) = hashing_peer(N, 0xB0B).await;
-    let t = Tunnel::start(bin(), &[target], TunnelOpts::default()).await?;
+    let t = Tunnel::start(bin(), &[target], opts).await?;
     let client = TcpStream::connect(t.forwards[0]).await?;
     let mine =
         tokio::time::timeout(Duration::from_secs(300), send_and_hash(client, N, 0xA11CE)).await??;
@@ -43,9 +64,18 @@ async fn hundred_megabytes_each_way_through_one_stream() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_thousand_concurrent_streams_through_one_agent() -> Result<()> {
+async fn a_thousand_concurrent_streams_over_wss() -> Result<()> {
+    a_thousand_concurrent_streams(over("wss")).await
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_streams_over_tls() -> Result<()> {
+    a_thousand_concurrent_streams(over("tls")).await
+}
+
+async fn a_thousand_concurrent_streams(opts: TunnelOpts) -> Result<()> {
     let echo = servers::echo().await;
-    let t = Tunnel::start(bin(), &[echo], TunnelOpts::default()).await?;
+    let t = Tunnel::start(bin(), &[echo], opts).await?;
     let fwd = t.forwards[0];
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000u64 {
@@ -235,7 +265,9 @@ async fn a_wrong_key_is_refused_with_401_and_one_log_line() -> Result<()> {
         &["gateway".into(), "--listen".into(), "127.0.0.1:0".into()],
         &[("BURROW_PSK", &psk)],
     )?;
-    let addr = burrow_e2e::addr_field(&gw.wait_log("tunnel endpoint listening").await?, "addr")?;
+    let up = gw.wait_log("tunnel endpoint listening").await?;
+    let addr = burrow_e2e::addr_field(&up, "addr")?;
+    let thumbprint = up["thumbprint"].as_str().unwrap_or_default().to_owned();
     let wrong = random_psk();
     let mut agent = Proc::spawn(
         "agent",
@@ -243,7 +275,9 @@ async fn a_wrong_key_is_refused_with_401_and_one_log_line() -> Result<()> {
         &[
             "run".into(),
             "--connect-url".into(),
-            format!("ws://{addr}/tunnel"),
+            format!("wss://{addr}/tunnel"),
+            "--gateway-thumbprint".into(),
+            thumbprint,
             "--agent-name".into(),
             "intruder".into(),
             "--links".into(),
@@ -358,6 +392,7 @@ async fn raw_link(
         agent_name: name.into(),
         software_version: "test".into(),
         capabilities: vec![],
+        credential: psk.into(),
     });
     ws.send(Message::Binary(hello.to_bytes())).await?;
     let ack = tokio::time::timeout(WAIT, ws.next()).await?.unwrap()?;
@@ -376,7 +411,8 @@ async fn malformed_and_oversized_frames_close_only_the_offending_link() -> Resul
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let echo = servers::echo().await;
-    let mut t = Tunnel::start(bin(), &[echo], TunnelOpts::default()).await?;
+    // Plain ws:// so the test can write frames by hand.
+    let mut t = Tunnel::start(bin(), &[echo], over("ws")).await?;
 
     // Unknown frame type.
     let mut ws = raw_link(t.tunnel_addr, &t.psk, "rogue-1").await?;
@@ -452,6 +488,7 @@ async fn targets_outside_the_allow_list_are_refused_by_the_agent() -> Result<()>
             "gateway".into(),
             "--listen".into(),
             "127.0.0.1:0".into(),
+            "--no-tls".into(),
             "--forward".into(),
             format!("127.0.0.1:0={}:{other}", t.agent_name),
         ],
@@ -572,7 +609,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
 #[tokio::test]
 async fn the_tunnel_port_answers_plain_http_without_secrets() -> Result<()> {
     let echo = servers::echo().await;
-    let t = Tunnel::start(bin(), &[echo], TunnelOpts::default()).await?;
+    let t = Tunnel::start(bin(), &[echo], over("ws")).await?;
     let page = http_get(t.tunnel_addr, "/").await?;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(
@@ -581,9 +618,10 @@ async fn the_tunnel_port_answers_plain_http_without_secrets() -> Result<()> {
         "{page}"
     );
     assert!(
-        page.contains("Burrow gateway") && page.contains(&t.agent_name),
+        page.contains("Burrow gateway") && page.contains("No TLS on this port"),
         "{page}"
     );
+    assert!(!page.contains(&t.agent_name), "agent names are not public");
     assert!(!page.contains(&t.psk), "the key never appears on the page");
     let health = http_get(t.tunnel_addr, "/healthz").await?;
     assert!(

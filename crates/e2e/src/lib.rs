@@ -36,6 +36,9 @@ pub struct Proc {
     raw: Arc<Mutex<Vec<String>>>,
     seen: watch::Receiver<usize>,
     exited: watch::Receiver<bool>,
+    /// Default data directory (`BURROW_DATA_DIR`), so no test writes
+    /// outside its own temporary directories.
+    _data: tempfile::TempDir,
 }
 
 /// A fresh pre-shared key for one test (never a fixed secret).
@@ -50,9 +53,11 @@ pub fn random_psk() -> String {
 impl Proc {
     /// Starts `bin args…` with a clean environment plus `env`, logging JSON.
     pub fn spawn(name: &str, bin: &PathBuf, args: &[String], env: &[(&str, &str)]) -> Result<Proc> {
+        let data = tempfile::tempdir()?;
         let mut cmd = Command::new(bin);
         cmd.args(args)
             .env_clear()
+            .env("BURROW_DATA_DIR", data.path())
             .env("BURROW_LOG_FORMAT", "json")
             .env("BURROW_LOG", "info")
             .stdin(Stdio::null())
@@ -97,6 +102,7 @@ impl Proc {
             raw,
             seen,
             exited,
+            _data: data,
         })
     }
 
@@ -179,6 +185,11 @@ impl Proc {
         let _ = self.child.kill().await;
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Sends SIGTERM (graceful shutdown).
     pub fn term(&self) -> Result<()> {
         let pid = self.child.id().context("already exited")?;
@@ -233,6 +244,12 @@ pub struct Tunnel {
     pub agent_args: Vec<String>,
     /// The gateway's arguments, for restarts (ports pinned to the first run's).
     pub gateway_args: Vec<String>,
+    /// The URL the agent dials.
+    pub url: String,
+    /// The gateway's certificate thumbprint (empty with `ws`).
+    pub gateway_thumbprint: String,
+    /// Holds the data directories (`gateway/`, `agent/`).
+    pub dir: tempfile::TempDir,
 }
 
 /// Options for [`Tunnel::start`].
@@ -246,6 +263,8 @@ pub struct TunnelOpts {
     pub gateway_extra: Vec<String>,
     /// Agent log filter.
     pub agent_log: String,
+    /// Carrier: `wss` (default), `tls`, or `ws` (gateway with `--no-tls`).
+    pub scheme: &'static str,
 }
 
 impl Default for TunnelOpts {
@@ -255,6 +274,7 @@ impl Default for TunnelOpts {
             agent_extra: Vec::new(),
             gateway_extra: Vec::new(),
             agent_log: "info".into(),
+            scheme: "wss",
         }
     }
 }
@@ -265,17 +285,27 @@ impl Tunnel {
     pub async fn start(bin: PathBuf, targets: &[SocketAddr], opts: TunnelOpts) -> Result<Tunnel> {
         let psk = random_psk();
         let agent_name = "e2e-agent".to_string();
+        let dir = tempfile::tempdir()?;
+        let gw_data = dir.path().join("gateway").display().to_string();
+        let agent_data = dir.path().join("agent").display().to_string();
+        let mut common = vec!["--data-dir".to_string(), gw_data];
+        if opts.scheme == "ws" {
+            common.push("--no-tls".into());
+        }
         let mut gw_args = vec!["gateway".into(), "--listen".into(), "127.0.0.1:0".into()];
+        gw_args.extend(common.iter().cloned());
         for t in targets {
             gw_args.push("--forward".into());
             gw_args.push(format!("127.0.0.1:0={agent_name}:{t}"));
         }
         gw_args.extend(opts.gateway_extra.iter().cloned());
         let mut gateway = Proc::spawn("gateway", &bin, &gw_args, &[("BURROW_PSK", &psk)])?;
-        let tunnel_addr = addr_field(
-            &gateway.wait_log("tunnel endpoint listening").await?,
-            "addr",
-        )?;
+        let listening = gateway.wait_log("tunnel endpoint listening").await?;
+        let tunnel_addr = addr_field(&listening, "addr")?;
+        let gateway_thumbprint = listening["thumbprint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let mut forwards = Vec::new();
         for t in targets {
             let t = t.to_string();
@@ -286,15 +316,22 @@ impl Tunnel {
         }
         // Pin the ports so a restarted gateway comes back on the same ones.
         let mut pinned = vec!["gateway".into(), "--listen".into(), tunnel_addr.to_string()];
+        pinned.extend(common.iter().cloned());
         for (t, f) in targets.iter().zip(&forwards) {
             pinned.push("--forward".into());
             pinned.push(format!("{f}={agent_name}:{t}"));
         }
         pinned.extend(opts.gateway_extra.iter().cloned());
+        let url = match opts.scheme {
+            "tls" => format!("tls://{tunnel_addr}"),
+            s => format!("{s}://{tunnel_addr}/tunnel"),
+        };
         let mut agent_args = vec![
             "run".into(),
             "--connect-url".into(),
-            format!("ws://{tunnel_addr}/tunnel"),
+            url.clone(),
+            "--data-dir".into(),
+            agent_data,
             "--agent-name".into(),
             agent_name.clone(),
             "--links".into(),
@@ -303,6 +340,10 @@ impl Tunnel {
         for t in targets {
             agent_args.push("--allow".into());
             agent_args.push(t.to_string());
+        }
+        if !gateway_thumbprint.is_empty() {
+            agent_args.push("--gateway-thumbprint".into());
+            agent_args.push(gateway_thumbprint.clone());
         }
         agent_args.extend(opts.agent_extra.iter().cloned());
         let agent = Proc::spawn(
@@ -321,6 +362,9 @@ impl Tunnel {
             agent_name,
             agent_args,
             gateway_args: pinned,
+            url,
+            gateway_thumbprint,
+            dir,
         };
         t.wait_links(0, opts.links).await?;
         Ok(t)

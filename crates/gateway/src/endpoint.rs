@@ -1,6 +1,7 @@
-//! The tunnel endpoint: an HTTP/1.1 server on the gateway port that
-//! upgrades `/tunnel` and `/connect` to WebSocket links, checks the
-//! pre-shared key, and serves a small status page.
+//! The tunnel endpoint: one port for agents and browsers. Over TLS (the
+//! default) ALPN tells the raw carrier (`burrow/1`) from HTTP/1.1; HTTP
+//! upgrades `/tunnel` and `/connect` to WebSocket links and serves the
+//! status page. Every link, however it arrived, is authorized by [`admit`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use burrow_mux::Session;
-use burrow_transport::{handshake, ws};
-use burrow_wire::{Reject, RejectCode, capabilities};
+use burrow_transport::tls::{Thumbprint, list_thumbprints};
+use burrow_transport::{Link, accept_tls, handshake, page, raw, ws};
+use burrow_wire::{Hello, Reject, RejectCode, capabilities};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -17,23 +19,19 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::State;
 
 type Body = Full<Bytes>;
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
-}
+/// Longest a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
-    respond(status, "text/plain; charset=utf-8", body.into())
+    page::respond(status, "text/plain; charset=utf-8", body.into())
 }
 
 pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
@@ -44,24 +42,71 @@ pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(state, peer, req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(tcp), svc)
-                .with_upgrades();
-            let _ = conn.await;
+            let Some(acceptor) = state.acceptor.clone() else {
+                return serve_http(state, tcp, peer, None).await;
+            };
+            match accept_tls(&acceptor, tcp, TLS_HANDSHAKE_TIMEOUT).await {
+                Ok(tls) if tls.raw => {
+                    let mut link = raw::link(tls.stream, Some(peer));
+                    link.peer_cert = tls.peer_cert;
+                    let links = state.links.clone();
+                    links.spawn(admit(state, link, None).instrument(info_span!("link", %peer)));
+                }
+                Ok(tls) => serve_http(state, tls.stream, peer, tls.peer_cert).await,
+                Err(e) => tls_failed(peer, &e),
+            }
         });
     }
 }
 
-fn route(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+/// Logs a failed TLS handshake: a client refusing our certificate is worth
+/// a warning (an agent with a stale pin); scanners and probes are not.
+fn tls_failed(peer: SocketAddr, e: &std::io::Error) {
+    let refused_cert = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::AlertReceived(
+                    rustls::AlertDescription::BadCertificate
+                        | rustls::AlertDescription::UnknownCA
+                        | rustls::AlertDescription::CertificateUnknown
+                )
+            )
+        });
+    if refused_cert {
+        warn!(%peer, error = %e, "a client refused this gateway's certificate: if it is an agent, its GATEWAY_THUMBPRINT does not match this gateway's thumbprint");
+    } else {
+        debug!(%peer, error = %e, "TLS handshake failed");
+    }
+}
+
+async fn serve_http<I>(state: Arc<State>, io: I, peer: SocketAddr, cert: Option<Thumbprint>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(state, peer, cert, req)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    let _ = conn.await;
+}
+
+fn route(
+    state: Arc<State>,
+    peer: SocketAddr,
+    cert: Option<Thumbprint>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path();
     if ws::TUNNEL_PATHS.contains(&path) {
-        return upgrade(state, peer, req);
+        return upgrade(state, peer, cert, req);
     }
     match path {
         "/" => status_page(&state),
@@ -71,32 +116,13 @@ fn route(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Respons
 }
 
 fn status_page(state: &State) -> Response<Body> {
-    let agents = state.registry.status();
-    let rows: String = agents
-        .iter()
-        .map(|a| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                html_escape(&a.name),
-                a.links,
-                html_escape(&a.version)
-            )
-        })
-        .collect();
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Burrow gateway</title></head>\
-         <body><h1>Burrow gateway</h1><p>Version {}. Agents dial <code>/tunnel</code> on this port.</p>\
-         <table><tr><th>agent</th><th>links</th><th>version</th></tr>{rows}</table></body></html>\n",
-        env!("CARGO_PKG_VERSION")
+    let thumbprint = state.config.tls.as_ref().map(|id| id.thumbprint());
+    let body = page::html(
+        "Burrow gateway",
+        thumbprint,
+        "Agents connect to this port: wss://HOST:PORT/tunnel, or tls://HOST:PORT.",
     );
-    respond(StatusCode::OK, "text/html; charset=utf-8", body)
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    page::respond(StatusCode::OK, "text/html; charset=utf-8", body)
 }
 
 fn bearer(req: &Request<Incoming>) -> Option<&[u8]> {
@@ -104,7 +130,12 @@ fn bearer(req: &Request<Incoming>) -> Option<&[u8]> {
     v.strip_prefix(b"Bearer ")
 }
 
-fn upgrade(state: Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
+fn upgrade(
+    state: Arc<State>,
+    peer: SocketAddr,
+    cert: Option<Thumbprint>,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
     let is_ws = req
         .headers()
         .get(header::UPGRADE)
@@ -117,16 +148,20 @@ fn upgrade(state: Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) -> R
             "this is the Burrow tunnel endpoint: agents connect here with a WebSocket upgrade\n",
         );
     };
-    let expected = state.config.psk.expose().as_bytes();
-    let authorized = bearer(&req).is_some_and(|got| bool::from(got.ct_eq(expected)));
-    if !authorized {
-        let why = if bearer(&req).is_some() {
-            "wrong pre-shared key"
-        } else {
-            "no pre-shared key presented"
-        };
-        warn!(%peer, reason = why, "refused agent link");
-        return text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
+    // With a pre-shared key, refuse a wrong one before upgrading: proxies
+    // and scanners get a plain 401. The hello checks it again.
+    if let Some(psk) = &state.config.psk {
+        let authorized =
+            bearer(&req).is_some_and(|got| bool::from(got.ct_eq(psk.expose().as_bytes())));
+        if !authorized {
+            let why = if bearer(&req).is_some() {
+                "wrong pre-shared key"
+            } else {
+                "no pre-shared key presented"
+            };
+            warn!(%peer, reason = why, "refused agent link");
+            return text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
+        }
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let span = info_span!("link", %peer);
@@ -135,8 +170,9 @@ fn upgrade(state: Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) -> R
         async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let link = ws::accept_upgraded(TokioIo::new(upgraded), Some(peer)).await;
-                    serve_link(state, link).await;
+                    let mut link = ws::accept_upgraded(TokioIo::new(upgraded), Some(peer)).await;
+                    link.peer_cert = cert;
+                    admit(state, link, None).await;
                 }
                 Err(e) => warn!(error = %e, "websocket upgrade failed"),
             }
@@ -154,8 +190,52 @@ fn upgrade(state: Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) -> R
     r
 }
 
-async fn serve_link(state: Arc<State>, mut link: burrow_transport::Link) {
+/// Checks an agent's credentials: the pre-shared key (if the gateway has
+/// one) and its certificate (if the gateway trusts certificates for this
+/// agent, or requires them). Returns what to tell the agent on refusal.
+fn authorize(state: &State, hello: &Hello, cert: Option<Thumbprint>) -> Result<(), String> {
+    let agent = &hello.agent_name;
+    if let Some(psk) = &state.config.psk {
+        let ok = bool::from(hello.credential.as_bytes().ct_eq(psk.expose().as_bytes()));
+        if !ok {
+            return Err(if hello.credential.is_empty() {
+                "no pre-shared key presented".into()
+            } else {
+                "wrong pre-shared key".into()
+            });
+        }
+    }
+    let trusted = state.config.trust.for_agent(agent);
+    if trusted.is_empty() {
+        if state.config.require_agent_certificate || state.config.psk.is_none() {
+            let presented = cert.map_or_else(
+                || "no certificate".to_owned(),
+                |t| format!("certificate {t}"),
+            );
+            return Err(format!(
+                "the gateway trusts no certificate for agent {agent} (it presented {presented}): trust it with --trust-agent {agent}=THUMBPRINT, the thumbprint the agent prints at start"
+            ));
+        }
+        return Ok(());
+    }
+    match cert {
+        None => Err(format!(
+            "agent {agent} presented no client certificate, but the gateway requires one of {}: connect with wss:// or tls:// so the agent presents its certificate",
+            list_thumbprints(&trusted)
+        )),
+        Some(t) if trusted.contains(&t) => Ok(()),
+        Some(t) => Err(format!(
+            "agent {agent} presented certificate thumbprint {t}, but the gateway trusts only {} for it: if the agent's certificate was replaced, add the new thumbprint (--trust-agent {agent}={t} or the trust file) after checking it against the agent's start-up log",
+            list_thumbprints(&trusted)
+        )),
+    }
+}
+
+/// Runs the hello on a new link, authorizes it, and serves it until it
+/// closes. `expected` is the agent name a gateway-dialed link must carry.
+pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&str>) {
     let peer = link.peer;
+    let cert = link.peer_cert;
     let hello = match handshake::accept(&mut link).await {
         Ok(h) => h,
         Err(e) => {
@@ -163,12 +243,21 @@ async fn serve_link(state: Arc<State>, mut link: burrow_transport::Link) {
             return;
         }
     };
-    let agent = hello.agent_name;
+    let agent = hello.agent_name.clone();
     let refusal = if state.stop_accepting.is_cancelled() {
         Some((
             RejectCode::ShuttingDown,
             "gateway is shutting down; retry shortly".to_owned(),
         ))
+    } else if let Some(want) = expected.filter(|w| *w != agent) {
+        Some((
+            RejectCode::Unauthorized,
+            format!(
+                "the gateway dialed agent {want}, but this agent calls itself {agent}: fix --agent-endpoint or --agent-name"
+            ),
+        ))
+    } else if let Err(why) = authorize(&state, &hello, cert) {
+        Some((RejectCode::Unauthorized, why))
     } else if state.registry.link_count(&agent) >= state.config.max_links_per_agent {
         Some((
             RejectCode::TooManyLinks,
@@ -203,7 +292,8 @@ async fn serve_link(state: Arc<State>, mut link: burrow_transport::Link) {
         peer,
         hello.software_version.clone(),
     );
-    info!(%agent, link = id, links, version = %hello.software_version, "agent link up");
+    let cert = cert.map(|t| t.to_string()).unwrap_or_default();
+    info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, "agent link up");
     let reason = session.closed().await;
     let left = state.registry.remove(&agent, id);
     info!(%agent, link = id, links = left, %reason, "agent link down");

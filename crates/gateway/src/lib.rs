@@ -1,42 +1,99 @@
 //! The Burrow gateway: the public end of the tunnel.
 //!
-//! Agents dial the tunnel endpoint (`/tunnel` or `/connect`, WebSocket) and
-//! keep links open; TCP forwards accept connections and carry each one as a
-//! stream over one of the named agent's live links.
+//! Agents dial the tunnel endpoint (`wss://…/tunnel` or `/connect`, or raw
+//! `tls://`, told apart by ALPN on one TLS port) and keep links open; or the
+//! gateway dials agents that listen ([`AgentEndpoint`]). TCP forwards
+//! accept connections and carry each one as a stream over one of the named
+//! agent's live links.
 //!
 //! # Layout
 //! - [`Gateway`]: binds listeners ([`Gateway::bind`]), then serves until a
 //!   shutdown future resolves ([`Gateway::run`]), draining open streams.
-//! - `endpoint.rs`: the HTTP server on the tunnel port (upgrade, auth,
-//!   status page) and the per-link task.
+//! - `endpoint.rs`: the tunnel port: TLS, then the raw carrier or HTTP
+//!   (WebSocket upgrade, status page); `admit` authorizes every link.
+//! - `outbound.rs`: links the gateway dials to listening agents.
 //! - `forward.rs`: TCP forwards (`LISTEN=AGENT:HOST:PORT`).
+//! - [`Trust`]: agent certificate thumbprints trusted per agent name.
 //! - [`registry`]: live links by agent, round-robin link choice.
 
 #![forbid(unsafe_code)]
 
 mod endpoint;
 mod forward;
+mod outbound;
 pub mod registry;
+mod trust;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use burrow_transport::Secret;
+use burrow_transport::tls::LiveIdentity;
+use burrow_transport::{Secret, TunnelUrl};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use forward::{ForwardSpec, ForwardSpecError};
 pub use registry::Registry;
+pub use trust::{Trust, TrustEntry, TrustError};
+
+/// A listening agent the gateway dials: `NAME=tls://host:port`.
+#[derive(Debug, Clone)]
+pub struct AgentEndpoint {
+    /// The agent's name (its hello must say the same).
+    pub name: String,
+    /// Where it listens.
+    pub url: TunnelUrl,
+}
+
+impl std::str::FromStr for AgentEndpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, url) = s.split_once('=').ok_or_else(|| {
+            format!("invalid agent endpoint {s:?}: expected NAME=tls://HOST:PORT")
+        })?;
+        if !burrow_wire::valid_name(name) {
+            return Err(format!(
+                "invalid agent endpoint {s:?}: agent names are 1-200 letters, digits, '-' and '.'"
+            ));
+        }
+        let url = TunnelUrl::parse(url).map_err(|e| e.to_string())?;
+        if url.scheme != burrow_transport::Scheme::Tls {
+            return Err(format!(
+                "invalid agent endpoint {s:?}: listening agents are dialed with tls://HOST:PORT"
+            ));
+        }
+        Ok(AgentEndpoint {
+            name: name.to_owned(),
+            url,
+        })
+    }
+}
 
 /// Gateway settings, validated by the binary before use.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// Pre-shared key agents must present.
-    pub psk: Secret,
+    /// Pre-shared key agents must present, if any.
+    pub psk: Option<Secret>,
+    /// The gateway's certificate; `None` serves plain `ws://` (behind a TLS
+    /// proxy only).
+    pub tls: Option<Arc<LiveIdentity>>,
+    /// Agent certificates trusted per agent name.
+    pub trust: Trust,
+    /// Refuse agents that present no trusted certificate, even with the key.
+    pub require_agent_certificate: bool,
+    /// Listening agents to dial.
+    pub agent_endpoints: Vec<AgentEndpoint>,
+    /// Links to keep to each listening agent.
+    pub links_per_endpoint: usize,
+    /// First delay before redialing a listening agent; doubles per failure.
+    pub reconnect_delay: Duration,
+    /// Cap on that delay.
+    pub max_reconnect_delay: Duration,
     /// TCP forwards to serve.
     pub forwards: Vec<ForwardSpec>,
     /// Heartbeat interval on agent links; three silent intervals drop one.
@@ -50,10 +107,18 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    /// Settings with the documented defaults and the given key.
-    pub fn new(psk: Secret) -> Self {
+    /// Settings with the documented defaults, the given key and TLS
+    /// identity.
+    pub fn new(psk: Option<Secret>, tls: Option<Arc<LiveIdentity>>) -> Self {
         GatewayConfig {
             psk,
+            tls,
+            trust: Trust::default(),
+            require_agent_certificate: false,
+            agent_endpoints: Vec::new(),
+            links_per_endpoint: 2,
+            reconnect_delay: Duration::from_secs(5),
+            max_reconnect_delay: Duration::from_secs(300),
             forwards: Vec::new(),
             heartbeat: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
@@ -66,6 +131,9 @@ impl GatewayConfig {
 /// Errors starting a gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] burrow_transport::tls::TlsError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -86,6 +154,7 @@ pub(crate) struct State {
     /// Link tasks.
     pub(crate) links: TaskTracker,
     pub(crate) conn_limit: Arc<Semaphore>,
+    pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A gateway with its listeners bound.
@@ -149,7 +218,14 @@ impl Gateway {
         for spec in &config.forwards {
             forwards.push((spec.clone(), bind(spec.listen).await?));
         }
+        let acceptor = match &config.tls {
+            Some(id) => Some(tokio_rustls::TlsAcceptor::from(
+                burrow_transport::tls::server_config(id.clone())?,
+            )),
+            None => None,
+        };
         let state = Arc::new(State {
+            acceptor,
             conn_limit: Arc::new(Semaphore::new(config.max_connections)),
             config,
             registry: Registry::default(),
@@ -186,7 +262,19 @@ impl Gateway {
             forwards,
         } = self;
         if let Ok(addr) = tunnel.local_addr() {
-            info!(%addr, paths = "/tunnel /connect", "tunnel endpoint listening (ws://, plain HTTP: put a TLS proxy in front on untrusted networks)");
+            match &state.config.tls {
+                Some(id) => info!(
+                    %addr,
+                    thumbprint = %id.thumbprint(),
+                    urls = %format!("wss://{addr}/tunnel tls://{addr}"),
+                    "tunnel endpoint listening (TLS 1.2+)"
+                ),
+                None => warn!(
+                    %addr,
+                    urls = %format!("ws://{addr}/tunnel"),
+                    "tunnel endpoint listening WITHOUT TLS (--no-tls): only behind a TLS-terminating proxy such as Caddy"
+                ),
+            }
         }
         let accept_loops = TaskTracker::new();
         accept_loops.spawn(endpoint::serve(state.clone(), tunnel));
@@ -197,6 +285,14 @@ impl Gateway {
             accept_loops.spawn(forward::serve(state.clone(), spec, listener));
         }
         accept_loops.close();
+        for ep in &state.config.agent_endpoints {
+            info!(agent = %ep.name, url = %ep.url.url, "dialing listening agent");
+            for idx in 0..state.config.links_per_endpoint.max(1) {
+                state
+                    .links
+                    .spawn(outbound::run(state.clone(), ep.clone(), idx));
+            }
+        }
 
         shutdown.await;
         // Stop accepting first: once the log line says so, it is true.

@@ -1,7 +1,9 @@
 //! The hello exchange that opens every link.
 //!
-//! The dialing side sends [`Frame::Hello`]; the accepting side answers
-//! [`Frame::HelloAck`] or [`Frame::Reject`] (and closes). Each read has a
+//! The agent sends [`Frame::Hello`] (whichever side dialed); the gateway
+//! answers [`Frame::HelloAck`] or [`Frame::Reject`] (and closes). A
+//! listening agent that does not trust the gateway dialing it sends
+//! [`Frame::Reject`] instead of its hello. Each read has a
 //! timeout, so a peer that connects and says nothing holds nothing for long.
 
 use std::time::Duration;
@@ -34,8 +36,8 @@ pub enum HandshakeError {
         /// What came.
         got: burrow_wire::FrameType,
     },
-    /// The accepting side refused the link.
-    #[error("gateway refused the link ({code:?}): {message}")]
+    /// The other side refused the link.
+    #[error("link refused ({code:?}): {message}")]
     Rejected {
         /// Machine-readable reason.
         code: RejectCode,
@@ -75,6 +77,13 @@ pub async fn dial(link: &mut Link, hello: Hello) -> Result<HelloAck, HandshakeEr
 pub async fn accept(link: &mut Link) -> Result<Hello, HandshakeError> {
     let hello = match next_frame(link, HANDSHAKE_TIMEOUT).await? {
         Frame::Hello(h) => h,
+        // A listening agent refuses a gateway it does not trust this way.
+        Frame::Reject(r) => {
+            return Err(HandshakeError::Rejected {
+                code: r.code,
+                message: r.message,
+            });
+        }
         other => {
             return Err(HandshakeError::Unexpected {
                 expected: "hello",

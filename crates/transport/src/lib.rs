@@ -7,16 +7,30 @@
 //! # Layout
 //! - [`ws`]: WebSocket (binary messages, one frame per message), client dial
 //!   and server side after an HTTP upgrade.
+//! - [`raw`]: Burrow frames straight over a TLS stream (`tls://`).
+//! - [`tls`]: the TLS policy, certificates, thumbprint pinning.
+//! - [`Dialer`]: TCP (directly or through an HTTP proxy, [`proxy`]), then
+//!   TLS, then the carrier the URL names; [`accept_tls`] for servers.
 //! - [`handshake`]: the versioned hello exchange, with a timeout on every read.
-//! - [`TunnelUrl`]: the `ws://` URL an agent dials.
+//! - [`TunnelUrl`]: the `wss://`, `tls://` or `ws://` URL an agent dials.
+//! - [`page`]: the small HTML page each listening port shows browsers.
+//! - [`Backoff`]: redial delays.
 //! - [`Secret`]: credentials that never print.
 
 #![forbid(unsafe_code)]
 
+mod backoff;
+mod dial;
 pub mod handshake;
+pub mod page;
+pub mod proxy;
+pub mod raw;
 mod secret;
+pub mod tls;
 pub mod ws;
 
+pub use backoff::Backoff;
+pub use dial::{AcceptedTls, Dialer, accept_tls};
 pub use secret::{MIN_PSK_LEN, Secret, SecretError};
 
 use std::io;
@@ -39,6 +53,8 @@ pub struct Link {
     pub writer: FrameWriter,
     /// The peer's address, where known.
     pub peer: Option<SocketAddr>,
+    /// Thumbprint of the certificate the peer presented over TLS, if any.
+    pub peer_cert: Option<tls::Thumbprint>,
 }
 
 /// Errors opening a link.
@@ -82,16 +98,70 @@ pub enum TransportError {
     /// The connect did not finish in time.
     #[error("timed out connecting to {0}")]
     Timeout(String),
+    /// The peer's certificate is not trusted.
+    #[error("{0}")]
+    Untrusted(tls::PinError),
+    /// The TLS handshake failed otherwise.
+    #[error("TLS handshake with {addr} failed: {why}")]
+    Tls {
+        /// Where.
+        addr: String,
+        /// Why.
+        why: String,
+    },
+    /// The HTTP proxy refused or failed.
+    #[error("HTTP proxy {proxy}: {why}")]
+    Proxy {
+        /// The proxy's address.
+        proxy: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The link cannot be dialed as configured.
+    #[error("{0}")]
+    Setup(String),
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    TlsConfig(#[from] tls::TlsError),
 }
 
-/// A parsed tunnel URL (`ws://host:port/path`).
+/// How a link is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// WebSocket over plain TCP (behind a TLS-terminating proxy only).
+    Ws,
+    /// WebSocket over TLS: passes HTTP proxies and Caddy.
+    Wss,
+    /// Burrow frames straight over TLS (no HTTP).
+    Tls,
+}
+
+impl Scheme {
+    /// Does the link run over TLS?
+    pub fn is_tls(self) -> bool {
+        !matches!(self, Scheme::Ws)
+    }
+
+    /// The ALPN protocol a TLS dialer offers.
+    pub fn alpn(self) -> &'static [u8] {
+        match self {
+            Scheme::Tls => tls::ALPN_BURROW,
+            Scheme::Ws | Scheme::Wss => tls::ALPN_HTTP1,
+        }
+    }
+}
+
+/// A parsed tunnel URL: `wss://host[:port]/tunnel`, `tls://host:port` or
+/// (behind a TLS proxy) `ws://host[:port]/tunnel`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelUrl {
     /// The URL as given.
     pub url: String,
+    /// The carrier.
+    pub scheme: Scheme,
     /// `host:port` to dial.
     pub authority: String,
-    /// Host alone, for the `Host` header and (later) SNI.
+    /// Host alone, for the `Host` header and SNI.
     pub host: String,
 }
 
@@ -105,17 +175,21 @@ impl TunnelUrl {
         let uri: http::Uri = url
             .parse()
             .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-        let default_port = match uri.scheme_str() {
-            Some("ws") => 80,
-            Some("wss") => {
-                return Err(bad(
-                    "wss:// (TLS) is not supported by this build yet; use ws:// behind a TLS proxy",
-                ));
+        let (scheme, default_port) = match uri.scheme_str() {
+            Some("ws") => (Scheme::Ws, 80),
+            Some("wss") => (Scheme::Wss, 443),
+            Some("tls") => (Scheme::Tls, 17200),
+            Some(other) => {
+                return Err(bad(&format!(
+                    "unsupported scheme {other}://, use wss://, tls:// or ws://"
+                )));
             }
-            Some(other) => return Err(bad(&format!("unsupported scheme {other}://, use ws://"))),
-            None => return Err(bad("missing scheme, use ws://host:port/tunnel")),
+            None => return Err(bad("missing scheme, use wss://host:port/tunnel")),
         };
         let host = uri.host().ok_or_else(|| bad("missing host"))?;
+        if scheme == Scheme::Tls && !matches!(uri.path(), "" | "/") {
+            return Err(bad("tls:// URLs have no path: tls://host:port"));
+        }
         let port = uri.port_u16().unwrap_or(default_port);
         let authority = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
@@ -124,6 +198,7 @@ impl TunnelUrl {
         };
         Ok(TunnelUrl {
             url: url.to_owned(),
+            scheme,
             authority,
             host: host
                 .trim_start_matches('[')
@@ -145,6 +220,16 @@ mod tests {
         assert_eq!(u.authority, "127.0.0.1:17200");
         let u = TunnelUrl::parse("ws://[::1]:17200/tunnel").expect("parses");
         assert_eq!(u.authority, "[::1]:17200");
+        let u = TunnelUrl::parse("wss://gw.example.com/tunnel").expect("parses");
+        assert_eq!(
+            (u.authority.as_str(), u.scheme),
+            ("gw.example.com:443", Scheme::Wss)
+        );
+        let u = TunnelUrl::parse("tls://gw.example.com").expect("parses");
+        assert_eq!(
+            (u.authority.as_str(), u.scheme),
+            ("gw.example.com:17200", Scheme::Tls)
+        );
     }
 
     #[test]
@@ -152,7 +237,7 @@ mod tests {
         for (url, why) in [
             ("http://x/tunnel", "unsupported scheme"),
             ("gw:17200", "scheme"),
-            ("wss://gw/tunnel", "not supported by this build"),
+            ("tls://gw:1/tunnel", "no path"),
         ] {
             let e = TunnelUrl::parse(url).expect_err(url).to_string();
             assert!(e.contains(why), "{url}: {e}");

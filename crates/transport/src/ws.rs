@@ -1,12 +1,10 @@
 //! WebSocket carrier: one frame per binary message.
 
 use std::io;
-use std::time::Duration;
 
 use burrow_wire::{Frame, HEADER_LEN, MAX_PAYLOAD};
 use futures_util::{SinkExt, StreamExt, future};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -68,6 +66,7 @@ where
         reader: Box::pin(reader),
         writer: Box::pin(writer),
         peer,
+        peer_cert: None,
     }
 }
 
@@ -85,35 +84,33 @@ pub fn accept_key(key: &[u8]) -> String {
     tungstenite::handshake::derive_accept_key(key)
 }
 
-/// Client side: dials `url`, upgrades with `Authorization: Bearer <token>`.
-pub async fn dial(url: &TunnelUrl, token: &str, timeout: Duration) -> Result<Link, TransportError> {
-    tokio::time::timeout(timeout, dial_inner(url, token))
-        .await
-        .map_err(|_| TransportError::Timeout(url.authority.clone()))?
-}
-
-async fn dial_inner(url: &TunnelUrl, token: &str) -> Result<Link, TransportError> {
-    let tcp =
-        TcpStream::connect(&url.authority)
-            .await
-            .map_err(|source| TransportError::Connect {
-                addr: url.authority.clone(),
-                source,
-            })?;
-    let _ = tcp.set_nodelay(true);
-    let peer = tcp.peer_addr().ok();
+/// Client side: the WebSocket upgrade over a connected stream, with
+/// `Authorization: Bearer <token>` when a token is given.
+pub async fn client_handshake<S>(
+    url: &TunnelUrl,
+    token: Option<&str>,
+    io: S,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Link, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut request = url
         .url
         .as_str()
         .into_client_request()
         .map_err(|e| TransportError::WebSocket(e.to_string()))?;
-    let auth = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-        TransportError::WebSocket("credential contains characters not allowed in a header".into())
-    })?;
-    request
-        .headers_mut()
-        .insert(http::header::AUTHORIZATION, auth);
-    let (ws, _resp) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config()))
+    if let Some(token) = token {
+        let auth = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            TransportError::WebSocket(
+                "credential contains characters not allowed in a header".into(),
+            )
+        })?;
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, auth);
+    }
+    let (ws, _resp) = tokio_tungstenite::client_async_with_config(request, io, Some(config()))
         .await
         .map_err(|e| match e {
             tungstenite::Error::Http(resp) => {

@@ -2,7 +2,9 @@
 
 use bytes::{Buf, BufMut, Bytes};
 
-use crate::{MAX_CAPABILITIES, MAX_NAME_LEN, MAX_TEXT_LEN, WireError, get_str, put_str};
+use crate::{
+    MAX_CAPABILITIES, MAX_CREDENTIAL_LEN, MAX_NAME_LEN, MAX_TEXT_LEN, WireError, get_str, put_str,
+};
 
 /// Capability strings peers may announce. Unknown ones are ignored.
 pub mod capabilities {
@@ -63,8 +65,8 @@ fn done(p: &Bytes, frame: &'static str) -> Result<(), WireError> {
     }
 }
 
-/// The dialing side's first frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The agent's first frame. Its `Debug` output never shows the credential.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Hello {
     /// Protocol version the sender speaks ([`crate::PROTOCOL_VERSION`]).
     pub version: u16,
@@ -74,6 +76,27 @@ pub struct Hello {
     pub software_version: String,
     /// Capabilities the sender supports.
     pub capabilities: Vec<String>,
+    /// What the agent proves itself with (a pre-shared key), or empty.
+    pub credential: String,
+}
+
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("version", &self.version)
+            .field("agent_name", &self.agent_name)
+            .field("software_version", &self.software_version)
+            .field("capabilities", &self.capabilities)
+            .field(
+                "credential",
+                &if self.credential.is_empty() {
+                    "(none)"
+                } else {
+                    "(redacted)"
+                },
+            )
+            .finish()
+    }
 }
 
 impl Hello {
@@ -83,6 +106,8 @@ impl Hello {
             + 2
             + self.software_version.len().min(MAX_TEXT_LEN)
             + caps_len(&self.capabilities)
+            + 2
+            + self.credential.len().min(MAX_CREDENTIAL_LEN)
     }
 
     pub(crate) fn encode(&self, buf: &mut impl BufMut) {
@@ -90,6 +115,7 @@ impl Hello {
         put_str(buf, &self.agent_name, MAX_NAME_LEN);
         put_str(buf, &self.software_version, MAX_TEXT_LEN);
         put_caps(buf, &self.capabilities);
+        put_str(buf, &self.credential, MAX_CREDENTIAL_LEN);
     }
 
     pub(crate) fn decode(p: &mut Bytes) -> Result<Self, WireError> {
@@ -98,12 +124,14 @@ impl Hello {
         let agent_name = get_str(p, "agent name", F, MAX_NAME_LEN)?;
         let software_version = get_str(p, "software version", F, MAX_TEXT_LEN)?;
         let capabilities = get_caps(p, F)?;
+        let credential = get_str(p, "credential", F, MAX_CREDENTIAL_LEN)?;
         done(p, F)?;
         Ok(Hello {
             version,
             agent_name,
             software_version,
             capabilities,
+            credential,
         })
     }
 }

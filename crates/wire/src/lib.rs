@@ -49,6 +49,9 @@ pub const MAX_NAME_LEN: usize = 200;
 /// Largest free-text field (software version, rejection message).
 pub const MAX_TEXT_LEN: usize = 1024;
 
+/// Largest credential in a hello (a pre-shared key or a signed token).
+pub const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
+
 /// Most capability strings one hello may carry.
 pub const MAX_CAPABILITIES: usize = 64;
 
@@ -137,7 +140,7 @@ pub(crate) fn put_str(buf: &mut impl BufMut, s: &str, max: usize) {
         end -= 1;
     }
     let s = &s[..end];
-    // `end <= max <= MAX_TEXT_LEN`, far below u16::MAX.
+    // `end <= max <= MAX_CREDENTIAL_LEN`, far below u16::MAX.
     buf.put_u16(u16::try_from(s.len()).unwrap_or(u16::MAX));
     buf.put_slice(s.as_bytes());
 }

@@ -14,16 +14,20 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             any::<u16>(),
             arb_name(),
             ".{0,50}",
-            prop::collection::vec("[a-z-]{1,20}", 0..5)
+            prop::collection::vec("[a-z-]{1,20}", 0..5),
+            "[ -~]{0,80}"
         )
-            .prop_map(|(version, agent_name, software_version, capabilities)| {
-                Frame::Hello(Hello {
-                    version,
-                    agent_name,
-                    software_version,
-                    capabilities,
-                })
-            }),
+            .prop_map(
+                |(version, agent_name, software_version, capabilities, credential)| {
+                    Frame::Hello(Hello {
+                        version,
+                        agent_name,
+                        software_version,
+                        capabilities,
+                        credential,
+                    })
+                }
+            ),
         (
             any::<u16>(),
             ".{0,50}",
@@ -262,4 +266,38 @@ fn unknown_open_flags_are_refused() {
             ..
         })
     ));
+}
+
+#[test]
+fn hello_debug_never_shows_the_credential() {
+    let h = Hello {
+        version: 1,
+        agent_name: "a".into(),
+        software_version: "0".into(),
+        capabilities: vec![],
+        credential: "very-secret-pre-shared-key".into(),
+    };
+    let shown = format!("{h:?}");
+    assert!(!shown.contains("very-secret"), "{shown}");
+    assert!(shown.contains("(redacted)"), "{shown}");
+}
+
+#[test]
+fn oversized_credential_is_refused() {
+    use bytes::BufMut;
+    let mut payload = bytes::BytesMut::new();
+    payload.put_u16(1);
+    payload.put_u16(1);
+    payload.put_slice(b"a");
+    payload.put_u16(0);
+    payload.put_u16(0);
+    payload.put_u16((MAX_CREDENTIAL_LEN + 1) as u16);
+    payload.put_slice(&vec![b'k'; MAX_CREDENTIAL_LEN + 1]);
+    let mut buf = bytes::BytesMut::new();
+    buf.put_u8(FrameType::Hello as u8);
+    buf.put_u32(0);
+    buf.put_u32(payload.len() as u32);
+    buf.put_slice(&payload);
+    let e = Frame::decode(&mut buf).expect_err("too long");
+    assert!(e.to_string().contains("credential"), "{e}");
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// Delay schedule for redialing the gateway.
+/// Delay schedule for redialing a lost link (agent to gateway, or gateway
+/// to a listening agent).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
