@@ -59,11 +59,13 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway: the tunnel endpoint agents dial, and TCP forwards
-    /// that carry connections through them.
+    /// Run the gateway: the TLS tunnel endpoint agents dial (or that dials
+    /// listening agents), and TCP forwards that carry connections through
+    /// them.
     Gateway(GatewayArgs),
-    /// Run the agent: dial the gateway and connect the targets it asks for
-    /// (those the allow-list permits).
+    /// Run the agent: dial the gateway (or, with --listen, let the gateway
+    /// dial in) and connect the targets it asks for (those the allow-list
+    /// permits).
     #[command(visible_alias = "agent")]
     Run(AgentArgs),
     /// Try Burrow on one machine: a gateway on 127.0.0.1:17200 and an agent

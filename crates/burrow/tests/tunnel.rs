@@ -609,7 +609,16 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
 #[tokio::test]
 async fn the_tunnel_port_answers_plain_http_without_secrets() -> Result<()> {
     let echo = servers::echo().await;
-    let t = Tunnel::start(bin(), &[echo], over("ws")).await?;
+    let mut t = Tunnel::start(bin(), &[echo], over("ws")).await?;
+    // Without TLS the gateway says so at start.
+    let up = t.gateway.wait_log("tunnel endpoint listening").await?;
+    assert!(
+        up["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("WITHOUT TLS"),
+        "{up}"
+    );
     let page = http_get(t.tunnel_addr, "/").await?;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(

@@ -13,6 +13,10 @@ use crate::proxy::{ProxyEnv, ProxyUrl, connect_via};
 use crate::tls::{self, Thumbprint};
 use crate::{Link, Scheme, TransportError, TunnelUrl, raw, ws};
 
+/// Longest the proxy may take to open the tunnel (the whole dial has its
+/// own, usually shorter, limit).
+const PROXY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Dials one tunnel URL over and over (one call per link attempt).
 #[derive(Clone)]
 pub struct Dialer {
@@ -71,7 +75,7 @@ impl Dialer {
     async fn dial_inner(&self, bearer: Option<&str>) -> Result<Link, TransportError> {
         let url = &self.url;
         let tcp = match &self.proxy {
-            Some(p) => connect_via(p, &url.authority, Duration::from_secs(3600)).await?,
+            Some(p) => connect_via(p, &url.authority, PROXY_TIMEOUT).await?,
             None => TcpStream::connect(&url.authority).await.map_err(|source| {
                 TransportError::Connect {
                     addr: url.authority.clone(),
