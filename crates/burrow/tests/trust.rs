@@ -877,3 +877,32 @@ async fn a_gateway_with_a_ca_issued_certificate_is_validated_against_the_ca_file
     assert!(e.contains("not trusted by the CA roots"), "{e}");
     Ok(())
 }
+
+#[tokio::test]
+async fn certificates_alone_authenticate_agents_when_the_gateway_has_no_key() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let edge = make_cert(dir.path(), "edge").await?;
+    let echo = servers::echo().await;
+    let mut args = s(&["gateway", "--listen", "127.0.0.1:0", "--trust-agent"]);
+    args.push(format!("edge={}", edge.thumbprint));
+    args.extend(s(&["--forward", &format!("127.0.0.1:0=edge:{echo}")]));
+    let mut gw = Proc::spawn("gateway", &bin(), &args, &[])?;
+    let up = gw.wait_log("tunnel endpoint listening").await?;
+    let addr = addr_field(&up, "addr")?;
+    let pin = up["thumbprint"].as_str().unwrap_or_default().to_owned();
+    let fwd = addr_field(&gw.wait_log("forward listening").await?, "listen")?;
+    let url = format!("tls://{addr}");
+    let extra = [s(&["--gateway-thumbprint", &pin]), cert_args(&edge)].concat();
+    let mut a = agent("edge", &url, &extra, &[])?;
+    a.wait_log("link up").await?;
+    assert_eq!(echo_roundtrip(fwd, b"no key").await?, b"no key");
+    // Another name with the same certificate is not trusted.
+    let mut b = agent("other", &url, &extra, &[])?;
+    let e = error_of(&b.wait_log("cannot reach gateway").await?);
+    assert!(e.contains("trusts no certificate for agent other"), "{e}");
+    // A plain ws:// agent without a key is refused at start: it has no credential.
+    let mut c = agent("edge", &format!("ws://{addr}/tunnel"), &[], &[])?;
+    assert_ne!(c.wait_exit().await?, Some(0));
+    assert!(c.output().contains("no pre-shared key"), "{}", c.output());
+    Ok(())
+}
