@@ -2,6 +2,7 @@
 # Quick end-to-end ratio check, direct vs burrow in one run (loopback only):
 # iperf3 1 stream, 8 streams, and wrk keep-alive and Connection: close against nginx.
 #   bench/quick.sh [REPS]      (needs iperf3, wrk, nginx: ../shared/bench/setup.sh)
+#   SCHEME=tls|wss|ws bench/quick.sh   carrier (default tls; ws runs the gateway --no-tls)
 # Prints one line per measurement and the burrow/direct ratio. For the full
 # comparison with rathole, bore and ssh use ../shared/bench/run.sh (README).
 set -euo pipefail
@@ -21,10 +22,18 @@ http { access_log off; server { listen 127.0.0.1:$BACK_HTTP; root $WORK/www; } }
 NGX
 nginx -c "$WORK/nginx.conf" & iperf3 -s -p $BACK_IPERF >/dev/null 2>&1 &
 export BURROW_PSK; BURROW_PSK=$(head -c 32 /dev/urandom | base64)
-"$BIN" gateway --listen 127.0.0.1:$CTRL --forward 127.0.0.1:$PUB_IPERF=q:127.0.0.1:$BACK_IPERF \
+export BURROW_DATA_DIR="$WORK/data"
+SCHEME=${SCHEME:-tls}
+NO_TLS=(); [ "$SCHEME" = ws ] && NO_TLS=(--no-tls)
+"$BIN" gateway "${NO_TLS[@]}" --listen 127.0.0.1:$CTRL --forward 127.0.0.1:$PUB_IPERF=q:127.0.0.1:$BACK_IPERF \
   --forward 127.0.0.1:$PUB_HTTP=q:127.0.0.1:$BACK_HTTP 2>"$WORK/gw.log" &
 sleep 0.3
-"$BIN" run --connect-url ws://127.0.0.1:$CTRL/tunnel --agent-name q \
+case $SCHEME in
+  tls) URL=tls://127.0.0.1:$CTRL ;;
+  *) URL=$SCHEME://127.0.0.1:$CTRL/tunnel ;;
+esac
+PIN=(); [ "$SCHEME" = ws ] || PIN=(--gateway-thumbprint "$("$BIN" thumbprint | awk '/gateway-cert/{print $1}')")
+"$BIN" run "${PIN[@]}" --connect-url "$URL" --agent-name q \
   --allow 127.0.0.1:$BACK_IPERF --allow 127.0.0.1:$BACK_HTTP 2>"$WORK/agent.log" &
 for _ in $(seq 50); do grep -q 'links=2' "$WORK/gw.log" && break; sleep 0.1; done
 

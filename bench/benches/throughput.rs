@@ -71,10 +71,14 @@ async fn mux_pair() -> Session {
     tokio::spawn(async move {
         let (tcp, _) = l.accept().await.unwrap();
         let _ = tcp.set_nodelay(true);
-        let ws =
-            tokio_tungstenite::accept_async_with_config(tcp, Some(burrow_transport::ws::config()))
-                .await
-                .unwrap();
+        let ws = tokio_tungstenite::accept_async_with_config(
+            tcp,
+            Some(burrow_transport::ws::config(
+                burrow_transport::ws::READ_CHUNK_TCP,
+            )),
+        )
+        .await
+        .unwrap();
         let link = burrow_transport::ws::link(ws, None);
         let (_s, mut inc) = Session::new(
             link.reader,

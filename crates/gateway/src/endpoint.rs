@@ -170,7 +170,9 @@ fn upgrade(
         async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let mut link = ws::accept_upgraded(TokioIo::new(upgraded), Some(peer)).await;
+                    let tls = state.acceptor.is_some();
+                    let mut link =
+                        ws::accept_upgraded(TokioIo::new(upgraded), Some(peer), tls).await;
                     link.peer_cert = cert;
                     admit(state, link, None).await;
                 }
