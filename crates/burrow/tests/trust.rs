@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use burrow_e2e::servers::{self, hashing_peer, send_and_hash};
+use burrow_e2e::servers::{self, echo_roundtrip, hashing_peer, send_and_hash};
 use burrow_e2e::{Proc, Tunnel, TunnelOpts, WAIT, addr_field, random_psk};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn bin() -> PathBuf {
@@ -110,15 +109,6 @@ fn agent(name: &str, url: &str, extra: &[String], env: &[(&str, &str)]) -> Resul
     ]));
     args.extend(extra.iter().cloned());
     Proc::spawn(name, &bin(), &args, env)
-}
-
-async fn echo_roundtrip(addr: SocketAddr, msg: &[u8]) -> Result<Vec<u8>> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(msg).await?;
-    s.shutdown().await?;
-    let mut got = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut got)).await??;
-    Ok(got)
 }
 
 fn error_of(v: &serde_json::Value) -> String {

@@ -7,22 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use burrow_e2e::servers::{self, hashing_peer, send_and_hash};
+use burrow_e2e::servers::{self, echo_roundtrip, hashing_peer, send_and_hash};
 use burrow_e2e::{Proc, Tunnel, TunnelOpts, WAIT, random_psk};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
-}
-
-async fn echo_roundtrip(addr: std::net::SocketAddr, msg: &[u8]) -> Result<Vec<u8>> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(msg).await?;
-    s.shutdown().await?;
-    let mut got = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut got)).await??;
-    Ok(got)
 }
 
 fn over(scheme: &'static str) -> TunnelOpts {

@@ -79,6 +79,17 @@ impl PatternChunks {
     }
 }
 
+/// Sends `msg` to `addr`, half-closes, and returns everything read back
+/// (from an echo target, the same bytes).
+pub async fn echo_roundtrip(addr: SocketAddr, msg: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(msg).await?;
+    s.shutdown().await?;
+    let mut got = Vec::new();
+    tokio::time::timeout(crate::WAIT, s.read_to_end(&mut got)).await??;
+    Ok(got)
+}
+
 /// An echo server: copies every connection back to itself, half-closing
 /// after EOF.
 pub async fn echo() -> SocketAddr {
