@@ -1,0 +1,655 @@
+//! Burrow's storage: agents, their keys, admin API keys, FQDN rules,
+//! routes, used assertion ids and the audit log, in one schema that runs
+//! unchanged on SQLite (the embedded default, a file in the data directory)
+//! and PostgreSQL (shared by gateway replicas).
+//!
+//! # Layout
+//! - [`Store`]: open (and migrate) by URL, then typed operations.
+//! - `migrate.rs`: versioned migrations embedded in the binary, applied in
+//!   order inside transactions, recorded in `burrow_schema`.
+//! - Row types: [`Agent`], [`AgentKey`], [`AdminKey`], [`FqdnRule`],
+//!   [`AuditEntry`]. (The schema has a `routes` table for ingress; its
+//!   operations come with that feature.)
+//!
+//! Every time is Unix epoch microseconds ([`now_micros`]); every boolean is
+//! 0/1, so one query text serves both databases through `sqlx::Any`.
+
+#![forbid(unsafe_code)]
+
+mod migrate;
+
+use std::path::Path;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use migrate::SCHEMA_VERSION;
+
+/// Most agents a gateway accepts unless configured otherwise (the
+/// Connection Agent seed's limit).
+pub const DEFAULT_MAX_AGENTS: usize = 5;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Storage errors. Messages name what to do; none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no supported database.
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB (BURROW_DATABASE_URL)"
+    )]
+    BadUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot open the database ({backend:?}): {source}")]
+    Open {
+        /// Which backend.
+        backend: Backend,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// A migration failed; the schema is left at the last good version.
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        /// Its version.
+        version: i64,
+        /// Its name.
+        name: &'static str,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// The database is newer than this build.
+    #[error(
+        "the database schema is version {found}, newer than this build's {SCHEMA_VERSION}: upgrade Burrow"
+    )]
+    TooNew {
+        /// The version found.
+        found: i64,
+    },
+    /// A name is taken.
+    #[error("{what} {name:?} already exists")]
+    Exists {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A name is unknown.
+    #[error("no {what} named {name:?}")]
+    NotFound {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The agent limit is reached.
+    #[error(
+        "this gateway already has {max} agents, its limit: unregister one, or raise the limit with BURROW_MAX_AGENTS"
+    )]
+    AgentLimit {
+        /// The limit.
+        max: usize,
+    },
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Now, in Unix epoch microseconds.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn random_id() -> String {
+    use rand::RngCore as _;
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// A registered agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// Its name (1–200 letters, digits, `-`, `.`).
+    pub name: String,
+    /// The client id its assertions carry.
+    pub client_id: String,
+    /// When it was registered.
+    pub created_at: i64,
+    /// When a link of it was last seen.
+    pub last_seen: Option<i64>,
+    /// Its software version, from its last hello.
+    pub version: Option<String>,
+    /// Its address as last seen.
+    pub remote_addr: Option<String>,
+}
+
+fn agent_from(r: &AnyRow) -> Result<Agent> {
+    Ok(Agent {
+        name: r.try_get("name")?,
+        client_id: r.try_get("client_id")?,
+        created_at: r.try_get("created_at")?,
+        last_seen: r.try_get("last_seen")?,
+        version: r.try_get("version")?,
+        remote_addr: r.try_get("remote_addr")?,
+    })
+}
+
+/// A public key registered for an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentKey {
+    /// The agent.
+    pub agent: String,
+    /// The key's name (1–200 letters, digits, `-`, `.`).
+    pub name: String,
+    /// `RSA`, `EC P-256`, `Ed25519`.
+    pub algorithm: String,
+    /// Key size in bits.
+    pub bits: i64,
+    /// SHA-256 fingerprint of the public key.
+    pub fingerprint: String,
+    /// The public key, PEM.
+    pub public_pem: String,
+    /// When it was added.
+    pub created_at: i64,
+}
+
+fn key_from(r: &AnyRow) -> Result<AgentKey> {
+    Ok(AgentKey {
+        agent: r.try_get("agent")?,
+        name: r.try_get("name")?,
+        algorithm: r.try_get("algorithm")?,
+        bits: r.try_get("bits")?,
+        fingerprint: r.try_get("fingerprint")?,
+        public_pem: r.try_get("public_pem")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// An admin API key, as stored: never the key itself, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminKey {
+    /// Public id (the prefix of the key users hold).
+    pub id: String,
+    /// A label.
+    pub name: String,
+    /// Hash of the secret part, hex.
+    pub hash: String,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it stops working, if ever.
+    pub expires_at: Option<i64>,
+    /// Revoked by an administrator.
+    pub revoked: bool,
+}
+
+fn admin_key_from(r: &AnyRow) -> Result<AdminKey> {
+    Ok(AdminKey {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        hash: r.try_get("hash")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked: r.try_get::<i64, _>("revoked")? != 0,
+    })
+}
+
+/// An FQDN forwarding rule: traffic for `fqdn` goes through `agent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FqdnRule {
+    /// The host name.
+    pub fqdn: String,
+    /// The agent that reaches it.
+    pub agent: String,
+    /// Skip certificate validation towards the target.
+    pub ignore_certificate_errors: bool,
+    /// When it was added.
+    pub created_at: i64,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When.
+    pub at: i64,
+    /// Who (an admin key id, `bootstrap`, `gateway`).
+    pub actor: String,
+    /// What (`register`, `add-key`, …).
+    pub action: String,
+    /// On what (an agent name, a key).
+    pub subject: String,
+    /// Free text; never a secret.
+    pub detail: String,
+}
+
+/// The store: a connection pool on a migrated database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens `url` (`sqlite://PATH`, created if missing; or
+    /// `postgres://…`) and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::BadUrl(redact_url(url)));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let max = match backend {
+            // One writer at a time anyway; a small pool avoids lock churn.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 10,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(&url)
+            .await
+            .map_err(|source| StoreError::Open { backend, source })?;
+        let store = Store { pool, backend };
+        migrate::run(&store.pool, backend).await?;
+        Ok(store)
+    }
+
+    /// Opens the embedded default: `burrow.db` in `data_dir`.
+    pub async fn open_in(data_dir: &Path) -> Result<Self> {
+        Self::open(&format!(
+            "sqlite://{}",
+            data_dir.join("burrow.db").display()
+        ))
+        .await
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Registers an agent, refusing a taken name and more than `max_agents`.
+    pub async fn create_agent(
+        &self,
+        name: &str,
+        client_id: &str,
+        max_agents: usize,
+    ) -> Result<Agent> {
+        let mut tx = self.pool.begin().await?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM agents")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max_agents {
+            return Err(StoreError::AgentLimit { max: max_agents });
+        }
+        let now = now_micros();
+        let r = sqlx::query("INSERT INTO agents (name, client_id, created_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+        match r {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Exists {
+                    what: "agent",
+                    name: name.to_owned(),
+                });
+            }
+            r => r?,
+        };
+        tx.commit().await?;
+        Ok(Agent {
+            name: name.to_owned(),
+            client_id: client_id.to_owned(),
+            created_at: now,
+            last_seen: None,
+            version: None,
+            remote_addr: None,
+        })
+    }
+
+    /// One agent.
+    pub async fn agent(&self, name: &str) -> Result<Option<Agent>> {
+        sqlx::query("SELECT * FROM agents WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(agent_from)
+            .transpose()
+    }
+
+    /// The agent a client id belongs to.
+    pub async fn agent_by_client_id(&self, client_id: &str) -> Result<Option<Agent>> {
+        sqlx::query("SELECT * FROM agents WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(agent_from)
+            .transpose()
+    }
+
+    /// Every agent, by name.
+    pub async fn agents(&self) -> Result<Vec<Agent>> {
+        sqlx::query("SELECT * FROM agents ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(agent_from)
+            .collect()
+    }
+
+    /// Unregisters an agent with its keys, rules and routes.
+    pub async fn delete_agent(&self, name: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for q in [
+            "DELETE FROM agent_keys WHERE agent = $1",
+            "DELETE FROM fqdn_rules WHERE agent = $1",
+            "DELETE FROM routes WHERE agent = $1",
+        ] {
+            sqlx::query(q).bind(name).execute(&mut *tx).await?;
+        }
+        let n = sqlx::query("DELETE FROM agents WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "agent",
+                name: name.to_owned(),
+            });
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a link of `name` was seen.
+    pub async fn touch_agent(&self, name: &str, version: &str, remote_addr: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE agents SET last_seen = $1, version = $2, remote_addr = $3 WHERE name = $4",
+        )
+        .bind(now_micros())
+        .bind(version)
+        .bind(remote_addr)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds a key to an agent.
+    pub async fn add_key(&self, key: &AgentKey) -> Result<()> {
+        if self.agent(&key.agent).await?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "agent",
+                name: key.agent.clone(),
+            });
+        }
+        let r = sqlx::query(
+            "INSERT INTO agent_keys (agent, name, algorithm, bits, fingerprint, public_pem, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&key.agent)
+        .bind(&key.name)
+        .bind(&key.algorithm)
+        .bind(key.bits)
+        .bind(&key.fingerprint)
+        .bind(&key.public_pem)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
+                what: "key",
+                name: format!("{}/{}", key.agent, key.name),
+            }),
+            r => r.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// An agent's keys, by name.
+    pub async fn keys(&self, agent: &str) -> Result<Vec<AgentKey>> {
+        sqlx::query("SELECT * FROM agent_keys WHERE agent = $1 ORDER BY name")
+            .bind(agent)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(key_from)
+            .collect()
+    }
+
+    /// Removes one key.
+    pub async fn remove_key(&self, agent: &str, name: &str) -> Result<()> {
+        let n = sqlx::query("DELETE FROM agent_keys WHERE agent = $1 AND name = $2")
+            .bind(agent)
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "key",
+                name: format!("{agent}/{name}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores an admin key (its hash).
+    pub async fn insert_admin_key(&self, key: &AdminKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO admin_keys (id, name, hash, created_at, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.hash)
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .bind(i64::from(key.revoked))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One admin key by id.
+    pub async fn admin_key(&self, id: &str) -> Result<Option<AdminKey>> {
+        sqlx::query("SELECT * FROM admin_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(admin_key_from)
+            .transpose()
+    }
+
+    /// Every admin key, oldest first.
+    pub async fn admin_keys(&self) -> Result<Vec<AdminKey>> {
+        sqlx::query("SELECT * FROM admin_keys ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(admin_key_from)
+            .collect()
+    }
+
+    /// Revokes an admin key.
+    pub async fn revoke_admin_key(&self, id: &str) -> Result<()> {
+        let n = sqlx::query("UPDATE admin_keys SET revoked = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "admin key",
+                name: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a client-assertion id until `expires_at`. Returns false if
+    /// it was already used (a replay), on any replica. Expired ids are
+    /// purged on the way.
+    pub async fn use_jti(&self, jti: &str, expires_at: i64) -> Result<bool> {
+        sqlx::query("DELETE FROM used_jtis WHERE expires_at < $1")
+            .bind(now_micros())
+            .execute(&self.pool)
+            .await?;
+        let r = sqlx::query("INSERT INTO used_jtis (jti, expires_at) VALUES ($1, $2)")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Adds an FQDN rule.
+    pub async fn add_fqdn_rule(&self, rule: &FqdnRule) -> Result<()> {
+        if self.agent(&rule.agent).await?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "agent",
+                name: rule.agent.clone(),
+            });
+        }
+        let r = sqlx::query(
+            "INSERT INTO fqdn_rules (fqdn, agent, ignore_certificate_errors, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&rule.fqdn)
+        .bind(&rule.agent)
+        .bind(i64::from(rule.ignore_certificate_errors))
+        .bind(rule.created_at)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
+                what: "FQDN rule",
+                name: rule.fqdn.clone(),
+            }),
+            r => r.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// Every FQDN rule, by name.
+    pub async fn fqdn_rules(&self) -> Result<Vec<FqdnRule>> {
+        sqlx::query("SELECT * FROM fqdn_rules ORDER BY fqdn")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(FqdnRule {
+                    fqdn: r.try_get("fqdn")?,
+                    agent: r.try_get("agent")?,
+                    ignore_certificate_errors: r.try_get::<i64, _>("ignore_certificate_errors")?
+                        != 0,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes an FQDN rule.
+    pub async fn remove_fqdn_rule(&self, fqdn: &str) -> Result<()> {
+        let n = sqlx::query("DELETE FROM fqdn_rules WHERE fqdn = $1")
+            .bind(fqdn)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "FQDN rule",
+                name: fqdn.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends an audit record.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (id, at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(random_id())
+        .bind(now_micros())
+        .bind(actor)
+        .bind(action)
+        .bind(subject)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit records, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        sqlx::query("SELECT * FROM audit ORDER BY at DESC, id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject: r.try_get("subject")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(i), Some(j)) if j > i => {
+            let userinfo = &url[i + 3..j];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..i + 3], &url[j..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! Versioned migrations, embedded in the binary. Each runs in its own
+//! transaction (both databases have transactional DDL), so a failed one
+//! leaves the schema at the previous version; `burrow_schema` records what
+//! ran. On PostgreSQL an advisory lock keeps replicas starting together
+//! from migrating twice.
+
+use sqlx::{AnyPool, Row};
+
+use crate::{Backend, StoreError, now_micros};
+
+/// (version, name, SQL), in order.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// The schema version this build brings a database to.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Arbitrary, fixed: the advisory lock id for migrations.
+const PG_LOCK: i64 = 0x6275_7272_6f77;
+
+/// Splits a migration file into statements (on `;` at line ends; the files
+/// hold no procedural code).
+fn statements(sql: &str) -> impl Iterator<Item = String> + '_ {
+    let without_comments: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(";\n")
+        .map(|s| s.trim().trim_end_matches(';').trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(PG_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = migrate(&mut conn).await;
+    if backend == Backend::Postgres {
+        // Unlock even after a failure; a lost connection unlocks by itself.
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(PG_LOCK)
+            .execute(&mut *conn)
+            .await;
+    }
+    result
+}
+
+async fn migrate(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS burrow_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut **conn)
+    .await?;
+    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM burrow_schema")
+        .fetch_one(&mut **conn)
+        .await?
+        .try_get("v")?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { found: current });
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let fail = |source| StoreError::Migration {
+            version,
+            name,
+            source,
+        };
+        let mut tx = sqlx::Connection::begin(&mut **conn).await.map_err(fail)?;
+        for stmt in statements(sql) {
+            // The statement is this crate's own embedded migration text.
+            sqlx::query(sqlx::AssertSqlSafe(stmt))
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+        }
+        sqlx::query("INSERT INTO burrow_schema (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(version)
+            .bind(name)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        tracing::info!(version, name, "database migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_in_order_and_reach_the_schema_version() {
+        let versions: Vec<i64> = super::MIGRATIONS.iter().map(|m| m.0).collect();
+        let expected: Vec<i64> = (1..=super::SCHEMA_VERSION).collect();
+        assert_eq!(versions, expected);
+        for (_, name, sql) in super::MIGRATIONS {
+            assert!(super::statements(sql).count() > 0, "{name} has statements");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The same behaviour checked on SQLite and on PostgreSQL.
+//!
+//! PostgreSQL comes from `BURROW_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`); each test works in a fresh
+//! schema it drops afterwards.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+fn pg_base() -> String {
+    std::env::var("BURROW_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema on the test server, dropped when the guard goes.
+struct PgSchema {
+    admin: AnyPool,
+    name: String,
+    url: String,
+}
+
+impl PgSchema {
+    async fn new() -> PgSchema {
+        sqlx::any::install_default_drivers();
+        let base = pg_base();
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {} is needed for the store tests (set BURROW_TEST_POSTGRES_URL): {e}",
+                    redact_url(&base)
+                )
+            });
+        let name = format!("burrow_t_{}", random_id());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+        PgSchema { admin, name, url }
+    }
+
+    async fn drop(self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA {} CASCADE",
+            self.name
+        )))
+        .execute(&self.admin)
+        .await
+        .unwrap();
+    }
+}
+
+fn key(agent: &str, name: &str) -> AgentKey {
+    AgentKey {
+        agent: agent.into(),
+        name: name.into(),
+        algorithm: "RSA".into(),
+        bits: 2048,
+        fingerprint: format!("fp-{name}"),
+        public_pem: "-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n".into(),
+        created_at: now_micros(),
+    }
+}
+
+/// Everything a store must do, on whichever backend.
+async fn exercise(s: &Store) {
+    // Agents: create, refuse a taken name, refuse past the limit without
+    // changing anything.
+    s.create_agent("edge-1", "cid-1", 2).await.unwrap();
+    let e = s.create_agent("edge-1", "cid-x", 2).await.unwrap_err();
+    assert!(matches!(e, StoreError::Exists { .. }), "{e}");
+    s.create_agent("edge-2", "cid-2", 2).await.unwrap();
+    let e = s.create_agent("edge-3", "cid-3", 2).await.unwrap_err();
+    assert!(e.to_string().contains("BURROW_MAX_AGENTS"), "{e}");
+    assert_eq!(s.agents().await.unwrap().len(), 2);
+    assert!(s.agent("edge-3").await.unwrap().is_none());
+    let a = s.agent_by_client_id("cid-2").await.unwrap().unwrap();
+    assert_eq!(a.name, "edge-2");
+    s.touch_agent("edge-1", "0.1.0", "10.0.0.7:51000")
+        .await
+        .unwrap();
+    let a = s.agent("edge-1").await.unwrap().unwrap();
+    assert_eq!(a.version.as_deref(), Some("0.1.0"));
+    assert_eq!(a.remote_addr.as_deref(), Some("10.0.0.7:51000"));
+    assert!(a.last_seen.is_some_and(|t| t >= a.created_at));
+
+    // Keys.
+    s.add_key(&key("edge-1", "key-b")).await.unwrap();
+    s.add_key(&key("edge-1", "key-a")).await.unwrap();
+    let e = s.add_key(&key("edge-1", "key-a")).await.unwrap_err();
+    assert!(matches!(e, StoreError::Exists { .. }), "{e}");
+    let e = s.add_key(&key("ghost", "k")).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
+    let names: Vec<String> = s
+        .keys("edge-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["key-a", "key-b"]);
+    assert_eq!(
+        s.keys("edge-1").await.unwrap()[0],
+        key_with_time(&s.keys("edge-1").await.unwrap()[0])
+    );
+    s.remove_key("edge-1", "key-b").await.unwrap();
+    let e = s.remove_key("edge-1", "key-b").await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
+
+    // FQDN rules follow their agent.
+    let rule = FqdnRule {
+        fqdn: "git.internal.example".into(),
+        agent: "edge-1".into(),
+        ignore_certificate_errors: true,
+        created_at: now_micros(),
+    };
+    s.add_fqdn_rule(&rule).await.unwrap();
+    assert!(matches!(
+        s.add_fqdn_rule(&rule).await.unwrap_err(),
+        StoreError::Exists { .. }
+    ));
+    assert_eq!(s.fqdn_rules().await.unwrap(), vec![rule.clone()]);
+
+    // Unregistering takes keys and rules along.
+    s.delete_agent("edge-1").await.unwrap();
+    assert!(s.keys("edge-1").await.unwrap().is_empty());
+    assert!(s.fqdn_rules().await.unwrap().is_empty());
+    assert!(matches!(
+        s.delete_agent("edge-1").await.unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+    assert!(matches!(
+        s.remove_fqdn_rule("git.internal.example")
+            .await
+            .unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+
+    // Admin keys: stored by hash, revocable.
+    let k = AdminKey {
+        id: "bk_0001".into(),
+        name: "bootstrap".into(),
+        hash: "01ff".into(),
+        created_at: now_micros(),
+        expires_at: Some(now_micros() + 3_600_000_000),
+        revoked: false,
+    };
+    s.insert_admin_key(&k).await.unwrap();
+    assert_eq!(s.admin_key("bk_0001").await.unwrap(), Some(k.clone()));
+    s.revoke_admin_key("bk_0001").await.unwrap();
+    assert!(s.admin_key("bk_0001").await.unwrap().unwrap().revoked);
+    assert_eq!(s.admin_keys().await.unwrap().len(), 1);
+    assert!(s.revoke_admin_key("nope").await.is_err());
+
+    // Assertion ids: once only, until they expire.
+    let later = now_micros() + 60_000_000;
+    assert!(s.use_jti("jti-1", later).await.unwrap());
+    assert!(
+        !s.use_jti("jti-1", later).await.unwrap(),
+        "a replay is caught"
+    );
+    assert!(s.use_jti("jti-old", now_micros() - 1).await.unwrap());
+    assert!(
+        s.use_jti("jti-old", later).await.unwrap(),
+        "expired ids are purged"
+    );
+
+    // Audit, newest first.
+    s.audit("bootstrap", "register", "edge-2", "client id cid-2")
+        .await
+        .unwrap();
+    s.audit("bootstrap", "unregister", "edge-1", "")
+        .await
+        .unwrap();
+    let log = s.audit_log(10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(log[0].at >= log[1].at);
+}
+
+fn key_with_time(k: &AgentKey) -> AgentKey {
+    AgentKey {
+        created_at: k.created_at,
+        ..key(&k.agent, &k.name)
+    }
+}
+
+#[tokio::test]
+async fn sqlite_store_does_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).await.unwrap();
+    assert_eq!(s.backend(), Backend::Sqlite);
+    exercise(&s).await;
+}
+
+#[tokio::test]
+async fn postgres_store_does_everything() {
+    let pg = PgSchema::new().await;
+    let s = Store::open(&pg.url).await.unwrap();
+    assert_eq!(s.backend(), Backend::Postgres);
+    exercise(&s).await;
+    s.close().await;
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn committed_writes_survive_a_reopen_and_migrations_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).await.unwrap();
+    s.create_agent("kept", "cid", 5).await.unwrap();
+    s.add_key(&key("kept", "k1")).await.unwrap();
+    // A second process on the same file sees what was acknowledged.
+    let other = Store::open_in(dir.path()).await.unwrap();
+    assert!(other.agent("kept").await.unwrap().is_some());
+    assert_eq!(other.keys("kept").await.unwrap().len(), 1);
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM burrow_schema")
+        .fetch_one(&other.pool)
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(n, SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_and_postgres_replicas_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).await.unwrap();
+    sqlx::query("INSERT INTO burrow_schema (version, name, applied_at) VALUES (99, 'future', 0)")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    s.close().await;
+    let e = Store::open_in(dir.path()).await.unwrap_err();
+    assert!(e.to_string().contains("upgrade Burrow"), "{e}");
+
+    // Several replicas opening one fresh PostgreSQL schema at once.
+    let pg = PgSchema::new().await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = pg.url.clone();
+        tasks.push(tokio::spawn(async move { Store::open(&url).await }));
+    }
+    for t in tasks {
+        let s = t.await.unwrap().unwrap();
+        s.close().await;
+    }
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused_without_their_password() {
+    let e = Store::open("mysql://root:hunter2@db/x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("BURROW_DATABASE_URL") && !e.contains("hunter2"),
+        "{e}"
+    );
+    assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+}
