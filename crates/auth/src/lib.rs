@@ -6,6 +6,7 @@
 //!   short-lived JWT with its private key (RS256, ES256 or EdDSA), the
 //!   gateway verifies it against the agent's registered keys, each failure
 //!   with its own error.
+//! - [`keygen`]: new key pairs, as the seed's openssl commands make them.
 //! - [`admin_key`]: admin API keys: generated once, stored as a hash,
 //!   compared in constant time.
 
@@ -13,4 +14,5 @@
 
 pub mod admin_key;
 pub mod assertion;
+pub mod keygen;
 pub mod pubkey;

@@ -76,6 +76,10 @@ pub enum Command {
     /// Print the SHA-256 thumbprint of PEM certificates (or of the gateway
     /// and agent certificates in the data directory).
     Thumbprint(ThumbprintArgs),
+    /// Make an agent key pair: ConnectionAgent-NAME.pem (private, 0600) and
+    /// ConnectionAgent-NAME.pem.pub, as `openssl genrsa 2048` and
+    /// `openssl rsa -pubout` make them.
+    Keygen(crate::keygen::KeygenArgs),
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -296,6 +300,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => agent(args).await,
         Command::Demo(args) => demo(args).await,
         Command::Thumbprint(args) => crate::identity::thumbprint(args),
+        Command::Keygen(args) => crate::keygen::run(args),
     }
 }
 

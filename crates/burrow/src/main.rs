@@ -6,6 +6,7 @@
 
 mod cli;
 mod identity;
+mod keygen;
 
 use std::process::ExitCode;
 
