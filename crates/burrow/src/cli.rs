@@ -427,12 +427,20 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     };
     let mode = match (url, args.listen) {
         (Some(url), _) => {
-            if url.scheme == Scheme::Ws {
+            let trust = if url.scheme == Scheme::Ws {
                 warn!(
                     "CONNECT_URL is ws://: the link is not encrypted unless a TLS proxy carries it"
                 );
-            }
-            let trust = gateway_trust(args.gateway_thumbprint, args.ca_file.as_deref())?;
+                if !args.gateway_thumbprint.is_empty() || args.ca_file.is_some() {
+                    warn!(
+                        "GATEWAY_THUMBPRINT and --ca-file do not apply to ws:// (no TLS on the link)"
+                    );
+                }
+                // Unused without TLS.
+                ServerTrust::Pinned(Vec::new())
+            } else {
+                gateway_trust(args.gateway_thumbprint, args.ca_file.as_deref())?
+            };
             AgentMode::Poll(polling_dialer(url, identity.clone(), &trust)?)
         }
         (None, addr) => {
