@@ -336,6 +336,97 @@ impl Store {
         })
     }
 
+    /// Registers an agent with its first key in one transaction: either
+    /// both are stored or neither.
+    pub async fn register_agent(
+        &self,
+        name: &str,
+        client_id: &str,
+        first_key: &AgentKey,
+        max_agents: usize,
+    ) -> Result<Agent> {
+        let mut tx = self.pool.begin().await?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM agents")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max_agents {
+            return Err(StoreError::AgentLimit { max: max_agents });
+        }
+        let now = now_micros();
+        let r = sqlx::query("INSERT INTO agents (name, client_id, created_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+        match r {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Exists {
+                    what: "agent",
+                    name: name.to_owned(),
+                });
+            }
+            r => r?,
+        };
+        sqlx::query(
+            "INSERT INTO agent_keys (agent, name, algorithm, bits, fingerprint, public_pem, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(name)
+        .bind(&first_key.name)
+        .bind(&first_key.algorithm)
+        .bind(first_key.bits)
+        .bind(&first_key.fingerprint)
+        .bind(&first_key.public_pem)
+        .bind(first_key.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Agent {
+            name: name.to_owned(),
+            client_id: client_id.to_owned(),
+            created_at: now,
+            last_seen: None,
+            version: None,
+            remote_addr: None,
+        })
+    }
+
+    /// A gateway-wide setting; on first use, `init()` is stored and
+    /// returned. Replicas racing to initialise agree on one value.
+    pub async fn setting_or_init(
+        &self,
+        name: &str,
+        init: impl FnOnce() -> String,
+    ) -> Result<String> {
+        if let Some(v) = self.setting(name).await? {
+            return Ok(v);
+        }
+        sqlx::query(
+            "INSERT INTO settings (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(init())
+        .bind(now_micros())
+        .execute(&self.pool)
+        .await?;
+        self.setting(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "setting",
+                name: name.to_owned(),
+            })
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>> {
+        Ok(sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get::<String, _>("value"))
+            .transpose()?)
+    }
+
     /// One agent.
     pub async fn agent(&self, name: &str) -> Result<Option<Agent>> {
         sqlx::query("SELECT * FROM agents WHERE name = $1")

@@ -170,6 +170,37 @@ async fn exercise(s: &Store) {
         "expired ids are purged"
     );
 
+    // Registration with a first key is all or nothing: past the limit,
+    // or with a taken name, neither the agent nor the key is stored.
+    s.register_agent("edge-9", "cid-9", &key("edge-9", "k1"), 2)
+        .await
+        .unwrap();
+    assert_eq!(s.keys("edge-9").await.unwrap().len(), 1);
+    let e = s
+        .register_agent("edge-10", "cid-10", &key("edge-10", "k1"), 2)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::AgentLimit { max: 2 }), "{e}");
+    assert!(s.keys("edge-10").await.unwrap().is_empty());
+    let e = s
+        .register_agent("edge-9", "cid-11", &key("edge-9", "k2"), 5)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Exists { .. }), "{e}");
+    assert_eq!(s.keys("edge-9").await.unwrap().len(), 1);
+
+    // Settings: initialised once, then stable.
+    let v = s
+        .setting_or_init("audience", || "a-1".into())
+        .await
+        .unwrap();
+    assert_eq!(v, "a-1");
+    let v = s
+        .setting_or_init("audience", || "a-2".into())
+        .await
+        .unwrap();
+    assert_eq!(v, "a-1", "the first value stays");
+
     // Audit, newest first.
     s.audit("bootstrap", "register", "edge-2", "client id cid-2")
         .await
