@@ -37,7 +37,8 @@ impl std::fmt::Debug for NewAdminKey {
 )]
 pub struct MalformedKey;
 
-fn hash_secret(secret: &str) -> String {
+/// Hex SHA-256 of a key's secret part: what is stored.
+pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 

@@ -1,7 +1,9 @@
 //! RFC 7523 client assertions (`private_key_jwt`).
 //!
 //! The agent signs a JWT with its private key: header `alg` (RS256, ES256
-//! or EdDSA) and `kid` (the key's registered name); claims `iss` = `sub` =
+//! or EdDSA) and, optionally, `kid` (the key's registered name; without
+//! it the gateway tries each of the agent's keys, so an agent needs no more
+//! than the seed's variables); claims `iss` = `sub` =
 //! its client id, `aud` = the token endpoint's audience, `iat`, `exp` (at
 //! most [`MAX_LIFETIME`] later) and a random `jti`. The gateway checks it
 //! against that agent's registered key of that name. Replays (a `jti` seen
@@ -50,11 +52,9 @@ pub enum AssertionError {
     /// Another algorithm.
     #[error("client assertion algorithm {0} is not accepted: use RS256, ES256 or EdDSA")]
     UnsupportedAlg(String),
-    /// No `kid`.
-    #[error(
-        "the client assertion names no key (kid): set the key name the agent was registered with"
-    )]
-    NoKeyName,
+    /// The agent has no keys left.
+    #[error("agent {0} has no registered keys: add one with `burrow add-key`")]
+    NoKeys(String),
     /// `iss` and `sub` differ.
     #[error("client assertion iss and sub differ: both must be the client id")]
     IssuerMismatch,
@@ -83,7 +83,7 @@ pub enum AssertionError {
     },
     /// The signature does not verify.
     #[error(
-        "the client assertion signature does not verify with key {0:?}: is the agent using the private key that matches it?"
+        "the client assertion signature does not verify with {0}: is the agent using a private key whose public key is registered (burrow list-keys)? A removed key no longer works"
     )]
     BadSignature(String),
     /// Expired.
@@ -105,6 +105,11 @@ pub enum AssertionError {
         /// The assertion's.
         got: String,
     },
+    /// The `jti` was seen before.
+    #[error(
+        "replayed client assertion: its jti was already used; sign a fresh assertion for each token request"
+    )]
+    Replayed,
     /// The private key cannot sign.
     #[error("cannot sign with the private key: {0}")]
     Key(String),
@@ -127,11 +132,12 @@ struct RawHeader {
     kid: Option<String>,
 }
 
-/// Signs an assertion with a PEM private key (RSA, EC P-256 or Ed25519).
+/// Signs an assertion with a PEM private key (RSA, EC P-256 or Ed25519),
+/// naming the key in `kid` if `key_name` is given.
 pub fn sign(
     private_pem: &[u8],
     client_id: &str,
-    key_name: &str,
+    key_name: Option<&str>,
     audience: &str,
     now: u64,
     lifetime: u64,
@@ -158,7 +164,7 @@ pub fn sign(
         jti: hex::encode(jti),
     };
     let mut header = Header::new(alg);
-    header.kid = Some(key_name.into());
+    header.kid = key_name.map(Into::into);
     jsonwebtoken::encode(&header, &claims, &key).map_err(|e| AssertionError::Key(e.to_string()))
 }
 
@@ -172,12 +178,35 @@ pub struct Verified {
 }
 
 /// What the verifier needs to know about registered agents: the agent
-/// name for a client id, and the PEM public key of its key `name`.
+/// name for a client id, and its keys.
 pub trait Keys {
     /// Agent name for a client id.
     fn agent(&self, client_id: &str) -> Option<String>;
-    /// PEM public key `key` of `agent`.
-    fn key(&self, agent: &str, key: &str) -> Option<String>;
+    /// The agent's keys: (name, PEM public key).
+    fn keys(&self, agent: &str) -> Vec<(String, String)>;
+}
+
+fn decoding_key(pem: &str, alg: Algorithm) -> Result<Option<DecodingKey>, AssertionError> {
+    let info = KeyInfo::from_pem(pem).map_err(|e| AssertionError::Key(e.to_string()))?;
+    let k = match (info.algorithm, alg) {
+        (KeyAlgorithm::Rsa(_), Algorithm::RS256) => DecodingKey::from_rsa_pem(pem.as_bytes()),
+        (KeyAlgorithm::EcP256, Algorithm::ES256) => DecodingKey::from_ec_pem(pem.as_bytes()),
+        (KeyAlgorithm::Ed25519, Algorithm::EdDSA) => DecodingKey::from_ed_pem(pem.as_bytes()),
+        _ => return Ok(None),
+    };
+    k.map(Some).map_err(|e| AssertionError::Key(e.to_string()))
+}
+
+/// The client id an assertion claims, before any check: only to find
+/// which agent's keys [`verify`] must use.
+pub fn claimed_client_id(token: &str) -> Result<String, AssertionError> {
+    if token.len() > MAX_LEN {
+        return Err(AssertionError::Malformed(format!(
+            "longer than {MAX_LEN} bytes"
+        )));
+    }
+    let claims: Claims = part(token, 1)?;
+    Ok(claims.sub)
 }
 
 /// Verifies an assertion for `audience` at time `now` (Unix seconds).
@@ -200,10 +229,7 @@ pub fn verify(
         a if a.eq_ignore_ascii_case("none") => return Err(AssertionError::AlgNone),
         other => return Err(AssertionError::UnsupportedAlg(other.into())),
     };
-    let key_name = header
-        .kid
-        .filter(|k| !k.is_empty())
-        .ok_or(AssertionError::NoKeyName)?;
+    let kid = header.kid.filter(|k| !k.is_empty());
     // Claims before the signature only to find the key; nothing is trusted
     // until the signature verifies below.
     let unverified: Claims = part(token, 1)?;
@@ -213,33 +239,51 @@ pub fn verify(
     let agent = keys
         .agent(&unverified.sub)
         .ok_or_else(|| AssertionError::UnknownClient(unverified.sub.clone()))?;
-    let pem = keys
-        .key(&agent, &key_name)
-        .ok_or_else(|| AssertionError::UnknownKey {
-            agent: agent.clone(),
-            key: key_name.clone(),
-        })?;
-    let info = KeyInfo::from_pem(&pem).map_err(|e| AssertionError::Key(e.to_string()))?;
-    let mismatch = || AssertionError::AlgMismatch {
-        key: key_name.clone(),
-        registered: info.algorithm.name(),
-        alg: header.alg.clone(),
-    };
-    let decoding = match (info.algorithm, alg) {
-        (KeyAlgorithm::Rsa(_), Algorithm::RS256) => DecodingKey::from_rsa_pem(pem.as_bytes()),
-        (KeyAlgorithm::EcP256, Algorithm::ES256) => DecodingKey::from_ec_pem(pem.as_bytes()),
-        (KeyAlgorithm::Ed25519, Algorithm::EdDSA) => DecodingKey::from_ed_pem(pem.as_bytes()),
-        _ => return Err(mismatch()),
+    let registered = keys.keys(&agent);
+    if registered.is_empty() {
+        return Err(AssertionError::NoKeys(agent));
     }
-    .map_err(|e| AssertionError::Key(e.to_string()))?;
+    let candidates: Vec<&(String, String)> = match &kid {
+        Some(kid) => vec![registered.iter().find(|(n, _)| n == kid).ok_or_else(|| {
+            AssertionError::UnknownKey {
+                agent: agent.clone(),
+                key: kid.clone(),
+            }
+        })?],
+        None => registered.iter().collect(),
+    };
     let mut v = Validation::new(alg);
     // Times and audience are checked below with `now` and clear errors.
     v.validate_exp = false;
     v.validate_aud = false;
     v.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<Claims>(token, &decoding, &v)
-        .map_err(|_| AssertionError::BadSignature(key_name.clone()))?
-        .claims;
+    let mut verified = None;
+    for (name, pem) in candidates {
+        let Some(decoding) = decoding_key(pem, alg)? else {
+            if kid.is_some() {
+                let registered = KeyInfo::from_pem(pem)
+                    .map_err(|e| AssertionError::Key(e.to_string()))?
+                    .algorithm
+                    .name();
+                return Err(AssertionError::AlgMismatch {
+                    key: name.clone(),
+                    registered,
+                    alg: header.alg.clone(),
+                });
+            }
+            continue;
+        };
+        if let Ok(d) = jsonwebtoken::decode::<Claims>(token, &decoding, &v) {
+            verified = Some((d.claims, name.clone()));
+            break;
+        }
+    }
+    let (claims, key_name) = verified.ok_or_else(|| {
+        AssertionError::BadSignature(match &kid {
+            Some(k) => format!("key {k:?}"),
+            None => format!("any of agent {agent}'s {} keys", registered.len()),
+        })
+    })?;
     if claims.aud != audience {
         return Err(AssertionError::WrongAudience {
             expected: audience.into(),

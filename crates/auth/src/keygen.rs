@@ -116,7 +116,7 @@ mod tests {
             assert_eq!(k.public.algorithm, alg);
             assert!(k.private_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
             assert!(!format!("{k:?}").contains("BEGIN PRIVATE"));
-            let t = crate::assertion::sign(k.private_pem.as_bytes(), "c", "k", "a", 100, 60)
+            let t = crate::assertion::sign(k.private_pem.as_bytes(), "c", Some("k"), "a", 100, 60)
                 .expect("signs");
             assert_eq!(t.split('.').count(), 3);
         }

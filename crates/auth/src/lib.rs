@@ -7,11 +7,13 @@
 //!   gateway verifies it against the agent's registered keys, each failure
 //!   with its own error.
 //! - [`keygen`]: new key pairs, as the seed's openssl commands make them.
+//! - [`access`]: the short-lived access tokens the token endpoint issues.
 //! - [`admin_key`]: admin API keys: generated once, stored as a hash,
 //!   compared in constant time.
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin_key;
 pub mod assertion;
 pub mod keygen;

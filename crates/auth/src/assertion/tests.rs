@@ -24,10 +24,14 @@ impl Keys for Registry {
     fn agent(&self, client_id: &str) -> Option<String> {
         (client_id == "cid-edge").then(|| "edge".to_owned())
     }
-    fn key(&self, agent: &str, key: &str) -> Option<String> {
-        (agent == "edge")
-            .then(|| self.0.get(key).cloned())
-            .flatten()
+    fn keys(&self, agent: &str) -> Vec<(String, String)> {
+        let mut v: Vec<_> = if agent == "edge" {
+            self.0.clone().into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        v.sort();
+        v
     }
 }
 
@@ -43,13 +47,13 @@ fn rs256_es256_and_eddsa_assertions_verify() {
     ] {
         let p = pair(alg);
         let reg = Registry(HashMap::from([(name.to_owned(), p.public.clone())]));
-        let t = sign(p.private.as_bytes(), "cid-edge", name, AUD, NOW, 60).unwrap();
+        let t = sign(p.private.as_bytes(), "cid-edge", Some(name), AUD, NOW, 60).unwrap();
         let v = verify(&t, &reg, AUD, NOW + 5).unwrap();
         assert_eq!(v.key_name, name);
         assert_eq!(v.claims.sub, "cid-edge");
         assert_eq!(v.claims.exp, NOW + 60);
         assert_eq!(v.claims.jti.len(), 32);
-        let again = sign(p.private.as_bytes(), "cid-edge", name, AUD, NOW, 60).unwrap();
+        let again = sign(p.private.as_bytes(), "cid-edge", Some(name), AUD, NOW, 60).unwrap();
         assert_ne!(
             verify(&again, &reg, AUD, NOW).unwrap().claims.jti,
             v.claims.jti
@@ -71,7 +75,7 @@ fn every_refusal_has_its_own_error() {
         ("ec".to_owned(), ec.public.clone()),
     ]));
     let ok = |t: &str, now| verify(t, &reg, AUD, now);
-    let t = sign(rsa.private.as_bytes(), "cid-edge", "k1", AUD, NOW, 60).unwrap();
+    let t = sign(rsa.private.as_bytes(), "cid-edge", Some("k1"), AUD, NOW, 60).unwrap();
 
     assert!(matches!(
         ok(&t, NOW + 60 + LEEWAY + 1),
@@ -86,24 +90,48 @@ fn every_refusal_has_its_own_error() {
         Err(AssertionError::WrongAudience { .. })
     ));
     // Signed by a key that is not the registered one.
-    let forged = sign(other.private.as_bytes(), "cid-edge", "k1", AUD, NOW, 60).unwrap();
+    let forged = sign(
+        other.private.as_bytes(),
+        "cid-edge",
+        Some("k1"),
+        AUD,
+        NOW,
+        60,
+    )
+    .unwrap();
     assert!(matches!(
         ok(&forged, NOW),
         Err(AssertionError::BadSignature(_))
     ));
     // Unknown key name, unknown client.
-    let t2 = sign(rsa.private.as_bytes(), "cid-edge", "gone", AUD, NOW, 60).unwrap();
+    let t2 = sign(
+        rsa.private.as_bytes(),
+        "cid-edge",
+        Some("gone"),
+        AUD,
+        NOW,
+        60,
+    )
+    .unwrap();
     assert!(matches!(
         ok(&t2, NOW),
         Err(AssertionError::UnknownKey { .. })
     ));
-    let t3 = sign(rsa.private.as_bytes(), "cid-nobody", "k1", AUD, NOW, 60).unwrap();
+    let t3 = sign(
+        rsa.private.as_bytes(),
+        "cid-nobody",
+        Some("k1"),
+        AUD,
+        NOW,
+        60,
+    )
+    .unwrap();
     assert!(matches!(
         ok(&t3, NOW),
         Err(AssertionError::UnknownClient(_))
     ));
     // An RSA signature presented for the EC key.
-    let t4 = sign(rsa.private.as_bytes(), "cid-edge", "ec", AUD, NOW, 60).unwrap();
+    let t4 = sign(rsa.private.as_bytes(), "cid-edge", Some("ec"), AUD, NOW, 60).unwrap();
     assert!(matches!(
         ok(&t4, NOW),
         Err(AssertionError::AlgMismatch { .. })
@@ -131,7 +159,22 @@ fn every_refusal_has_its_own_error() {
         b64(&serde_json::json!({"alg":"RS256"})),
         b64(&claims)
     );
-    assert_eq!(ok(&nokid, NOW), Err(AssertionError::NoKeyName));
+    assert!(matches!(
+        ok(&nokid, NOW),
+        Err(AssertionError::BadSignature(_))
+    ));
+    // Without a kid, the key that verifies is found among the agent's.
+    let t6 = sign(ec.private.as_bytes(), "cid-edge", None, AUD, NOW, 60).unwrap();
+    assert_eq!(ok(&t6, NOW).unwrap().key_name, "ec");
+    let t7 = sign(rsa.private.as_bytes(), "cid-edge", None, AUD, NOW, 60).unwrap();
+    assert_eq!(ok(&t7, NOW).unwrap().key_name, "k1");
+    let t8 = sign(other.private.as_bytes(), "cid-edge", None, AUD, NOW, 60).unwrap();
+    assert!(matches!(ok(&t8, NOW), Err(AssertionError::BadSignature(_))));
+    let empty = Registry(HashMap::new());
+    assert!(matches!(
+        verify(&t7, &empty, AUD, NOW),
+        Err(AssertionError::NoKeys(_))
+    ));
     let mut c = claims.clone();
     c["iss"] = "someone-else".into();
     let iss = format!(
@@ -189,7 +232,7 @@ fn keys_made_by_openssl_work_and_small_rsa_is_refused() {
     assert_eq!(info.algorithm, KeyAlgorithm::Rsa(2048));
     assert!(info.fingerprint.starts_with("SHA256:"));
     let reg = Registry(HashMap::from([("seed".to_owned(), public)]));
-    let t = sign(&private, "cid-edge", "seed", AUD, NOW, 60).unwrap();
+    let t = sign(&private, "cid-edge", Some("seed"), AUD, NOW, 60).unwrap();
     verify(&t, &reg, AUD, NOW).unwrap();
 
     openssl(&["genrsa", "-out", "small.pem", "1024"], d);
