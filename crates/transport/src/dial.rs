@@ -74,6 +74,32 @@ impl Dialer {
 
     async fn dial_inner(&self, bearer: Option<&str>) -> Result<Link, TransportError> {
         let url = &self.url;
+        let (io, peer) = match self.connect_io().await? {
+            Connected::Plain(tcp, peer) => {
+                return ws::client_handshake(url, bearer, tcp, peer).await;
+            }
+            Connected::Tls(stream, peer) => (stream, peer),
+        };
+        let peer_cert = tls::peer_thumbprint(io.get_ref().1);
+        let mut link = match url.scheme {
+            Scheme::Tls => {
+                if io.get_ref().1.alpn_protocol() != Some(tls::ALPN_BURROW) {
+                    return Err(TransportError::Tls {
+                        addr: url.authority.clone(),
+                        why: "the server does not speak Burrow's raw-TLS carrier (ALPN burrow/1); is it a Burrow gateway or listening agent? Behind an HTTP proxy such as Caddy, use wss://".into(),
+                    });
+                }
+                raw::link(*io, peer)
+            }
+            Scheme::Ws | Scheme::Wss => ws::client_handshake(url, bearer, *io, peer).await?,
+        };
+        link.peer_cert = peer_cert;
+        Ok(link)
+    }
+
+    /// TCP (through the proxy, if any), then TLS if the URL wants it.
+    pub(crate) async fn connect_io(&self) -> Result<Connected, TransportError> {
+        let url = &self.url;
         let tcp = match &self.proxy {
             Some(p) => connect_via(p, &url.authority, PROXY_TIMEOUT).await?,
             None => TcpStream::connect(&url.authority).await.map_err(|source| {
@@ -86,7 +112,7 @@ impl Dialer {
         let _ = tcp.set_nodelay(true);
         let peer = tcp.peer_addr().ok();
         let Some(cfg) = self.tls.clone().filter(|_| url.scheme.is_tls()) else {
-            return ws::client_handshake(url, bearer, tcp, peer).await;
+            return Ok(Connected::Plain(tcp, peer));
         };
         let name = ServerName::try_from(url.host.clone()).map_err(|e| TransportError::BadUrl {
             url: url.url.clone(),
@@ -102,22 +128,17 @@ impl Dialer {
                     why: e.to_string(),
                 },
             })?;
-        let peer_cert = tls::peer_thumbprint(stream.get_ref().1);
-        let mut link = match url.scheme {
-            Scheme::Tls => {
-                if stream.get_ref().1.alpn_protocol() != Some(tls::ALPN_BURROW) {
-                    return Err(TransportError::Tls {
-                        addr: url.authority.clone(),
-                        why: "the server does not speak Burrow's raw-TLS carrier (ALPN burrow/1); is it a Burrow gateway or listening agent? Behind an HTTP proxy such as Caddy, use wss://".into(),
-                    });
-                }
-                raw::link(stream, peer)
-            }
-            Scheme::Ws | Scheme::Wss => ws::client_handshake(url, bearer, stream, peer).await?,
-        };
-        link.peer_cert = peer_cert;
-        Ok(link)
+        Ok(Connected::Tls(Box::new(stream), peer))
     }
+}
+
+/// A connection [`Dialer::connect_io`] opened.
+pub(crate) enum Connected {
+    Plain(TcpStream, Option<std::net::SocketAddr>),
+    Tls(
+        Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        Option<std::net::SocketAddr>,
+    ),
 }
 
 /// A TLS connection a listener accepted.

@@ -11,6 +11,8 @@
 //! - [`tls`]: the TLS policy, certificates, thumbprint pinning.
 //! - [`Dialer`]: TCP (directly or through an HTTP proxy, [`proxy`]), then
 //!   TLS, then the carrier the URL names; [`accept_tls`] for servers.
+//! - [`client`]: a small HTTPS client for the gateway's token endpoint and
+//!   admin API, dialed like links (same proxy, same pinning).
 //! - [`handshake`]: the versioned hello exchange, with a timeout on every read.
 //! - [`TunnelUrl`]: the `wss://`, `tls://` or `ws://` URL an agent dials.
 //! - [`page`]: the small HTML page each listening port shows browsers.
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
+pub mod client;
 mod dial;
 pub mod handshake;
 pub mod page;
@@ -115,6 +118,14 @@ pub enum TransportError {
         /// The proxy's address.
         proxy: String,
         /// What went wrong.
+        why: String,
+    },
+    /// An HTTP request to the gateway failed.
+    #[error("request to {url} failed: {why}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// Why.
         why: String,
     },
     /// The link cannot be dialed as configured.
