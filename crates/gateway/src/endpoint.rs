@@ -86,9 +86,23 @@ async fn serve_http<I>(state: Arc<State>, io: I, peer: SocketAddr, cert: Option<
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(state, peer, cert, req)) }
+        async move {
+            if req.uri().path().starts_with("/api/v1/") {
+                return Ok::<_, Infallible>(crate::admin::handle(state, req).await);
+            }
+            if req.uri().path() == crate::tokens::TOKEN_PATH {
+                return Ok(match &state.identity {
+                    Some(id) => id.token_endpoint(req, peer).await,
+                    None => text(
+                        StatusCode::NOT_FOUND,
+                        "this gateway runs without a database: no key-pair agents\n",
+                    ),
+                });
+            }
+            Ok(route(state, peer, cert, req))
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -148,16 +162,24 @@ fn upgrade(
             "this is the Burrow tunnel endpoint: agents connect here with a WebSocket upgrade\n",
         );
     };
-    // With a pre-shared key, refuse a wrong one before upgrading: proxies
-    // and scanners get a plain 401. The hello checks it again.
+    // With a pre-shared key, refuse a wrong one (or a bad access token)
+    // before upgrading: proxies and scanners get a plain 401. The hello
+    // checks the credential again, fully.
     if let Some(psk) = &state.config.psk {
-        let authorized =
-            bearer(&req).is_some_and(|got| bool::from(got.ct_eq(psk.expose().as_bytes())));
+        let token_ok = |got: &[u8]| {
+            let got = std::str::from_utf8(got).unwrap_or_default();
+            burrow_auth::access::looks_like_jwt(got)
+                && state.identity.as_ref().is_some_and(|id| id.plausible(got))
+        };
+        let authorized = bearer(&req)
+            .is_some_and(|got| bool::from(got.ct_eq(psk.expose().as_bytes())) || token_ok(got));
         if !authorized {
-            let why = if bearer(&req).is_some() {
-                "wrong pre-shared key"
-            } else {
-                "no pre-shared key presented"
+            let why = match bearer(&req) {
+                Some(b) if burrow_auth::access::looks_like_jwt(&String::from_utf8_lossy(b)) => {
+                    "invalid or expired access token"
+                }
+                Some(_) => "wrong pre-shared key",
+                None => "no pre-shared key presented",
             };
             warn!(%peer, reason = why, "refused agent link");
             return text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
@@ -192,40 +214,56 @@ fn upgrade(
     r
 }
 
-/// Checks an agent's credentials: the pre-shared key (if the gateway has
-/// one) and its certificate (if the gateway trusts certificates for this
-/// agent, or requires them). Returns what to tell the agent on refusal.
-fn authorize(state: &State, hello: &Hello, cert: Option<Thumbprint>) -> Result<(), String> {
+/// Checks an agent's credentials: an access token from the token endpoint
+/// (key-pair agents), or the pre-shared key (if the gateway has one); and
+/// its certificate (if the gateway trusts certificates for this agent, or
+/// requires them). Returns the key a token was earned with, or what to tell
+/// the agent on refusal.
+async fn authorize(
+    state: &State,
+    hello: &Hello,
+    cert: Option<Thumbprint>,
+) -> Result<Option<String>, String> {
     let agent = &hello.agent_name;
-    if let Some(psk) = &state.config.psk {
-        let ok = bool::from(hello.credential.as_bytes().ct_eq(psk.expose().as_bytes()));
+    let credential = hello.credential.as_str();
+    let mut key = None;
+    if burrow_auth::access::looks_like_jwt(credential) {
+        let Some(id) = &state.identity else {
+            return Err("this gateway has no database, so it issues no access tokens: use the pre-shared key".into());
+        };
+        key = Some(id.check_link(agent, credential).await?);
+    } else if let Some(psk) = &state.config.psk {
+        let ok = bool::from(credential.as_bytes().ct_eq(psk.expose().as_bytes()));
         if !ok {
-            return Err(if hello.credential.is_empty() {
+            return Err(if credential.is_empty() {
                 "no pre-shared key presented".into()
             } else {
                 "wrong pre-shared key".into()
             });
         }
+    } else if !credential.is_empty() {
+        return Err("this gateway has no pre-shared key: register the agent with a key pair (burrow register) and give it AUTH_SERVER_CLIENT_ID and its private key".into());
     }
+    let credentialed = key.is_some() || state.config.psk.is_some();
     let trusted = state.config.trust.for_agent(agent);
     if trusted.is_empty() {
-        if state.config.require_agent_certificate || state.config.psk.is_none() {
+        if state.config.require_agent_certificate || !credentialed {
             let presented = cert.map_or_else(
                 || "no certificate".to_owned(),
                 |t| format!("certificate {t}"),
             );
             return Err(format!(
-                "the gateway trusts no certificate for agent {agent} (it presented {presented}): trust it with --trust-agent {agent}=THUMBPRINT, the thumbprint the agent prints at start"
+                "the gateway trusts no certificate for agent {agent} (it presented {presented}): trust it with --trust-agent {agent}=THUMBPRINT, the thumbprint the agent prints at start; or register the agent with a key pair (burrow register)"
             ));
         }
-        return Ok(());
+        return Ok(key);
     }
     match cert {
         None => Err(format!(
             "agent {agent} presented no client certificate, but the gateway requires one of {}: connect with wss:// or tls:// so the agent presents its certificate",
             list_thumbprints(&trusted)
         )),
-        Some(t) if trusted.contains(&t) => Ok(()),
+        Some(t) if trusted.contains(&t) => Ok(key),
         Some(t) => Err(format!(
             "agent {agent} presented certificate thumbprint {t}, but the gateway trusts only {} for it: if the agent's certificate was replaced, add the new thumbprint (--trust-agent {agent}={t} or the trust file) after checking it against the agent's start-up log",
             list_thumbprints(&trusted)
@@ -246,6 +284,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         }
     };
     let agent = hello.agent_name.clone();
+    let mut key = None;
     let refusal = if state.stop_accepting.is_cancelled() {
         Some((
             RejectCode::ShuttingDown,
@@ -258,7 +297,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
                 "the gateway dialed agent {want}, but this agent calls itself {agent}: fix --agent-endpoint or --agent-name"
             ),
         ))
-    } else if let Err(why) = authorize(&state, &hello, cert) {
+    } else if let Err(why) = authorize(&state, &hello, cert).await.map(|k| key = k) {
         Some((RejectCode::Unauthorized, why))
     } else if state.registry.link_count(&agent) >= state.config.max_links_per_agent {
         Some((
@@ -293,10 +332,26 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         session.clone(),
         peer,
         hello.software_version.clone(),
+        key.clone(),
     );
     let cert = cert.map(|t| t.to_string()).unwrap_or_default();
-    info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, "agent link up");
+    let key_name = key.as_deref().unwrap_or("");
+    info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, "agent link up");
+    touch(&state, &agent, &hello.software_version, peer).await;
     let reason = session.closed().await;
     let left = state.registry.remove(&agent, id);
+    touch(&state, &agent, &hello.software_version, peer).await;
     info!(%agent, link = id, links = left, %reason, "agent link down");
+}
+
+/// Records when a registered agent was last seen, its version and address
+/// (for `list-agents`). Unregistered (pre-shared-key) agents have no row;
+/// a database error costs only the record.
+async fn touch(state: &State, agent: &str, version: &str, peer: Option<SocketAddr>) {
+    if let Some(store) = &state.config.store {
+        let addr = peer.map(|p| p.to_string()).unwrap_or_default();
+        if let Err(e) = store.touch_agent(agent, version, &addr).await {
+            debug!(error = %e, "last-seen not recorded");
+        }
+    }
 }

@@ -15,13 +15,17 @@
 //! - `forward.rs`: TCP forwards (`LISTEN=AGENT:HOST:PORT`).
 //! - [`Trust`]: agent certificate thumbprints trusted per agent name.
 //! - [`registry`]: live links by agent, round-robin link choice.
+//! - `tokens.rs`: the RFC 7523 token endpoint and access-token checks.
+//! - [`admin`]: the admin API (`/api/v1`).
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 mod endpoint;
 mod forward;
 mod outbound;
 pub mod registry;
+mod tokens;
 mod trust;
 
 use std::net::SocketAddr;
@@ -88,6 +92,18 @@ pub struct GatewayConfig {
     pub require_agent_certificate: bool,
     /// Listening agents to dial.
     pub agent_endpoints: Vec<AgentEndpoint>,
+    /// Registered agents, keys, admin keys; `None` disables the admin API.
+    pub store: Option<burrow_store::Store>,
+    /// Most agents that may be registered.
+    pub max_agents: usize,
+    /// The tunnel audience access tokens are issued for (`API_AUDIENCE`);
+    /// `None` keeps the one stored on first start.
+    pub audience: Option<String>,
+    /// How long an access token lives.
+    pub access_token_lifetime: Duration,
+    /// How often live links are checked against the stored keys, so a key
+    /// removed through another replica (or the database) closes its links.
+    pub revocation_check: Duration,
     /// Links to keep to each listening agent.
     pub links_per_endpoint: usize,
     /// First delay before redialing a listening agent; doubles per failure.
@@ -116,6 +132,11 @@ impl GatewayConfig {
             trust: Trust::default(),
             require_agent_certificate: false,
             agent_endpoints: Vec::new(),
+            store: None,
+            max_agents: burrow_store::DEFAULT_MAX_AGENTS,
+            audience: None,
+            access_token_lifetime: Duration::from_secs(burrow_auth::access::DEFAULT_LIFETIME),
+            revocation_check: Duration::from_secs(2),
             links_per_endpoint: 2,
             reconnect_delay: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(300),
@@ -134,6 +155,9 @@ pub enum GatewayError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] burrow_transport::tls::TlsError),
+    /// The database could not provide the token settings.
+    #[error("database: {0}")]
+    Store(#[from] burrow_store::StoreError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -155,6 +179,8 @@ pub(crate) struct State {
     pub(crate) links: TaskTracker,
     pub(crate) conn_limit: Arc<Semaphore>,
     pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// Token endpoint and token checks; present with a store.
+    pub(crate) identity: Option<tokens::Identity>,
 }
 
 /// A gateway with its listeners bound.
@@ -224,7 +250,19 @@ impl Gateway {
             )),
             None => None,
         };
+        let identity = match &config.store {
+            Some(store) => Some(
+                tokens::Identity::load(
+                    store.clone(),
+                    config.audience.clone(),
+                    config.access_token_lifetime.as_secs(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let state = Arc::new(State {
+            identity,
             acceptor,
             conn_limit: Arc::new(Semaphore::new(config.max_connections)),
             config,
@@ -283,6 +321,9 @@ impl Gateway {
                 info!(listen = %addr, agent = %spec.agent, dest = %spec.target, "forward listening");
             }
             accept_loops.spawn(forward::serve(state.clone(), spec, listener));
+        }
+        if state.identity.is_some() {
+            accept_loops.spawn(tokens::revocation_sweep(state.clone()));
         }
         accept_loops.close();
         for ep in &state.config.agent_endpoints {

@@ -21,6 +21,8 @@ pub struct LinkInfo {
     pub version: String,
     /// When the link came up.
     pub since: SystemTime,
+    /// The agent key whose access token opened it (key-pair links only).
+    pub key: Option<String>,
 }
 
 #[derive(Default)]
@@ -61,6 +63,7 @@ impl Registry {
         session: Session,
         peer: Option<SocketAddr>,
         version: String,
+        key: Option<String>,
     ) -> (u64, usize) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let mut agents = self.agents();
@@ -71,6 +74,7 @@ impl Registry {
             peer,
             version,
             since: SystemTime::now(),
+            key,
         });
         (id, a.links.len())
     }
@@ -128,6 +132,48 @@ impl Registry {
         v
     }
 
+    /// Closes every link of one agent; returns how many.
+    pub fn close_agent(&self, agent: &str) -> usize {
+        self.agents().get(agent).map_or(0, |a| {
+            for l in &a.links {
+                l.session.close();
+            }
+            a.links.len()
+        })
+    }
+
+    /// Closes the agent's key-pair links whose key is not in `keys`;
+    /// returns how many. Links opened with a pre-shared key or a
+    /// certificate alone are left alone.
+    pub fn close_unless_key(&self, agent: &str, keys: &[String]) -> usize {
+        self.agents().get(agent).map_or(0, |a| {
+            let mut n = 0;
+            for l in &a.links {
+                if l.key.as_ref().is_some_and(|k| !keys.contains(k)) && !l.session.is_closed() {
+                    l.session.close();
+                    n += 1;
+                }
+            }
+            n
+        })
+    }
+
+    /// Agents with at least one key-pair link.
+    pub fn keyed_agents(&self) -> Vec<String> {
+        self.agents()
+            .iter()
+            .filter(|(_, a)| a.links.iter().any(|l| l.key.is_some()))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Snapshot of one agent's live links.
+    pub fn links(&self, agent: &str) -> Vec<LinkInfo> {
+        self.agents()
+            .get(agent)
+            .map_or_else(Vec::new, |a| a.links.clone())
+    }
+
     /// Closes every link (shutdown).
     pub fn close_all(&self) {
         for a in self.agents().values() {
@@ -166,8 +212,8 @@ mod tests {
         let r = Registry::default();
         let (l1, _p1) = session();
         let (l2, _p2) = session();
-        let (id1, _) = r.add("home", l1.clone(), None, "1".into());
-        let (_id2, n) = r.add("home", l2.clone(), None, "1".into());
+        let (id1, _) = r.add("home", l1.clone(), None, "1".into(), None);
+        let (_id2, n) = r.add("home", l2.clone(), None, "1".into(), None);
         assert_eq!(n, 2);
         // Round robin: two picks land on two different links.
         let a = r.pick("home").expect("pick");
@@ -188,5 +234,29 @@ mod tests {
         l2.close();
         assert!(r.pick("home").is_none(), "no live link");
         assert!(r.pick("nobody").is_none());
+    }
+
+    #[tokio::test]
+    async fn removing_a_key_closes_only_the_links_it_opened() {
+        let r = Registry::default();
+        let (old, _p1) = session();
+        let (new, _p2) = session();
+        let (psk, _p3) = session();
+        r.add("home", old.clone(), None, "1".into(), Some("old".into()));
+        r.add("home", new.clone(), None, "1".into(), Some("new".into()));
+        r.add("home", psk.clone(), None, "1".into(), None);
+        assert_eq!(r.keyed_agents(), ["home"]);
+        assert_eq!(r.close_unless_key("home", &["new".into()]), 1);
+        assert!(old.is_closed());
+        assert!(!new.is_closed() && !psk.is_closed());
+        // Already closed links are not counted twice.
+        assert_eq!(r.close_unless_key("home", &["new".into()]), 0);
+        assert_eq!(r.close_unless_key("home", &[]), 1);
+        assert!(
+            !psk.is_closed(),
+            "a pre-shared-key link has no key to remove"
+        );
+        assert_eq!(r.close_agent("home"), 3);
+        assert!(psk.is_closed());
     }
 }

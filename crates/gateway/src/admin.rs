@@ -1,0 +1,479 @@
+//! The admin API (`/api/v1`, JSON) behind admin API keys: agents and their
+//! keys, and more admin keys. Every mutation is audited; every refusal is
+//! a JSON `{"error": "..."}` that says what to do, and changes nothing.
+
+use std::sync::Arc;
+
+use burrow_auth::admin_key;
+use burrow_auth::pubkey::KeyInfo;
+use burrow_store::{AdminKey, AgentKey, Store, StoreError, now_micros};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::State;
+
+type Body = Full<Bytes>;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+fn reply(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{v}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A refusal: a status and what to tell the caller.
+#[derive(Debug)]
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn response(self) -> Response<Body> {
+        reply(self.0, &json!({ "error": self.1 }))
+    }
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Refusal {
+    Refusal(status, msg.into())
+}
+
+fn store_error(e: &StoreError) -> Refusal {
+    let status = match e {
+        StoreError::Exists { .. } | StoreError::AgentLimit { .. } => StatusCode::CONFLICT,
+        StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+        _ => {
+            warn!(error = %e, "admin API storage error");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage error; see the gateway log",
+            );
+        }
+    };
+    error(status, e.to_string())
+}
+
+/// Who is calling: the admin key id, after checking the key.
+async fn authenticate(store: &Store, req: &Request<Incoming>) -> Result<String, Refusal> {
+    let unauthorized = |m: &str| error(StatusCode::UNAUTHORIZED, m);
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("no admin API key: send Authorization: Bearer bk_..."))?;
+    let (id, secret) = admin_key::parse(token).map_err(|e| unauthorized(&e.to_string()))?;
+    let key = store
+        .admin_key(id)
+        .await
+        .map_err(|e| store_error(&e))?
+        .filter(|k| admin_key::verify(secret, &k.hash))
+        .ok_or_else(|| unauthorized("unknown or wrong admin API key"))?;
+    if key.revoked {
+        return Err(unauthorized("this admin API key was revoked"));
+    }
+    if key.expires_at.is_some_and(|t| t <= now_micros()) {
+        return Err(unauthorized(
+            "this admin API key has expired: create a new one with `burrow admin-key create`",
+        ));
+    }
+    Ok(key.id)
+}
+
+async fn body<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, Refusal> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {MAX_BODY} bytes"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), Refusal> {
+    if burrow_wire::valid_name(name) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid {what} name {name:?}: use 1-200 letters, digits, '-' and '.'"),
+        ))
+    }
+}
+
+fn key_row(agent: &str, name: &str, info: &KeyInfo) -> AgentKey {
+    AgentKey {
+        agent: agent.into(),
+        name: name.into(),
+        algorithm: info.algorithm.name().into(),
+        bits: info.algorithm.bits() as i64,
+        fingerprint: info.fingerprint.clone(),
+        public_pem: info.pem.clone(),
+        created_at: now_micros(),
+    }
+}
+
+fn key_json(k: &AgentKey) -> Value {
+    json!({ "key_name": k.name, "algorithm": k.algorithm, "bits": k.bits,
+            "fingerprint": k.fingerprint, "created_at": k.created_at })
+}
+
+fn parse_key(pem: &str) -> Result<KeyInfo, Refusal> {
+    KeyInfo::from_pem(pem).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct NewAgent {
+    agent_name: String,
+    key_name: String,
+    public_key: String,
+    #[serde(default)]
+    fqdns: Vec<String>,
+}
+
+/// A host name, or `*.` and a domain: labels of letters, digits and `-`.
+fn check_fqdn(fqdn: &str) -> Result<(), Refusal> {
+    let name = fqdn.strip_prefix("*.").unwrap_or(fqdn);
+    let ok = !name.is_empty()
+        && fqdn.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "invalid FQDN {fqdn:?}: use a host name such as git.internal.example.com, or *.internal.example.com"
+            ),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct NewKey {
+    key_name: String,
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+struct NewAdminKeyReq {
+    name: String,
+    expires_in_seconds: Option<u64>,
+}
+
+/// Serves one `/api/v1/...` request.
+pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let Some(store) = state.config.store.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this gateway runs without a database",
+        )
+        .response();
+    };
+    let actor = match authenticate(&store, &req).await {
+        Ok(a) => a,
+        Err(r) => return r.response(),
+    };
+    match serve(&state, &store, &actor, req).await {
+        Ok(r) => r,
+        Err(r) => r.response(),
+    }
+}
+
+async fn serve(
+    state: &State,
+    store: &Store,
+    actor: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let force = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "force=true"));
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let parts: Vec<&str> = path.split('/').skip(3).collect();
+    let audit = |action: &'static str, subject: String, detail: String| async move {
+        if let Err(e) = store.audit(actor, action, &subject, &detail).await {
+            warn!(error = %e, "audit record not written");
+        }
+        info!(actor, action, %subject, "admin API");
+    };
+    match (req.method().clone(), parts.as_slice()) {
+        (Method::GET, ["agents"]) => {
+            let agents = store.agents().await.map_err(|e| store_error(&e))?;
+            let list: Vec<Value> = agents
+                .iter()
+                .map(|a| {
+                    let live = state.registry.links(&a.name);
+                    let newest = live.iter().max_by_key(|l| l.since);
+                    let version = newest.map(|l| l.version.clone()).or(a.version.clone());
+                    let remote = newest
+                        .and_then(|l| l.peer.map(|p| p.to_string()))
+                        .or(a.remote_addr.clone());
+                    let last_seen = if live.is_empty() {
+                        a.last_seen
+                    } else {
+                        Some(now_micros())
+                    };
+                    json!({ "agent_name": a.name, "client_id": a.client_id,
+                            "connected": !live.is_empty(), "links": live.len(),
+                            "last_seen": last_seen, "version": version,
+                            "remote_address": remote, "created_at": a.created_at })
+                })
+                .collect();
+            Ok(reply(StatusCode::OK, &json!(list)))
+        }
+        (Method::POST, ["agents"]) => {
+            let b: NewAgent = body(req).await?;
+            check_name("agent", &b.agent_name)?;
+            check_name("key", &b.key_name)?;
+            for f in &b.fqdns {
+                check_fqdn(f)?;
+            }
+            let info = parse_key(&b.public_key)?;
+            let client_id = format!("burrow-{}", hex_id());
+            let key = key_row(&b.agent_name, &b.key_name, &info);
+            store
+                .register_agent(&b.agent_name, &client_id, &key, state.config.max_agents)
+                .await
+                .map_err(|e| store_error(&e))?;
+            for f in &b.fqdns {
+                let rule = burrow_store::FqdnRule {
+                    fqdn: f.to_ascii_lowercase(),
+                    agent: b.agent_name.clone(),
+                    ignore_certificate_errors: false,
+                    created_at: now_micros(),
+                };
+                if let Err(e) = store.add_fqdn_rule(&rule).await {
+                    // Nothing half-done: the agent goes with its rules.
+                    let _ = store.delete_agent(&b.agent_name).await;
+                    return Err(store_error(&e));
+                }
+            }
+            audit(
+                "register",
+                b.agent_name.clone(),
+                format!("key {} {}", b.key_name, info.fingerprint),
+            )
+            .await;
+            let scheme = if state.acceptor.is_some() {
+                "wss"
+            } else {
+                "ws"
+            };
+            let audience = state
+                .identity
+                .as_ref()
+                .map(|i| i.audience.clone())
+                .unwrap_or_default();
+            Ok(reply(
+                StatusCode::CREATED,
+                &json!({
+                    "agent_name": b.agent_name,
+                    "key": key_json(&key),
+                    "fqdns": b.fqdns,
+                    "env": {
+                        "AUTH_SERVER_DOMAIN": host,
+                        "AUTH_SERVER_CLIENT_ID": client_id,
+                        "API_AUDIENCE": audience,
+                        "CONNECT_URL": format!("{scheme}://{host}/connect"),
+                    }
+                }),
+            ))
+        }
+        (Method::DELETE, ["agents", name]) => {
+            store
+                .delete_agent(name)
+                .await
+                .map_err(|e| store_error(&e))?;
+            let closed = state.registry.close_agent(name);
+            audit(
+                "unregister",
+                (*name).to_owned(),
+                format!("{closed} live links closed"),
+            )
+            .await;
+            Ok(reply(
+                StatusCode::OK,
+                &json!({ "agent_name": name, "links_closed": closed }),
+            ))
+        }
+        (Method::GET, ["agents", name, "keys"]) => {
+            if store
+                .agent(name)
+                .await
+                .map_err(|e| store_error(&e))?
+                .is_none()
+            {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("no agent named {name:?}"),
+                ));
+            }
+            let keys = store.keys(name).await.map_err(|e| store_error(&e))?;
+            Ok(reply(
+                StatusCode::OK,
+                &json!(keys.iter().map(key_json).collect::<Vec<_>>()),
+            ))
+        }
+        (Method::POST, ["agents", name, "keys"]) => {
+            let b: NewKey = body(req).await?;
+            check_name("key", &b.key_name)?;
+            let info = parse_key(&b.public_key)?;
+            let key = key_row(name, &b.key_name, &info);
+            store.add_key(&key).await.map_err(|e| store_error(&e))?;
+            audit(
+                "add-key",
+                (*name).to_owned(),
+                format!("key {} {}", b.key_name, info.fingerprint),
+            )
+            .await;
+            Ok(reply(StatusCode::CREATED, &key_json(&key)))
+        }
+        (Method::DELETE, ["agents", name, "keys", key]) => {
+            let keys = store.keys(name).await.map_err(|e| store_error(&e))?;
+            if !keys.iter().any(|k| k.name == *key) {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("agent {name} has no key named {key:?}"),
+                ));
+            }
+            if keys.len() == 1 && !force {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "{key} is the last key of agent {name}: the agent could no longer authenticate; add another key first, or pass --force"
+                    ),
+                ));
+            }
+            store
+                .remove_key(name, key)
+                .await
+                .map_err(|e| store_error(&e))?;
+            let names: Vec<String> = keys
+                .into_iter()
+                .map(|k| k.name)
+                .filter(|n| n != key)
+                .collect();
+            let closed = state.registry.close_unless_key(name, &names);
+            audit(
+                "remove-key",
+                (*name).to_owned(),
+                format!("key {key}; {closed} live links closed"),
+            )
+            .await;
+            Ok(reply(
+                StatusCode::OK,
+                &json!({ "agent_name": name, "key_name": key, "links_closed": closed }),
+            ))
+        }
+        (Method::POST, ["admin-keys"]) => {
+            let b: NewAdminKeyReq = body(req).await?;
+            check_name("admin key", &b.name)?;
+            let expires_at = b.expires_in_seconds.map(|s| {
+                now_micros().saturating_add(
+                    i64::try_from(s)
+                        .unwrap_or(i64::MAX / 2_000_000)
+                        .saturating_mul(1_000_000),
+                )
+            });
+            let k = admin_key::generate();
+            store
+                .insert_admin_key(&AdminKey {
+                    id: k.id.clone(),
+                    name: b.name.clone(),
+                    hash: k.hash.clone(),
+                    created_at: now_micros(),
+                    expires_at,
+                    revoked: false,
+                })
+                .await
+                .map_err(|e| store_error(&e))?;
+            audit("admin-key-create", k.id.clone(), b.name.clone()).await;
+            Ok(reply(
+                StatusCode::CREATED,
+                &json!({ "id": k.id, "name": b.name, "key": k.token, "expires_at": expires_at }),
+            ))
+        }
+        _ => Err(error(StatusCode::NOT_FOUND, "no such admin API endpoint")),
+    }
+}
+
+fn hex_id() -> String {
+    use rand::RngCore as _;
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Makes sure an admin key exists: the one given (`BURROW_ADMIN_KEY`), or
+/// on a fresh database a new one, returned so the caller can show it once.
+pub async fn bootstrap(store: &Store, given: Option<&str>) -> Result<Option<String>, String> {
+    if let Some(token) = given {
+        let (id, secret) = admin_key::parse(token).map_err(|e| format!("BURROW_ADMIN_KEY: {e}"))?;
+        match store.admin_key(id).await.map_err(|e| e.to_string())? {
+            Some(k) if admin_key::verify(secret, &k.hash) => return Ok(None),
+            Some(_) => return Err("BURROW_ADMIN_KEY has a known id but a different secret".into()),
+            None => {}
+        }
+        let hash = admin_key::hash_secret(secret);
+        store
+            .insert_admin_key(&AdminKey {
+                id: id.to_owned(),
+                name: "bootstrap".into(),
+                hash,
+                created_at: now_micros(),
+                expires_at: None,
+                revoked: false,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(None);
+    }
+    if !store
+        .admin_keys()
+        .await
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let k = admin_key::generate();
+    store
+        .insert_admin_key(&AdminKey {
+            id: k.id.clone(),
+            name: "bootstrap".into(),
+            hash: k.hash.clone(),
+            created_at: now_micros(),
+            expires_at: None,
+            revoked: false,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some(k.token))
+}

@@ -1,0 +1,330 @@
+//! Key-pair identity: the RFC 7523 token endpoint (`POST /oauth2/token`)
+//! and the check of the access token each link presents.
+//!
+//! The agent posts a client assertion signed with its private key; the
+//! gateway verifies it against that agent's registered keys, refuses a
+//! replayed `jti` (remembered in the store, so across replicas), and
+//! returns a short-lived access token for the tunnel audience. A link's
+//! token is checked again against the store when the link opens, so a
+//! removed key or an unregistered agent gets no new links.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use burrow_auth::access::{AccessError, TokenKey};
+use burrow_auth::assertion::{self, AssertionError, Keys};
+use burrow_store::Store;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use tracing::{info, warn};
+
+type Body = Full<Bytes>;
+
+/// Where agents get tokens.
+pub const TOKEN_PATH: &str = "/oauth2/token";
+/// RFC 7523's client assertion type.
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const MAX_FORM: usize = 16 * 1024;
+
+/// Settings names in the store.
+const SETTING_KEY: &str = "access_token_key";
+const SETTING_AUDIENCE: &str = "api_audience";
+
+/// The gateway's token issuer and checker.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    pub(crate) store: Store,
+    key: TokenKey,
+    /// The tunnel audience (`API_AUDIENCE`).
+    pub(crate) audience: String,
+    lifetime: u64,
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An agent and its keys, fetched before verifying (the verifier is sync).
+struct Fetched {
+    client_id: String,
+    agent: String,
+    keys: Vec<(String, String)>,
+}
+
+impl Keys for Fetched {
+    fn agent(&self, client_id: &str) -> Option<String> {
+        (client_id == self.client_id).then(|| self.agent.clone())
+    }
+    fn keys(&self, agent: &str) -> Vec<(String, String)> {
+        if agent == self.agent {
+            self.keys.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+struct NoAgent;
+
+impl Keys for NoAgent {
+    fn agent(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn keys(&self, _: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
+    json_reply(
+        status,
+        &json!({ "error": code, "error_description": description }),
+    )
+}
+
+/// A JSON response that caches nowhere (RFC 6749 5.1).
+fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{v}\n"))));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+impl Identity {
+    /// Loads (or, on a fresh database, creates) the signing key and the
+    /// audience; `audience` overrides the stored one.
+    pub(crate) async fn load(
+        store: Store,
+        audience: Option<String>,
+        lifetime: u64,
+    ) -> Result<Self, burrow_store::StoreError> {
+        let secret = store
+            .setting_or_init(SETTING_KEY, TokenKey::generate_hex)
+            .await?;
+        let key =
+            TokenKey::from_hex(&secret).ok_or_else(|| burrow_store::StoreError::NotFound {
+                what: "valid setting",
+                name: SETTING_KEY.into(),
+            })?;
+        let audience = match audience {
+            Some(a) => a,
+            None => {
+                store
+                    .setting_or_init(SETTING_AUDIENCE, || {
+                        format!("urn:burrow:tunnel:{}", &TokenKey::generate_hex()[..16])
+                    })
+                    .await?
+            }
+        };
+        Ok(Identity {
+            store,
+            key,
+            audience,
+            lifetime: lifetime.max(1),
+        })
+    }
+
+    /// Verifies a client assertion; returns (agent, key name, jti expiry).
+    async fn check_assertion(&self, token: &str) -> Result<(String, String), String> {
+        let now = unix_now();
+        let client_id = assertion::claimed_client_id(token).map_err(|e| e.to_string())?;
+        let fetched = match self.store.agent_by_client_id(&client_id).await {
+            Ok(Some(agent)) => {
+                let keys = self
+                    .store
+                    .keys(&agent.name)
+                    .await
+                    .map_err(|e| storage(&e))?
+                    .into_iter()
+                    .map(|k| (k.name, k.public_pem))
+                    .collect();
+                Some(Fetched {
+                    client_id,
+                    agent: agent.name,
+                    keys,
+                })
+            }
+            Ok(None) => None,
+            Err(e) => return Err(storage(&e)),
+        };
+        let verified = match &fetched {
+            Some(f) => assertion::verify(token, f, &self.audience, now),
+            None => assertion::verify(token, &NoAgent, &self.audience, now),
+        }
+        .map_err(|e| e.to_string())?;
+        let agent = fetched.map(|f| f.agent).unwrap_or_default();
+        // Remember the jti until the assertion could no longer pass anyway.
+        let until = verified.claims.exp.saturating_add(assertion::LEEWAY);
+        let until = i64::try_from(until).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
+        match self.store.use_jti(&verified.claims.jti, until).await {
+            Ok(true) => Ok((agent, verified.key_name)),
+            Ok(false) => Err(AssertionError::Replayed.to_string()),
+            Err(e) => Err(storage(&e)),
+        }
+    }
+
+    /// Serves `POST /oauth2/token` (client credentials with a JWT client
+    /// assertion, form-encoded).
+    pub(crate) async fn token_endpoint(
+        &self,
+        req: Request<Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> Response<Body> {
+        if req.method() != http::Method::POST {
+            return oauth_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                "POST the token request",
+            );
+        }
+        let Ok(form) = Limited::new(req.into_body(), MAX_FORM).collect().await else {
+            return oauth_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                &format!("request body over {MAX_FORM} bytes"),
+            );
+        };
+        let form: HashMap<String, String> = form_urlencoded::parse(&form.to_bytes())
+            .into_owned()
+            .collect();
+        let get = |k: &str| form.get(k).map(String::as_str);
+        if get("grant_type") != Some("client_credentials") {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be client_credentials",
+            );
+        }
+        if get("client_assertion_type") != Some(ASSERTION_TYPE) {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("client_assertion_type must be {ASSERTION_TYPE}"),
+            );
+        }
+        let Some(token) = get("client_assertion").filter(|t| !t.is_empty()) else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_assertion is missing",
+            );
+        };
+        let (agent, key) = match self.check_assertion(token).await {
+            Ok(v) => v,
+            Err(why) => {
+                warn!(%peer, reason = %why, "token request refused");
+                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &why);
+            }
+        };
+        if let Some(id) = get("client_id") {
+            let claimed = assertion::claimed_client_id(token).unwrap_or_default();
+            if id != claimed {
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client_id differs from the assertion's subject",
+                );
+            }
+        }
+        let (access, claims) =
+            match self
+                .key
+                .issue(&self.audience, &agent, &key, unix_now(), self.lifetime)
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(error = %e, "cannot issue an access token");
+                    return oauth_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "cannot issue a token; see the gateway log",
+                    );
+                }
+            };
+        info!(%agent, %key, %peer, expires_in = self.lifetime, "access token issued");
+        json_reply(
+            StatusCode::OK,
+            &json!({
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": claims.exp - claims.iat,
+                "scope": "tunnel",
+                "agent_name": agent,
+            }),
+        )
+    }
+
+    /// Checks the access token a link presents for agent `agent`: signed by
+    /// this gateway, for this audience, unexpired, for this agent, and its
+    /// key still registered. Returns the key's name.
+    pub(crate) async fn check_link(&self, agent: &str, token: &str) -> Result<String, String> {
+        let claims = self
+            .key
+            .verify(token, &self.audience, unix_now())
+            .map_err(|e: AccessError| e.to_string())?;
+        if claims.sub != agent {
+            return Err(format!(
+                "the access token is for agent {}, but this link says it is {agent}: set the agent name it was registered with",
+                claims.sub
+            ));
+        }
+        let keys = self.store.keys(agent).await.map_err(|e| storage(&e))?;
+        if !keys.iter().any(|k| k.name == claims.key) {
+            return Err(format!(
+                "key {:?} of agent {agent} was removed (or the agent unregistered): the access token it earned no longer works",
+                claims.key
+            ));
+        }
+        Ok(claims.key)
+    }
+
+    /// Quick check before a WebSocket upgrade: a token of ours, unexpired.
+    pub(crate) fn plausible(&self, token: &str) -> bool {
+        self.key.verify(token, &self.audience, unix_now()).is_ok()
+    }
+}
+
+fn storage(e: &burrow_store::StoreError) -> String {
+    warn!(error = %e, "storage error while checking credentials");
+    "the gateway cannot reach its database; try again".into()
+}
+
+/// Closes live links whose key was removed, or whose agent was
+/// unregistered, also when that happened through another replica or
+/// straight in the database. A database error leaves links as they are.
+pub(crate) async fn revocation_sweep(state: std::sync::Arc<crate::State>) {
+    let Some(id) = &state.identity else {
+        return;
+    };
+    let mut tick = tokio::time::interval(state.config.revocation_check);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.stop_accepting.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for agent in state.registry.keyed_agents() {
+            let Ok(keys) = id.store.keys(&agent).await else {
+                continue;
+            };
+            let names: Vec<String> = keys.into_iter().map(|k| k.name).collect();
+            let closed = state.registry.close_unless_key(&agent, &names);
+            if closed > 0 {
+                warn!(%agent, closed, "closed links whose key is no longer registered");
+            }
+        }
+    }
+}
