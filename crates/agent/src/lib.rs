@@ -11,6 +11,8 @@
 //! - [`Backoff`]: reconnect delays.
 //! - [`AllowList`]: targets this agent may reach.
 //! - `link.rs`: one link's dial / serve / redial loop.
+//! - `token.rs`: key-pair authentication: client assertion, access token,
+//!   renewal.
 //! - `listen.rs`: listening mode: accept the gateway's links, show browsers
 //!   a page.
 
@@ -19,6 +21,7 @@
 mod allow;
 mod link;
 mod listen;
+mod token;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +36,7 @@ use tracing::info;
 
 pub use allow::{AllowList, AllowRule, AllowRuleError};
 pub use burrow_transport::Backoff;
+pub use token::{KeyPairAuth, TOKEN_PATH, TokenError};
 
 /// Who opens the links.
 #[derive(Debug, Clone)]
@@ -59,7 +63,11 @@ pub struct AgentConfig {
     pub identity: Option<Arc<LiveIdentity>>,
     /// Pre-shared key, if the gateway wants one.
     pub psk: Option<Secret>,
-    /// This agent's name (1–200 letters, digits, `-`, `.`).
+    /// Key-pair authentication (access tokens); used instead of the
+    /// pre-shared key when set.
+    pub auth: Option<KeyPairAuth>,
+    /// This agent's name (1–200 letters, digits, `-`, `.`); empty for a
+    /// key-pair agent that takes the name it was registered with.
     pub name: String,
     /// Links to keep open at once.
     pub links: usize,
@@ -86,6 +94,7 @@ impl AgentConfig {
             mode,
             identity: None,
             psk,
+            auth: None,
             name,
             links: 2,
             heartbeat: Duration::from_secs(30),
@@ -106,6 +115,8 @@ pub(crate) struct AgentState {
     /// Close links now (after the drain).
     pub(crate) close_links: CancellationToken,
     pub(crate) streams: TaskTracker,
+    /// Access tokens, with key-pair authentication.
+    pub(crate) tokens: Option<token::Tokens>,
 }
 
 /// Errors starting an agent.
@@ -135,13 +146,18 @@ pub async fn run(
             "the allow-list is empty: every stream will be refused; add targets with --allow HOST:PORT"
         );
     }
+    let tokens = config.auth.clone().map(token::Tokens::new);
     let state = Arc::new(AgentState {
+        tokens,
         config,
         stopping: CancellationToken::new(),
         close_links: CancellationToken::new(),
         streams: TaskTracker::new(),
     });
     let loops = TaskTracker::new();
+    if state.tokens.is_some() {
+        loops.spawn(token::renew(state.clone()));
+    }
     match &state.config.mode {
         AgentMode::Poll(_) => {
             for idx in 0..state.config.links.max(1) {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use burrow_mux::{ResetCode, Session, pump};
 use burrow_transport::handshake::{self, HandshakeError};
-use burrow_transport::{Link, TransportError};
-use burrow_wire::{Hello, PROTOCOL_VERSION, capabilities};
+use burrow_transport::{Link, Secret, TransportError};
+use burrow_wire::{Hello, PROTOCOL_VERSION, RejectCode, capabilities};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
@@ -17,27 +17,42 @@ use crate::{AgentMode, AgentState, Backoff};
 const DIAL_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
-enum DialError {
+pub(crate) enum DialError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
+    #[error(transparent)]
+    Token(#[from] crate::TokenError),
+}
+
+/// What this agent presents on a link: its access token (key-pair
+/// authentication), else its pre-shared key, else nothing (certificate only).
+pub(crate) async fn credential(state: &AgentState) -> Result<Option<Secret>, DialError> {
+    if let Some(tokens) = &state.tokens {
+        return Ok(Some(tokens.get().await?));
+    }
+    Ok(state.config.psk.clone())
 }
 
 /// This agent's hello.
-pub(crate) fn hello(state: &AgentState) -> Hello {
+pub(crate) fn hello(state: &AgentState, credential: Option<&Secret>) -> Hello {
     let cfg = &state.config;
     Hello {
         version: PROTOCOL_VERSION,
-        agent_name: cfg.name.clone(),
+        // A key-pair agent is who its client id is registered as.
+        agent_name: state
+            .tokens
+            .as_ref()
+            .and_then(|t| t.agent_name())
+            .filter(|_| cfg.name.is_empty())
+            .unwrap_or_else(|| cfg.name.clone()),
         software_version: env!("CARGO_PKG_VERSION").into(),
         capabilities: vec![
             capabilities::STREAMS.into(),
             capabilities::OPENED_ACK.into(),
         ],
-        credential: cfg
-            .psk
-            .as_ref()
+        credential: credential
             .map(|p| p.expose().to_owned())
             .unwrap_or_default(),
     }
@@ -48,9 +63,10 @@ async fn dial(state: &AgentState) -> Result<Link, DialError> {
     let AgentMode::Poll(dialer) = &cfg.mode else {
         return Err(TransportError::Setup("not in polling mode".into()).into());
     };
-    let bearer = cfg.psk.as_ref().map(|p| p.expose());
+    let credential = credential(state).await?;
+    let bearer = credential.as_ref().map(Secret::expose);
     let mut link = dialer.dial(bearer, DIAL_TIMEOUT).await?;
-    handshake::dial(&mut link, hello(state)).await?;
+    handshake::dial(&mut link, hello(state, credential.as_ref())).await?;
     Ok(link)
 }
 
@@ -86,6 +102,18 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
             }
             Err(e) => {
                 failures += 1;
+                // A refused token (its key removed, the gateway's database
+                // replaced) is not retried: the next dial asks for a new one.
+                if let (
+                    Some(t),
+                    DialError::Handshake(HandshakeError::Rejected {
+                        code: RejectCode::Unauthorized,
+                        ..
+                    }),
+                ) = (&state.tokens, &e)
+                {
+                    t.forget();
+                }
                 let msg = e.to_string();
                 if last_failure.as_deref() != Some(msg.as_str()) {
                     warn!(link = idx, error = %msg, "cannot reach gateway; retrying with backoff");

@@ -115,7 +115,11 @@ impl Listener {
                         let r = Reject { code: RejectCode::TooManyLinks, message };
                         return handshake::reject(&mut link, r).await;
                     };
-                    if let Err(e) = handshake::dial(&mut link, link::hello(&state)).await {
+                    let credential = match link::credential(&state).await {
+                        Ok(c) => c,
+                        Err(e) => return warn!(error = %e, "no credential for the gateway link"),
+                    };
+                    if let Err(e) = handshake::dial(&mut link, link::hello(&state, credential.as_ref())).await {
                         return warn!(error = %e, "gateway link failed at hello");
                     }
                     info!("link up");

@@ -80,6 +80,11 @@ pub enum Command {
     /// ConnectionAgent-NAME.pem.pub, as `openssl genrsa 2048` and
     /// `openssl rsa -pubout` make them.
     Keygen(crate::keygen::KeygenArgs),
+    #[command(flatten)]
+    Manage(crate::manage::Manage),
+    /// Manage admin API keys.
+    #[command(subcommand)]
+    AdminKey(crate::manage::AdminKeyCmd),
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -157,6 +162,24 @@ pub struct GatewayArgs {
     /// Cap on the redial delay.
     #[arg(long, env = "MAX_RECONNECT_DELAY_SECONDS", default_value = "300", value_parser = parse_seconds)]
     pub max_reconnect_delay_seconds: Duration,
+    /// Database for agents, keys and admin keys: sqlite://PATH or
+    /// postgres://USER@HOST/DB. Default: burrow.db in the data directory.
+    #[arg(long, env = "BURROW_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Most agents that may be registered.
+    #[arg(long, env = "BURROW_MAX_AGENTS", default_value_t = burrow_store::DEFAULT_MAX_AGENTS)]
+    pub max_agents: usize,
+    /// Admin API key to create on start instead of a random bootstrap key
+    /// (bk_<12 hex>_<secret>, e.g. from a secret store).
+    #[arg(long, env = "BURROW_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Audience of the access tokens agents present (API_AUDIENCE).
+    /// Default: one made on first start and kept in the database.
+    #[arg(long, env = "BURROW_API_AUDIENCE")]
+    pub api_audience: Option<String>,
+    /// Lifetime of access tokens; agents renew them with a third left.
+    #[arg(long, env = "BURROW_ACCESS_TOKEN_LIFETIME_SECONDS", default_value = "600", value_parser = parse_seconds)]
+    pub access_token_lifetime_seconds: Duration,
     /// TCP forward LISTEN=AGENT:HOST:PORT, e.g. 127.0.0.1:15432=home:db.internal:5432.
     /// Repeat the flag, or separate with commas in the variable.
     #[arg(long = "forward", env = "BURROW_FORWARD", value_delimiter = ',')]
@@ -186,11 +209,14 @@ pub struct AgentArgs {
     /// (--agent-endpoint on the gateway). Needs GATEWAY_THUMBPRINT.
     #[arg(long, env = "BURROW_AGENT_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// This agent's name: 1-200 letters, digits, '-' and '.'.
+    /// This agent's name: 1-200 letters, digits, '-' and '.'. Optional
+    /// with key-pair authentication (the name it was registered with).
     #[arg(long, env = "BURROW_AGENT_NAME")]
-    pub agent_name: String,
+    pub agent_name: Option<String>,
     #[command(flatten)]
     pub psk: PskArgs,
+    #[command(flatten)]
+    pub key_pair: KeyPairArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
     /// Trust only the gateway certificate with this SHA-256 thumbprint (the
@@ -224,6 +250,38 @@ pub struct AgentArgs {
     /// On SIGINT/SIGTERM, how long open streams may take to finish.
     #[arg(long, env = "BURROW_DRAIN_TIMEOUT_SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub drain_timeout_seconds: Duration,
+}
+
+/// Key-pair authentication of an agent: the values `burrow register`
+/// printed, and the private key whose public key was registered.
+#[derive(Debug, Args)]
+pub struct KeyPairArgs {
+    /// The agent's client id, as `burrow register` printed it. Setting it
+    /// switches the agent to key-pair authentication.
+    #[arg(long, env = "AUTH_SERVER_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Host[:port] of the token endpoint (https://DOMAIN/oauth2/token), as
+    /// `burrow register` printed it. Default: the CONNECT_URL's host.
+    #[arg(long, env = "AUTH_SERVER_DOMAIN")]
+    pub auth_server_domain: Option<String>,
+    /// Audience of the tunnel, as `burrow register` printed it.
+    #[arg(long, env = "API_AUDIENCE")]
+    pub api_audience: Option<String>,
+    /// The agent's private key, PEM (RSA 2048+, EC P-256 or Ed25519).
+    #[arg(
+        long,
+        env = "AUTH_SERVER_PRIVATE_KEY_PEM",
+        hide_env_values = true,
+        conflicts_with = "private_key_pem_path"
+    )]
+    pub private_key_pem: Option<String>,
+    /// File holding the agent's private key, PEM.
+    #[arg(long, env = "AUTH_SERVER_PRIVATE_KEY_PEM_PATH")]
+    pub private_key_pem_path: Option<PathBuf>,
+    /// Registered name of the key (optional: without it the gateway finds
+    /// the key among the agent's keys).
+    #[arg(long, env = "AUTH_SERVER_KEY_NAME")]
+    pub key_name: Option<String>,
 }
 
 /// Demo flags.
@@ -301,6 +359,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo(args).await,
         Command::Thumbprint(args) => crate::identity::thumbprint(args),
         Command::Keygen(args) => crate::keygen::run(args),
+        Command::Manage(cmd) => crate::manage::run(cmd).await,
+        Command::AdminKey(cmd) => crate::manage::admin_key(cmd).await,
     }
 }
 
@@ -309,11 +369,6 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     let mut trust = Trust::new(args.trust_agent);
     if let Some(path) = args.trust_file {
         trust = trust.with_file(path)?;
-    }
-    if psk.is_none() && !trust.is_configured() {
-        bail!(
-            "no agent credentials: set BURROW_PSK (generate one with: openssl rand -base64 32), or trust agent certificates with --trust-agent AGENT=THUMBPRINT"
-        );
     }
     if args.max_reconnect_delay_seconds < args.reconnect_delay_seconds {
         bail!("MAX_RECONNECT_DELAY_SECONDS must not be below RECONNECT_DELAY_SECONDS");
@@ -340,7 +395,32 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
             );
         }
     }
+    let store = match &args.database_url {
+        Some(url) => burrow_store::Store::open(url).await,
+        None => {
+            let dir = args.identity.data_dir();
+            burrow_transport::tls::ensure_dir(&dir)?;
+            burrow_store::Store::open_in(&dir).await
+        }
+    }
+    .context("cannot open the database")?;
+    match burrow_gateway::admin::bootstrap(&store, args.admin_key.as_deref())
+        .await
+        .map_err(anyhow::Error::msg)?
+    {
+        Some(token) => {
+            println!("Bootstrap admin API key (shown once; keep it safe): {token}");
+            info!(
+                "bootstrap admin API key created and printed on standard output (never in this log)"
+            );
+        }
+        None => info!(backend = ?store.backend(), "database ready"),
+    }
     let mut config = GatewayConfig::new(psk, tls);
+    config.store = Some(store);
+    config.max_agents = args.max_agents;
+    config.audience = args.api_audience;
+    config.access_token_lifetime = args.access_token_lifetime_seconds;
     config.trust = trust;
     config.require_agent_certificate = args.require_agent_certificate;
     config.agent_endpoints = args.agent_endpoints;
@@ -361,7 +441,10 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
 
 /// How the agent trusts the gateway: pinned thumbprints, a CA file, or the
 /// system roots.
-fn gateway_trust(pins: Vec<Thumbprint>, ca_file: Option<&std::path::Path>) -> Result<ServerTrust> {
+pub(crate) fn gateway_trust(
+    pins: Vec<Thumbprint>,
+    ca_file: Option<&std::path::Path>,
+) -> Result<ServerTrust> {
     Ok(match (pins.is_empty(), ca_file) {
         (false, _) => ServerTrust::Pinned(pins),
         (true, Some(f)) => roots_from_pem_file(f)?,
@@ -394,12 +477,17 @@ fn polling_dialer(
 }
 
 fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
-    if !valid_name(&args.agent_name) {
-        bail!(
-            "invalid agent name {:?}: use 1-200 letters, digits, '-' and '.'",
-            args.agent_name
-        );
-    }
+    let key_pair = args.key_pair.client_id.is_some();
+    let name = match args.agent_name.clone() {
+        Some(n) if !valid_name(&n) => {
+            bail!("invalid agent name {n:?}: use 1-200 letters, digits, '-' and '.'")
+        }
+        Some(n) => n,
+        None if key_pair => String::new(),
+        None => bail!(
+            "no agent name: set BURROW_AGENT_NAME (--agent-name), or register the agent with a key pair and set AUTH_SERVER_CLIENT_ID"
+        ),
+    };
     if args.max_reconnect_delay_seconds < args.reconnect_delay_seconds {
         bail!("MAX_RECONNECT_DELAY_SECONDS must not be below RECONNECT_DELAY_SECONDS");
     }
@@ -413,7 +501,7 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     };
     let psk = load_optional_psk(args.psk)?;
     let plain = url.as_ref().is_some_and(|u| u.scheme == Scheme::Ws);
-    if psk.is_none() && plain {
+    if psk.is_none() && plain && !key_pair {
         bail!(
             "no pre-shared key: a ws:// link carries no certificate, so set BURROW_PSK (generate one with: openssl rand -base64 32), or use wss:// or tls://"
         );
@@ -424,6 +512,17 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
         let id = args.identity.load("agent")?;
         reload_on_sighup(id.clone());
         Some(id)
+    };
+    let auth = if key_pair {
+        let trust = gateway_trust(args.gateway_thumbprint.clone(), args.ca_file.as_deref())?;
+        Some(key_pair_auth(
+            args.key_pair,
+            url.as_ref(),
+            identity.clone(),
+            &trust,
+        )?)
+    } else {
+        None
     };
     let mode = match (url, args.listen) {
         (Some(url), _) => {
@@ -456,8 +555,9 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
             }
         }
     };
-    let mut c = AgentConfig::new(mode, psk, args.agent_name);
+    let mut c = AgentConfig::new(mode, psk, name);
     c.identity = identity;
+    c.auth = auth;
     c.links = usize::from(args.links);
     c.heartbeat = args.heartbeat_interval_seconds;
     c.reconnect_delay = args.reconnect_delay_seconds;
@@ -468,13 +568,81 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     Ok(c)
 }
 
+/// Key-pair settings from the seed's variables, checked now so a typo is a
+/// start-up error, not a retry loop.
+fn key_pair_auth(
+    args: KeyPairArgs,
+    url: Option<&TunnelUrl>,
+    identity: Option<Arc<LiveIdentity>>,
+    trust: &ServerTrust,
+) -> Result<burrow_agent::KeyPairAuth> {
+    let client_id = args.client_id.unwrap_or_default();
+    let audience = args
+        .api_audience
+        .context("API_AUDIENCE is not set: use the value `burrow register` printed")?;
+    let pem = match (args.private_key_pem, args.private_key_pem_path) {
+        (Some(p), _) => p,
+        (None, Some(path)) => std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read AUTH_SERVER_PRIVATE_KEY_PEM_PATH {}",
+                path.display()
+            )
+        })?,
+        (None, None) => bail!(
+            "no private key: set AUTH_SERVER_PRIVATE_KEY_PEM (the PEM text) or AUTH_SERVER_PRIVATE_KEY_PEM_PATH (its file)"
+        ),
+    };
+    // Signing once proves the key is usable, without showing it anywhere.
+    burrow_auth::assertion::sign(pem.as_bytes(), &client_id, None, &audience, 0, 1)
+        .map_err(|e| anyhow::anyhow!("the agent's private key: {e}"))?;
+    if let Some(k) = args.key_name.as_ref().filter(|k| !valid_name(k)) {
+        bail!("invalid AUTH_SERVER_KEY_NAME {k:?}: use 1-200 letters, digits, '-' and '.'");
+    }
+    let domain = match (args.auth_server_domain, url) {
+        (Some(d), _) => d,
+        (None, Some(u)) => u.authority.clone(),
+        (None, None) => {
+            bail!("AUTH_SERVER_DOMAIN is not set: use the value `burrow register` printed")
+        }
+    };
+    let base = if domain.starts_with("https://") || domain.starts_with("http://") {
+        domain
+    } else {
+        format!("https://{domain}")
+    };
+    let tls = if base.starts_with("https://") {
+        Some(client_config(
+            identity,
+            trust,
+            "the token endpoint",
+            "set GATEWAY_THUMBPRINT to the thumbprint the gateway printed at start",
+            burrow_transport::tls::ALPN_HTTP1,
+        )?)
+    } else {
+        None
+    };
+    let server = burrow_transport::client::HttpClient::new(&base, tls, &ProxyEnv::from_env()?)?;
+    Ok(burrow_agent::KeyPairAuth {
+        server,
+        client_id,
+        audience,
+        key_name: args.key_name,
+        private_pem: Secret::new(pem),
+    })
+}
+
 async fn agent(args: AgentArgs) -> Result<()> {
     let config = agent_config(args)?;
     let gateway = match &config.mode {
         AgentMode::Poll(d) => d.url.url.clone(),
         AgentMode::Listen { addr, .. } => format!("(listening on {addr})"),
     };
-    info!(version = env!("CARGO_PKG_VERSION"), agent = %config.name, %gateway, links = config.links, "burrow agent starting");
+    let client_id = config
+        .auth
+        .as_ref()
+        .map(|a| a.client_id.clone())
+        .unwrap_or_default();
+    info!(version = env!("CARGO_PKG_VERSION"), agent = %config.name, %client_id, %gateway, links = config.links, "burrow agent starting");
     burrow_agent::run(config, shutdown_signal()).await?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod identity;
 mod keygen;
+mod manage;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Long-running commands log their fatal error too (log shippers see
+    // it); one-shot commands print it once.
+    let daemon = matches!(
+        cli.command,
+        cli::Command::Gateway(_) | cli::Command::Run(_) | cli::Command::Demo(_)
+    );
+    // One crypto provider for every TLS user (sqlx's PostgreSQL TLS too).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     if let Err(e) = cli::init_logging(&cli.log) {
         eprintln!("burrow: {e:#}");
         return ExitCode::from(2);
@@ -34,9 +43,16 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            if daemon {
+                tracing::error!("{e:#}");
+            }
             eprintln!("burrow: {e:#}");
-            ExitCode::FAILURE
+            // Bad input is a usage error (2), as clap's own are.
+            if e.downcast_ref::<manage::UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -330,7 +330,12 @@ async fn bad_configuration_is_refused_at_start_with_a_clear_message() -> Result<
     )
     .await?;
     let psk = random_psk();
-    expect_start_failure(&["gateway", "--listen", "127.0.0.1:0"], &[], "BURROW_PSK").await?;
+    expect_start_failure(
+        &["gateway", "--listen", "127.0.0.1:0"],
+        &[("BURROW_DATABASE_URL", "mysql://db/burrow")],
+        "unsupported database URL",
+    )
+    .await?;
     expect_start_failure(
         &[
             "run",

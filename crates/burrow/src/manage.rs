@@ -1,0 +1,616 @@
+//! The management commands (the Connection Agent seed's `register`,
+//! `unregister`, `list-agents`, `add-key`, `remove-key`, `list-keys`, plus
+//! `admin-key create`): thin clients of the gateway's admin API.
+//!
+//! Output is a table (or env lines for `register`) by default, JSON with
+//! `--json`. Exit codes: 0 done, 1 the gateway refused or could not be
+//! reached, 2 bad input (caught here or by the gateway).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use burrow_transport::client::{HttpClient, HttpResponse};
+use burrow_transport::proxy::ProxyEnv;
+use burrow_transport::tls::{ALPN_HTTP1, Thumbprint, client_config};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http::{Method, StatusCode, header};
+use serde_json::{Value, json};
+
+/// Bad input: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// How to reach the admin API.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// The gateway, as agents reach it: wss://HOST:PORT/connect,
+    /// tls://HOST:PORT, or https://HOST:PORT. The admin API is
+    /// /api/v1 on that host and port.
+    #[arg(long, env = "CONNECT_URL")]
+    pub connect_url: String,
+    /// Admin API key (bk_...): the bootstrap key the gateway printed on
+    /// first start, or one from `burrow admin-key create`.
+    #[arg(
+        long,
+        env = "BURROW_ADMIN_KEY",
+        hide_env_values = true,
+        visible_alias = "api-key"
+    )]
+    pub admin_key: String,
+    /// Trust only the gateway certificate with this SHA-256 thumbprint
+    /// (the gateway prints it at start). Without it (or --ca-file), the
+    /// system's CA roots are used.
+    #[arg(long, env = "GATEWAY_THUMBPRINT", value_delimiter = ',')]
+    pub gateway_thumbprint: Vec<Thumbprint>,
+    /// Trust gateway certificates issued by these CA roots (PEM).
+    #[arg(long, env = "BURROW_CA_FILE", conflicts_with = "gateway_thumbprint")]
+    pub ca_file: Option<PathBuf>,
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An agent's public key, as PEM text or a file holding it.
+#[derive(Debug, Args)]
+pub struct PublicKeyArgs {
+    /// The key's name: 1-200 letters, digits, '-' and '.'.
+    #[arg(long)]
+    pub key_name: String,
+    /// The public key: PEM text ("$(cat ConnectionAgent-NAME.pem.pub)") or
+    /// the path of a PEM file. RSA 2048+ bits, EC P-256 or Ed25519.
+    #[arg(long, allow_hyphen_values = true)]
+    pub public_key: String,
+}
+
+/// Management subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Manage {
+    /// Register an agent with its first public key; prints the variables
+    /// the agent needs (AUTH_SERVER_DOMAIN, AUTH_SERVER_CLIENT_ID,
+    /// API_AUDIENCE, CONNECT_URL) as env lines.
+    Register {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The agent's name: 1-200 letters, digits, '-' and '.'.
+        #[arg(long)]
+        agent_name: String,
+        #[command(flatten)]
+        key: PublicKeyArgs,
+        /// An FQDN (or *.domain) this agent reaches; repeatable.
+        #[arg(long)]
+        fqdn: Vec<String>,
+    },
+    /// Delete an agent and all its keys; its live links are closed.
+    Unregister {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The agent.
+        #[arg(long)]
+        agent_name: String,
+    },
+    /// Show every registered agent: connected or not, links, last seen,
+    /// version, remote address.
+    ListAgents {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Authorize another public key for an agent (key rotation).
+    AddKey {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The agent.
+        #[arg(long)]
+        agent_name: String,
+        #[command(flatten)]
+        key: PublicKeyArgs,
+    },
+    /// Revoke a public key; live links authenticated with it close within
+    /// seconds. The agent's last key needs --force.
+    RemoveKey {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The agent.
+        #[arg(long)]
+        agent_name: String,
+        /// The key to revoke.
+        #[arg(long)]
+        key_name: String,
+        /// Remove the agent's last key (it can no longer connect).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show an agent's keys: name, algorithm, size, fingerprint, created.
+    ListKeys {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The agent.
+        #[arg(long)]
+        agent_name: String,
+    },
+}
+
+/// `burrow admin-key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminKeyCmd {
+    /// Create an admin API key (shown once), e.g. a short-lived one for
+    /// registering agents: --expires-in 1h.
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// A label for the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Lifetime: 90s, 30m, 1h, 7d. Default: never expires.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+}
+
+/// `30s`, `15m`, `1h`, `7d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use 30s, 15m, 1h or 7d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
+    };
+    let secs = n
+        .checked_mul(mult)
+        .filter(|v| *v > 0 && *v <= 3650 * 86_400)
+        .ok_or_else(|| format!("{s:?} must be more than 0 and at most 3650 days"))?;
+    Ok(Duration::from_secs(secs))
+}
+
+/// The admin API's origin for a connect URL.
+fn api_origin(connect_url: &str) -> Result<String, UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "invalid --connect-url {connect_url:?}: expected wss://HOST:PORT/connect, tls://HOST:PORT or https://HOST:PORT"
+        ))
+    };
+    let (scheme, rest) = connect_url.split_once("://").ok_or_else(bad)?;
+    let authority = rest
+        .split('/')
+        .next()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(bad)?;
+    let origin = match scheme {
+        "wss" | "https" => format!("https://{authority}"),
+        "ws" | "http" => format!("http://{authority}"),
+        "tls" if authority.contains(':') => format!("https://{authority}"),
+        "tls" => format!("https://{authority}:17200"),
+        _ => return Err(bad()),
+    };
+    Ok(origin)
+}
+
+struct Api {
+    client: HttpClient,
+    key: String,
+    json: bool,
+}
+
+impl Api {
+    fn new(a: &ApiArgs) -> Result<Self> {
+        let origin = api_origin(&a.connect_url)?;
+        let tls = if origin.starts_with("https://") {
+            let trust =
+                crate::cli::gateway_trust(a.gateway_thumbprint.clone(), a.ca_file.as_deref())?;
+            Some(client_config(
+                None,
+                &trust,
+                "the gateway",
+                "pass --gateway-thumbprint (GATEWAY_THUMBPRINT) with the thumbprint the gateway printed at start",
+                ALPN_HTTP1,
+            )?)
+        } else {
+            None
+        };
+        let client = HttpClient::new(&origin, tls, &ProxyEnv::from_env()?)?;
+        Ok(Api {
+            client,
+            key: a.admin_key.trim().to_owned(),
+            json: a.json,
+        })
+    }
+
+    /// Calls the API; a refusal becomes an error with the gateway's
+    /// message (exit 2 for bad input, 1 otherwise).
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let mut headers = vec![(header::AUTHORIZATION, format!("Bearer {}", self.key))];
+        let bytes = match body {
+            Some(v) => {
+                headers.push((header::CONTENT_TYPE, "application/json".into()));
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let HttpResponse { status, body } = self
+            .client
+            .request(
+                method,
+                &format!("/api/v1{path}"),
+                &headers,
+                bytes,
+                Duration::from_secs(30),
+            )
+            .await
+            .with_context(|| format!("cannot reach the admin API at {}", self.client.base()))?;
+        let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            json!({ "error": String::from_utf8_lossy(&body).trim().chars().take(300).collect::<String>() })
+        });
+        if status.is_success() {
+            return Ok(v);
+        }
+        let msg = v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("no reason given")
+            .to_owned();
+        let msg = format!("the gateway refused (HTTP {}): {msg}", status.as_u16());
+        if status == StatusCode::BAD_REQUEST {
+            return Err(UsageError(msg).into());
+        }
+        Err(anyhow::anyhow!(msg))
+    }
+
+    fn print(&self, v: &Value, table: impl FnOnce(&Value) -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            print!("{}", table(v));
+        }
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), UsageError> {
+    if burrow_wire::valid_name(name) {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "invalid {what} name {name:?}: use 1-200 letters, digits, '-' and '.'"
+        )))
+    }
+}
+
+/// The public key's PEM: the text given, or the file it names.
+fn public_key(arg: &str) -> Result<String, UsageError> {
+    let pem = if arg.trim_start().starts_with("-----BEGIN") {
+        arg.to_owned()
+    } else {
+        std::fs::read_to_string(arg).map_err(|e| {
+            UsageError(format!(
+                "--public-key is neither PEM text nor a readable file ({arg}: {e})"
+            ))
+        })?
+    };
+    burrow_auth::pubkey::KeyInfo::from_pem(&pem).map_err(|e| UsageError(e.to_string()))?;
+    Ok(pem)
+}
+
+/// Micros since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
+fn time(v: &Value) -> String {
+    let Some(us) = v.as_i64() else {
+        return "-".into();
+    };
+    let secs = us.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(&width).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        l.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+fn keys_table(v: &Value) -> String {
+    let rows = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|k| {
+                    vec![
+                        s(&k["key_name"]),
+                        s(&k["algorithm"]),
+                        s(&k["bits"]),
+                        s(&k["fingerprint"]),
+                        time(&k["created_at"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "KEY NAME",
+            "ALGORITHM",
+            "BITS",
+            "FINGERPRINT",
+            "CREATED (UTC)",
+        ],
+        rows,
+    )
+}
+
+fn agents_table(v: &Value) -> String {
+    let rows = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|g| {
+                    let state = if g["connected"].as_bool() == Some(true) {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    };
+                    vec![
+                        s(&g["agent_name"]),
+                        state.into(),
+                        s(&g["links"]),
+                        time(&g["last_seen"]),
+                        s(&g["version"]),
+                        s(&g["remote_address"]),
+                        s(&g["client_id"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "AGENT",
+            "STATE",
+            "LINKS",
+            "LAST SEEN (UTC)",
+            "VERSION",
+            "REMOTE ADDRESS",
+            "CLIENT ID",
+        ],
+        rows,
+    )
+}
+
+/// Runs a management command.
+pub async fn run(cmd: Manage) -> Result<()> {
+    match cmd {
+        Manage::Register {
+            api,
+            agent_name,
+            key,
+            fqdn,
+        } => {
+            check_name("agent", &agent_name)?;
+            check_name("key", &key.key_name)?;
+            let pem = public_key(&key.public_key)?;
+            let connect_url = api.connect_url.clone();
+            let a = Api::new(&api)?;
+            let mut v = a
+                .call(
+                    Method::POST,
+                    "/agents",
+                    Some(json!({ "agent_name": agent_name, "key_name": key.key_name,
+                                 "public_key": pem, "fqdns": fqdn })),
+                )
+                .await?;
+            // The agent dials what the operator dialed.
+            v["env"]["CONNECT_URL"] = json!(connect_url);
+            a.print(&v, |v| {
+                let env = &v["env"];
+                [
+                    "AUTH_SERVER_DOMAIN",
+                    "AUTH_SERVER_CLIENT_ID",
+                    "API_AUDIENCE",
+                    "CONNECT_URL",
+                ]
+                .iter()
+                .map(|k| format!("{k}={}\n", s(&env[*k])))
+                .collect()
+            });
+        }
+        Manage::Unregister { api, agent_name } => {
+            check_name("agent", &agent_name)?;
+            let a = Api::new(&api)?;
+            let v = a
+                .call(Method::DELETE, &format!("/agents/{agent_name}"), None)
+                .await?;
+            a.print(&v, |v| {
+                format!(
+                    "unregistered agent {agent_name} ({} live links closed)\n",
+                    s(&v["links_closed"])
+                )
+            });
+        }
+        Manage::ListAgents { api } => {
+            let a = Api::new(&api)?;
+            let v = a.call(Method::GET, "/agents", None).await?;
+            a.print(&v, agents_table);
+        }
+        Manage::AddKey {
+            api,
+            agent_name,
+            key,
+        } => {
+            check_name("agent", &agent_name)?;
+            check_name("key", &key.key_name)?;
+            let pem = public_key(&key.public_key)?;
+            let a = Api::new(&api)?;
+            let v = a
+                .call(
+                    Method::POST,
+                    &format!("/agents/{agent_name}/keys"),
+                    Some(json!({ "key_name": key.key_name, "public_key": pem })),
+                )
+                .await?;
+            a.print(&v, |v| keys_table(&json!([v])));
+        }
+        Manage::RemoveKey {
+            api,
+            agent_name,
+            key_name,
+            force,
+        } => {
+            check_name("agent", &agent_name)?;
+            check_name("key", &key_name)?;
+            let a = Api::new(&api)?;
+            let q = if force { "?force=true" } else { "" };
+            let v = a
+                .call(
+                    Method::DELETE,
+                    &format!("/agents/{agent_name}/keys/{key_name}{q}"),
+                    None,
+                )
+                .await?;
+            a.print(&v, |v| {
+                format!(
+                    "removed key {key_name} of agent {agent_name} ({} live links closed)\n",
+                    s(&v["links_closed"])
+                )
+            });
+        }
+        Manage::ListKeys { api, agent_name } => {
+            check_name("agent", &agent_name)?;
+            let a = Api::new(&api)?;
+            let v = a
+                .call(Method::GET, &format!("/agents/{agent_name}/keys"), None)
+                .await?;
+            a.print(&v, keys_table);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `burrow admin-key ...`.
+pub async fn admin_key(cmd: AdminKeyCmd) -> Result<()> {
+    match cmd {
+        AdminKeyCmd::Create {
+            api,
+            name,
+            expires_in,
+        } => {
+            check_name("admin key", &name)?;
+            let a = Api::new(&api)?;
+            let v = a
+                .call(
+                    Method::POST,
+                    "/admin-keys",
+                    Some(json!({ "name": name, "expires_in_seconds": expires_in.map(|d| d.as_secs()) })),
+                )
+                .await?;
+            a.print(&v, |v| {
+                let expires = if v["expires_at"].is_null() {
+                    "never expires".to_owned()
+                } else {
+                    format!("expires {} UTC", time(&v["expires_at"]))
+                };
+                format!(
+                    "{}\n# admin API key {} ({expires}); shown once, keep it safe\n",
+                    s(&v["key"]),
+                    s(&v["id"])
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["", "h", "0s", "1y", "-1h", "99999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connect_urls_map_to_the_admin_api() {
+        for (url, origin) in [
+            ("wss://gw.example.com/connect", "https://gw.example.com"),
+            ("wss://127.0.0.1:17200/tunnel", "https://127.0.0.1:17200"),
+            ("ws://127.0.0.1:8080/connect", "http://127.0.0.1:8080"),
+            ("tls://gw:17200", "https://gw:17200"),
+            ("tls://gw", "https://gw:17200"),
+            ("https://gw:9443", "https://gw:9443"),
+        ] {
+            assert_eq!(api_origin(url).ok().as_deref(), Some(origin), "{url}");
+        }
+        for bad in ["gw", "ftp://gw", "wss://"] {
+            assert!(api_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_print_in_utc() {
+        assert_eq!(time(&json!(0)), "1970-01-01 00:00:00");
+        assert_eq!(
+            time(&json!(1_700_000_000_000_000_i64)),
+            "2023-11-14 22:13:20"
+        );
+        assert_eq!(time(&Value::Null), "-");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["A", "BB"], vec![vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+}
