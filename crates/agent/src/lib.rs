@@ -117,6 +117,8 @@ pub(crate) struct AgentState {
     pub(crate) streams: TaskTracker,
     /// Access tokens, with key-pair authentication.
     pub(crate) tokens: Option<token::Tokens>,
+    /// Live links that may still be given new streams (see `link::serve`).
+    pub(crate) unsettled_links: std::sync::atomic::AtomicUsize,
 }
 
 /// Errors starting an agent.
@@ -153,6 +155,7 @@ pub async fn run(
         stopping: CancellationToken::new(),
         close_links: CancellationToken::new(),
         streams: TaskTracker::new(),
+        unsettled_links: std::sync::atomic::AtomicUsize::new(0),
     });
     let loops = TaskTracker::new();
     if state.tokens.is_some() {
@@ -171,8 +174,20 @@ pub async fn run(
     }
     loops.close();
     shutdown.await;
-    // Refuse first: once the log line says so, it is true.
     state.stopping.cancel();
+    // Each link tells the gateway it is draining and serves what crosses
+    // that message; wait (bounded) until every link refuses new streams,
+    // so the log line below is true.
+    let settle_by =
+        tokio::time::Instant::now() + link::DRAIN_ACK_TIMEOUT + Duration::from_millis(500);
+    while state
+        .unsettled_links
+        .load(std::sync::atomic::Ordering::SeqCst)
+        > 0
+        && tokio::time::Instant::now() < settle_by
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     info!(
         open_streams = state.streams.len(),
         drain_seconds = state.config.drain_timeout.as_secs_f64(),

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use burrow_mux::{ResetCode, Session, pump};
+use burrow_mux::{Event, ResetCode, Session, pump};
 use burrow_transport::handshake::{self, HandshakeError};
 use burrow_transport::{Link, Secret, TransportError};
-use burrow_wire::{Hello, PROTOCOL_VERSION, RejectCode, capabilities};
+use burrow_wire::{Hello, PROTOCOL_VERSION, RejectCode, capabilities, control};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
@@ -136,7 +136,39 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
     }
 }
 
+/// Longest a stopping agent waits for the gateway to acknowledge that a
+/// link is draining (an older gateway never does).
+pub(crate) const DRAIN_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Counts a link as "unsettled" until it is refusing new streams (or gone),
+/// so shutdown can wait for every link to stop receiving them.
+struct Unsettled<'a>(&'a std::sync::atomic::AtomicUsize, bool);
+
+impl<'a> Unsettled<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Unsettled(n, false)
+    }
+    fn settle(&mut self) {
+        if !self.1 {
+            self.1 = true;
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
 /// Serves streams on one link until it closes; returns why it closed.
+///
+/// On shutdown the link tells the gateway it is draining and keeps
+/// accepting streams until the gateway acknowledges (streams the gateway
+/// opened before it knew are served, not refused); after that new streams
+/// are refused and open ones finish.
 pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
     let config = burrow_mux::Config {
         dialer: true,
@@ -144,11 +176,35 @@ pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
         ..burrow_mux::Config::default()
     };
     let (session, mut incoming) = Session::new(link.reader, link.writer, config);
+    let mut unsettled = Unsettled::new(&state.unsettled_links);
+    let mut announced = false;
+    let mut refusing = false;
+    let ack_deadline = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(ack_deadline);
     loop {
         tokio::select! {
-            s = incoming.accept() => match s {
-                Some(stream) => {
-                    if state.stopping.is_cancelled() {
+            _ = state.stopping.cancelled(), if !announced => {
+                announced = true;
+                ack_deadline.as_mut().reset(Instant::now() + DRAIN_ACK_TIMEOUT);
+                if session.send_control(control::DRAINING, bytes::Bytes::new()).await.is_err() {
+                    refusing = true;
+                    unsettled.settle();
+                }
+            }
+            _ = &mut ack_deadline, if announced && !refusing => {
+                debug!("the gateway did not acknowledge draining; refusing new streams");
+                refusing = true;
+                unsettled.settle();
+            }
+            e = incoming.next() => match e {
+                Some(Event::Control(control::DRAINING_ACK, _)) if announced => {
+                    debug!("the gateway acknowledged draining; refusing new streams");
+                    refusing = true;
+                    unsettled.settle();
+                }
+                Some(Event::Control(..)) => {}
+                Some(Event::Stream(stream)) => {
+                    if refusing {
                         stream.reset(ResetCode::Busy);
                         continue;
                     }
@@ -164,6 +220,7 @@ pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
             }
         }
     }
+    unsettled.settle();
     session.closed().await.to_string()
 }
 

@@ -852,6 +852,8 @@ async fn a_gateway_with_a_ca_issued_certificate_is_validated_against_the_ca_file
         &[("BURROW_PSK", &psk)],
     )?;
     a.wait_log("link up").await?;
+    // The gateway registers the link just after the agent sees it up.
+    gw.wait_log("agent link up").await?;
     assert_eq!(echo_roundtrip(fwd, b"ca-checked").await?, b"ca-checked");
     a.kill().await;
 

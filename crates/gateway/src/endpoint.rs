@@ -324,9 +324,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         heartbeat: Some(state.config.heartbeat),
         ..burrow_mux::Config::default()
     };
-    // The agent opens no streams towards the gateway yet: dropping the
-    // incoming side refuses any it tries.
-    let (session, _incoming) = Session::new(link.reader, link.writer, config);
+    let (session, incoming) = Session::new(link.reader, link.writer, config);
     let (id, links) = state.registry.add(
         &agent,
         session.clone(),
@@ -338,6 +336,13 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     let key_name = key.as_deref().unwrap_or("");
     info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, "agent link up");
     touch(&state, &agent, &hello.software_version, peer).await;
+    tokio::spawn(control_loop(
+        state.clone(),
+        agent.clone(),
+        id,
+        session.clone(),
+        incoming,
+    ));
     let reason = session.closed().await;
     let left = state.registry.remove(&agent, id);
     touch(&state, &agent, &hello.software_version, peer).await;
@@ -352,6 +357,32 @@ async fn touch(state: &State, agent: &str, version: &str, peer: Option<SocketAdd
         let addr = peer.map(|p| p.to_string()).unwrap_or_default();
         if let Err(e) = store.touch_agent(agent, version, &addr).await {
             debug!(error = %e, "last-seen not recorded");
+        }
+    }
+}
+
+/// Control messages from an agent's link. The agent opens no streams
+/// towards the gateway: any it tries is refused.
+async fn control_loop(
+    state: Arc<State>,
+    agent: String,
+    id: u64,
+    session: Session,
+    mut incoming: burrow_mux::Incoming,
+) {
+    while let Some(event) = incoming.next().await {
+        match event {
+            burrow_mux::Event::Stream(s) => s.reset(burrow_mux::ResetCode::NotAllowed),
+            burrow_mux::Event::Control(burrow_wire::control::DRAINING, _) => {
+                state.registry.set_draining(&agent, id);
+                info!(%agent, link = id, "agent link draining: no new streams on it");
+                let _ = session
+                    .send_control(burrow_wire::control::DRAINING_ACK, Bytes::new())
+                    .await;
+            }
+            burrow_mux::Event::Control(kind, _) => {
+                debug!(%agent, kind, "ignoring unknown control message");
+            }
         }
     }
 }

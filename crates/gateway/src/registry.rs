@@ -23,6 +23,8 @@ pub struct LinkInfo {
     pub since: SystemTime,
     /// The agent key whose access token opened it (key-pair links only).
     pub key: Option<String>,
+    /// The agent said it is shutting down: no new streams on this link.
+    pub draining: bool,
 }
 
 #[derive(Default)]
@@ -75,6 +77,7 @@ impl Registry {
             version,
             since: SystemTime::now(),
             key,
+            draining: false,
         });
         (id, a.links.len())
     }
@@ -106,8 +109,9 @@ impl Registry {
         for _ in 0..n {
             let i = a.next % n;
             a.next = a.next.wrapping_add(1);
-            if !a.links[i].session.is_closed() {
-                return Some(a.links[i].session.clone());
+            let l = &a.links[i];
+            if !l.draining && !l.session.is_closed() {
+                return Some(l.session.clone());
             }
         }
         None
@@ -140,6 +144,15 @@ impl Registry {
             }
             a.links.len()
         })
+    }
+
+    /// Marks a link as draining: [`Registry::pick`] skips it from now on.
+    pub fn set_draining(&self, agent: &str, id: u64) {
+        if let Some(a) = self.agents().get_mut(agent) {
+            for l in a.links.iter_mut().filter(|l| l.id == id) {
+                l.draining = true;
+            }
+        }
     }
 
     /// Closes the agent's key-pair links whose key is not in `keys`;
@@ -234,6 +247,24 @@ mod tests {
         l2.close();
         assert!(r.pick("home").is_none(), "no live link");
         assert!(r.pick("nobody").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_draining_link_gets_no_new_streams() {
+        let r = Registry::default();
+        let (l1, _p1) = session();
+        let (l2, _p2) = session();
+        let (id1, _) = r.add("home", l1.clone(), None, "1".into(), None);
+        let (id2, _) = r.add("home", l2.clone(), None, "1".into(), None);
+        r.set_draining("home", id1);
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let s = r.pick("home").expect("the other link");
+            open.push(s.open("t:1").await.expect("open"));
+        }
+        assert_eq!((l1.stream_count(), l2.stream_count()), (0, 4));
+        r.set_draining("home", id2);
+        assert!(r.pick("home").is_none(), "every link is draining");
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ mod stream;
 
 pub use burrow_wire::{Frame, ResetCode};
 pub use pump::{PumpOutcome, pump};
-pub use session::{CloseReason, Incoming, Session};
+pub use session::{CloseReason, Event, Incoming, Session};
 pub use stream::MuxStream;
 
 use std::time::Duration;

@@ -129,6 +129,23 @@ impl Incoming {
     pub async fn control(&mut self) -> Option<(u16, Bytes)> {
         self.control.recv().await
     }
+
+    /// Next stream or control message, whichever comes first; `None` once
+    /// the session is closed.
+    pub async fn next(&mut self) -> Option<Event> {
+        tokio::select! {
+            s = self.streams.recv() => s.map(Event::Stream),
+            c = self.control.recv() => c.map(|(kind, body)| Event::Control(kind, body)),
+        }
+    }
+}
+
+/// What the peer sent: a stream or a control message.
+pub enum Event {
+    /// A stream it opened.
+    Stream(MuxStream),
+    /// A control message: kind and body.
+    Control(u16, Bytes),
 }
 
 impl Session {

@@ -28,6 +28,16 @@ pub use codec::FrameCodec;
 pub use frame::{Frame, FrameType, ResetCode};
 pub use hello::{Hello, HelloAck, Reject, RejectCode, capabilities};
 
+/// Kinds of `Control` messages.
+pub mod control {
+    /// Agent to gateway: this agent is shutting down; open no more streams
+    /// on this link. The agent keeps accepting streams until it gets
+    /// [`DRAINING_ACK`], so none sent before the gateway knew is lost.
+    pub const DRAINING: u16 = 1;
+    /// Gateway to agent: no stream will be opened on this link any more.
+    pub const DRAINING_ACK: u16 = 2;
+}
+
 /// Version of the frame protocol spoken by this build.
 pub const PROTOCOL_VERSION: u16 = 1;
 
