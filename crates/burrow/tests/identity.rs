@@ -1,0 +1,1103 @@
+//! Identity and registration end to end, as an operator types it: real
+//! `burrow` processes on loopback, the management CLI against the admin
+//! API, agents authenticating with key pairs made by `burrow keygen` or
+//! openssl, SQLite files and PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use burrow_e2e::servers::{self, echo_roundtrip};
+use burrow_e2e::{Proc, addr_field};
+use serde_json::Value;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+/// A fresh admin key in Burrow's format, made for this test run.
+fn admin_key() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let hex: String = (0..12)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect();
+    let secret: String = (0..43)
+        .map(|_| {
+            char::from(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                    [rng.random_range(0..64)],
+            )
+        })
+        .collect();
+    format!("bk_{hex}_{secret}")
+}
+
+/// A running gateway and what a CLI user needs to reach it.
+struct Gw {
+    proc: Proc,
+    connect_url: String,
+    thumbprint: String,
+    forward: SocketAddr,
+    admin: String,
+}
+
+impl Gw {
+    /// Environment for CLI commands and agents.
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("CONNECT_URL".into(), self.connect_url.clone()),
+            ("BURROW_ADMIN_KEY".into(), self.admin.clone()),
+            ("GATEWAY_THUMBPRINT".into(), self.thumbprint.clone()),
+        ]
+    }
+
+    /// Runs a management command; returns (exit code, stdout, stderr).
+    async fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {
+        cli(args, &self.env()).await
+    }
+
+    /// Runs a management command with --json and expects success.
+    async fn json(&self, args: &[&str]) -> Result<Value> {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let (code, out, err) = self.cli(&a).await?;
+        if code != 0 {
+            bail!("burrow {args:?} exited {code}: {err}");
+        }
+        serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
+    }
+}
+
+async fn cli(args: &[&str], env: &[(String, String)]) -> Result<(i32, String, String)> {
+    let out = tokio::time::timeout(
+        burrow_e2e::WAIT,
+        tokio::process::Command::new(bin())
+            .args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output(),
+    )
+    .await
+    .context("CLI command hung")??;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Starts a gateway on `data_dir` with a forward to `target` through agent
+/// `agent`.
+async fn gateway(
+    data_dir: &Path,
+    admin: &str,
+    agent: &str,
+    target: SocketAddr,
+    extra: &[(&str, &str)],
+) -> Result<Gw> {
+    let args = s(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &format!("127.0.0.1:0={agent}:{target}"),
+    ]);
+    let dir = data_dir.display().to_string();
+    let mut env = vec![
+        ("BURROW_DATA_DIR", dir.as_str()),
+        ("BURROW_ADMIN_KEY", admin),
+    ];
+    env.extend_from_slice(extra);
+    let mut proc = Proc::spawn("gateway", &bin(), &args, &env)?;
+    let listening = proc.wait_log("tunnel endpoint listening").await?;
+    let addr = addr_field(&listening, "addr")?;
+    let thumbprint = listening["thumbprint"].as_str().unwrap().to_owned();
+    let forward = addr_field(&proc.wait_log("forward listening").await?, "listen")?;
+    Ok(Gw {
+        proc,
+        connect_url: format!("wss://127.0.0.1:{}/connect", addr.port()),
+        thumbprint,
+        forward,
+        admin: admin.to_owned(),
+    })
+}
+
+/// `burrow keygen` into `dir`; returns (private path, public PEM, fingerprint).
+async fn keygen(dir: &Path, name: &str) -> Result<(PathBuf, String, String)> {
+    let out = dir.display().to_string();
+    let (code, stdout, err) = cli(
+        &["keygen", "--agent-name", name, "--out-dir", &out, "--json"],
+        &[],
+    )
+    .await?;
+    if code != 0 {
+        bail!("keygen: {err}");
+    }
+    let v: Value = serde_json::from_str(&stdout)?;
+    let private = dir.join(format!("ConnectionAgent-{name}.pem"));
+    let public = std::fs::read_to_string(dir.join(format!("ConnectionAgent-{name}.pem.pub")))?;
+    Ok((
+        private,
+        public,
+        v["fingerprint"].as_str().unwrap().to_owned(),
+    ))
+}
+
+/// Parses `NAME=value` lines.
+fn env_lines(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Registers an agent through the CLI; returns the variables it printed.
+async fn register(
+    gw: &Gw,
+    agent: &str,
+    key: &str,
+    public: &str,
+) -> Result<HashMap<String, String>> {
+    let (code, out, err) = gw
+        .cli(&[
+            "register",
+            "--agent-name",
+            agent,
+            "--key-name",
+            key,
+            "--public-key",
+            public,
+        ])
+        .await?;
+    if code != 0 {
+        bail!("register {agent} exited {code}: {err}");
+    }
+    Ok(env_lines(&out))
+}
+
+/// Starts an agent with exactly the variables `register` printed, plus the
+/// gateway's thumbprint and the private key (as `key_var`).
+fn run_agent(
+    gw: &Gw,
+    vars: &HashMap<String, String>,
+    key_var: (&str, &str),
+    allow: SocketAddr,
+    label: &str,
+) -> Result<Proc> {
+    let mut env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("GATEWAY_THUMBPRINT", &gw.thumbprint));
+    env.push(key_var);
+    env.push(("RECONNECT_DELAY_SECONDS", "0.2"));
+    env.push(("MAX_RECONNECT_DELAY_SECONDS", "1"));
+    Proc::spawn(
+        label,
+        &bin(),
+        &s(&["run", "--allow", &allow.to_string()]),
+        &env,
+    )
+}
+
+/// Waits until the gateway has `n` live links of `agent` (counted from
+/// its "agent link up" lines after `mark`).
+async fn wait_links(gw: &mut Gw, mark: usize, agent: &str, n: u64) -> Result<()> {
+    gw.proc
+        .wait_log_after(mark, "agent link up", |v| {
+            v["agent"] == agent && v["links"].as_u64() == Some(n)
+        })
+        .await?;
+    Ok(())
+}
+
+fn agent_row<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|a| a.iter().find(|r| r["agent_name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn the_seeds_whole_flow_keygen_register_run_traffic_list() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let echo = servers::echo().await;
+    let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
+    let (private, public, fingerprint) = keygen(dir.path(), "edge-1").await?;
+    let vars = register(&gw, "edge-1", "key-1", &public).await?;
+    for k in [
+        "AUTH_SERVER_DOMAIN",
+        "AUTH_SERVER_CLIENT_ID",
+        "API_AUDIENCE",
+        "CONNECT_URL",
+    ] {
+        assert!(
+            vars.get(k).is_some_and(|v| !v.is_empty()),
+            "{k} missing: {vars:?}"
+        );
+    }
+    assert_eq!(vars["CONNECT_URL"], gw.connect_url);
+
+    // Registered, not yet connected.
+    let list = gw.json(&["list-agents"]).await?;
+    assert_eq!(agent_row(&list, "edge-1")["connected"], false);
+
+    let mark = gw.proc.mark();
+    let pem = std::fs::read_to_string(&private)?;
+    let mut agent = run_agent(
+        &gw,
+        &vars,
+        ("AUTH_SERVER_PRIVATE_KEY_PEM", &pem),
+        echo,
+        "agent",
+    )?;
+    wait_links(&mut gw, mark, "edge-1", 2).await?;
+    assert_eq!(
+        echo_roundtrip(gw.forward, b"through the tunnel").await?,
+        b"through the tunnel"
+    );
+    let issued = gw.proc.wait_log("access token issued").await?;
+    assert_eq!(
+        (issued["agent"].as_str(), issued["key"].as_str()),
+        (Some("edge-1"), Some("key-1"))
+    );
+
+    let list = gw.json(&["list-agents"]).await?;
+    let row = agent_row(&list, "edge-1");
+    assert_eq!(row["connected"], true, "{list}");
+    assert_eq!(row["links"], 2);
+    assert_eq!(row["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        row["remote_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{row}"
+    );
+    assert!(row["last_seen"].as_i64().is_some());
+    let (code, table, _) = gw.cli(&["list-agents"]).await?;
+    assert_eq!(code, 0);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("edge-1") && l.contains(" connected")),
+        "{table}"
+    );
+
+    let keys = gw.json(&["list-keys", "--agent-name", "edge-1"]).await?;
+    assert_eq!(keys[0]["key_name"], "key-1");
+    assert_eq!(keys[0]["algorithm"], "RSA");
+    assert_eq!(keys[0]["bits"], 2048);
+    assert_eq!(keys[0]["fingerprint"], fingerprint.as_str());
+    let (_, table, _) = gw.cli(&["list-keys", "--agent-name", "edge-1"]).await?;
+    assert!(
+        table.starts_with("KEY NAME") && table.contains(&fingerprint),
+        "{table}"
+    );
+
+    // Neither the private key nor the admin key reaches a log.
+    let secret_line = pem.lines().nth(1).unwrap();
+    for p in [&gw.proc, &agent] {
+        assert!(
+            !p.output().contains(secret_line),
+            "{} logged the private key",
+            p.name
+        );
+        assert!(
+            !p.output().contains(&gw.admin),
+            "{} logged the admin key",
+            p.name
+        );
+    }
+    agent.kill().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_agent_renews_its_token_and_redials_with_it_after_a_gateway_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("gw");
+    let admin = admin_key();
+    let echo = servers::echo().await;
+    let lifetime = [("BURROW_ACCESS_TOKEN_LIFETIME_SECONDS", "3")];
+    let mut gw = gateway(&data, &admin, "edge-1", echo, &lifetime).await?;
+    let (private, public, _) = keygen(dir.path(), "edge-1").await?;
+    let vars = register(&gw, "edge-1", "key-1", &public).await?;
+    let path = private.display().to_string();
+    let mark = gw.proc.mark();
+    let _agent = run_agent(
+        &gw,
+        &vars,
+        ("AUTH_SERVER_PRIVATE_KEY_PEM_PATH", &path),
+        echo,
+        "agent",
+    )?;
+    wait_links(&mut gw, mark, "edge-1", 2).await?;
+    // Tokens live 3 s and are renewed with a third left: after the first,
+    // at least three more within ~8 s, with no link activity needed.
+    for _ in 0..3 {
+        let m = gw.proc.mark();
+        gw.proc
+            .wait_log_after(m, "access token issued", |_| true)
+            .await?;
+    }
+    assert!(gw.proc.count_logs("access token issued") >= 4);
+    // Every earlier token has expired by now. A gateway killed and started
+    // again (same SQLite file, same port) takes the agent's current token.
+    let port: u16 = gw
+        .connect_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/connect")
+        .parse()?;
+    gw.proc.kill().await;
+    let args = s(&[
+        "gateway",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--forward",
+        &format!("{}=edge-1:{echo}", gw.forward),
+    ]);
+    let d = data.display().to_string();
+    let mut env = vec![
+        ("BURROW_DATA_DIR", d.as_str()),
+        ("BURROW_ADMIN_KEY", admin.as_str()),
+    ];
+    env.extend_from_slice(&lifetime);
+    let mut again = Proc::spawn("gateway-2", &bin(), &args, &env)?;
+    again
+        .wait_log_after(0, "agent link up", |v| v["links"].as_u64() == Some(2))
+        .await?;
+    assert_eq!(
+        echo_roundtrip(gw.forward, b"after restart").await?,
+        b"after restart"
+    );
+    Ok(())
+}
+
+/// Sequential requests through `addr` until `stop`, at most `max` of them
+/// and for at most `limit`; returns (done, failed).
+fn load(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    max: usize,
+    limit: Duration,
+) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut done = 0;
+        let mut failed = Vec::new();
+        while done < max && started.elapsed() < limit && !stop.load(Ordering::Relaxed) {
+            let msg = format!("request {done}");
+            match echo_roundtrip(addr, msg.as_bytes()).await {
+                Ok(got) if got == msg.as_bytes() => {}
+                Ok(got) => failed.push(format!("{msg}: got {} bytes", got.len())),
+                Err(e) => failed.push(format!("{msg}: {e}")),
+            }
+            done += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (done, failed)
+    })
+}
+
+#[tokio::test]
+async fn key_rotation_under_load_fails_no_request() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let echo = servers::echo().await;
+    let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
+    let old_dir = dir.path().join("old");
+    let new_dir = dir.path().join("new");
+    std::fs::create_dir_all(&old_dir)?;
+    std::fs::create_dir_all(&new_dir)?;
+    let (old_private, old_public, _) = keygen(&old_dir, "edge-1").await?;
+    let vars = register(&gw, "edge-1", "key-2026-01", &old_public).await?;
+    let mark = gw.proc.mark();
+    let old_path = old_private.display().to_string();
+    let mut old_agent = run_agent(
+        &gw,
+        &vars,
+        ("AUTH_SERVER_PRIVATE_KEY_PEM_PATH", &old_path),
+        echo,
+        "agent-old",
+    )?;
+    wait_links(&mut gw, mark, "edge-1", 2).await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = load(gw.forward, stop.clone(), 5_000, Duration::from_secs(60));
+
+    // The seed's procedure: add the new key, start the agent on it, stop
+    // the old one, check the keys, remove the old key.
+    let (new_private, new_public, new_fp) = keygen(&new_dir, "edge-1").await?;
+    let (code, _, err) = gw
+        .cli(&[
+            "add-key",
+            "--agent-name",
+            "edge-1",
+            "--key-name",
+            "key-2026-02",
+            "--public-key",
+            &new_public,
+        ])
+        .await?;
+    assert_eq!(code, 0, "{err}");
+    let mark = gw.proc.mark();
+    let new_path = new_private.display().to_string();
+    let mut new_agent = run_agent(
+        &gw,
+        &vars,
+        ("AUTH_SERVER_PRIVATE_KEY_PEM_PATH", &new_path),
+        echo,
+        "agent-new",
+    )?;
+    wait_links(&mut gw, mark, "edge-1", 4).await?;
+    old_agent.term()?;
+    assert_eq!(old_agent.wait_exit().await?, Some(0));
+    let keys = gw.json(&["list-keys", "--agent-name", "edge-1"]).await?;
+    assert_eq!(keys.as_array().map(Vec::len), Some(2), "{keys}");
+    let (code, out, err) = gw
+        .cli(&[
+            "remove-key",
+            "--agent-name",
+            "edge-1",
+            "--key-name",
+            "key-2026-01",
+        ])
+        .await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removed key key-2026-01"), "{out}");
+    let keys = gw.json(&["list-keys", "--agent-name", "edge-1"]).await?;
+    assert_eq!(keys[0]["fingerprint"], new_fp.as_str());
+    // More traffic on the new key alone, then stop the load.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (done, failed) = traffic.await?;
+    assert!(done >= 20, "the load ran: {done} requests");
+    assert!(
+        failed.is_empty(),
+        "{} of {done} requests failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    eprintln!("rotation: {done} requests, none failed");
+    assert_eq!(echo_roundtrip(gw.forward, b"new key").await?, b"new key");
+    new_agent.kill().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn removing_a_key_or_unregistering_closes_live_links_within_seconds() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let echo = servers::echo().await;
+    let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
+    let (private, public, _) = keygen(dir.path(), "edge-1").await?;
+    let vars = register(&gw, "edge-1", "key-1", &public).await?;
+    let mark = gw.proc.mark();
+    let path = private.display().to_string();
+    let mut agent = run_agent(
+        &gw,
+        &vars,
+        ("AUTH_SERVER_PRIVATE_KEY_PEM_PATH", &path),
+        echo,
+        "agent",
+    )?;
+    wait_links(&mut gw, mark, "edge-1", 2).await?;
+
+    // The last key is protected.
+    let (code, _, err) = gw
+        .cli(&[
+            "remove-key",
+            "--agent-name",
+            "edge-1",
+            "--key-name",
+            "key-1",
+        ])
+        .await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(echo_roundtrip(gw.forward, b"still up").await?, b"still up");
+
+    let mark = gw.proc.mark();
+    let started = Instant::now();
+    let (code, out, err) = gw
+        .cli(&[
+            "remove-key",
+            "--agent-name",
+            "edge-1",
+            "--key-name",
+            "key-1",
+            "--force",
+        ])
+        .await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 live links closed"), "{out}");
+    gw.proc
+        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .await?;
+    eprintln!("links closed {:?} after remove-key", started.elapsed());
+    // The agent cannot come back: its token was earned with the removed
+    // key, and a new one is refused.
+    let why = agent
+        .wait_log_after(0, "cannot reach gateway", |v| {
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("does not verify") || e.contains("no registered keys"))
+        })
+        .await?;
+    assert!(
+        why["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused the agent's key"),
+        "{why}"
+    );
+    assert_eq!(gw.proc.count_logs("agent link up"), 2);
+
+    // Unregister: the agent's links close and its client id is unknown.
+    let (code, _, err) = gw
+        .cli(&[
+            "add-key",
+            "--agent-name",
+            "edge-1",
+            "--key-name",
+            "key-1b",
+            "--public-key",
+            &public,
+        ])
+        .await?;
+    assert_eq!(code, 0, "{err}");
+    let mark = gw.proc.mark();
+    wait_links(&mut gw, mark, "edge-1", 2).await?;
+    let mark = gw.proc.mark();
+    let (code, out, err) = gw.cli(&["unregister", "--agent-name", "edge-1"]).await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 live links closed"), "{out}");
+    gw.proc
+        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .await?;
+    let amark = agent.mark();
+    agent
+        .wait_log_after(amark, "cannot reach gateway", |v| {
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unknown client id"))
+        })
+        .await?;
+    assert!(
+        gw.json(&["list-agents"])
+            .await?
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    agent.kill().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_key_removed_through_another_gateway_on_the_same_database_closes_links() -> Result<()> {
+    // Two gateways on one SQLite file, as replicas share one database: the
+    // key is removed through the second; the first closes the links its
+    // sweep finds unbacked.
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("gw");
+    let admin = admin_key();
+    let echo = servers::echo().await;
+    let mut a = gateway(&data, &admin, "edge-1", echo, &[]).await?;
+    let b = gateway(&data, &admin, "edge-1", echo, &[]).await?;
+    let (private, public, _) = keygen(dir.path(), "edge-1").await?;
+    let vars = register(&a, "edge-1", "key-1", &public).await?;
+    let mark = a.proc.mark();
+    let path = private.display().to_string();
+    let _agent = run_agent(
+        &a,
+        &vars,
+        ("AUTH_SERVER_PRIVATE_KEY_PEM_PATH", &path),
+        echo,
+        "agent",
+    )?;
+    wait_links(&mut a, mark, "edge-1", 2).await?;
+    let mark = a.proc.mark();
+    let started = Instant::now();
+    let (code, _, err) = b
+        .cli(&[
+            "remove-key",
+            "--agent-name",
+            "edge-1",
+            "--key-name",
+            "key-1",
+            "--force",
+        ])
+        .await?;
+    assert_eq!(code, 0, "{err}");
+    a.proc
+        .wait_log_after(
+            mark,
+            "closed links whose key is no longer registered",
+            |_| true,
+        )
+        .await?;
+    a.proc
+        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .await?;
+    eprintln!(
+        "links closed {:?} after remove-key on the other gateway",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// Posts a client assertion to the token endpoint with curl; returns
+/// (HTTP status, JSON body).
+async fn token_request(gw: &Gw, assertion: &str) -> Result<(u16, Value)> {
+    let url = gw
+        .connect_url
+        .replace("wss://", "https://")
+        .replace("/connect", "/oauth2/token");
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sk",
+            "-w",
+            "\n%{http_code}",
+            &url,
+            "-d",
+            "grant_type=client_credentials",
+        ])
+        .args([
+            "-d",
+            "client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ])
+        .args(["--data-urlencode", &format!("client_assertion={assertion}")])
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').context("curl output")?;
+    Ok((
+        code.trim().parse()?,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    ))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn b64(v: &Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn each_bad_assertion_is_refused_with_its_own_reason() -> Result<()> {
+    use burrow_auth::assertion::sign;
+    let dir = tempfile::tempdir()?;
+    let echo = servers::echo().await;
+    let gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
+    let (private, public, _) = keygen(dir.path(), "edge-1").await?;
+    let vars = register(&gw, "edge-1", "key-1", &public).await?;
+    let pem = std::fs::read(&private)?;
+    let (cid, aud) = (
+        vars["AUTH_SERVER_CLIENT_ID"].as_str(),
+        vars["API_AUDIENCE"].as_str(),
+    );
+
+    let good = sign(&pem, cid, Some("key-1"), aud, now(), 60)?;
+    let (code, v) = token_request(&gw, &good).await?;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["agent_name"], "edge-1");
+    assert!(v["expires_in"].as_u64().is_some_and(|e| e > 0));
+
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&other_dir)?;
+    let (other_private, _, _) = keygen(&other_dir, "x").await?;
+    let other = std::fs::read(&other_private)?;
+    let claims = serde_json::json!({"iss": cid, "sub": cid, "aud": aud, "iat": now(), "exp": now() + 60, "jti": "n0ne"});
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&serde_json::json!({"alg": "none", "kid": "key-1"})),
+        b64(&claims)
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("replayed", good.clone(), "replayed"),
+        (
+            "expired",
+            sign(&pem, cid, None, aud, now() - 1000, 60)?,
+            "expired",
+        ),
+        (
+            "future-dated",
+            sign(&pem, cid, None, aud, now() + 600, 60)?,
+            "in the future",
+        ),
+        (
+            "wrong audience",
+            sign(&pem, cid, None, "urn:someone-else", now(), 60)?,
+            "audience",
+        ),
+        ("alg none", alg_none, "alg none"),
+        (
+            "unknown key name",
+            sign(&pem, cid, Some("key-9"), aud, now(), 60)?,
+            "has no key named",
+        ),
+        (
+            "unregistered key",
+            sign(&other, cid, None, aud, now(), 60)?,
+            "does not verify",
+        ),
+        (
+            "unknown client",
+            sign(&pem, "burrow-0000", None, aud, now(), 60)?,
+            "unknown client id",
+        ),
+        ("garbage", "not.a.jwt".into(), "malformed"),
+    ];
+    for (what, assertion, needle) in cases {
+        let (code, v) = token_request(&gw, &assertion).await?;
+        assert_eq!(code, 401, "{what}: {v}");
+        assert_eq!(v["error"], "invalid_client", "{what}");
+        let d = v["error_description"].as_str().unwrap_or_default();
+        assert!(d.contains(needle), "{what}: {d}");
+    }
+    // Wrong grant type.
+    let url = gw
+        .connect_url
+        .replace("wss://", "https://")
+        .replace("/connect", "/oauth2/token");
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+            "-d",
+            "grant_type=password",
+        ])
+        .output()
+        .await?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "400");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let echo = servers::echo().await;
+    let gw = gateway(&d.join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
+    let (_, public, _) = keygen(d, "edge-1").await?;
+
+    // A 1024-bit RSA key made by openssl: refused, exit 2, nothing stored.
+    for args in [
+        vec!["genrsa", "-out", "small.pem", "1024"],
+        vec!["rsa", "-in", "small.pem", "-pubout", "-out", "small.pub"],
+    ] {
+        let st = std::process::Command::new("openssl")
+            .args(&args)
+            .current_dir(d)
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        assert!(st.success());
+    }
+    let small = std::fs::read_to_string(d.join("small.pub"))?;
+    let (code, _, err) = gw
+        .cli(&[
+            "register",
+            "--agent-name",
+            "tiny",
+            "--key-name",
+            "k",
+            "--public-key",
+            &small,
+        ])
+        .await?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("2048"), "{err}");
+    // Bad names: exit 2, caught before anything is sent.
+    let long = "a".repeat(201);
+    for (agent, key) in [
+        ("bad name", "k"),
+        ("ok", "bad/key"),
+        (long.as_str(), "k"),
+        ("", "k"),
+    ] {
+        let (code, _, err) = gw
+            .cli(&[
+                "register",
+                "--agent-name",
+                agent,
+                "--key-name",
+                key,
+                "--public-key",
+                &public,
+            ])
+            .await?;
+        assert_eq!(code, 2, "{agent:.20}/{key}: {err}");
+        assert!(err.contains("1-200 letters"), "{err}");
+    }
+    // 200 characters is fine.
+    let max = "b".repeat(200);
+    register(&gw, &max, "k", &public).await?;
+    // Missing admin key: clap usage error (2).
+    let env: Vec<_> = gw
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "BURROW_ADMIN_KEY")
+        .collect();
+    let (code, _, err) = cli(&["list-agents"], &env).await?;
+    assert_eq!(code, 2, "{err}");
+    // Wrong admin key: refused by the gateway (1).
+    let mut env = gw.env();
+    env[1].1 = admin_key();
+    let (code, _, err) = cli(&["list-agents"], &env).await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("401") && err.contains("unknown or wrong admin API key"),
+        "{err}"
+    );
+    // An admin key that expires: works, then is refused with a clear message.
+    let created = gw
+        .json(&["admin-key", "create", "--name", "ci", "--expires-in", "2s"])
+        .await?;
+    let short = created["key"].as_str().unwrap().to_owned();
+    env[1].1 = short.clone();
+    let (code, _, err) = cli(&["list-agents"], &env).await?;
+    assert_eq!(code, 0, "{err}");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (code, _, err) = cli(&["list-agents"], &env).await?;
+    assert_eq!(code, 1);
+    assert!(err.contains("expired"), "{err}");
+    assert!(
+        !gw.proc.output().contains(&short),
+        "admin keys never reach the log"
+    );
+
+    // The sixth agent is refused with how to raise the limit.
+    for i in 2..=5 {
+        register(&gw, &format!("edge-{i}"), "k", &public).await?;
+    }
+    let (code, _, err) = gw
+        .cli(&[
+            "register",
+            "--agent-name",
+            "edge-6",
+            "--key-name",
+            "k",
+            "--public-key",
+            &public,
+        ])
+        .await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("BURROW_MAX_AGENTS"), "{err}");
+    let list = gw.json(&["list-agents"]).await?;
+    assert_eq!(list.as_array().map(Vec::len), Some(5));
+    assert!(agent_row(&list, "edge-6").is_null());
+    // Duplicate key name: refused, the first key stays.
+    let (code, _, err) = gw
+        .cli(&[
+            "add-key",
+            "--agent-name",
+            "edge-2",
+            "--key-name",
+            "k",
+            "--public-key",
+            &public,
+        ])
+        .await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    // Unknown agent.
+    let (code, _, err) = gw.cli(&["list-keys", "--agent-name", "ghost"]).await?;
+    assert_eq!(code, 1);
+    assert!(err.contains("404"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_bootstrap_key_is_printed_once_and_a_killed_gateway_loses_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("gw");
+    let echo = servers::echo().await;
+    let start = |label: &'static str| {
+        let data = data.clone();
+        async move {
+            let mut child = tokio::process::Command::new(bin())
+                .args([
+                    "gateway",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--forward",
+                    &format!("127.0.0.1:0=edge-1:{echo}"),
+                ])
+                .env_clear()
+                .env("BURROW_DATA_DIR", &data)
+                .env("BURROW_LOG_FORMAT", "json")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            use tokio::io::AsyncBufReadExt as _;
+            let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+            let mut addr = None;
+            let mut thumbprint = String::new();
+            let deadline = Instant::now() + burrow_e2e::WAIT;
+            while addr.is_none() && Instant::now() < deadline {
+                let Some(line) = tokio::time::timeout(burrow_e2e::WAIT, err.next_line()).await??
+                else {
+                    bail!("{label} exited");
+                };
+                let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                if v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("tunnel endpoint listening"))
+                {
+                    addr = Some(addr_field(&v, "addr")?);
+                    thumbprint = v["thumbprint"].as_str().unwrap_or_default().to_owned();
+                }
+            }
+            tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
+            Ok::<_, anyhow::Error>((child, addr.context("no address")?, thumbprint))
+        }
+    };
+    let (mut first, addr, thumbprint) = start("first").await?;
+    let mut out = String::new();
+    use tokio::io::AsyncReadExt as _;
+    let mut stdout = first.stdout.take().unwrap();
+    // The key line comes before the listener is up.
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), stdout.read(&mut buf)).await??;
+    out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    let key = out.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(key.starts_with("bk_"), "{out}");
+    let env = vec![
+        ("CONNECT_URL".to_owned(), format!("wss://{addr}/connect")),
+        ("BURROW_ADMIN_KEY".to_owned(), key.clone()),
+        ("GATEWAY_THUMBPRINT".to_owned(), thumbprint.clone()),
+    ];
+    let (_, public, _) = keygen(dir.path(), "edge-1").await?;
+    let (code, _, err) = cli(
+        &[
+            "register",
+            "--agent-name",
+            "edge-1",
+            "--key-name",
+            "key-1",
+            "--public-key",
+            &public,
+        ],
+        &env,
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(
+        &[
+            "add-key",
+            "--agent-name",
+            "edge-1",
+            "--key-name",
+            "key-2",
+            "--public-key",
+            &public,
+        ],
+        &env,
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    // SIGKILL: no shutdown path runs.
+    first.kill().await?;
+
+    let (mut second, addr2, thumbprint2) = start("second").await?;
+    assert_eq!(thumbprint2, thumbprint, "same certificate");
+    let mut stdout = second.stdout.take().unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(300), stdout.read_to_end(&mut rest)).await;
+    assert!(
+        rest.is_empty(),
+        "no second bootstrap key: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    let env2 = vec![
+        ("CONNECT_URL".to_owned(), format!("wss://{addr2}/connect")),
+        ("BURROW_ADMIN_KEY".to_owned(), key.clone()),
+        ("GATEWAY_THUMBPRINT".to_owned(), thumbprint.clone()),
+    ];
+    let (code, out, err) = cli(&["list-keys", "--agent-name", "edge-1", "--json"], &env2).await?;
+    assert_eq!(code, 0, "the bootstrap key still works: {err}");
+    let keys: Value = serde_json::from_str(&out)?;
+    let names: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["key_name"].as_str())
+        .collect();
+    assert_eq!(names, ["key-1", "key-2"]);
+    second.kill().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_same_flow_runs_on_postgresql() -> Result<()> {
+    let base = std::env::var("BURROW_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("burrow_e2e_{}", &admin_key()[3..15]);
+    let psql = |sql: String| {
+        let base = base.clone();
+        async move {
+            let out = tokio::process::Command::new("psql")
+                .args([base.as_str(), "-qc", &sql])
+                .output()
+                .await
+                .context("psql (Debian package postgresql-client) must be installed")?;
+            if !out.status.success() {
+                bail!("psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        }
+    };
+    psql(format!("CREATE SCHEMA {schema}")).await?;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let result = async {
+        let dir = tempfile::tempdir()?;
+        let echo = servers::echo().await;
+        let db = [("BURROW_DATABASE_URL", url.as_str())];
+        let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &db).await?;
+        let (private, public, _) = keygen(dir.path(), "edge-1").await?;
+        let vars = register(&gw, "edge-1", "key-1", &public).await?;
+        let mark = gw.proc.mark();
+        let path = private.display().to_string();
+        let mut agent = run_agent(
+            &gw,
+            &vars,
+            ("AUTH_SERVER_PRIVATE_KEY_PEM_PATH", &path),
+            echo,
+            "agent",
+        )?;
+        wait_links(&mut gw, mark, "edge-1", 2).await?;
+        assert_eq!(
+            echo_roundtrip(gw.forward, b"on postgres").await?,
+            b"on postgres"
+        );
+        let list = gw.json(&["list-agents"]).await?;
+        assert_eq!(agent_row(&list, "edge-1")["connected"], true);
+        agent.kill().await;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    psql(format!("DROP SCHEMA {schema} CASCADE")).await?;
+    result
+}
