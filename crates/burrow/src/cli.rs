@@ -69,9 +69,11 @@ pub enum Command {
     #[command(visible_alias = "agent")]
     Run(AgentArgs),
     /// Try Burrow on one machine: a gateway on 127.0.0.1:17200 and an agent
-    /// named `demo` in one process, with a fresh random key and fresh
-    /// self-signed certificates pinned both ways, forwarding the given
-    /// ports. Nothing is exposed beyond loopback, nothing is written.
+    /// named `demo` in one process, forwarding the given ports. The agent
+    /// is registered in a SQLite store with a fresh key pair and
+    /// authenticates with RFC 7523 client assertions; fresh self-signed
+    /// certificates are pinned both ways. Nothing is exposed beyond
+    /// loopback; the store lives in a temporary directory removed at exit.
     Demo(DemoArgs),
     /// Print the SHA-256 thumbprint of PEM certificates (or of the gateway
     /// and agent certificates in the data directory).
@@ -648,12 +650,6 @@ async fn agent(args: AgentArgs) -> Result<()> {
 }
 
 async fn demo(args: DemoArgs) -> Result<()> {
-    use base64::Engine as _;
-    use rand::RngCore as _;
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    let psk = Secret::psk(&base64::engine::general_purpose::STANDARD.encode(key))?;
-
     let mut forwards = Vec::new();
     let mut allow = Vec::new();
     for f in &args.forwards {
@@ -667,6 +663,27 @@ async fn demo(args: DemoArgs) -> Result<()> {
         allow.push(target.parse::<AllowRule>()?);
         forwards.push(spec);
     }
+    // Everything the real thing keeps, in a directory removed at exit: the
+    // SQLite store, the agent registered with a fresh P-256 key pair.
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let store = burrow_store::Store::open_in(dir.path()).await?;
+    let admin = burrow_gateway::admin::bootstrap(&store, None)
+        .await
+        .map_err(anyhow::Error::msg)?
+        .context("a fresh database has no admin key yet")?;
+    let pair = burrow_auth::keygen::generate(burrow_auth::keygen::KeyKind::P256)?;
+    let client_id = "burrow-demo".to_owned();
+    let key = burrow_store::AgentKey {
+        agent: "demo".into(),
+        name: "demo-key".into(),
+        algorithm: pair.public.algorithm.name().into(),
+        bits: i64::try_from(pair.public.algorithm.bits()).unwrap_or(0),
+        fingerprint: pair.public.fingerprint.clone(),
+        public_pem: pair.public.pem.clone(),
+        created_at: burrow_store::now_micros(),
+    };
+    store.register_agent("demo", &client_id, &key, 1).await?;
+
     let ephemeral = |name: &str| {
         LiveIdentity::load(IdentitySource::Ephemeral {
             names: vec![name.to_owned()],
@@ -674,8 +691,11 @@ async fn demo(args: DemoArgs) -> Result<()> {
     };
     let (gw_id, agent_id) = (ephemeral("localhost")?, ephemeral("demo")?);
     let agent_thumbprint = agent_id.thumbprint();
-    let mut gw_config = GatewayConfig::new(Some(psk.clone()), Some(gw_id.clone()));
+    let audience = "urn:burrow:demo".to_owned();
+    let mut gw_config = GatewayConfig::new(None, Some(gw_id.clone()));
     gw_config.forwards = forwards;
+    gw_config.store = Some(store.clone());
+    gw_config.audience = Some(audience.clone());
     gw_config.trust = Trust::new([TrustEntry {
         agent: "demo".into(),
         thumbprint: agent_id.thumbprint(),
@@ -685,7 +705,26 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let url = TunnelUrl::parse(&format!("wss://{tunnel}/tunnel"))?;
     let trust = ServerTrust::Pinned(vec![gw_id.thumbprint()]);
     let dialer = polling_dialer(url, Some(agent_id.clone()), &trust)?;
-    let mut agent = AgentConfig::new(AgentMode::Poll(dialer), Some(psk), "demo".into());
+    let token_tls = client_config(
+        Some(agent_id.clone()),
+        &trust,
+        "the token endpoint",
+        "the demo pins its own gateway",
+        burrow_transport::tls::ALPN_HTTP1,
+    )?;
+    let server = burrow_transport::client::HttpClient::new(
+        &format!("https://{tunnel}"),
+        Some(token_tls),
+        &ProxyEnv::default(),
+    )?;
+    let mut agent = AgentConfig::new(AgentMode::Poll(dialer), None, String::new());
+    agent.auth = Some(burrow_agent::KeyPairAuth {
+        server,
+        client_id,
+        audience,
+        key_name: None,
+        private_pem: Secret::new(pair.private_pem),
+    });
     agent.identity = Some(agent_id);
     agent.allow = AllowList::new(allow);
     agent.reconnect_delay = Duration::from_secs(1);
@@ -697,13 +736,19 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let agent_task = tokio::spawn(burrow_agent::run(agent, async move {
         agent_stop.cancelled().await
     }));
-    info!(gateway = %gw_id.thumbprint(), agent = %agent_thumbprint, "demo link: wss:// with both certificates pinned");
+    info!(gateway = %gw_id.thumbprint(), agent = %agent_thumbprint, "demo link: wss:// with both certificates pinned; the agent authenticates with a P-256 key pair");
     for f in &args.forwards {
         info!(forward = %f, "demo forward ready: connect to the left side");
     }
+    println!(
+        "Demo running. Manage it from another shell while it runs:\n  CONNECT_URL=wss://{tunnel}/connect GATEWAY_THUMBPRINT={} BURROW_ADMIN_KEY={admin} burrow list-agents",
+        gw_id.thumbprint()
+    );
     shutdown_signal().await;
     stop.cancel();
     let _ = tokio::join!(agent_task, gw_task);
+    store.close().await;
+    drop(dir);
     Ok(())
 }
 

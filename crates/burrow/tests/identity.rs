@@ -1101,3 +1101,26 @@ async fn the_same_flow_runs_on_postgresql() -> Result<()> {
     psql(format!("DROP SCHEMA {schema} CASCADE")).await?;
     result
 }
+
+#[tokio::test]
+async fn the_readmes_demo_runs_the_whole_stack_on_loopback() -> Result<()> {
+    let echo = servers::echo().await;
+    let args = s(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &format!("127.0.0.1:0={echo}"),
+    ]);
+    let mut demo = Proc::spawn("demo", &bin(), &args, &[])?;
+    let fwd = addr_field(&demo.wait_log("forward listening").await?, "listen")?;
+    demo.wait_log_after(0, "agent link up", |v| {
+        v["links"] == 2 && v["key"] == "demo-key"
+    })
+    .await?;
+    demo.wait_log("access token issued").await?;
+    assert_eq!(echo_roundtrip(fwd, b"demo").await?, b"demo");
+    demo.term()?;
+    assert_eq!(demo.wait_exit().await?, Some(0));
+    Ok(())
+}
