@@ -849,6 +849,24 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
         assert_eq!(code, 2, "{agent:.20}/{key}: {err}");
         assert!(err.contains("1-200 letters"), "{err}");
     }
+    // A malformed FQDN for the agent's rules: refused by the gateway (400,
+    // exit 2), and the agent is not half-registered.
+    let (code, _, err) = gw
+        .cli(&[
+            "register",
+            "--agent-name",
+            "edge-9",
+            "--key-name",
+            "k",
+            "--public-key",
+            &public,
+            "--fqdn",
+            "bad host",
+        ])
+        .await?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid FQDN"), "{err}");
+    assert!(agent_row(&gw.json(&["list-agents"]).await?, "edge-9").is_null());
     // 200 characters is fine.
     let max = "b".repeat(200);
     register(&gw, &max, "k", &public).await?;
@@ -1076,8 +1094,51 @@ async fn the_same_flow_runs_on_postgresql() -> Result<()> {
         let echo = servers::echo().await;
         let db = [("BURROW_DATABASE_URL", url.as_str())];
         let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &db).await?;
-        let (private, public, _) = keygen(dir.path(), "edge-1").await?;
-        let vars = register(&gw, "edge-1", "key-1", &public).await?;
+        // A key pair made by openssl, as the seed makes it.
+        let d = dir.path();
+        for args in [
+            vec!["genrsa", "-out", "ConnectionAgent-edge-1.pem", "2048"],
+            vec![
+                "rsa",
+                "-in",
+                "ConnectionAgent-edge-1.pem",
+                "-pubout",
+                "-out",
+                "ConnectionAgent-edge-1.pem.pub",
+            ],
+        ] {
+            let st = std::process::Command::new("openssl")
+                .args(&args)
+                .current_dir(d)
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            assert!(st.success(), "openssl {args:?}");
+        }
+        let public = std::fs::read_to_string(d.join("ConnectionAgent-edge-1.pem.pub"))?;
+        let private = d.join("ConnectionAgent-edge-1.pem");
+        let (code, out, err) = gw
+            .cli(&[
+                "register",
+                "--agent-name",
+                "edge-1",
+                "--key-name",
+                "key-1",
+                "--public-key",
+                &public,
+                "--fqdn",
+                "git.internal.example",
+                "--json",
+            ])
+            .await?;
+        assert_eq!(code, 0, "{err}");
+        let reg: Value = serde_json::from_str(&out)?;
+        assert_eq!(reg["fqdns"][0], "git.internal.example");
+        let vars: HashMap<String, String> = reg["env"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
         let mark = gw.proc.mark();
         let path = private.display().to_string();
         let mut agent = run_agent(
