@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod allow;
+mod egress;
 mod link;
 mod listen;
 mod token;
@@ -36,6 +37,8 @@ use tracing::info;
 
 pub use allow::{AllowList, AllowRule, AllowRuleError};
 pub use burrow_transport::Backoff;
+pub use burrow_transport::tls::AppTls;
+pub use egress::is_link_local_or_metadata;
 pub use token::{KeyPairAuth, TOKEN_PATH, TokenError};
 
 /// Who opens the links.
@@ -85,6 +88,12 @@ pub struct AgentConfig {
     pub connect_timeout: Duration,
     /// On shutdown, how long open streams may take to finish.
     pub drain_timeout: Duration,
+    /// Host names resolved by this map before DNS (egress).
+    pub map_hosts: std::collections::HashMap<String, std::net::IpAddr>,
+    /// Let egress reach link-local and cloud metadata addresses.
+    pub allow_link_local: bool,
+    /// TLS towards applications (TLS origination, checks).
+    pub app_tls: Option<AppTls>,
 }
 
 impl AgentConfig {
@@ -104,6 +113,9 @@ impl AgentConfig {
             allow: AllowList::default(),
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            map_hosts: std::collections::HashMap::new(),
+            allow_link_local: false,
+            app_tls: None,
         }
     }
 }
@@ -119,6 +131,8 @@ pub(crate) struct AgentState {
     pub(crate) tokens: Option<token::Tokens>,
     /// Live links that may still be given new streams (see `link::serve`).
     pub(crate) unsettled_links: std::sync::atomic::AtomicUsize,
+    /// The FQDN rules the gateway gave this agent (egress).
+    pub(crate) rules: std::sync::RwLock<Vec<burrow_wire::egress::AgentRule>>,
 }
 
 /// Errors starting an agent.
@@ -137,6 +151,21 @@ pub enum AgentError {
     Tls(String),
 }
 
+impl AgentState {
+    pub(crate) fn new(config: AgentConfig) -> Arc<Self> {
+        let tokens = config.auth.clone().map(token::Tokens::new);
+        Arc::new(AgentState {
+            tokens,
+            config,
+            stopping: CancellationToken::new(),
+            close_links: CancellationToken::new(),
+            streams: TaskTracker::new(),
+            unsettled_links: std::sync::atomic::AtomicUsize::new(0),
+            rules: std::sync::RwLock::new(Vec::new()),
+        })
+    }
+}
+
 /// Runs the agent until `shutdown` resolves, then refuses new streams, lets
 /// open ones finish for up to the drain timeout, and closes its links.
 pub async fn run(
@@ -144,19 +173,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     if config.allow.is_empty() {
-        tracing::warn!(
-            "the allow-list is empty: every stream will be refused; add targets with --allow HOST:PORT"
+        tracing::info!(
+            "the allow-list is empty: fixed forwards are refused (add targets with --allow HOST:PORT); egress by FQDN follows the gateway's rules"
         );
     }
-    let tokens = config.auth.clone().map(token::Tokens::new);
-    let state = Arc::new(AgentState {
-        tokens,
-        config,
-        stopping: CancellationToken::new(),
-        close_links: CancellationToken::new(),
-        streams: TaskTracker::new(),
-        unsettled_links: std::sync::atomic::AtomicUsize::new(0),
-    });
+    let state = AgentState::new(config);
     let loops = TaskTracker::new();
     if state.tokens.is_some() {
         loops.spawn(token::renew(state.clone()));

@@ -202,6 +202,11 @@ pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
                     refusing = true;
                     unsettled.settle();
                 }
+                Some(Event::Control(control::RULES, body)) => {
+                    let rules = burrow_wire::egress::decode_rules(&body);
+                    info!(rules = rules.len(), "FQDN rules from the gateway");
+                    *state.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+                }
                 Some(Event::Control(..)) => {}
                 Some(Event::Stream(stream)) => {
                     if refusing {
@@ -225,6 +230,14 @@ pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
 }
 
 async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, target: String) {
+    if let Some(t) = burrow_wire::egress::Target::parse(&target) {
+        return crate::egress::serve(state, stream, t).await;
+    }
+    if target.starts_with(burrow_wire::egress::PREFIX) {
+        warn!(dest = %target, "refused stream: malformed egress target");
+        stream.reset(ResetCode::NotAllowed);
+        return;
+    }
     if !state.config.allow.allows(&target) {
         warn!(dest = %target, "refused stream: target is not in this agent's allow-list (--allow)");
         stream.reset(ResetCode::NotAllowed);

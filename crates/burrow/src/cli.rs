@@ -89,6 +89,19 @@ pub enum Command {
     AdminKey(crate::manage::AdminKeyCmd),
 }
 
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOrOff(pub Option<SocketAddr>);
+
+fn parse_listen_or_off(s: &str) -> Result<ListenOrOff, String> {
+    if matches!(s, "off" | "none" | "") {
+        return Ok(ListenOrOff(None));
+    }
+    s.parse()
+        .map(|a| ListenOrOff(Some(a)))
+        .map_err(|_| format!("{s:?} is not IP:PORT (or `off`)"))
+}
+
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
@@ -179,6 +192,15 @@ pub struct GatewayArgs {
     /// Default: one made on first start and kept in the database.
     #[arg(long, env = "BURROW_API_AUDIENCE")]
     pub api_audience: Option<String>,
+    /// Egress proxy address (HTTP CONNECT, http:// requests, SOCKS5) for
+    /// workloads reaching private FQDNs through agents; `off` disables it.
+    /// Keep it on loopback (or a private network) or set --proxy-auth.
+    #[arg(long, env = "BURROW_PROXY_LISTEN", default_value = "127.0.0.1:17203", value_parser = parse_listen_or_off)]
+    pub proxy_listen: ListenOrOff,
+    /// Credentials egress proxy clients must present: USER:PASSWORD (HTTP
+    /// Basic proxy auth, SOCKS5 user/password).
+    #[arg(long, env = "BURROW_PROXY_AUTH", hide_env_values = true)]
+    pub proxy_auth: Option<burrow_gateway::ProxyAuth>,
     /// Lifetime of access tokens; agents renew them with a third left.
     #[arg(long, env = "BURROW_ACCESS_TOKEN_LIFETIME_SECONDS", default_value = "600", value_parser = parse_seconds)]
     pub access_token_lifetime_seconds: Duration,
@@ -252,6 +274,31 @@ pub struct AgentArgs {
     /// On SIGINT/SIGTERM, how long open streams may take to finish.
     #[arg(long, env = "BURROW_DRAIN_TIMEOUT_SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub drain_timeout_seconds: Duration,
+    /// Resolve NAME to IP for egress before DNS (a hosts entry):
+    /// NAME=IP, repeatable or comma-separated.
+    #[arg(long = "map-host", env = "BURROW_MAP_HOST", value_delimiter = ',', value_parser = parse_map_host)]
+    pub map_hosts: Vec<(String, std::net::IpAddr)>,
+    /// Let egress reach link-local and cloud metadata addresses
+    /// (169.254.0.0/16, fe80::/10, fd00:ec2::254), refused by default.
+    #[arg(long, env = "BURROW_ALLOW_LINK_LOCAL")]
+    pub allow_link_local: bool,
+    /// CA roots (PEM) for the applications the agent speaks TLS to (TLS
+    /// origination, reachability checks). Default: the system's roots.
+    #[arg(long, env = "BURROW_EGRESS_CA_FILE")]
+    pub egress_ca_file: Option<PathBuf>,
+}
+
+fn parse_map_host(s: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (name, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=IP"))?;
+    let ip = ip
+        .parse()
+        .map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
+    if !burrow_wire::egress::valid_pattern(name) || name.starts_with("*.") {
+        return Err(format!("{s:?}: {name:?} is not a host name"));
+    }
+    Ok((name.to_ascii_lowercase(), ip))
 }
 
 /// Key-pair authentication of an agent: the values `burrow register`
@@ -422,6 +469,8 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     config.store = Some(store);
     config.max_agents = args.max_agents;
     config.audience = args.api_audience;
+    config.proxy_listen = args.proxy_listen.0;
+    config.proxy_auth = args.proxy_auth;
     config.access_token_lifetime = args.access_token_lifetime_seconds;
     config.trust = trust;
     config.require_agent_certificate = args.require_agent_certificate;
@@ -567,6 +616,19 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     c.allow = AllowList::new(args.allow);
     c.connect_timeout = args.connect_timeout_seconds;
     c.drain_timeout = args.drain_timeout_seconds;
+    c.map_hosts = args.map_hosts.into_iter().collect();
+    c.allow_link_local = args.allow_link_local;
+    let roots = match &args.egress_ca_file {
+        Some(f) => match roots_from_pem_file(f)? {
+            ServerTrust::Roots(r) => r,
+            ServerTrust::Pinned(_) => Arc::new(rustls::RootCertStore::empty()),
+        },
+        None => match system_roots() {
+            Ok(ServerTrust::Roots(r)) => r,
+            _ => Arc::new(rustls::RootCertStore::empty()),
+        },
+    };
+    c.app_tls = Some(burrow_agent::AppTls::new(roots)?);
     Ok(c)
 }
 

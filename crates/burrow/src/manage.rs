@@ -122,6 +122,58 @@ pub enum Manage {
         #[arg(long)]
         force: bool,
     },
+    /// Route an FQDN (or *.domain) through an agent: workloads reach it
+    /// through the gateway's egress proxy. Creates the rule, or updates it.
+    AddFqdn {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The agent that reaches the application.
+        #[arg(long)]
+        agent_name: String,
+        /// The application's host name, or *.domain for every host under it
+        /// (the most specific rule wins).
+        #[arg(long)]
+        fqdn: String,
+        /// Do not validate the application's certificate where Burrow itself
+        /// speaks TLS to it (TLS origination, the reachability check): for
+        /// internal-CA or self-signed certificates.
+        #[arg(long)]
+        ignore_certificate_validation_errors: bool,
+        /// TLS origination: a plain http://FQDN/ request through the proxy
+        /// reaches the application over HTTPS (port 443 unless the URL
+        /// names one).
+        #[arg(long)]
+        tls: bool,
+        /// Port the reachability check connects to (default 443).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        check_port: Option<u16>,
+        /// The check also completes a TLS handshake and validates the
+        /// certificate (always done on port 443 and for --tls rules).
+        #[arg(long)]
+        check_tls: bool,
+    },
+    /// Remove an FQDN rule: new connections to it are refused at once;
+    /// open ones go on.
+    RemoveFqdn {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The rule's FQDN, as listed.
+        #[arg(long)]
+        fqdn: String,
+        /// If given, the rule must belong to this agent.
+        #[arg(long)]
+        agent_name: Option<String>,
+    },
+    /// Show the FQDN rules: FQDN, agent, options, when changed; --check
+    /// asks each agent to resolve, connect and (for HTTPS) handshake.
+    ListFqdn {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Check each rule's application from its agent: ok, dns, refused,
+        /// timeout, certificate, ...
+        #[arg(long)]
+        check: bool,
+    },
     /// Show an agent's keys: name, algorithm, size, fingerprint, created.
     ListKeys {
         #[command(flatten)]
@@ -282,6 +334,16 @@ fn check_name(what: &str, name: &str) -> Result<(), UsageError> {
     }
 }
 
+fn check_fqdn(fqdn: &str) -> Result<(), UsageError> {
+    if burrow_wire::egress::valid_pattern(fqdn) {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "invalid FQDN {fqdn:?}: use a host name such as git.internal.example.com, or *.internal.example.com"
+        )))
+    }
+}
+
 /// The public key's PEM: the text given, or the file it names.
 fn public_key(arg: &str) -> Result<String, UsageError> {
     let pem = if arg.trim_start().starts_with("-----BEGIN") {
@@ -423,6 +485,51 @@ fn agents_table(v: &Value) -> String {
     )
 }
 
+fn rules_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let mut opts = Vec::new();
+                    if r["tls"].as_bool() == Some(true) {
+                        opts.push("tls".to_owned());
+                    }
+                    if r["ignore_certificate_validation_errors"].as_bool() == Some(true) {
+                        opts.push("ignore-certificate-validation-errors".to_owned());
+                    }
+                    if let Some(p) = r["check_port"].as_i64() {
+                        opts.push(format!("check-port={p}"));
+                    }
+                    if r["check_tls"].as_bool() == Some(true) {
+                        opts.push("check-tls".to_owned());
+                    }
+                    let mut row = vec![
+                        s(&r["fqdn"]),
+                        s(&r["agent_name"]),
+                        if opts.is_empty() {
+                            "-".into()
+                        } else {
+                            opts.join(",")
+                        },
+                        time(&r["updated_at"]),
+                    ];
+                    if !r["check"].is_null() {
+                        row.push(s(&r["check"]));
+                    }
+                    row
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let checked = rows.first().is_some_and(|r| r.len() == 5);
+    let mut header = vec!["FQDN", "AGENT", "OPTIONS", "CHANGED (UTC)"];
+    if checked {
+        header.push("CHECK");
+    }
+    table(&header, rows)
+}
+
 /// Runs a management command.
 pub async fn run(cmd: Manage) -> Result<()> {
     match cmd {
@@ -519,6 +626,74 @@ pub async fn run(cmd: Manage) -> Result<()> {
                     s(&v["links_closed"])
                 )
             });
+        }
+        Manage::AddFqdn {
+            api,
+            agent_name,
+            fqdn,
+            ignore_certificate_validation_errors,
+            tls,
+            check_port,
+            check_tls,
+        } => {
+            check_name("agent", &agent_name)?;
+            check_fqdn(&fqdn)?;
+            let a = Api::new(&api)?;
+            let v = a
+                .call(
+                    Method::PUT,
+                    &format!("/fqdn-rules/{}", fqdn.to_ascii_lowercase()),
+                    Some(json!({ "agent_name": agent_name, "tls": tls, "check_port": check_port, "check_tls": check_tls,
+                                 "ignore_certificate_validation_errors": ignore_certificate_validation_errors })),
+                )
+                .await?;
+            a.print(&v, |v| {
+                let verb = if v["created"].as_bool() == Some(true) {
+                    "added"
+                } else {
+                    "updated"
+                };
+                format!(
+                    "{verb} FQDN rule {} -> agent {}\n",
+                    s(&v["fqdn"]),
+                    s(&v["agent_name"])
+                )
+            });
+        }
+        Manage::RemoveFqdn {
+            api,
+            fqdn,
+            agent_name,
+        } => {
+            check_fqdn(&fqdn)?;
+            let fqdn = fqdn.to_ascii_lowercase();
+            let a = Api::new(&api)?;
+            if let Some(agent) = &agent_name {
+                let rules = a.call(Method::GET, "/fqdn-rules", None).await?;
+                let owner = rules
+                    .as_array()
+                    .and_then(|r| r.iter().find(|r| r["fqdn"] == fqdn.as_str()))
+                    .map(|r| s(&r["agent_name"]));
+                if let Some(owner) = owner.filter(|o| o != agent) {
+                    anyhow::bail!(
+                        "the rule for {fqdn} belongs to agent {owner}, not {agent}; nothing removed"
+                    );
+                }
+            }
+            let v = a
+                .call(Method::DELETE, &format!("/fqdn-rules/{fqdn}"), None)
+                .await?;
+            a.print(&v, |v| format!("removed FQDN rule {}\n", s(&v["fqdn"])));
+        }
+        Manage::ListFqdn { api, check } => {
+            let a = Api::new(&api)?;
+            let path = if check {
+                "/fqdn-rules?check=true"
+            } else {
+                "/fqdn-rules"
+            };
+            let v = a.call(Method::GET, path, None).await?;
+            a.print(&v, rules_table);
         }
         Manage::ListKeys { api, agent_name } => {
             check_name("agent", &agent_name)?;

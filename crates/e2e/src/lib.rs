@@ -60,6 +60,8 @@ impl Proc {
             .env("BURROW_DATA_DIR", data.path())
             .env("BURROW_LOG_FORMAT", "json")
             .env("BURROW_LOG", "info")
+            // Parallel gateways: each egress proxy on a port of its own.
+            .env("BURROW_PROXY_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

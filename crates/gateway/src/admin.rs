@@ -146,17 +146,7 @@ struct NewAgent {
 
 /// A host name, or `*.` and a domain: labels of letters, digits and `-`.
 fn check_fqdn(fqdn: &str) -> Result<(), Refusal> {
-    let name = fqdn.strip_prefix("*.").unwrap_or(fqdn);
-    let ok = !name.is_empty()
-        && fqdn.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
+    if burrow_wire::egress::valid_pattern(fqdn) {
         Ok(())
     } else {
         Err(error(
@@ -166,6 +156,24 @@ fn check_fqdn(fqdn: &str) -> Result<(), Refusal> {
             ),
         ))
     }
+}
+
+#[derive(Deserialize)]
+struct RuleReq {
+    agent_name: String,
+    #[serde(default)]
+    ignore_certificate_validation_errors: bool,
+    #[serde(default)]
+    tls: bool,
+    check_port: Option<u16>,
+    check_tls: Option<bool>,
+}
+
+fn rule_json(r: &burrow_store::FqdnRule) -> Value {
+    json!({ "fqdn": r.fqdn, "agent_name": r.agent,
+            "ignore_certificate_validation_errors": r.ignore_certificate_errors,
+            "tls": r.tls, "check_port": r.check_port, "check_tls": r.check_tls,
+            "created_at": r.created_at, "updated_at": r.updated_at })
 }
 
 #[derive(Deserialize)]
@@ -267,7 +275,11 @@ async fn serve(
                     fqdn: f.to_ascii_lowercase(),
                     agent: b.agent_name.clone(),
                     ignore_certificate_errors: false,
+                    tls: false,
+                    check_port: None,
+                    check_tls: false,
                     created_at: now_micros(),
+                    updated_at: now_micros(),
                 };
                 if let Err(e) = store.add_fqdn_rule(&rule).await {
                     // Nothing half-done: the agent goes with its rules.
@@ -391,6 +403,76 @@ async fn serve(
                 StatusCode::OK,
                 &json!({ "agent_name": name, "key_name": key, "links_closed": closed }),
             ))
+        }
+        (Method::GET, ["fqdn-rules"]) => {
+            let check = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "check=true"));
+            let rules = store.fqdn_rules().await.map_err(|e| store_error(&e))?;
+            let results = if check {
+                let checks = rules.iter().map(|r| crate::egress::check(state, r));
+                futures_util::future::join_all(checks).await
+            } else {
+                Vec::new()
+            };
+            let list: Vec<Value> = rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut v = rule_json(r);
+                    if let Some(c) = results.get(i) {
+                        v["check"] = json!(c);
+                    }
+                    v
+                })
+                .collect();
+            Ok(reply(StatusCode::OK, &json!(list)))
+        }
+        (Method::PUT, ["fqdn-rules", fqdn]) => {
+            let fqdn = fqdn.to_ascii_lowercase();
+            check_fqdn(&fqdn)?;
+            let b: RuleReq = body(req).await?;
+            check_name("agent", &b.agent_name)?;
+            if b.check_port == Some(0) {
+                return Err(error(StatusCode::BAD_REQUEST, "check_port must be 1-65535"));
+            }
+            let now = now_micros();
+            let rule = burrow_store::FqdnRule {
+                fqdn: fqdn.clone(),
+                agent: b.agent_name.clone(),
+                ignore_certificate_errors: b.ignore_certificate_validation_errors,
+                tls: b.tls,
+                check_port: b.check_port.map(i64::from),
+                check_tls: b.check_tls.unwrap_or(false),
+                created_at: now,
+                updated_at: now,
+            };
+            let created = store
+                .put_fqdn_rule(&rule)
+                .await
+                .map_err(|e| store_error(&e))?;
+            crate::egress::reload(state).await;
+            let action = if created { "add-fqdn" } else { "update-fqdn" };
+            audit(action, fqdn.clone(), format!("agent {}", b.agent_name)).await;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut v = rule_json(&rule);
+            v["created"] = json!(created);
+            Ok(reply(status, &v))
+        }
+        (Method::DELETE, ["fqdn-rules", fqdn]) => {
+            let fqdn = fqdn.to_ascii_lowercase();
+            store
+                .remove_fqdn_rule(&fqdn)
+                .await
+                .map_err(|e| store_error(&e))?;
+            crate::egress::reload(state).await;
+            audit("remove-fqdn", fqdn.clone(), String::new()).await;
+            Ok(reply(StatusCode::OK, &json!({ "fqdn": fqdn })))
         }
         (Method::POST, ["admin-keys"]) => {
             let b: NewAdminKeyReq = body(req).await?;

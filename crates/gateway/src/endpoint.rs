@@ -336,6 +336,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     let key_name = key.as_deref().unwrap_or("");
     info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, "agent link up");
     touch(&state, &agent, &hello.software_version, peer).await;
+    crate::egress::push(&state, &agent, Some(&session)).await;
     tokio::spawn(control_loop(
         state.clone(),
         agent.clone(),

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod egress;
 mod endpoint;
 mod forward;
 mod outbound;
@@ -40,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+pub use egress::ProxyAuth;
 pub use forward::{ForwardSpec, ForwardSpecError};
 pub use registry::Registry;
 pub use trust::{Trust, TrustEntry, TrustError};
@@ -102,8 +104,14 @@ pub struct GatewayConfig {
     /// How long an access token lives.
     pub access_token_lifetime: Duration,
     /// How often live links are checked against the stored keys, so a key
-    /// removed through another replica (or the database) closes its links.
+    /// removed through another replica (or the database) closes its links;
+    /// FQDN rules are re-read as often.
     pub revocation_check: Duration,
+    /// Where the egress proxy listens (HTTP CONNECT, absolute http://,
+    /// SOCKS5); `None`: no proxy.
+    pub proxy_listen: Option<SocketAddr>,
+    /// Credentials proxy clients must present.
+    pub proxy_auth: Option<ProxyAuth>,
     /// Links to keep to each listening agent.
     pub links_per_endpoint: usize,
     /// First delay before redialing a listening agent; doubles per failure.
@@ -137,6 +145,8 @@ impl GatewayConfig {
             audience: None,
             access_token_lifetime: Duration::from_secs(burrow_auth::access::DEFAULT_LIFETIME),
             revocation_check: Duration::from_secs(2),
+            proxy_listen: None,
+            proxy_auth: None,
             links_per_endpoint: 2,
             reconnect_delay: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(300),
@@ -181,6 +191,8 @@ pub(crate) struct State {
     pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
     /// Token endpoint and token checks; present with a store.
     pub(crate) identity: Option<tokens::Identity>,
+    /// FQDN rules, as last read from the store.
+    pub(crate) rules: std::sync::RwLock<Arc<Vec<burrow_store::FqdnRule>>>,
 }
 
 /// A gateway with its listeners bound.
@@ -188,6 +200,7 @@ pub struct Gateway {
     state: Arc<State>,
     tunnel: TcpListener,
     forwards: Vec<(ForwardSpec, TcpListener)>,
+    proxy: Option<TcpListener>,
 }
 
 /// Accept queue depth: bursts of new connections (a CI fleet starting, a
@@ -240,6 +253,10 @@ impl Gateway {
     /// the chosen addresses are logged and returned by the accessors.
     pub async fn bind(config: GatewayConfig, tunnel: SocketAddr) -> Result<Self, GatewayError> {
         let tunnel = bind(tunnel).await?;
+        let proxy = match config.proxy_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let mut forwards = Vec::new();
         for spec in &config.forwards {
             forwards.push((spec.clone(), bind(spec.listen).await?));
@@ -262,6 +279,7 @@ impl Gateway {
             None => None,
         };
         let state = Arc::new(State {
+            rules: std::sync::RwLock::new(Arc::new(Vec::new())),
             identity,
             acceptor,
             conn_limit: Arc::new(Semaphore::new(config.max_connections)),
@@ -275,12 +293,18 @@ impl Gateway {
             state,
             tunnel,
             forwards,
+            proxy,
         })
     }
 
     /// Where the tunnel endpoint listens.
     pub fn tunnel_addr(&self) -> std::io::Result<SocketAddr> {
         self.tunnel.local_addr()
+    }
+
+    /// Where the egress proxy listens, if it does.
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.proxy.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Where each forward listens, in configuration order.
@@ -298,7 +322,9 @@ impl Gateway {
             state,
             tunnel,
             forwards,
+            proxy,
         } = self;
+        egress::reload(&state).await;
         if let Ok(addr) = tunnel.local_addr() {
             match &state.config.tls {
                 Some(id) => info!(
@@ -323,7 +349,21 @@ impl Gateway {
             accept_loops.spawn(forward::serve(state.clone(), spec, listener));
         }
         if state.identity.is_some() {
-            accept_loops.spawn(tokens::revocation_sweep(state.clone()));
+            accept_loops.spawn(tokens::maintenance(state.clone()));
+        }
+        if let Some(listener) = proxy {
+            if let Ok(addr) = listener.local_addr() {
+                let auth = if state.config.proxy_auth.is_some() {
+                    "basic / SOCKS5 user:password"
+                } else {
+                    "none"
+                };
+                info!(%addr, client_auth = auth, "egress proxy listening (HTTP CONNECT, http:// requests, SOCKS5)");
+                if !addr.ip().is_loopback() && state.config.proxy_auth.is_none() {
+                    warn!(%addr, "the egress proxy listens beyond loopback without client credentials: anyone who reaches it may use the FQDN rules (set --proxy-auth)");
+                }
+            }
+            accept_loops.spawn(egress::serve(state.clone(), listener));
         }
         accept_loops.close();
         for ep in &state.config.agent_endpoints {

@@ -302,10 +302,11 @@ fn storage(e: &burrow_store::StoreError) -> String {
     "the gateway cannot reach its database; try again".into()
 }
 
-/// Closes live links whose key was removed, or whose agent was
+/// Every few seconds: re-reads the FQDN rules (pushing changes to agents),
+/// and closes live links whose key was removed, or whose agent was
 /// unregistered, also when that happened through another replica or
 /// straight in the database. A database error leaves links as they are.
-pub(crate) async fn revocation_sweep(state: std::sync::Arc<crate::State>) {
+pub(crate) async fn maintenance(state: std::sync::Arc<crate::State>) {
     let Some(id) = &state.identity else {
         return;
     };
@@ -316,6 +317,7 @@ pub(crate) async fn revocation_sweep(state: std::sync::Arc<crate::State>) {
             _ = state.stop_accepting.cancelled() => return,
             _ = tick.tick() => {}
         }
+        crate::egress::reload(&state).await;
         for agent in state.registry.keyed_agents() {
             let Ok(keys) = id.store.keys(&agent).await else {
                 continue;

@@ -218,8 +218,17 @@ pub struct FqdnRule {
     pub agent: String,
     /// Skip certificate validation towards the target.
     pub ignore_certificate_errors: bool,
+    /// The agent may originate TLS: a plain `http://` request through the
+    /// proxy reaches the application over HTTPS.
+    pub tls: bool,
+    /// Port the reachability check probes (default 443).
+    pub check_port: Option<i64>,
+    /// The check also completes a TLS handshake (always on port 443).
+    pub check_tls: bool,
     /// When it was added.
     pub created_at: i64,
+    /// When it last changed.
+    pub updated_at: i64,
 }
 
 /// One audit record.
@@ -628,7 +637,7 @@ impl Store {
         }
     }
 
-    /// Adds an FQDN rule.
+    /// Adds an FQDN rule; refuses one that exists.
     pub async fn add_fqdn_rule(&self, rule: &FqdnRule) -> Result<()> {
         if self.agent(&rule.agent).await?.is_none() {
             return Err(StoreError::NotFound {
@@ -637,12 +646,16 @@ impl Store {
             });
         }
         let r = sqlx::query(
-            "INSERT INTO fqdn_rules (fqdn, agent, ignore_certificate_errors, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO fqdn_rules (fqdn, agent, ignore_certificate_errors, tls, check_port, check_tls, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&rule.fqdn)
         .bind(&rule.agent)
         .bind(i64::from(rule.ignore_certificate_errors))
+        .bind(i64::from(rule.tls))
+        .bind(rule.check_port)
+        .bind(i64::from(rule.check_tls))
         .bind(rule.created_at)
+        .bind(rule.updated_at)
         .execute(&self.pool)
         .await;
         match r {
@@ -654,7 +667,49 @@ impl Store {
         }
     }
 
-    /// Every FQDN rule, by name.
+    /// Creates or replaces the rule for `rule.fqdn`; returns true if it was
+    /// created. A rule's creation time survives updates.
+    pub async fn put_fqdn_rule(&self, rule: &FqdnRule) -> Result<bool> {
+        if self.agent(&rule.agent).await?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "agent",
+                name: rule.agent.clone(),
+            });
+        }
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE fqdn_rules SET agent = $1, ignore_certificate_errors = $2, tls = $3, check_port = $4, check_tls = $5, updated_at = $6 WHERE fqdn = $7",
+        )
+        .bind(&rule.agent)
+        .bind(i64::from(rule.ignore_certificate_errors))
+        .bind(i64::from(rule.tls))
+        .bind(rule.check_port)
+        .bind(i64::from(rule.check_tls))
+        .bind(rule.updated_at)
+        .bind(&rule.fqdn)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            sqlx::query(
+                "INSERT INTO fqdn_rules (fqdn, agent, ignore_certificate_errors, tls, check_port, check_tls, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&rule.fqdn)
+            .bind(&rule.agent)
+            .bind(i64::from(rule.ignore_certificate_errors))
+            .bind(i64::from(rule.tls))
+            .bind(rule.check_port)
+            .bind(i64::from(rule.check_tls))
+            .bind(rule.created_at)
+            .bind(rule.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n == 0)
+    }
+
+    /// Every FQDN rule, by FQDN.
     pub async fn fqdn_rules(&self) -> Result<Vec<FqdnRule>> {
         sqlx::query("SELECT * FROM fqdn_rules ORDER BY fqdn")
             .fetch_all(&self.pool)
@@ -666,13 +721,17 @@ impl Store {
                     agent: r.try_get("agent")?,
                     ignore_certificate_errors: r.try_get::<i64, _>("ignore_certificate_errors")?
                         != 0,
+                    tls: r.try_get::<i64, _>("tls")? != 0,
+                    check_port: r.try_get("check_port")?,
+                    check_tls: r.try_get::<i64, _>("check_tls")? != 0,
                     created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
                 })
             })
             .collect()
     }
 
-    /// Removes an FQDN rule.
+    /// Removes the rule for `fqdn`.
     pub async fn remove_fqdn_rule(&self, fqdn: &str) -> Result<()> {
         let n = sqlx::query("DELETE FROM fqdn_rules WHERE fqdn = $1")
             .bind(fqdn)

@@ -16,10 +16,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "settings",
         include_str!("../migrations/0002_settings.sql"),
     ),
+    (
+        3,
+        "fqdn_options",
+        include_str!("../migrations/0003_fqdn_options.sql"),
+    ),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Arbitrary, fixed: the advisory lock id for migrations.
 const PG_LOCK: i64 = 0x6275_7272_6f77;

@@ -117,7 +117,11 @@ async fn exercise(s: &Store) {
         fqdn: "git.internal.example".into(),
         agent: "edge-1".into(),
         ignore_certificate_errors: true,
+        tls: false,
+        check_port: None,
+        check_tls: false,
         created_at: now_micros(),
+        updated_at: now_micros(),
     };
     s.add_fqdn_rule(&rule).await.unwrap();
     assert!(matches!(
@@ -125,6 +129,36 @@ async fn exercise(s: &Store) {
         StoreError::Exists { .. }
     ));
     assert_eq!(s.fqdn_rules().await.unwrap(), vec![rule.clone()]);
+    // Put: update in place (creation time kept), or create.
+    let changed = FqdnRule {
+        ignore_certificate_errors: false,
+        tls: true,
+        check_port: Some(8443),
+        created_at: rule.created_at + 5,
+        updated_at: rule.updated_at + 5,
+        ..rule.clone()
+    };
+    assert!(!s.put_fqdn_rule(&changed).await.unwrap());
+    let got = s.fqdn_rules().await.unwrap();
+    assert_eq!(
+        (got[0].tls, got[0].check_port, got[0].created_at),
+        (true, Some(8443), rule.created_at)
+    );
+    let wild = FqdnRule {
+        fqdn: "*.lan".into(),
+        ..changed.clone()
+    };
+    assert!(s.put_fqdn_rule(&wild).await.unwrap());
+    assert_eq!(s.fqdn_rules().await.unwrap().len(), 2);
+    let ghost = FqdnRule {
+        agent: "ghost".into(),
+        ..wild.clone()
+    };
+    assert!(matches!(
+        s.put_fqdn_rule(&ghost).await.unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+    s.remove_fqdn_rule("*.lan").await.unwrap();
 
     // Unregistering takes keys and rules along.
     s.delete_agent("edge-1").await.unwrap();

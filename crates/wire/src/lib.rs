@@ -19,6 +19,7 @@ use bytes::{Buf, BufMut, Bytes};
 
 #[cfg(feature = "codec")]
 mod codec;
+pub mod egress;
 mod frame;
 mod hello;
 
@@ -36,6 +37,9 @@ pub mod control {
     pub const DRAINING: u16 = 1;
     /// Gateway to agent: no stream will be opened on this link any more.
     pub const DRAINING_ACK: u16 = 2;
+    /// Gateway to agent: the FQDN rules that give this agent egress
+    /// targets (replacing any earlier list; see [`crate::egress`]).
+    pub const RULES: u16 = 3;
 }
 
 /// Version of the frame protocol spoken by this build.

@@ -10,6 +10,7 @@
 //!   did not.
 //! - [`server_config`] / [`client_config`]: the rustls configurations.
 
+mod app;
 mod identity;
 mod thumbprint;
 mod verify;
@@ -22,6 +23,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
 
+pub use app::AppTls;
 pub use identity::{
     Identity, IdentitySource, LiveIdentity, ensure_dir, generated_paths, thumbprint_of_pem_file,
 };

@@ -1,0 +1,448 @@
+//! Egress streams: connections the gateway's proxy asks for by FQDN.
+//!
+//! The agent serves one only if the FQDN rules the gateway gave it match
+//! the host (a gateway cannot make it an open proxy by accident), never to
+//! a link-local or cloud metadata address (unless allowed), and can speak
+//! TLS to the application itself (TLS origination) or run a reachability
+//! check and report the result instead of relaying.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use burrow_mux::{MuxStream, ResetCode, pump};
+use burrow_wire::egress::{AgentRule, Target, best_match};
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tracing::{debug, warn};
+
+use crate::AgentState;
+
+/// Is `ip` link-local or a cloud metadata address (169.254.0.0/16,
+/// fe80::/10, fd00:ec2::254)?
+pub fn is_link_local_or_metadata(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            let metadata: std::net::Ipv6Addr =
+                std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+            v6 == metadata
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+    }
+}
+
+/// What went wrong reaching an application, as a check reports it.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    NotAllowed(String),
+    Dns(String),
+    Refused(String),
+    Timeout,
+    Unreachable(String),
+    Certificate(String),
+    Tls(String),
+}
+
+impl Failure {
+    fn code(&self) -> ResetCode {
+        match self {
+            Failure::NotAllowed(_) => ResetCode::NotAllowed,
+            Failure::Refused(_) => ResetCode::Refused,
+            _ => ResetCode::Unreachable,
+        }
+    }
+
+    /// One line: `kind: detail`.
+    pub(crate) fn line(&self) -> String {
+        match self {
+            Failure::NotAllowed(d) => format!("not-allowed: {d}"),
+            Failure::Dns(d) => format!("dns: {d}"),
+            Failure::Refused(d) => format!("refused: {d}"),
+            Failure::Timeout => "timeout".into(),
+            Failure::Unreachable(d) => format!("unreachable: {d}"),
+            Failure::Certificate(d) => format!("certificate: {d}"),
+            Failure::Tls(d) => format!("tls: {d}"),
+        }
+    }
+}
+
+fn rule_for(state: &AgentState, host: &str) -> Option<AgentRule> {
+    let rules = state.rules.read().unwrap_or_else(|p| p.into_inner());
+    best_match(rules.iter().map(|r| (r.pattern.as_str(), r)), host).map(|(_, r)| r.clone())
+}
+
+/// Resolves (through the host map first), drops forbidden addresses.
+async fn resolve(state: &AgentState, host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+    let addrs: Vec<SocketAddr> = if let Some(ip) = state.config.map_hosts.get(host) {
+        vec![SocketAddr::new(*ip, port)]
+    } else if let Ok(ip) = host.parse::<IpAddr>() {
+        vec![SocketAddr::new(ip, port)]
+    } else {
+        let lookup = tokio::net::lookup_host((host, port));
+        match tokio::time::timeout(state.config.connect_timeout, lookup).await {
+            Ok(Ok(a)) => a.collect(),
+            Ok(Err(e)) => return Err(Failure::Dns(format!("cannot resolve {host}: {e}"))),
+            Err(_) => return Err(Failure::Dns(format!("resolving {host} timed out"))),
+        }
+    };
+    if addrs.is_empty() {
+        return Err(Failure::Dns(format!("{host} has no address")));
+    }
+    if state.config.allow_link_local {
+        return Ok(addrs);
+    }
+    let (blocked, ok): (Vec<_>, Vec<_>) = addrs
+        .into_iter()
+        .partition(|a| is_link_local_or_metadata(a.ip()));
+    if ok.is_empty() {
+        let ip = blocked
+            .first()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        return Err(Failure::NotAllowed(format!(
+            "{host} resolves to {ip}, a link-local or cloud metadata address; the agent never connects there (--allow-link-local to override)"
+        )));
+    }
+    Ok(ok)
+}
+
+async fn connect(
+    state: &AgentState,
+    host: &str,
+    addrs: &[SocketAddr],
+) -> Result<TcpStream, Failure> {
+    let mut last = Failure::Unreachable(format!("{host}: no address"));
+    for a in addrs {
+        match tokio::time::timeout(state.config.connect_timeout, TcpStream::connect(a)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = Failure::Refused(format!("{host} ({a}) refused the connection"));
+            }
+            Ok(Err(e)) => last = Failure::Unreachable(format!("{host} ({a}): {e}")),
+            Err(_) => last = Failure::Timeout,
+        }
+    }
+    Err(last)
+}
+
+async fn handshake(
+    state: &AgentState,
+    host: &str,
+    insecure: bool,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+    let tls = state.config.app_tls.as_ref().ok_or_else(|| {
+        Failure::Tls("this agent has no CA roots for applications (--egress-ca-file)".into())
+    })?;
+    let cfg = if insecure {
+        tls.insecure.clone()
+    } else {
+        tls.validating.clone()
+    };
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| Failure::Tls(format!("{host} is not a TLS server name: {e}")))?;
+    match tokio::time::timeout(
+        state.config.connect_timeout,
+        TlsConnector::from(cfg).connect(name, tcp),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => {
+            let cert = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+            if cert {
+                Err(Failure::Certificate(format!(
+                    "{host}: {e} (for an internal CA give the agent --egress-ca-file, or mark the rule --ignore-certificate-validation-errors)"
+                )))
+            } else {
+                Err(Failure::Tls(format!("{host}: {e}")))
+            }
+        }
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+enum Connected {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+async fn reach(state: &AgentState, t: &Target) -> Result<Connected, Failure> {
+    let Some(rule) = rule_for(state, &t.host) else {
+        return Err(Failure::NotAllowed(format!(
+            "no FQDN rule of the gateway gives this agent {}",
+            t.host
+        )));
+    };
+    if !t.check && t.tls && !rule.tls {
+        return Err(Failure::NotAllowed(format!(
+            "the rule for {} does not allow TLS origination",
+            t.host
+        )));
+    }
+    if t.insecure && !rule.insecure {
+        return Err(Failure::NotAllowed(format!(
+            "the rule for {} does not allow skipping certificate validation",
+            t.host
+        )));
+    }
+    let addrs = resolve(state, &t.host, t.port).await?;
+    let tcp = connect(state, &t.host, &addrs).await?;
+    let _ = tcp.set_nodelay(true);
+    if t.tls {
+        return Ok(Connected::Tls(Box::new(
+            handshake(state, &t.host, t.insecure, tcp).await?,
+        )));
+    }
+    Ok(Connected::Plain(tcp))
+}
+
+/// Copies both ways between the stream and the application's TLS
+/// connection, half-closing each side at its EOF. Many servers close
+/// without a TLS close_notify; that counts as a clean end of the response,
+/// as browsers and curl treat it.
+async fn relay_tls(
+    stream: MuxStream,
+    tls: tokio_rustls::client::TlsStream<TcpStream>,
+) -> (std::io::Result<u64>, std::io::Result<u64>) {
+    use tokio::io::AsyncWriteExt as _;
+    let (mut sr, mut sw) = tokio::io::split(stream);
+    let (mut tr, mut tw) = tokio::io::split(tls);
+    let from_app = async {
+        let n = match tokio::io::copy(&mut tr, &mut sw).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e),
+        };
+        sw.shutdown().await?;
+        Ok(n)
+    };
+    let to_app = async {
+        let n = tokio::io::copy(&mut sr, &mut tw).await?;
+        tw.shutdown().await?;
+        Ok(n)
+    };
+    tokio::join!(from_app, to_app)
+}
+
+/// Serves one egress stream.
+pub(crate) async fn serve(state: Arc<AgentState>, stream: MuxStream, t: Target) {
+    let result = reach(&state, &t).await;
+    if t.check {
+        let line = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(f) => f.line(),
+        };
+        debug!(host = %t.host, port = t.port, result = %line, "reachability check");
+        if stream.confirm_opened().await.is_ok() {
+            let _ = stream.send(Bytes::from(format!("{line}\n"))).await;
+            let _ = stream.finish().await;
+            // Wait for the gateway's end, so the stream closes cleanly
+            // instead of being reset (which would discard the answer).
+            let _ = tokio::time::timeout(state.config.connect_timeout, async {
+                while let Ok(Some(_)) = stream.recv().await {}
+            })
+            .await;
+        }
+        return;
+    }
+    let conn = match result {
+        Ok(c) => c,
+        Err(f) => {
+            warn!(host = %t.host, port = t.port, reason = %f.line(), "refused egress stream");
+            stream.reset(f.code());
+            return;
+        }
+    };
+    if stream.confirm_opened().await.is_err() {
+        return;
+    }
+    match conn {
+        Connected::Plain(tcp) => {
+            let out = pump(stream, tcp).await;
+            debug!(up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "egress stream closed");
+        }
+        Connected::Tls(tls) => {
+            let (up, down) = relay_tls(stream, *tls).await;
+            debug!(up = ?up, down = ?down, "egress TLS stream closed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_and_metadata_addresses_are_recognised() {
+        for ip in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(
+                is_link_local_or_metadata(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))),
+                "{ip}"
+            );
+        }
+        for ip in ["127.0.0.1", "10.0.0.5", "fd00:ec2::253", "::1", "8.8.8.8"] {
+            assert!(
+                !is_link_local_or_metadata(ip.parse().unwrap_or(IpAddr::from([169, 254, 0, 1]))),
+                "{ip}"
+            );
+        }
+    }
+
+    /// The agent end of a link over an in-memory pipe, and the gateway's.
+    fn linked(state: &Arc<AgentState>) -> burrow_mux::Session {
+        use tokio_util::codec::{FramedRead, FramedWrite};
+        let (a, b) = tokio::io::duplex(256 * 1024);
+        let (ar, aw) = tokio::io::split(a);
+        let link = burrow_transport::Link {
+            reader: Box::pin(FramedRead::new(ar, burrow_wire::FrameCodec)),
+            writer: Box::pin(FramedWrite::new(aw, burrow_wire::FrameCodec)),
+            peer: None,
+            peer_cert: None,
+        };
+        let st = state.clone();
+        tokio::spawn(async move { crate::link::serve(&st, link).await });
+        let (br, bw) = tokio::io::split(b);
+        let (gw, _incoming) = burrow_mux::Session::new(
+            FramedRead::new(br, burrow_wire::FrameCodec),
+            FramedWrite::new(bw, burrow_wire::FrameCodec),
+            burrow_mux::Config {
+                dialer: false,
+                heartbeat: None,
+                ..burrow_mux::Config::default()
+            },
+        );
+        gw
+    }
+
+    async fn open(
+        gw: &burrow_mux::Session,
+        target: &str,
+    ) -> Result<MuxStream, burrow_mux::MuxError> {
+        let s = gw.open_with_ack(target).await?;
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.opened())
+            .await
+            .map_err(|_| burrow_mux::MuxError::Reset(ResetCode::Cancelled))??;
+        Ok(s)
+    }
+
+    #[tokio::test]
+    async fn the_agent_serves_only_what_the_gateways_rules_give_it() {
+        use burrow_wire::egress::{AgentRule, encode_rules};
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let echo_port = echo.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mode = crate::AgentMode::Listen {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            gateway: Vec::new(),
+        };
+        let mut config = crate::AgentConfig::new(mode, None, "edge".into());
+        config
+            .map_hosts
+            .insert("allowed.test".into(), IpAddr::from([127, 0, 0, 1]));
+        config
+            .map_hosts
+            .insert("meta.test".into(), IpAddr::from([169, 254, 169, 254]));
+        let state = AgentState::new(config);
+        let gw = linked(&state);
+        let code = |r: Result<MuxStream, burrow_mux::MuxError>| match r {
+            Err(burrow_mux::MuxError::Reset(c)) => Some(c),
+            _ => None,
+        };
+        // Before any rules: nothing.
+        let t = format!("egress:allowed.test:{echo_port}");
+        assert_eq!(code(open(&gw, &t).await), Some(ResetCode::NotAllowed));
+        let rules = vec![
+            AgentRule {
+                pattern: "allowed.test".into(),
+                tls: false,
+                insecure: false,
+            },
+            AgentRule {
+                pattern: "meta.test".into(),
+                tls: false,
+                insecure: false,
+            },
+        ];
+        gw.send_control(
+            burrow_wire::control::RULES,
+            Bytes::from(encode_rules(&rules)),
+        )
+        .await
+        .expect("rules");
+        for _ in 0..500 {
+            if state.rules.read().map(|r| r.len()).unwrap_or(0) == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        // Allowed: relayed.
+        let s = open(&gw, &t).await.expect("allowed");
+        s.send(Bytes::from_static(b"ping")).await.expect("send");
+        assert_eq!(s.recv().await.expect("recv").as_deref(), Some(&b"ping"[..]));
+        // A host the rules do not name, TLS origination the rule does not
+        // allow, a metadata address, a refused port, a malformed target.
+        assert_eq!(
+            code(open(&gw, &format!("egress:other.test:{echo_port}")).await),
+            Some(ResetCode::NotAllowed)
+        );
+        assert_eq!(
+            code(open(&gw, &format!("egress:allowed.test:{echo_port};tls")).await),
+            Some(ResetCode::NotAllowed)
+        );
+        assert_eq!(
+            code(open(&gw, "egress:meta.test:80").await),
+            Some(ResetCode::NotAllowed)
+        );
+        assert_eq!(
+            code(open(&gw, &format!("egress:allowed.test:{closed}")).await),
+            Some(ResetCode::Refused)
+        );
+        assert_eq!(
+            code(open(&gw, "egress:allowed.test").await),
+            Some(ResetCode::NotAllowed)
+        );
+        // A fixed-forward target is still governed by the (empty) allow-list.
+        assert_eq!(
+            code(open(&gw, &format!("127.0.0.1:{echo_port}")).await),
+            Some(ResetCode::NotAllowed)
+        );
+        // Rules withdrawn: refused again.
+        gw.send_control(burrow_wire::control::RULES, Bytes::new())
+            .await
+            .expect("rules");
+        for _ in 0..500 {
+            if state.rules.read().map(|r| r.is_empty()).unwrap_or(false) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert_eq!(code(open(&gw, &t).await), Some(ResetCode::NotAllowed));
+    }
+}

@@ -1,0 +1,938 @@
+//! Egress by FQDN end to end: real clients (git, pip, curl, swaks) reach
+//! private applications by name through the gateway's proxy and an agent,
+//! everything on loopback; the agent resolves the private names with its
+//! own host map (`--map-host`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use burrow_e2e::servers;
+use burrow_e2e::{Proc, addr_field};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+fn admin_key() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let hex: String = (0..12)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect();
+    let secret: String = (0..43)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect();
+    format!("bk_{hex}_{secret}")
+}
+
+async fn run(
+    cmd: &str,
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<(i32, String, String)> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(cmd)
+            .args(args)
+            .current_dir(dir)
+            // Only what the test gives: no CA bundle, proxy or pip
+            // settings from the machine.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .with_context(|| format!("{cmd} {args:?} hung"))?
+    .with_context(|| format!("{cmd} must be installed"))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+async fn must(cmd: &str, args: &[&str], dir: &Path) -> Result<String> {
+    let (code, out, err) = run(cmd, args, dir, &[]).await?;
+    if code != 0 {
+        bail!("{cmd} {args:?} exited {code}: {err}");
+    }
+    Ok(out)
+}
+
+/// A gateway, one registered agent running with key-pair auth, and the
+/// egress proxy's address.
+struct Setup {
+    gateway: Proc,
+    agent: Option<Proc>,
+    proxy: SocketAddr,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.args(args).env_clear().envs(env);
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await??;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    async fn ok(&self, args: &[&str]) -> Result<String> {
+        let (code, out, err) = self.cli(args).await?;
+        if code != 0 {
+            bail!("burrow {args:?} exited {code}: {err}");
+        }
+        Ok(out)
+    }
+
+    async fn add_fqdn(&self, fqdn: &str, extra: &[&str]) -> Result<()> {
+        let mut a = vec!["add-fqdn", "--agent-name", "edge", "--fqdn", fqdn];
+        a.extend_from_slice(extra);
+        self.ok(&a).await.map(|_| ())
+    }
+
+    fn proxy_url(&self) -> String {
+        format!("http://{}", self.proxy)
+    }
+}
+
+/// Starts the gateway (with `gw_extra` flags), registers agent `edge` and,
+/// if `run_agent`, runs it with `agent_extra` flags.
+async fn setup(gw_extra: &[&str], agent_extra: &[&str], run_agent: bool) -> Result<Setup> {
+    let dir = tempfile::tempdir()?;
+    let admin = admin_key();
+    let mut args = s(&["gateway", "--listen", "127.0.0.1:0"]);
+    args.extend(s(gw_extra));
+    let data = dir.path().join("gw").display().to_string();
+    let mut gateway = Proc::spawn(
+        "gateway",
+        &bin(),
+        &args,
+        &[("BURROW_DATA_DIR", &data), ("BURROW_ADMIN_KEY", &admin)],
+    )?;
+    let listening = gateway.wait_log("tunnel endpoint listening").await?;
+    let addr = addr_field(&listening, "addr")?;
+    let thumbprint = listening["thumbprint"].as_str().unwrap().to_owned();
+    let proxy = addr_field(&gateway.wait_log("egress proxy listening").await?, "addr")?;
+    let env = vec![
+        (
+            "CONNECT_URL".to_owned(),
+            format!("wss://127.0.0.1:{}/connect", addr.port()),
+        ),
+        ("BURROW_ADMIN_KEY".to_owned(), admin),
+        ("GATEWAY_THUMBPRINT".to_owned(), thumbprint.clone()),
+    ];
+    let mut st = Setup {
+        gateway,
+        agent: None,
+        proxy,
+        env,
+        dir,
+    };
+    let out_dir = st.dir.path().display().to_string();
+    st.ok(&["keygen", "--agent-name", "edge", "--out-dir", &out_dir])
+        .await?;
+    let key = st.dir.path().join("ConnectionAgent-edge.pem.pub");
+    let printed = st
+        .ok(&[
+            "register",
+            "--agent-name",
+            "edge",
+            "--key-name",
+            "k1",
+            "--public-key",
+            &key.display().to_string(),
+        ])
+        .await?;
+    if run_agent {
+        let mut env: Vec<(String, String)> = printed
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        env.push(("GATEWAY_THUMBPRINT".into(), thumbprint));
+        let private = st
+            .dir
+            .path()
+            .join("ConnectionAgent-edge.pem")
+            .display()
+            .to_string();
+        env.push(("AUTH_SERVER_PRIVATE_KEY_PEM_PATH".into(), private));
+        let env_ref: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mark = st.gateway.mark();
+        let agent = Proc::spawn(
+            "agent",
+            &bin(),
+            &s(&["run"])
+                .into_iter()
+                .chain(s(agent_extra))
+                .collect::<Vec<_>>(),
+            &env_ref,
+        )?;
+        st.gateway
+            .wait_log_after(mark, "agent link up", |v| v["links"] == 2)
+            .await?;
+        st.agent = Some(agent);
+    }
+    Ok(st)
+}
+
+/// A private CA and a server certificate it signed for the private names
+/// the tests use; returns (CA, certificate, key).
+async fn cert(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    must(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+        dir,
+    )
+    .await?;
+    must(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=internal.test",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "srv.csr",
+        ],
+        dir,
+    )
+    .await?;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:git.internal.test,DNS:pypi.internal.test,DNS:web.internal.test,DNS:tls.internal.test,DNS:selfsigned.internal.test\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )?;
+    must(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ],
+        dir,
+    )
+    .await?;
+    Ok((
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ))
+}
+
+const STATIC_SERVER: &str = r#"
+import functools, http.server, ssl, sys
+root, cert, key = sys.argv[1], sys.argv[2], sys.argv[3]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+if cert != "-":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+/// A static file server (Python's http.server) on 127.0.0.1, HTTPS with
+/// `tls`, serving `root`. Returns the child and its port.
+async fn static_server(
+    root: &Path,
+    tls: Option<(&Path, &Path)>,
+) -> Result<(tokio::process::Child, u16)> {
+    let (c, k) = tls.map_or(("-".to_owned(), "-".to_owned()), |(c, k)| {
+        (c.display().to_string(), k.display().to_string())
+    });
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", STATIC_SERVER, &root.display().to_string(), &c, &k])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    tokio::time::timeout(Duration::from_secs(20), out.read_line(&mut line)).await??;
+    Ok((child, line.trim().parse().context("server port")?))
+}
+
+#[tokio::test]
+async fn git_clones_over_https_through_the_proxy_and_checks_report_each_failure() -> Result<()> {
+    let pre = tempfile::tempdir()?;
+    let (ca_path, c, k) = cert(pre.path()).await?;
+    let ca = ca_path.display().to_string();
+    let st = setup(
+        &[],
+        &["--map-host", "git.internal.test=127.0.0.1,closed.internal.test=127.0.0.1,selfsigned.internal.test=127.0.0.1", "--egress-ca-file", &ca],
+        true,
+    )
+    .await?;
+    let d = st.dir.path();
+    // A repository with one commit, served by "dumb HTTP" over HTTPS.
+    let work = d.join("work");
+    std::fs::create_dir_all(&work)?;
+    must("git", &["init", "-q", "-b", "main"], &work).await?;
+    std::fs::write(work.join("README"), "hello through the tunnel\n")?;
+    must("git", &["add", "README"], &work).await?;
+    must(
+        "git",
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.test",
+            "commit",
+            "-qm",
+            "first",
+        ],
+        &work,
+    )
+    .await?;
+    let served = d.join("served");
+    std::fs::create_dir_all(&served)?;
+    must(
+        "git",
+        &["clone", "-q", "--bare", "work", "served/repo.git"],
+        d,
+    )
+    .await?;
+    must(
+        "git",
+        &["--git-dir", "served/repo.git", "update-server-info"],
+        d,
+    )
+    .await?;
+    let (_srv, port) = static_server(&served, Some((&c, &k))).await?;
+
+    // Without a rule the proxy refuses the name.
+    let url = format!("https://git.internal.test:{port}/repo.git");
+    let proxy = st.proxy_url();
+    let env = [
+        ("https_proxy", proxy.as_str()),
+        ("GIT_SSL_CAINFO", ca.as_str()),
+        ("GIT_TERMINAL_PROMPT", "0"),
+    ];
+    let (code, _, err) = run("git", &["clone", "-q", &url, "refused"], d, &env).await?;
+    assert_ne!(code, 0, "cloned without a rule");
+    assert!(err.contains("403"), "{err}");
+
+    st.add_fqdn(
+        "git.internal.test",
+        &["--check-port", &port.to_string(), "--check-tls"],
+    )
+    .await?;
+    let (code, _, err) = run("git", &["clone", "-q", &url, "cloned"], d, &env).await?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("cloned/README"))?,
+        "hello through the tunnel\n"
+    );
+
+    // Reachability checks: ok, DNS failure, refused, certificate problem.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    st.add_fqdn("nowhere.invalid", &[]).await?;
+    st.add_fqdn(
+        "closed.internal.test",
+        &["--check-port", &closed.to_string()],
+    )
+    .await?;
+    // A second HTTPS server whose certificate the agent does not trust.
+    let other = tempfile::tempdir()?;
+    let (_, c2, k2) = cert(other.path()).await?;
+    let (_srv2, port2) = static_server(&served, Some((&c2, &k2))).await?;
+    st.add_fqdn(
+        "selfsigned.internal.test",
+        &["--check-port", &port2.to_string(), "--check-tls"],
+    )
+    .await?;
+    st.add_fqdn("*.wild.internal.test", &[]).await?;
+    let out = st.ok(&["list-fqdn", "--check", "--json"]).await?;
+    let rules: Value = serde_json::from_str(&out)?;
+    let check = |fqdn: &str| {
+        rules
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["fqdn"] == fqdn))
+            .map(|r| r["check"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(check("git.internal.test"), "ok", "{out}");
+    assert!(check("nowhere.invalid").starts_with("dns:"), "{out}");
+    assert!(
+        check("closed.internal.test").starts_with("refused:"),
+        "{out}"
+    );
+    assert!(
+        check("selfsigned.internal.test").starts_with("certificate:"),
+        "{out}"
+    );
+    assert!(
+        check("*.wild.internal.test").starts_with("skipped"),
+        "{out}"
+    );
+    // Marked --ignore-certificate-validation-errors, the same server is ok.
+    st.add_fqdn(
+        "selfsigned.internal.test",
+        &[
+            "--check-port",
+            &port2.to_string(),
+            "--check-tls",
+            "--ignore-certificate-validation-errors",
+        ],
+    )
+    .await?;
+    let out = st.ok(&["list-fqdn", "--check"]).await?;
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("selfsigned.internal.test"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("ignore-certificate-validation-errors") && line.trim_end().ends_with("ok"),
+        "{out}"
+    );
+    assert!(out.starts_with("FQDN"), "{out}");
+    Ok(())
+}
+
+/// A pure-Python wheel, made here (no network, no build tools).
+const MAKE_WHEEL: &str = r#"
+import base64, hashlib, os, sys, zipfile
+out = sys.argv[1]
+name = "burrowdemo-0.1-py3-none-any.whl"
+files = {
+    "burrowdemo/__init__.py": b"GREETING = 'installed through the tunnel'\n",
+    "burrowdemo-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: burrowdemo\nVersion: 0.1\n",
+    "burrowdemo-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = ""
+for path, data in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record += f"{path},sha256={digest},{len(data)}\n"
+record += "burrowdemo-0.1.dist-info/RECORD,,\n"
+os.makedirs(os.path.join(out, "simple", "burrowdemo"), exist_ok=True)
+with zipfile.ZipFile(os.path.join(out, "simple", "burrowdemo", name), "w") as z:
+    for path, data in files.items():
+        z.writestr(path, data)
+    z.writestr("burrowdemo-0.1.dist-info/RECORD", record)
+with open(os.path.join(out, "simple", "burrowdemo", "index.html"), "w") as f:
+    f.write(f'<html><body><a href="{name}">{name}</a></body></html>\n')
+"#;
+
+#[tokio::test]
+async fn pip_installs_from_a_private_https_index_through_the_proxy() -> Result<()> {
+    let pre = tempfile::tempdir()?;
+    let (ca, c, k) = cert(pre.path()).await?;
+    let st = setup(&[], &["--map-host", "pypi.internal.test=127.0.0.1"], true).await?;
+    let d = st.dir.path();
+    let index = d.join("index");
+    must(
+        "python3",
+        &["-c", MAKE_WHEEL, &index.display().to_string()],
+        d,
+    )
+    .await?;
+    let (_srv, port) = static_server(&index, Some((&c, &k))).await?;
+    st.add_fqdn("pypi.internal.test", &[]).await?;
+    let target = d.join("site");
+    let (code, out, err) = run(
+        "python3",
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--index-url",
+            &format!("https://pypi.internal.test:{port}/simple/"),
+            "--cert",
+            &ca.display().to_string(),
+            "--proxy",
+            &st.proxy_url(),
+            "--target",
+            &target.display().to_string(),
+            "burrowdemo",
+        ],
+        d,
+        &[("PIP_CONFIG_FILE", "/dev/null")],
+    )
+    .await?;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let installed = std::fs::read_to_string(target.join("burrowdemo/__init__.py"))?;
+    assert!(installed.contains("installed through the tunnel"));
+    Ok(())
+}
+
+const SMTP_SERVER: &str = r#"
+import asyncio, sys
+from aiosmtpd.smtp import SMTP
+class Keep:
+    async def handle_DATA(self, server, session, envelope):
+        with open(sys.argv[1], "wb") as f:
+            f.write(envelope.content)
+        return "250 OK kept"
+async def main():
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(lambda: SMTP(Keep()), "127.0.0.1", 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
+asyncio.run(main())
+"#;
+
+#[tokio::test]
+async fn swaks_sends_mail_through_socks5_with_remote_name_resolution() -> Result<()> {
+    let st = setup(&[], &["--map-host", "smtp.internal.test=127.0.0.1"], true).await?;
+    let d = st.dir.path();
+    let kept = d.join("message.eml");
+    let mut smtp = tokio::process::Command::new("python3")
+        .args(["-c", SMTP_SERVER, &kept.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("python3 with aiosmtpd (pip install aiosmtpd)")?;
+    let mut line = String::new();
+    BufReader::new(smtp.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await?;
+    let port: u16 = line
+        .trim()
+        .parse()
+        .context("aiosmtpd did not start (pip install aiosmtpd)")?;
+    st.add_fqdn("smtp.internal.test", &[]).await?;
+    // swaks speaks SMTP over ncat's SOCKS5 connection; the name is
+    // resolved by the agent (--proxy-dns remote), not here.
+    let pipe = format!(
+        "ncat --proxy {} --proxy-type socks5 --proxy-dns remote smtp.internal.test {port}",
+        st.proxy
+    );
+    let (code, out, err) = run(
+        "swaks",
+        &[
+            "--pipe",
+            &pipe,
+            "--to",
+            "ops@internal.test",
+            "--from",
+            "ci@example.test",
+            "--helo",
+            "ci.example.test",
+            "--header",
+            "Subject: through the tunnel",
+            "--body",
+            "Burrow carried this message intact.",
+        ],
+        d,
+        &[],
+    )
+    .await?;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("250 OK kept"), "{out}");
+    let msg = std::fs::read_to_string(&kept)?;
+    assert!(
+        msg.contains("Subject: through the tunnel")
+            && msg.contains("Burrow carried this message intact."),
+        "{msg}"
+    );
+    Ok(())
+}
+
+/// Opens a CONNECT tunnel by hand; returns the stream after `200`, or the
+/// status line and body of a refusal.
+async fn connect_via(
+    proxy: SocketAddr,
+    target: &str,
+    auth: Option<&str>,
+) -> Result<std::result::Result<TcpStream, (u16, String)>> {
+    let mut s = TcpStream::connect(proxy).await?;
+    let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(a) = auth {
+        use base64::Engine as _;
+        req.push_str(&format!(
+            "Proxy-Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(a)
+        ));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await? == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let status: u16 = text.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    if status == 200 {
+        return Ok(Ok(s));
+    }
+    let mut body = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut body)).await;
+    Ok(Err((status, body)))
+}
+
+async fn echo_over(s: &mut TcpStream, msg: &[u8]) -> Result<Vec<u8>> {
+    s.write_all(msg).await?;
+    let mut got = vec![0u8; msg.len()];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut got)).await??;
+    Ok(got)
+}
+
+#[tokio::test]
+async fn curl_reaches_services_by_socks5_connect_plain_http_and_tls_origination() -> Result<()> {
+    let pre = tempfile::tempdir()?;
+    let (ca_path, c, k) = cert(pre.path()).await?;
+    let ca = ca_path.display().to_string();
+    let st = setup(
+        &[],
+        &[
+            "--map-host",
+            "web.internal.test=127.0.0.1,tls.internal.test=127.0.0.1",
+            "--egress-ca-file",
+            &ca,
+        ],
+        true,
+    )
+    .await?;
+    let d = st.dir.path();
+    let site = d.join("site");
+    std::fs::create_dir_all(&site)?;
+    std::fs::write(site.join("hello.txt"), "private web\n")?;
+    let (_plain, plain_port) = static_server(&site, None).await?;
+    let (_secure, tls_port) = static_server(&site, Some((&c, &k))).await?;
+    st.add_fqdn("web.internal.test", &[]).await?;
+    st.add_fqdn("tls.internal.test", &["--tls"]).await?;
+    let proxy = st.proxy.to_string();
+    let curl = |args: Vec<String>| async move {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("curl", &a, Path::new("/"), &[]).await
+    };
+    let plain = format!("http://web.internal.test:{plain_port}/hello.txt");
+    // SOCKS5 with the name resolved by the agent.
+    let (code, out, err) = curl(s(&["-sS", "--socks5-hostname", &proxy, &plain])).await?;
+    assert_eq!((code, out.as_str()), (0, "private web\n"), "{err}");
+    // HTTP CONNECT (curl -p).
+    let (code, out, err) =
+        curl(s(&["-sS", "-p", "-x", &format!("http://{proxy}"), &plain])).await?;
+    assert_eq!((code, out.as_str()), (0, "private web\n"), "{err}");
+    // An absolute http:// request (no CONNECT).
+    let (code, out, err) = curl(s(&["-sS", "-x", &format!("http://{proxy}"), &plain])).await?;
+    assert_eq!((code, out.as_str()), (0, "private web\n"), "{err}");
+    // TLS origination: plain http:// from the client, HTTPS from the agent
+    // to the application (validated with the agent's --egress-ca-file).
+    let originated = format!("http://tls.internal.test:{tls_port}/hello.txt");
+    let (code, out, err) = curl(s(&["-sS", "-x", &format!("http://{proxy}"), &originated])).await?;
+    assert_eq!((code, out.as_str()), (0, "private web\n"), "{err}");
+    // The same name over CONNECT is end-to-end TLS from curl.
+    let secure = format!("https://tls.internal.test:{tls_port}/hello.txt");
+    let (code, out, err) = curl(s(&[
+        "-sS",
+        "--cacert",
+        &ca,
+        "-x",
+        &format!("http://{proxy}"),
+        &secure,
+    ]))
+    .await?;
+    assert_eq!((code, out.as_str()), (0, "private web\n"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
+    let st = setup(
+        &[],
+        &[
+            "--map-host",
+            "closed.internal.test=127.0.0.1,meta.internal.test=169.254.169.254",
+        ],
+        true,
+    )
+    .await?;
+    let proxy = st.proxy;
+    // No rule: 403 naming the FQDN and the fix.
+    let (status, body) = connect_via(proxy, "secret.internal.test:443", None)
+        .await?
+        .unwrap_err();
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("secret.internal.test") && body.contains("burrow add-fqdn"),
+        "{body}"
+    );
+    // SOCKS5: "not allowed by ruleset".
+    let (code, _, err) = run(
+        "curl",
+        &[
+            "-sS",
+            "--socks5-hostname",
+            &proxy.to_string(),
+            "http://secret.internal.test/",
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    // curl prints the SOCKS5 reply code: 2, "connection not allowed by
+    // ruleset".
+    assert_eq!(code, 97, "{err}");
+    assert!(err.contains("SOCKS5") && err.contains("(2)"), "{err}");
+    // The application refuses the connection.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    st.add_fqdn("closed.internal.test", &[]).await?;
+    let (status, body) = connect_via(proxy, &format!("closed.internal.test:{closed}"), None)
+        .await?
+        .unwrap_err();
+    assert_eq!(status, 502);
+    assert!(body.contains("refused the connection"), "{body}");
+    let (code, _, err) = run(
+        "curl",
+        &[
+            "-sS",
+            "--socks5-hostname",
+            &proxy.to_string(),
+            &format!("http://closed.internal.test:{closed}/"),
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    assert_ne!(code, 0);
+    // SOCKS5 reply 5: connection refused.
+    assert!(err.contains("(5)"), "{err}");
+    // A rule that resolves to the metadata address: the agent refuses.
+    st.add_fqdn("meta.internal.test", &[]).await?;
+    let (status, body) = connect_via(proxy, "meta.internal.test:80", None)
+        .await?
+        .unwrap_err();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("link-local or metadata"), "{body}");
+    let agent = st.agent.as_ref().unwrap();
+    assert!(
+        agent.output().contains("169.254.169.254"),
+        "the agent says why"
+    );
+    // The agent goes offline: 502 naming it.
+    let mut st = st;
+    let mut agent = st.agent.take().unwrap();
+    let mark = st.gateway.mark();
+    agent.kill().await;
+    st.gateway
+        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .await?;
+    let (status, body) = connect_via(proxy, &format!("closed.internal.test:{closed}"), None)
+        .await?
+        .unwrap_err();
+    assert_eq!(status, 502);
+    assert!(
+        body.contains("agent edge") && body.contains("offline"),
+        "{body}"
+    );
+    // Not a proxy request at all.
+    let mut s = TcpStream::connect(proxy).await?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+    let mut r = String::new();
+    s.read_to_string(&mut r).await?;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn rule_changes_apply_to_new_connections_and_spare_open_ones() -> Result<()> {
+    let st = setup(&[], &["--map-host", "echo.internal.test=127.0.0.1"], true).await?;
+    let echo = servers::echo().await;
+    let target = format!("echo.internal.test:{}", echo.port());
+    st.add_fqdn("echo.internal.test", &[]).await?;
+    let mut open = connect_via(st.proxy, &target, None)
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(echo_over(&mut open, b"before").await?, b"before");
+    let started = Instant::now();
+    st.ok(&[
+        "remove-fqdn",
+        "--fqdn",
+        "echo.internal.test",
+        "--agent-name",
+        "edge",
+    ])
+    .await?;
+    let (status, _) = connect_via(st.proxy, &target, None).await?.unwrap_err();
+    assert_eq!(status, 403, "a new connection follows the removal");
+    eprintln!("rule removal effective after {:?}", started.elapsed());
+    assert_eq!(echo_over(&mut open, b"still open").await?, b"still open");
+    // A wildcard rule now covers it; the most specific rule wins.
+    st.add_fqdn("*.internal.test", &[]).await?;
+    let mut again = connect_via(st.proxy, &target, None)
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(echo_over(&mut again, b"wildcard").await?, b"wildcard");
+    assert_eq!(
+        echo_over(&mut open, b"and the old one").await?,
+        b"and the old one"
+    );
+    let list = st.ok(&["list-fqdn"]).await?;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("*.internal.test") && l.contains("edge")),
+        "{list}"
+    );
+    // remove-fqdn refuses a mismatched agent and changes nothing.
+    let (code, _, err) = st
+        .cli(&[
+            "remove-fqdn",
+            "--fqdn",
+            "*.internal.test",
+            "--agent-name",
+            "other",
+        ])
+        .await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("belongs to agent edge"), "{err}");
+    // Bad input: exit 2.
+    let (code, _, err) = st
+        .cli(&["add-fqdn", "--agent-name", "edge", "--fqdn", "bad name"])
+        .await?;
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = st
+        .cli(&[
+            "add-fqdn",
+            "--agent-name",
+            "ghost",
+            "--fqdn",
+            "x.internal.test",
+        ])
+        .await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("404"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn proxy_credentials_are_required_when_set() -> Result<()> {
+    let st = setup(
+        &["--proxy-auth", "ci:s3cret-pass"],
+        &["--map-host", "echo.internal.test=127.0.0.1"],
+        true,
+    )
+    .await?;
+    let echo = servers::echo().await;
+    let target = format!("echo.internal.test:{}", echo.port());
+    st.add_fqdn("echo.internal.test", &[]).await?;
+    let (status, _) = connect_via(st.proxy, &target, None).await?.unwrap_err();
+    assert_eq!(status, 407);
+    let (status, _) = connect_via(st.proxy, &target, Some("ci:wrong"))
+        .await?
+        .unwrap_err();
+    assert_eq!(status, 407);
+    let mut ok = connect_via(st.proxy, &target, Some("ci:s3cret-pass"))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(echo_over(&mut ok, b"authorized").await?, b"authorized");
+    // SOCKS5 with user and password (RFC 1929), and without.
+    let url = format!("http://{target}/");
+    let (code, _, err) = run(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "5",
+            "--socks5-hostname",
+            &st.proxy.to_string(),
+            &url,
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    assert_ne!(code, 0, "{err}");
+    let (code, _, err) = run(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "5",
+            "--socks5-hostname",
+            &st.proxy.to_string(),
+            "--proxy-user",
+            "ci:s3cret-pass",
+            &url,
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    // The echo server answers an HTTP request with the request itself: the
+    // tunnel was opened (curl then complains about the reply, exit 1 or 8).
+    assert!(
+        code != 97 && !err.contains("authentication"),
+        "{code} {err}"
+    );
+    assert!(!st.gateway.output().contains("s3cret-pass"), "never logged");
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! Egress by FQDN: how the gateway names an egress target in `Open`, how
+//! FQDN rules match host names, and the rule list the gateway sends each
+//! agent (control message [`crate::control::RULES`]).
+//!
+//! A fixed forward opens `host:port` (checked against the agent's
+//! `--allow` list). An egress stream opens `egress:host:port` plus flags
+//! (`;tls` to originate TLS to the application, `;insecure` to skip its
+//! certificate check, `;check` for a reachability probe); the agent serves
+//! it only if the rules the gateway gave it match the host.
+
+/// Prefix of egress targets in `Open`.
+pub const PREFIX: &str = "egress:";
+
+/// An egress target, as carried in `Open`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Host name (or IP literal, without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The agent speaks TLS to the application (TLS origination).
+    pub tls: bool,
+    /// Skip certificate validation towards the application.
+    pub insecure: bool,
+    /// A reachability probe: the agent reports instead of relaying.
+    pub check: bool,
+}
+
+impl Target {
+    /// The `Open` target string.
+    pub fn encode(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let mut s = format!("{PREFIX}{host}:{}", self.port);
+        for (on, flag) in [
+            (self.tls, ";tls"),
+            (self.insecure, ";insecure"),
+            (self.check, ";check"),
+        ] {
+            if on {
+                s.push_str(flag);
+            }
+        }
+        s
+    }
+
+    /// Parses an `Open` target; `None` if it is not an egress target or is
+    /// malformed.
+    pub fn parse(s: &str) -> Option<Target> {
+        let rest = s.strip_prefix(PREFIX)?;
+        let mut parts = rest.split(';');
+        let hostport = parts.next()?;
+        let (host, port) = hostport.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+        if host.is_empty() {
+            return None;
+        }
+        let mut t = Target {
+            host: host.to_ascii_lowercase(),
+            port,
+            tls: false,
+            insecure: false,
+            check: false,
+        };
+        for flag in parts {
+            match flag {
+                "tls" => t.tls = true,
+                "insecure" => t.insecure = true,
+                "check" => t.check = true,
+                _ => return None,
+            }
+        }
+        Some(t)
+    }
+}
+
+/// Is `pattern` a valid rule: a host name, or `*.` and a domain, in labels
+/// of letters, digits and `-`?
+pub fn valid_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    !name.is_empty()
+        && pattern.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Does `pattern` (`host` or `*.domain`) match `host`? Case-insensitive;
+/// `*.example.com` matches `a.example.com` and `a.b.example.com`, not
+/// `example.com`.
+pub fn matches(pattern: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    match pattern.strip_prefix("*.") {
+        Some(domain) => {
+            host.len() > domain.len() + 1
+                && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
+                && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+        }
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
+
+/// How specific a pattern is: an exact name beats any wildcard; a longer
+/// wildcard domain beats a shorter one.
+fn specificity(pattern: &str) -> (bool, usize) {
+    match pattern.strip_prefix("*.") {
+        Some(domain) => (false, domain.len()),
+        None => (true, pattern.len()),
+    }
+}
+
+/// The most specific of `patterns` that matches `host`.
+pub fn best_match<'a, T>(
+    rules: impl IntoIterator<Item = (&'a str, T)>,
+    host: &str,
+) -> Option<(&'a str, T)> {
+    rules
+        .into_iter()
+        .filter(|(p, _)| matches(p, host))
+        .max_by_key(|(p, _)| specificity(p))
+}
+
+/// One rule as an agent receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRule {
+    /// `host` or `*.domain`.
+    pub pattern: String,
+    /// TLS origination allowed.
+    pub tls: bool,
+    /// Certificate validation skipped.
+    pub insecure: bool,
+}
+
+/// Encodes an agent's rules for [`crate::control::RULES`]: one line each,
+/// `pattern` and flags separated by a tab.
+pub fn encode_rules(rules: &[AgentRule]) -> String {
+    let mut s = String::new();
+    for r in rules {
+        s.push_str(&r.pattern);
+        s.push('\t');
+        let flags: Vec<&str> = [(r.tls, "tls"), (r.insecure, "insecure")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, f)| *f)
+            .collect();
+        s.push_str(&flags.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+/// Decodes [`encode_rules`]; malformed lines are dropped (an agent then
+/// refuses what they would have allowed).
+pub fn decode_rules(body: &[u8]) -> Vec<AgentRule> {
+    let text = String::from_utf8_lossy(body);
+    text.lines()
+        .filter_map(|l| {
+            let (pattern, flags) = l.split_once('\t').unwrap_or((l, ""));
+            valid_pattern(pattern).then(|| AgentRule {
+                pattern: pattern.to_ascii_lowercase(),
+                tls: flags.split(',').any(|f| f == "tls"),
+                insecure: flags.split(',').any(|f| f == "insecure"),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_round_trip() {
+        for t in [
+            Target {
+                host: "git.internal".into(),
+                port: 443,
+                tls: false,
+                insecure: false,
+                check: false,
+            },
+            Target {
+                host: "nas.lan".into(),
+                port: 5001,
+                tls: true,
+                insecure: true,
+                check: true,
+            },
+            Target {
+                host: "fd00::1".into(),
+                port: 22,
+                tls: false,
+                insecure: false,
+                check: false,
+            },
+        ] {
+            assert_eq!(
+                Target::parse(&t.encode()),
+                Some(t.clone()),
+                "{}",
+                t.encode()
+            );
+        }
+        for bad in [
+            "git:443",
+            "egress:git",
+            "egress::443",
+            "egress:git:0",
+            "egress:git:443;bogus",
+            "egress:git:99999",
+        ] {
+            assert_eq!(Target::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_most_specific_rule_wins() {
+        let rules = [
+            ("*.example.com", 1),
+            ("*.git.example.com", 2),
+            ("git.example.com", 3),
+        ];
+        let pick = |h: &str| best_match(rules.iter().map(|(p, v)| (*p, *v)), h).map(|(_, v)| v);
+        assert_eq!(pick("git.example.com"), Some(3));
+        assert_eq!(pick("GIT.example.com."), Some(3));
+        assert_eq!(pick("a.git.example.com"), Some(2));
+        assert_eq!(pick("smtp.example.com"), Some(1));
+        assert_eq!(pick("example.com"), None);
+        assert_eq!(pick("badexample.com"), None);
+        assert_eq!(pick("example.com.evil.net"), None);
+    }
+
+    #[test]
+    fn patterns_are_validated_and_rules_round_trip() {
+        for ok in ["git.internal", "*.internal.example.com", "a-b.c1"] {
+            assert!(valid_pattern(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "a..b",
+            "-a.b",
+            "a b",
+            "a.*.b",
+            "a:443",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_pattern(bad), "{bad}");
+        }
+        let rules = vec![
+            AgentRule {
+                pattern: "git.internal".into(),
+                tls: false,
+                insecure: false,
+            },
+            AgentRule {
+                pattern: "*.lan".into(),
+                tls: true,
+                insecure: true,
+            },
+        ];
+        assert_eq!(decode_rules(encode_rules(&rules).as_bytes()), rules);
+        assert_eq!(decode_rules(b"bad pattern\t\n*.ok\ttls\n").len(), 1);
+    }
+}
