@@ -303,11 +303,17 @@ pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
         let _ = tcp.set_nodelay(true);
         let state2 = state.clone();
         state.streams.spawn(async move {
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(REQUEST_TIMEOUT, tcp.peek(&mut first)).await {
-                Ok(Ok(1)) if first[0] == 5 => socks5(&state2, tcp, client).await,
-                Ok(Ok(1)) => http(&state2, tcp, client).await,
-                _ => {}
+            let mut tcp = tcp;
+            let mut buf = vec![0u8; 4096];
+            let n = match tokio::time::timeout(REQUEST_TIMEOUT, tcp.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return,
+            };
+            buf.truncate(n);
+            if buf[0] == 5 {
+                socks5(&state2, Buffered::new(tcp, buf), client).await;
+            } else {
+                http(&state2, tcp, buf, client).await;
             }
         });
     }
@@ -324,8 +330,7 @@ async fn reply(tcp: &mut TcpStream, status: u16, reason: &str, extra: &str, body
 }
 
 /// Reads up to the end of the request head; returns (head length, buffer).
-async fn read_head(tcp: &mut TcpStream) -> Option<(usize, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(4096);
+async fn read_head(tcp: &mut TcpStream, mut buf: Vec<u8>) -> Option<(usize, Vec<u8>)> {
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
     loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -380,8 +385,8 @@ fn host_port(authority: &str, default_port: Option<u16>) -> Option<(String, u16)
     }
 }
 
-async fn http(state: &State, mut tcp: TcpStream, client: SocketAddr) {
-    let Some((head_len, buf)) = read_head(&mut tcp).await else {
+async fn http(state: &State, mut tcp: TcpStream, first: Vec<u8>, client: SocketAddr) {
+    let Some((head_len, buf)) = read_head(&mut tcp, first).await else {
         reply(
             &mut tcp,
             400,
@@ -566,17 +571,51 @@ async fn socks_reply(tcp: &mut TcpStream, code: u8) {
     let _ = tcp.write_all(&[5, code, 0, 1, 0, 0, 0, 0, 0, 0]).await;
 }
 
-async fn read_exact(tcp: &mut TcpStream, buf: &mut [u8]) -> Option<()> {
-    tokio::time::timeout(REQUEST_TIMEOUT, tcp.read_exact(buf))
-        .await
-        .ok()?
-        .ok()?;
+/// Writes to the connection under a [`Buffered`].
+async fn send(b: &mut Buffered, data: &[u8]) -> std::io::Result<()> {
+    b.tcp.write_all(data).await
+}
+
+/// A connection with bytes already read off it, served first.
+struct Buffered {
+    tcp: TcpStream,
+    pending: Vec<u8>,
+    at: usize,
+}
+
+impl Buffered {
+    fn new(tcp: TcpStream, pending: Vec<u8>) -> Self {
+        Buffered {
+            tcp,
+            pending,
+            at: 0,
+        }
+    }
+
+    /// The connection, and what was buffered but not yet used (a client
+    /// that sent data before the reply).
+    fn into_parts(self) -> (TcpStream, Bytes) {
+        let rest = Bytes::copy_from_slice(&self.pending[self.at..]);
+        (self.tcp, rest)
+    }
+}
+
+async fn read_exact(b: &mut Buffered, buf: &mut [u8]) -> Option<()> {
+    let from_pending = (b.pending.len() - b.at).min(buf.len());
+    buf[..from_pending].copy_from_slice(&b.pending[b.at..b.at + from_pending]);
+    b.at += from_pending;
+    if from_pending < buf.len() {
+        tokio::time::timeout(REQUEST_TIMEOUT, b.tcp.read_exact(&mut buf[from_pending..]))
+            .await
+            .ok()?
+            .ok()?;
+    }
     Some(())
 }
 
 /// SOCKS5 (RFC 1928), CONNECT only, names resolved by the agent; user and
 /// password (RFC 1929) when the proxy has credentials.
-async fn socks5(state: &State, mut tcp: TcpStream, client: SocketAddr) {
+async fn socks5(state: &State, mut tcp: Buffered, client: SocketAddr) {
     let mut hdr = [0u8; 2];
     if read_exact(&mut tcp, &mut hdr).await.is_none() {
         return;
@@ -591,11 +630,11 @@ async fn socks5(state: &State, mut tcp: TcpStream, client: SocketAddr) {
         0
     };
     if !methods.contains(&want) {
-        let _ = tcp.write_all(&[5, 0xFF]).await;
+        let _ = send(&mut tcp, &[5, 0xFF]).await;
         info!(%client, "SOCKS5 client refused: no acceptable authentication method");
         return;
     }
-    if tcp.write_all(&[5, want]).await.is_err() {
+    if send(&mut tcp, &[5, want]).await.is_err() {
         return;
     }
     if let Some(auth) = &state.config.proxy_auth {
@@ -615,11 +654,11 @@ async fn socks5(state: &State, mut tcp: TcpStream, client: SocketAddr) {
             return;
         }
         if !auth.check(&user, &pass) {
-            let _ = tcp.write_all(&[1, 1]).await;
+            let _ = send(&mut tcp, &[1, 1]).await;
             warn!(%client, "SOCKS5 client refused: wrong proxy credentials");
             return;
         }
-        if tcp.write_all(&[1, 0]).await.is_err() {
+        if send(&mut tcp, &[1, 0]).await.is_err() {
             return;
         }
     }
@@ -657,7 +696,7 @@ async fn socks5(state: &State, mut tcp: TcpStream, client: SocketAddr) {
             String::from_utf8_lossy(&name).into_owned()
         }
         _ => {
-            socks_reply(&mut tcp, 0x08).await;
+            socks_reply(&mut tcp.tcp, 0x08).await;
             return;
         }
     };
@@ -667,7 +706,7 @@ async fn socks5(state: &State, mut tcp: TcpStream, client: SocketAddr) {
     }
     let port = u16::from_be_bytes(p);
     if req[1] != 1 {
-        socks_reply(&mut tcp, 0x07).await;
+        socks_reply(&mut tcp.tcp, 0x07).await;
         return;
     }
     let stream = match open(state, &host, port, false).await {
@@ -675,11 +714,15 @@ async fn socks5(state: &State, mut tcp: TcpStream, client: SocketAddr) {
         Err(r) => {
             let (_, _, why) = r.http();
             info!(%client, %host, port, reason = %why.trim(), "SOCKS5 request refused");
-            socks_reply(&mut tcp, r.socks()).await;
+            socks_reply(&mut tcp.tcp, r.socks()).await;
             return;
         }
     };
-    socks_reply(&mut tcp, 0).await;
+    socks_reply(&mut tcp.tcp, 0).await;
+    let (tcp, rest) = tcp.into_parts();
+    if !rest.is_empty() && stream.send(rest).await.is_err() {
+        return;
+    }
     let out = pump(stream, tcp).await;
     debug!(%client, %host, up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "SOCKS5 stream closed");
 }
