@@ -936,3 +936,68 @@ async fn proxy_credentials_are_required_when_set() -> Result<()> {
     assert!(!st.gateway.output().contains("s3cret-pass"), "never logged");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_rule_changed_through_another_gateway_on_the_same_database_applies_within_seconds()
+-> Result<()> {
+    let st = setup(&[], &["--map-host", "echo.internal.test=127.0.0.1"], true).await?;
+    let echo = servers::echo().await;
+    let target = format!("echo.internal.test:{}", echo.port());
+    // A second gateway on the same SQLite file, as replicas share one database.
+    let data = st.dir.path().join("gw").display().to_string();
+    let admin = st.env[1].1.clone();
+    let mut b = Proc::spawn(
+        "gateway-b",
+        &bin(),
+        &s(&["gateway", "--listen", "127.0.0.1:0"]),
+        &[("BURROW_DATA_DIR", &data), ("BURROW_ADMIN_KEY", &admin)],
+    )?;
+    let addr = addr_field(&b.wait_log("tunnel endpoint listening").await?, "addr")?;
+    let mut env_b = st.env.clone();
+    env_b[0].1 = format!("wss://127.0.0.1:{}/connect", addr.port());
+    let cli_b = |args: Vec<&'static str>, fqdn: String| {
+        let env_b = env_b.clone();
+        async move {
+            let mut a: Vec<String> = args.iter().map(|x| (*x).to_owned()).collect();
+            a.push(fqdn);
+            let out = tokio::process::Command::new(bin())
+                .args(&a)
+                .env_clear()
+                .envs(env_b.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .output()
+                .await?;
+            anyhow::ensure!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    let until = |want_ok: bool| {
+        let target = target.clone();
+        let proxy = st.proxy;
+        async move {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(15) {
+                if connect_via(proxy, &target, None).await?.is_ok() == want_ok {
+                    return Ok::<_, anyhow::Error>(started.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            bail!("the first gateway did not follow the change within 15 s")
+        }
+    };
+    cli_b(
+        vec!["add-fqdn", "--agent-name", "edge", "--fqdn"],
+        "echo.internal.test".into(),
+    )
+    .await?;
+    let took = until(true).await?;
+    eprintln!("rule added on the other gateway: effective after {took:?}");
+    cli_b(vec!["remove-fqdn", "--fqdn"], "echo.internal.test".into()).await?;
+    let took = until(false).await?;
+    eprintln!("rule removed on the other gateway: effective after {took:?}");
+    b.kill().await;
+    Ok(())
+}
