@@ -12,29 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use burrow_e2e::servers;
-use burrow_e2e::{Proc, addr_field};
+use burrow_e2e::{Proc, addr_field, admin_key, strings as s};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| (*x).to_owned()).collect()
-}
-
-fn admin_key() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    let hex: String = (0..12)
-        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
-        .collect();
-    let secret: String = (0..43)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-        .collect();
-    format!("bk_{hex}_{secret}")
 }
 
 async fn run(
@@ -206,82 +190,17 @@ async fn setup(gw_extra: &[&str], agent_extra: &[&str], run_agent: bool) -> Resu
 /// A private CA and a server certificate it signed for the private names
 /// the tests use; returns (CA, certificate, key).
 async fn cert(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    must(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
+    burrow_e2e::ca_and_server_cert(
         dir,
-    )
-    .await?;
-    must(
-        "openssl",
         &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=internal.test",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "srv.csr",
+            "git.internal.test",
+            "pypi.internal.test",
+            "web.internal.test",
+            "tls.internal.test",
+            "selfsigned.internal.test",
         ],
-        dir,
     )
-    .await?;
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:git.internal.test,DNS:pypi.internal.test,DNS:web.internal.test,DNS:tls.internal.test,DNS:selfsigned.internal.test\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-    )?;
-    must(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "cert.pem",
-        ],
-        dir,
-    )
-    .await?;
-    Ok((
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    ))
+    .await
 }
 
 const STATIC_SERVER: &str = r#"

@@ -14,33 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use burrow_e2e::servers::{self, echo_roundtrip};
-use burrow_e2e::{Proc, addr_field};
+use burrow_e2e::{Proc, addr_field, admin_key, strings as s};
 use serde_json::Value;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| (*x).to_owned()).collect()
-}
-
-/// A fresh admin key in Burrow's format, made for this test run.
-fn admin_key() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    let hex: String = (0..12)
-        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
-        .collect();
-    let secret: String = (0..43)
-        .map(|_| {
-            char::from(
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-                    [rng.random_range(0..64)],
-            )
-        })
-        .collect();
-    format!("bk_{hex}_{secret}")
 }
 
 /// A running gateway and what a CLI user needs to reach it.

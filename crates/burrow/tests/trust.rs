@@ -743,108 +743,26 @@ async fn the_agent_reaches_the_gateway_through_an_http_connect_proxy() -> Result
     Ok(())
 }
 
-/// Runs openssl with `args` in `dir`.
-async fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = tokio::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .await?;
-    ensure!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
 #[tokio::test]
 async fn a_gateway_with_a_ca_issued_certificate_is_validated_against_the_ca_file() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     // A private CA, and a gateway certificate for "localhost" signed by it.
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-    )
-    .await?;
-    openssl(
-        d,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "gw.key",
-            "-out",
-            "gw.csr",
-        ],
-    )
-    .await?;
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )?;
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "gw.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "gw.pem",
-        ],
-    )
-    .await?;
+    let (ca_pem, gw_pem, gw_key) = burrow_e2e::ca_and_server_cert(d, &["localhost"]).await?;
     let other_ca = make_cert(d, "other-ca").await?;
 
     let echo = servers::echo().await;
     let psk = random_psk();
     let mut args = s(&["gateway", "--listen", "127.0.0.1:0", "--tls-cert"]);
-    args.extend([d.join("gw.pem").display().to_string(), "--tls-key".into()]);
-    args.push(d.join("gw.key").display().to_string());
+    args.extend([gw_pem.display().to_string(), "--tls-key".into()]);
+    args.push(gw_key.display().to_string());
     args.extend(s(&["--forward", &format!("127.0.0.1:0=edge:{echo}")]));
     let mut gw = Proc::spawn("gateway", &bin(), &args, &[("BURROW_PSK", &psk)])?;
     let addr = addr_field(&gw.wait_log("tunnel endpoint listening").await?, "addr")?;
     let fwd = addr_field(&gw.wait_log("forward listening").await?, "listen")?;
     let url = format!("wss://localhost:{}/tunnel", addr.port());
 
-    let ca = d.join("ca.pem").display().to_string();
+    let ca = ca_pem.display().to_string();
     let mut a = agent(
         "edge",
         &url,

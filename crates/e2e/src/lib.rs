@@ -50,6 +50,108 @@ pub fn random_psk() -> String {
         .collect()
 }
 
+/// A fresh admin API key in Burrow's format (`bk_<12 hex>_<secret>`), made
+/// for one test run (never a fixed secret).
+pub fn admin_key() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let hex: String = (0..12)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect();
+    format!("bk_{hex}_{}{}", random_psk(), random_psk())
+}
+
+/// Owned strings from string slices (command-line arguments).
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+/// Runs openssl in `dir`, failing with its message.
+pub async fn openssl(dir: &std::path::Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .await
+        .context("openssl must be installed")?;
+    if !out.status.success() {
+        bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A private CA (`ca.pem`) and a server certificate it signed (`cert.pem`,
+/// key `key.pem`) for `names`, made in `dir` by openssl at run time.
+/// Returns (CA, certificate, key).
+pub async fn ca_and_server_cert(
+    dir: &std::path::Path,
+    names: &[&str],
+) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-days",
+        "30",
+        "-subj",
+        "/CN=Test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    openssl(dir, &ca).await?;
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    let cn = format!("/CN={}", names.first().copied().unwrap_or("localhost"));
+    csr.extend(["-subj", &cn, "-keyout", "key.pem", "-out", "srv.csr"]);
+    openssl(dir, &csr).await?;
+    let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!(
+            "subjectAltName={}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+            sans.join(",")
+        ),
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ],
+    )
+    .await?;
+    Ok((
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ))
+}
+
 impl Proc {
     /// Starts `bin args…` with a clean environment plus `env`, logging JSON.
     pub fn spawn(name: &str, bin: &PathBuf, args: &[String], env: &[(&str, &str)]) -> Result<Proc> {

@@ -246,6 +246,47 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// Inserts an agent inside `tx`, refusing a taken name and more than
+/// `max_agents` (counted in the same transaction).
+async fn insert_agent(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+    client_id: &str,
+    max_agents: usize,
+) -> Result<Agent> {
+    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM agents")
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+    if usize::try_from(count).unwrap_or(usize::MAX) >= max_agents {
+        return Err(StoreError::AgentLimit { max: max_agents });
+    }
+    let now = now_micros();
+    let r = sqlx::query("INSERT INTO agents (name, client_id, created_at) VALUES ($1, $2, $3)")
+        .bind(name)
+        .bind(client_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await;
+    match r {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::Exists {
+                what: "agent",
+                name: name.to_owned(),
+            });
+        }
+        r => r?,
+    };
+    Ok(Agent {
+        name: name.to_owned(),
+        client_id: client_id.to_owned(),
+        created_at: now,
+        last_seen: None,
+        version: None,
+        remote_addr: None,
+    })
+}
+
 /// The store: a connection pool on a migrated database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -311,38 +352,9 @@ impl Store {
         max_agents: usize,
     ) -> Result<Agent> {
         let mut tx = self.pool.begin().await?;
-        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM agents")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        if usize::try_from(count).unwrap_or(usize::MAX) >= max_agents {
-            return Err(StoreError::AgentLimit { max: max_agents });
-        }
-        let now = now_micros();
-        let r = sqlx::query("INSERT INTO agents (name, client_id, created_at) VALUES ($1, $2, $3)")
-            .bind(name)
-            .bind(client_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-        match r {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Exists {
-                    what: "agent",
-                    name: name.to_owned(),
-                });
-            }
-            r => r?,
-        };
+        let agent = insert_agent(&mut tx, name, client_id, max_agents).await?;
         tx.commit().await?;
-        Ok(Agent {
-            name: name.to_owned(),
-            client_id: client_id.to_owned(),
-            created_at: now,
-            last_seen: None,
-            version: None,
-            remote_addr: None,
-        })
+        Ok(agent)
     }
 
     /// Registers an agent with its first key in one transaction: either
@@ -355,29 +367,7 @@ impl Store {
         max_agents: usize,
     ) -> Result<Agent> {
         let mut tx = self.pool.begin().await?;
-        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM agents")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        if usize::try_from(count).unwrap_or(usize::MAX) >= max_agents {
-            return Err(StoreError::AgentLimit { max: max_agents });
-        }
-        let now = now_micros();
-        let r = sqlx::query("INSERT INTO agents (name, client_id, created_at) VALUES ($1, $2, $3)")
-            .bind(name)
-            .bind(client_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-        match r {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Exists {
-                    what: "agent",
-                    name: name.to_owned(),
-                });
-            }
-            r => r?,
-        };
+        let agent = insert_agent(&mut tx, name, client_id, max_agents).await?;
         sqlx::query(
             "INSERT INTO agent_keys (agent, name, algorithm, bits, fingerprint, public_pem, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -391,14 +381,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Agent {
-            name: name.to_owned(),
-            client_id: client_id.to_owned(),
-            created_at: now,
-            last_seen: None,
-            version: None,
-            remote_addr: None,
-        })
+        Ok(agent)
     }
 
     /// A gateway-wide setting; on first use, `init()` is stored and
