@@ -287,6 +287,21 @@ async fn insert_agent(
     })
 }
 
+/// The insert of one FQDN rule, bound and ready to run.
+fn insert_fqdn_rule(rule: &FqdnRule) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO fqdn_rules (fqdn, agent, ignore_certificate_errors, tls, check_port, check_tls, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&rule.fqdn)
+    .bind(&rule.agent)
+    .bind(i64::from(rule.ignore_certificate_errors))
+    .bind(i64::from(rule.tls))
+    .bind(rule.check_port)
+    .bind(i64::from(rule.check_tls))
+    .bind(rule.created_at)
+    .bind(rule.updated_at)
+}
+
 /// The store: a connection pool on a migrated database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -628,19 +643,7 @@ impl Store {
                 name: rule.agent.clone(),
             });
         }
-        let r = sqlx::query(
-            "INSERT INTO fqdn_rules (fqdn, agent, ignore_certificate_errors, tls, check_port, check_tls, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&rule.fqdn)
-        .bind(&rule.agent)
-        .bind(i64::from(rule.ignore_certificate_errors))
-        .bind(i64::from(rule.tls))
-        .bind(rule.check_port)
-        .bind(i64::from(rule.check_tls))
-        .bind(rule.created_at)
-        .bind(rule.updated_at)
-        .execute(&self.pool)
-        .await;
+        let r = insert_fqdn_rule(rule).execute(&self.pool).await;
         match r {
             Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
                 what: "FQDN rule",
@@ -674,19 +677,7 @@ impl Store {
         .await?
         .rows_affected();
         if n == 0 {
-            sqlx::query(
-                "INSERT INTO fqdn_rules (fqdn, agent, ignore_certificate_errors, tls, check_port, check_tls, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&rule.fqdn)
-            .bind(&rule.agent)
-            .bind(i64::from(rule.ignore_certificate_errors))
-            .bind(i64::from(rule.tls))
-            .bind(rule.check_port)
-            .bind(i64::from(rule.check_tls))
-            .bind(rule.created_at)
-            .bind(rule.updated_at)
-            .execute(&mut *tx)
-            .await?;
+            insert_fqdn_rule(rule).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(n == 0)
