@@ -749,6 +749,31 @@ async fn each_bad_assertion_is_refused_with_its_own_reason() -> Result<()> {
         let d = v["error_description"].as_str().unwrap_or_default();
         assert!(d.contains(needle), "{what}: {d}");
     }
+    // Guessing is throttled: after 20 refusals for one client id from one
+    // address, further requests get 429 (even a good one, for a minute),
+    // while other client ids are unaffected.
+    let mut seen = (0, 0);
+    for _ in 0..22 {
+        let bad = sign(&other, cid, None, aud, now(), 60)?;
+        match token_request(&gw, &bad).await?.0 {
+            401 => seen.0 += 1,
+            429 => seen.1 += 1,
+            c => bail!("unexpected status {c}"),
+        }
+    }
+    // Seven of the refusals above were for this client id.
+    assert_eq!(seen, (13, 9), "refusals then throttling");
+    let (code, v) = token_request(&gw, &sign(&pem, cid, None, aud, now(), 60)?).await?;
+    assert_eq!(code, 429, "{v}");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("retry in"),
+        "{v}"
+    );
+    let (code, _) = token_request(&gw, &sign(&pem, "burrow-other", None, aud, now(), 60)?).await?;
+    assert_eq!(code, 401, "another client id is not throttled");
     // Wrong grant type.
     let url = gw
         .connect_url
