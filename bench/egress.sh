@@ -22,7 +22,7 @@ SINK=$(sed -n 's/.*sink=\([0-9]*\).*/\1/p' "$WORK/targets")
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CTRL=$(free_port); PROXY=$(free_port); FWD_ECHO=$(free_port); FWD_SINK=$(free_port)
-export BURROW_DATA_DIR="$WORK/gw" BURROW_LOG_FORMAT=text
+export BURROW_DATA_DIR="$WORK/gw" BURROW_LOG_FORMAT=text BURROW_EDGE_HTTP_LISTEN=off BURROW_EDGE_HTTPS_LISTEN=off
 ADMIN="bk_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
 BURROW_ADMIN_KEY=$ADMIN "$BIN" gateway --listen 127.0.0.1:$CTRL --proxy-listen 127.0.0.1:$PROXY \
   --forward 127.0.0.1:$FWD_ECHO=bench:127.0.0.1:$ECHO --forward 127.0.0.1:$FWD_SINK=bench:127.0.0.1:$SINK \

@@ -22,7 +22,7 @@ http { access_log off; server { listen 127.0.0.1:$BACK_HTTP; root $WORK/www; } }
 NGX
 nginx -c "$WORK/nginx.conf" & iperf3 -s -p $BACK_IPERF >/dev/null 2>&1 &
 export BURROW_PSK; BURROW_PSK=$(head -c 32 /dev/urandom | base64)
-export BURROW_DATA_DIR="$WORK/data"
+export BURROW_DATA_DIR="$WORK/data" BURROW_PROXY_LISTEN=off BURROW_EDGE_HTTP_LISTEN=off BURROW_EDGE_HTTPS_LISTEN=off
 SCHEME=${SCHEME:-tls}
 NO_TLS=(); [ "$SCHEME" = ws ] && NO_TLS=(--no-tls)
 "$BIN" gateway "${NO_TLS[@]}" --listen 127.0.0.1:$CTRL --forward 127.0.0.1:$PUB_IPERF=q:127.0.0.1:$BACK_IPERF \

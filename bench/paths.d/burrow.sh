@@ -34,7 +34,7 @@ _burrow_start() {  # SCHEME PUB BACK
   local scheme=$1 pub=$2 back=$3 url pin=() tls=()
   _burrow_psk
   [ "$scheme" = ws ] && tls=(--no-tls)
-  spawn_server burrow-gateway env BURROW_PSK="$BURROW_BENCH_PSK" BURROW_DATA_DIR="$PATH_DIR/gw" BURROW_PROXY_LISTEN=off \
+  spawn_server burrow-gateway env BURROW_PSK="$BURROW_BENCH_PSK" BURROW_DATA_DIR="$PATH_DIR/gw" BURROW_PROXY_LISTEN=off BURROW_EDGE_HTTP_LISTEN=off BURROW_EDGE_HTTPS_LISTEN=off \
     "$BURROW_BIN" gateway "${tls[@]}" \
     --listen "127.0.0.1:$CTRL_PORT" --forward "127.0.0.1:$pub=bench:127.0.0.1:$back" || return 1
   wait_listen "$CTRL_PORT" 10 || return 1

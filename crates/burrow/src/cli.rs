@@ -201,6 +201,25 @@ pub struct GatewayArgs {
     /// Basic proxy auth, SOCKS5 user/password).
     #[arg(long, env = "BURROW_PROXY_AUTH", hide_env_values = true)]
     pub proxy_auth: Option<burrow_gateway::ProxyAuth>,
+    /// The edge's plain HTTP port: redirects visitors to HTTPS; `off`
+    /// disables it.
+    #[arg(long, env = "BURROW_EDGE_HTTP_LISTEN", default_value = "0.0.0.0:17280", value_parser = parse_listen_or_off)]
+    pub edge_http_listen: ListenOrOff,
+    /// The edge's HTTPS port: published routes (add-route), HTTP/2 and
+    /// HTTP/1.1, routed by host name; `off` disables it.
+    #[arg(long, env = "BURROW_EDGE_HTTPS_LISTEN", default_value = "0.0.0.0:17243", value_parser = parse_listen_or_off)]
+    pub edge_https_listen: ListenOrOff,
+    /// The edge's certificate (PEM; a wildcard for the public domain).
+    /// Default: a self-signed one made on first start (edge-cert.pem).
+    #[arg(long, env = "BURROW_EDGE_TLS_CERT", requires = "edge_tls_key")]
+    pub edge_tls_cert: Option<PathBuf>,
+    /// The edge certificate's private key (PEM).
+    #[arg(long, env = "BURROW_EDGE_TLS_KEY", requires = "edge_tls_cert")]
+    pub edge_tls_key: Option<PathBuf>,
+    /// Routes must be host names under this domain, e.g.
+    /// tunnel.example.com for *.tunnel.example.com.
+    #[arg(long, env = "BURROW_PUBLIC_DOMAIN")]
+    pub public_domain: Option<String>,
     /// Lifetime of access tokens; agents renew them with a third left.
     #[arg(long, env = "BURROW_ACCESS_TOKEN_LIFETIME_SECONDS", default_value = "600", value_parser = parse_seconds)]
     pub access_token_lifetime_seconds: Duration,
@@ -470,6 +489,29 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     config.max_agents = args.max_agents;
     config.audience = args.api_audience;
     config.proxy_listen = args.proxy_listen.0;
+    config.edge_http = args.edge_http_listen.0;
+    config.edge_https = args.edge_https_listen.0;
+    config.public_domain = args.public_domain.map(|d| {
+        d.trim_start_matches("*.")
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    });
+    if config.edge_https.is_some() {
+        let source = match (args.edge_tls_cert, args.edge_tls_key) {
+            (Some(cert), Some(key)) => IdentitySource::Files { cert, key },
+            _ => IdentitySource::Generated {
+                dir: args.identity.data_dir(),
+                role: "edge".into(),
+                names: match &config.public_domain {
+                    Some(d) => vec![format!("*.{d}"), d.clone()],
+                    None => vec!["localhost".into()],
+                },
+            },
+        };
+        let id = LiveIdentity::load(source).context("cannot load the edge certificate")?;
+        reload_on_sighup(id.clone());
+        config.edge_tls = Some(id);
+    }
     config.proxy_auth = args.proxy_auth;
     config.access_token_lifetime = args.access_token_lifetime_seconds;
     config.trust = trust;

@@ -174,6 +174,39 @@ pub enum Manage {
         #[arg(long)]
         check: bool,
     },
+    /// Publish an internal HTTP service on a public host name: visitors to
+    /// https://HOSTNAME on the gateway's edge reach TARGET through the
+    /// agent. Creates the route, or updates it.
+    AddRoute {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The public host name (under BURROW_PUBLIC_DOMAIN if the gateway
+        /// has one).
+        #[arg(long)]
+        hostname: String,
+        /// The agent that reaches the service.
+        #[arg(long)]
+        agent_name: String,
+        /// The internal URL: http://10.0.0.5:8080 or https://nas.lan:5001.
+        #[arg(long)]
+        target: String,
+        /// Do not validate an https:// target's certificate.
+        #[arg(long)]
+        ignore_certificate_validation_errors: bool,
+    },
+    /// Unpublish a route.
+    RemoveRoute {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The public host name.
+        #[arg(long)]
+        hostname: String,
+    },
+    /// Show the routes: host name, agent, internal URL, options, changed.
+    ListRoutes {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show an agent's keys: name, algorithm, size, fingerprint, created.
     ListKeys {
         #[command(flatten)]
@@ -694,6 +727,87 @@ pub async fn run(cmd: Manage) -> Result<()> {
             };
             let v = a.call(Method::GET, path, None).await?;
             a.print(&v, rules_table);
+        }
+        Manage::AddRoute {
+            api,
+            hostname,
+            agent_name,
+            target,
+            ignore_certificate_validation_errors,
+        } => {
+            check_name("agent", &agent_name)?;
+            if !burrow_wire::egress::valid_pattern(&hostname) || hostname.starts_with("*.") {
+                return Err(UsageError(format!(
+                    "invalid host name {hostname:?}: use a name such as app.tunnel.example.com"
+                ))
+                .into());
+            }
+            let a = Api::new(&api)?;
+            let v = a
+                .call(
+                    Method::PUT,
+                    &format!("/routes/{}", hostname.to_ascii_lowercase()),
+                    Some(json!({ "agent_name": agent_name, "target": target,
+                                 "ignore_certificate_validation_errors": ignore_certificate_validation_errors })),
+                )
+                .await?;
+            a.print(&v, |v| {
+                let verb = if v["created"].as_bool() == Some(true) {
+                    "added"
+                } else {
+                    "updated"
+                };
+                format!(
+                    "{verb} route https://{} -> agent {} -> {}\n",
+                    s(&v["hostname"]),
+                    s(&v["agent_name"]),
+                    s(&v["target"])
+                )
+            });
+        }
+        Manage::RemoveRoute { api, hostname } => {
+            let a = Api::new(&api)?;
+            let v = a
+                .call(
+                    Method::DELETE,
+                    &format!("/routes/{}", hostname.to_ascii_lowercase()),
+                    None,
+                )
+                .await?;
+            a.print(&v, |v| format!("removed route {}\n", s(&v["hostname"])));
+        }
+        Manage::ListRoutes { api } => {
+            let a = Api::new(&api)?;
+            let v = a.call(Method::GET, "/routes", None).await?;
+            a.print(&v, |v| {
+                let rows = v
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|r| {
+                                let opts = if r["ignore_certificate_validation_errors"].as_bool()
+                                    == Some(true)
+                                {
+                                    "ignore-certificate-validation-errors"
+                                } else {
+                                    "-"
+                                };
+                                vec![
+                                    s(&r["hostname"]),
+                                    s(&r["agent_name"]),
+                                    s(&r["target"]),
+                                    opts.to_owned(),
+                                    time(&r["updated_at"]),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(
+                    &["HOSTNAME", "AGENT", "TARGET", "OPTIONS", "CHANGED (UTC)"],
+                    rows,
+                )
+            });
         }
         Manage::ListKeys { api, agent_name } => {
             check_name("agent", &agent_name)?;

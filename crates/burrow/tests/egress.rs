@@ -11,8 +11,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use burrow_e2e::registered::{must, run, setup as setup_with, static_server};
 use burrow_e2e::servers;
-use burrow_e2e::{Proc, addr_field, admin_key, strings as s};
+use burrow_e2e::{Proc, addr_field, strings as s};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -21,170 +22,12 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
 }
 
-async fn run(
-    cmd: &str,
-    args: &[&str],
-    dir: &Path,
-    env: &[(&str, &str)],
-) -> Result<(i32, String, String)> {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(cmd)
-            .args(args)
-            .current_dir(dir)
-            // Only what the test gives: no CA bundle, proxy or pip
-            // settings from the machine.
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", dir)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .output(),
-    )
-    .await
-    .with_context(|| format!("{cmd} {args:?} hung"))?
-    .with_context(|| format!("{cmd} must be installed"))?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-async fn must(cmd: &str, args: &[&str], dir: &Path) -> Result<String> {
-    let (code, out, err) = run(cmd, args, dir, &[]).await?;
-    if code != 0 {
-        bail!("{cmd} {args:?} exited {code}: {err}");
-    }
-    Ok(out)
-}
-
-/// A gateway, one registered agent running with key-pair auth, and the
-/// egress proxy's address.
-struct Setup {
-    gateway: Proc,
-    agent: Option<Proc>,
-    proxy: SocketAddr,
-    env: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    async fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut cmd = tokio::process::Command::new(bin());
-        cmd.args(args).env_clear().envs(env);
-        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await??;
-        Ok((
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
-
-    async fn ok(&self, args: &[&str]) -> Result<String> {
-        let (code, out, err) = self.cli(args).await?;
-        if code != 0 {
-            bail!("burrow {args:?} exited {code}: {err}");
-        }
-        Ok(out)
-    }
-
-    async fn add_fqdn(&self, fqdn: &str, extra: &[&str]) -> Result<()> {
-        let mut a = vec!["add-fqdn", "--agent-name", "edge", "--fqdn", fqdn];
-        a.extend_from_slice(extra);
-        self.ok(&a).await.map(|_| ())
-    }
-
-    fn proxy_url(&self) -> String {
-        format!("http://{}", self.proxy)
-    }
-}
-
-/// Starts the gateway (with `gw_extra` flags), registers agent `edge` and,
-/// if `run_agent`, runs it with `agent_extra` flags.
-async fn setup(gw_extra: &[&str], agent_extra: &[&str], run_agent: bool) -> Result<Setup> {
-    let dir = tempfile::tempdir()?;
-    let admin = admin_key();
-    let mut args = s(&["gateway", "--listen", "127.0.0.1:0"]);
-    args.extend(s(gw_extra));
-    let data = dir.path().join("gw").display().to_string();
-    let mut gateway = Proc::spawn(
-        "gateway",
-        &bin(),
-        &args,
-        &[("BURROW_DATA_DIR", &data), ("BURROW_ADMIN_KEY", &admin)],
-    )?;
-    let listening = gateway.wait_log("tunnel endpoint listening").await?;
-    let addr = addr_field(&listening, "addr")?;
-    let thumbprint = listening["thumbprint"].as_str().unwrap().to_owned();
-    let proxy = addr_field(&gateway.wait_log("egress proxy listening").await?, "addr")?;
-    let env = vec![
-        (
-            "CONNECT_URL".to_owned(),
-            format!("wss://127.0.0.1:{}/connect", addr.port()),
-        ),
-        ("BURROW_ADMIN_KEY".to_owned(), admin),
-        ("GATEWAY_THUMBPRINT".to_owned(), thumbprint.clone()),
-    ];
-    let mut st = Setup {
-        gateway,
-        agent: None,
-        proxy,
-        env,
-        dir,
-    };
-    let out_dir = st.dir.path().display().to_string();
-    st.ok(&["keygen", "--agent-name", "edge", "--out-dir", &out_dir])
-        .await?;
-    let key = st.dir.path().join("ConnectionAgent-edge.pem.pub");
-    let printed = st
-        .ok(&[
-            "register",
-            "--agent-name",
-            "edge",
-            "--key-name",
-            "k1",
-            "--public-key",
-            &key.display().to_string(),
-        ])
-        .await?;
-    if run_agent {
-        let mut env: Vec<(String, String)> = printed
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        env.push(("GATEWAY_THUMBPRINT".into(), thumbprint));
-        let private = st
-            .dir
-            .path()
-            .join("ConnectionAgent-edge.pem")
-            .display()
-            .to_string();
-        env.push(("AUTH_SERVER_PRIVATE_KEY_PEM_PATH".into(), private));
-        let env_ref: Vec<(&str, &str)> =
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mark = st.gateway.mark();
-        let agent = Proc::spawn(
-            "agent",
-            &bin(),
-            &s(&["run"])
-                .into_iter()
-                .chain(s(agent_extra))
-                .collect::<Vec<_>>(),
-            &env_ref,
-        )?;
-        st.gateway
-            .wait_log_after(mark, "agent link up", |v| v["links"] == 2)
-            .await?;
-        st.agent = Some(agent);
-    }
-    Ok(st)
+async fn setup(
+    gw_extra: &[&str],
+    agent_extra: &[&str],
+    run_agent: bool,
+) -> Result<burrow_e2e::registered::Setup> {
+    setup_with(&bin(), gw_extra, agent_extra, run_agent).await
 }
 
 /// A private CA and a server certificate it signed for the private names
@@ -201,40 +44,6 @@ async fn cert(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
         ],
     )
     .await
-}
-
-const STATIC_SERVER: &str = r#"
-import functools, http.server, ssl, sys
-root, cert, key = sys.argv[1], sys.argv[2], sys.argv[3]
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-if cert != "-":
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
-"#;
-
-/// A static file server (Python's http.server) on 127.0.0.1, HTTPS with
-/// `tls`, serving `root`. Returns the child and its port.
-async fn static_server(
-    root: &Path,
-    tls: Option<(&Path, &Path)>,
-) -> Result<(tokio::process::Child, u16)> {
-    let (c, k) = tls.map_or(("-".to_owned(), "-".to_owned()), |(c, k)| {
-        (c.display().to_string(), k.display().to_string())
-    });
-    let mut child = tokio::process::Command::new("python3")
-        .args(["-c", STATIC_SERVER, &root.display().to_string(), &c, &k])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    tokio::time::timeout(Duration::from_secs(20), out.read_line(&mut line)).await??;
-    Ok((child, line.trim().parse().context("server port")?))
 }
 
 #[tokio::test]

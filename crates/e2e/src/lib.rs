@@ -5,11 +5,14 @@
 //! # Layout
 //! - [`Proc`]: a child process whose JSON log lines can be awaited.
 //! - [`Tunnel`]: a gateway and an agent wired together with forwards.
+//! - [`registered`]: a gateway with a registered key-pair agent, driven
+//!   through the management CLI, and a static file server.
 //! - [`servers`]: echo, hashing sink/source, and never-reading targets.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)] // test support: a panic is a test failure
 
+pub mod registered;
 pub mod servers;
 
 use std::net::SocketAddr;
@@ -164,6 +167,8 @@ impl Proc {
             .env("BURROW_LOG", "info")
             // Parallel gateways: each egress proxy on a port of its own.
             .env("BURROW_PROXY_LISTEN", "127.0.0.1:0")
+            .env("BURROW_EDGE_HTTP_LISTEN", "off")
+            .env("BURROW_EDGE_HTTPS_LISTEN", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

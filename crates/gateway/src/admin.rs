@@ -177,6 +177,44 @@ fn rule_json(r: &burrow_store::FqdnRule) -> Value {
 }
 
 #[derive(Deserialize)]
+struct RouteReq {
+    agent_name: String,
+    target: String,
+    #[serde(default)]
+    ignore_certificate_validation_errors: bool,
+}
+
+fn route_json(r: &burrow_store::Route) -> Value {
+    json!({ "hostname": r.hostname, "agent_name": r.agent, "target": r.target,
+            "ignore_certificate_validation_errors": r.ignore_certificate_errors,
+            "created_at": r.created_at, "updated_at": r.updated_at })
+}
+
+/// A public host name, under the configured public domain if there is one.
+fn check_hostname(state: &State, hostname: &str) -> Result<(), Refusal> {
+    if !burrow_wire::egress::valid_pattern(hostname) || hostname.starts_with("*.") {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid host name {hostname:?}: use a name such as app.tunnel.example.com"),
+        ));
+    }
+    if let Some(domain) = &state.config.public_domain {
+        let under = hostname
+            .strip_suffix(domain.as_str())
+            .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.'));
+        if !under {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{hostname} is not under this gateway's public domain {domain} (BURROW_PUBLIC_DOMAIN): use NAME.{domain}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
 struct NewKey {
     key_name: String,
     public_key: String,
@@ -473,6 +511,65 @@ async fn serve(
             crate::egress::reload(state).await;
             audit("remove-fqdn", fqdn.clone(), String::new()).await;
             Ok(reply(StatusCode::OK, &json!({ "fqdn": fqdn })))
+        }
+        (Method::GET, ["routes"]) => {
+            let routes = store.routes().await.map_err(|e| store_error(&e))?;
+            Ok(reply(
+                StatusCode::OK,
+                &json!(routes.iter().map(route_json).collect::<Vec<_>>()),
+            ))
+        }
+        (Method::PUT, ["routes", hostname]) => {
+            let hostname = hostname.to_ascii_lowercase();
+            check_hostname(state, &hostname)?;
+            let b: RouteReq = body(req).await?;
+            check_name("agent", &b.agent_name)?;
+            let now = now_micros();
+            let route = burrow_store::Route {
+                hostname: hostname.clone(),
+                agent: b.agent_name.clone(),
+                target: b.target.clone(),
+                ignore_certificate_errors: b.ignore_certificate_validation_errors,
+                proxy_protocol: false,
+                created_at: now,
+                updated_at: now,
+            };
+            if crate::edge::route_target(&route).is_none() {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "invalid internal URL {:?}: use http://HOST:PORT or https://HOST:PORT",
+                        b.target
+                    ),
+                ));
+            }
+            let created = store.put_route(&route).await.map_err(|e| store_error(&e))?;
+            crate::egress::reload(state).await;
+            let action = if created { "add-route" } else { "update-route" };
+            audit(
+                action,
+                hostname.clone(),
+                format!("agent {} target {}", b.agent_name, b.target),
+            )
+            .await;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut v = route_json(&route);
+            v["created"] = json!(created);
+            Ok(reply(status, &v))
+        }
+        (Method::DELETE, ["routes", hostname]) => {
+            let hostname = hostname.to_ascii_lowercase();
+            store
+                .remove_route(&hostname)
+                .await
+                .map_err(|e| store_error(&e))?;
+            crate::egress::reload(state).await;
+            audit("remove-route", hostname.clone(), String::new()).await;
+            Ok(reply(StatusCode::OK, &json!({ "hostname": hostname })))
         }
         (Method::POST, ["admin-keys"]) => {
             let b: NewAdminKeyReq = body(req).await?;

@@ -69,17 +69,30 @@ impl ProxyAuth {
     }
 }
 
-/// The rules one agent gets.
-fn agent_rules(rules: &[FqdnRule], agent: &str) -> Vec<AgentRule> {
-    rules
+/// The rules one agent gets: its FQDN rules, and the internal hosts of its
+/// routes (the edge reaches them as egress targets).
+fn agent_rules(rules: &[FqdnRule], routes: &[burrow_store::Route], agent: &str) -> Vec<AgentRule> {
+    let fqdn = rules
         .iter()
         .filter(|r| r.agent == agent)
         .map(|r| AgentRule {
             pattern: r.fqdn.clone(),
             tls: r.tls,
             insecure: r.ignore_certificate_errors,
-        })
-        .collect()
+        });
+    let routed = routes
+        .iter()
+        .filter(|r| r.agent == agent)
+        .filter_map(crate::edge::route_target)
+        .map(|t| AgentRule {
+            pattern: t.host,
+            tls: t.tls,
+            insecure: t.insecure,
+        });
+    let mut all: Vec<AgentRule> = fqdn.chain(routed).collect();
+    all.sort_by(|a, b| a.pattern.cmp(&b.pattern));
+    all.dedup();
+    all
 }
 
 /// Sends `agent` its rules on every live link (or only on `session`).
@@ -89,7 +102,12 @@ pub(crate) async fn push(state: &State, agent: &str, only: Option<&burrow_mux::S
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let body = Bytes::from(encode_rules(&agent_rules(&rules, agent)));
+    let routes = state
+        .routes
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let body = Bytes::from(encode_rules(&agent_rules(&rules, &routes, agent)));
     let sessions: Vec<burrow_mux::Session> = match only {
         Some(s) => vec![s.clone()],
         None => state
@@ -106,36 +124,47 @@ pub(crate) async fn push(state: &State, agent: &str, only: Option<&burrow_mux::S
     }
 }
 
-/// Re-reads the rules; pushes changed ones to the agents they concern.
-/// Returns false if the store could not be read (the cache stays).
+/// Re-reads the rules and routes; pushes changed lists to the agents they
+/// concern. Returns false if the store could not be read (caches stay).
 pub(crate) async fn reload(state: &State) -> bool {
     let Some(store) = &state.config.store else {
         return true;
     };
-    let fresh = match store.fqdn_rules().await {
+    let (fresh, fresh_routes) = match tokio::try_join!(store.fqdn_rules(), store.routes()) {
         Ok(r) => r,
         Err(e) => {
-            debug!(error = %e, "FQDN rules not reloaded");
+            debug!(error = %e, "FQDN rules and routes not reloaded");
             return false;
         }
     };
-    let old = {
+    let (old, old_routes) = {
         let mut cache = state.rules.write().unwrap_or_else(|p| p.into_inner());
-        if **cache == fresh {
+        let mut rcache = state.routes.write().unwrap_or_else(|p| p.into_inner());
+        if **cache == fresh && **rcache == fresh_routes {
             return true;
         }
-        std::mem::replace(&mut *cache, Arc::new(fresh.clone()))
+        (
+            std::mem::replace(&mut *cache, Arc::new(fresh.clone())),
+            std::mem::replace(&mut *rcache, Arc::new(fresh_routes.clone())),
+        )
     };
     let mut agents: Vec<&str> = old
         .iter()
         .chain(fresh.iter())
         .map(|r| r.agent.as_str())
+        .chain(
+            old_routes
+                .iter()
+                .chain(fresh_routes.iter())
+                .map(|r| r.agent.as_str()),
+        )
         .collect();
     agents.sort_unstable();
     agents.dedup();
     for a in agents {
-        if agent_rules(&old, a) != agent_rules(&fresh, a) {
-            info!(agent = %a, rules = agent_rules(&fresh, a).len(), "FQDN rules changed; sent to the agent");
+        let now = agent_rules(&fresh, &fresh_routes, a);
+        if agent_rules(&old, &old_routes, a) != now {
+            info!(agent = %a, rules = now.len(), "FQDN rules or routes changed; sent to the agent");
             push(state, a, None).await;
         }
     }

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod edge;
 mod egress;
 mod endpoint;
 mod forward;
@@ -112,6 +113,14 @@ pub struct GatewayConfig {
     pub proxy_listen: Option<SocketAddr>,
     /// Credentials proxy clients must present.
     pub proxy_auth: Option<ProxyAuth>,
+    /// Where the HTTP edge redirects visitors to HTTPS; `None`: not served.
+    pub edge_http: Option<SocketAddr>,
+    /// Where the HTTPS edge serves routes; `None`: not served.
+    pub edge_https: Option<SocketAddr>,
+    /// The edge's certificate (a wildcard for the public domain).
+    pub edge_tls: Option<Arc<LiveIdentity>>,
+    /// Routes must be under this domain (`BURROW_PUBLIC_DOMAIN`), if set.
+    pub public_domain: Option<String>,
     /// Links to keep to each listening agent.
     pub links_per_endpoint: usize,
     /// First delay before redialing a listening agent; doubles per failure.
@@ -147,6 +156,10 @@ impl GatewayConfig {
             revocation_check: Duration::from_secs(2),
             proxy_listen: None,
             proxy_auth: None,
+            edge_http: None,
+            edge_https: None,
+            edge_tls: None,
+            public_domain: None,
             links_per_endpoint: 2,
             reconnect_delay: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(300),
@@ -193,6 +206,8 @@ pub(crate) struct State {
     pub(crate) identity: Option<tokens::Identity>,
     /// FQDN rules, as last read from the store.
     pub(crate) rules: std::sync::RwLock<Arc<Vec<burrow_store::FqdnRule>>>,
+    /// Routes, as last read from the store.
+    pub(crate) routes: std::sync::RwLock<Arc<Vec<burrow_store::Route>>>,
 }
 
 /// A gateway with its listeners bound.
@@ -201,6 +216,8 @@ pub struct Gateway {
     tunnel: TcpListener,
     forwards: Vec<(ForwardSpec, TcpListener)>,
     proxy: Option<TcpListener>,
+    edge_http: Option<TcpListener>,
+    edge_https: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
 }
 
 /// Accept queue depth: bursts of new connections (a CI fleet starting, a
@@ -257,6 +274,19 @@ impl Gateway {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        let edge_http = match config.edge_http {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let edge_https = match (config.edge_https, &config.edge_tls) {
+            (Some(addr), Some(id)) => Some((
+                bind(addr).await?,
+                tokio_rustls::TlsAcceptor::from(burrow_transport::tls::edge_server_config(
+                    id.clone(),
+                )?),
+            )),
+            _ => None,
+        };
         let mut forwards = Vec::new();
         for spec in &config.forwards {
             forwards.push((spec.clone(), bind(spec.listen).await?));
@@ -280,6 +310,7 @@ impl Gateway {
         };
         let state = Arc::new(State {
             rules: std::sync::RwLock::new(Arc::new(Vec::new())),
+            routes: std::sync::RwLock::new(Arc::new(Vec::new())),
             identity,
             acceptor,
             conn_limit: Arc::new(Semaphore::new(config.max_connections)),
@@ -294,6 +325,8 @@ impl Gateway {
             tunnel,
             forwards,
             proxy,
+            edge_http,
+            edge_https,
         })
     }
 
@@ -305,6 +338,13 @@ impl Gateway {
     /// Where the egress proxy listens, if it does.
     pub fn proxy_addr(&self) -> Option<SocketAddr> {
         self.proxy.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where the HTTPS edge listens, if it does.
+    pub fn edge_https_addr(&self) -> Option<SocketAddr> {
+        self.edge_https
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Where each forward listens, in configuration order.
@@ -323,6 +363,8 @@ impl Gateway {
             tunnel,
             forwards,
             proxy,
+            edge_http,
+            edge_https,
         } = self;
         egress::reload(&state).await;
         if let Ok(addr) = tunnel.local_addr() {
@@ -364,6 +406,22 @@ impl Gateway {
                 }
             }
             accept_loops.spawn(egress::serve(state.clone(), listener));
+        }
+        let https_port = edge_https
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map_or(443, |a| a.port());
+        if let Some((listener, tls)) = edge_https {
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "edge listening (HTTPS, HTTP/2 and HTTP/1.1, routes by host)");
+            }
+            accept_loops.spawn(edge::serve_https(state.clone(), listener, tls));
+        }
+        if let Some(listener) = edge_http {
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "edge listening (HTTP, redirects to HTTPS)");
+            }
+            accept_loops.spawn(edge::serve_http(state.clone(), listener, https_port));
         }
         accept_loops.close();
         for ep in &state.config.agent_endpoints {

@@ -21,10 +21,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fqdn_options",
         include_str!("../migrations/0003_fqdn_options.sql"),
     ),
+    (
+        4,
+        "route_options",
+        include_str!("../migrations/0004_route_options.sql"),
+    ),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Arbitrary, fixed: the advisory lock id for migrations.
 const PG_LOCK: i64 = 0x6275_7272_6f77;

@@ -160,10 +160,44 @@ async fn exercise(s: &Store) {
     ));
     s.remove_fqdn_rule("*.lan").await.unwrap();
 
-    // Unregistering takes keys and rules along.
+    // Routes: put creates then updates; they follow their agent.
+    let route = Route {
+        hostname: "app.tunnel.example.com".into(),
+        agent: "edge-1".into(),
+        target: "http://10.0.0.5:8080".into(),
+        ignore_certificate_errors: false,
+        proxy_protocol: false,
+        created_at: now_micros(),
+        updated_at: now_micros(),
+    };
+    assert!(s.put_route(&route).await.unwrap());
+    let changed = Route {
+        target: "https://nas.lan:5001".into(),
+        ignore_certificate_errors: true,
+        proxy_protocol: true,
+        ..route.clone()
+    };
+    assert!(!s.put_route(&changed).await.unwrap());
+    assert_eq!(s.routes().await.unwrap(), vec![changed.clone()]);
+    assert!(matches!(
+        s.put_route(&Route {
+            agent: "ghost".into(),
+            ..route.clone()
+        })
+        .await
+        .unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+
+    // Unregistering takes keys, rules and routes along.
     s.delete_agent("edge-1").await.unwrap();
     assert!(s.keys("edge-1").await.unwrap().is_empty());
     assert!(s.fqdn_rules().await.unwrap().is_empty());
+    assert!(s.routes().await.unwrap().is_empty());
+    assert!(matches!(
+        s.remove_route("app.tunnel.example.com").await.unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
     assert!(matches!(
         s.delete_agent("edge-1").await.unwrap_err(),
         StoreError::NotFound { .. }

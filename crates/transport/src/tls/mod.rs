@@ -104,6 +104,18 @@ pub fn server_config(identity: Arc<LiveIdentity>) -> Result<Arc<ServerConfig>, T
     Ok(Arc::new(c))
 }
 
+/// Server side of the public HTTP edge: the same TLS policy, `h2` and
+/// `http/1.1` by ALPN, no client certificates.
+pub fn edge_server_config(identity: Arc<LiveIdentity>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut c = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(identity);
+    c.alpn_protocols = vec![b"h2".to_vec(), ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(c))
+}
+
 /// Client side: trust per `trust`, present `identity` as the client
 /// certificate, offer `alpn`. `peer` and `hint` word the error when the
 /// server is not trusted ("the gateway", "set GATEWAY_THUMBPRINT=…").

@@ -1,0 +1,308 @@
+//! Burrow's own HTTP edge end to end: routes published with the CLI,
+//! visitors with curl (HTTP/1.1 and HTTP/2) and a WebSocket client, real
+//! services behind an agent, all on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use burrow_e2e::registered::{Setup, run, setup};
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
+}
+
+const EDGE: [&str; 6] = [
+    "--edge-https-listen",
+    "127.0.0.1:0",
+    "--edge-http-listen",
+    "127.0.0.1:0",
+    "--public-domain",
+    "tunnel.test",
+];
+
+/// A service that answers with its name, the headers a proxy sets, and
+/// `/big?n=BYTES` with that many pattern bytes (streamed).
+const SERVICE: &str = r#"
+import http.server, sys
+name = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/big"):
+            n = int(self.path.split("n=")[1])
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            chunk = bytes(range(256)) * 256
+            while n > 0:
+                part = chunk[: min(n, len(chunk))]
+                self.wfile.write(part)
+                n -= len(part)
+            return
+        h = self.headers
+        body = f"service={name} path={self.path} host={h.get('Host')} xff={h.get('X-Forwarded-For')} proto={h.get('X-Forwarded-Proto')} fhost={h.get('X-Forwarded-Host')}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+async fn service(name: &str) -> Result<(tokio::process::Child, u16)> {
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", SERVICE, name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await?;
+    Ok((child, line.trim().parse().context("service port")?))
+}
+
+/// curl against the edge, resolving `host` to it.
+async fn curl(
+    edge: SocketAddr,
+    host: &str,
+    path: &str,
+    extra: &[&str],
+) -> Result<(i32, String, String)> {
+    let url = format!("https://{host}:{}{path}", edge.port());
+    let resolve = format!("{host}:{}:127.0.0.1", edge.port());
+    let mut args = vec!["-sS", "-k", "--resolve", resolve.as_str()];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    run("curl", &args, Path::new("/"), &[]).await
+}
+
+async fn add_route(st: &Setup, host: &str, port: u16) -> Result<()> {
+    st.ok(&[
+        "add-route",
+        "--hostname",
+        host,
+        "--agent-name",
+        "edge",
+        "--target",
+        &format!("http://127.0.0.1:{port}"),
+    ])
+    .await
+    .map(|_| ())
+}
+
+#[tokio::test]
+async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<()> {
+    let mut st = setup(&bin(), &EDGE, &[], true).await?;
+    let edge = st.edge.context("edge address")?;
+    let (_a, a_port) = service("alpha").await?;
+    let (_b, b_port) = service("beta").await?;
+    add_route(&st, "alpha.tunnel.test", a_port).await?;
+    add_route(&st, "beta.tunnel.test", b_port).await?;
+
+    // Host routing, with the forwarded headers the services see.
+    let (code, out, err) = curl(edge, "alpha.tunnel.test", "/x?y=1", &[]).await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("service=alpha path=/x?y=1 host=alpha.tunnel.test xff=127.0.0.1 proto=https fhost=alpha.tunnel.test"), "{out}");
+    let (_, out, _) = curl(edge, "beta.tunnel.test", "/", &[]).await?;
+    assert!(out.starts_with("service=beta"), "{out}");
+    // HTTP/2 to the visitor.
+    let (code, out, err) = curl(
+        edge,
+        "alpha.tunnel.test",
+        "/",
+        &["--http2", "-w", "\nversion=%{http_version}"],
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("service=alpha") && out.trim_end().ends_with("version=2"),
+        "{out}"
+    );
+    // A streamed download, checked end to end.
+    let n = 20 * 1024 * 1024;
+    let (code, _, err) = curl(
+        edge,
+        "alpha.tunnel.test",
+        &format!("/big?n={n}"),
+        &["-o", &st.dir.path().join("big").display().to_string()],
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    let got = std::fs::read(st.dir.path().join("big"))?;
+    let chunk: Vec<u8> = (0..=255u8).collect::<Vec<_>>().repeat(256);
+    let want: Vec<u8> = chunk.iter().copied().cycle().take(n).collect();
+    assert_eq!(
+        Sha256::digest(&got),
+        Sha256::digest(&want),
+        "{} bytes",
+        got.len()
+    );
+
+    // An unknown host: the landing page.
+    let (_, out, _) = curl(
+        edge,
+        "nobody.tunnel.test",
+        "/",
+        &["-w", "\nstatus=%{http_code}"],
+    )
+    .await?;
+    assert!(
+        out.contains("Nothing here") && out.trim_end().ends_with("status=404"),
+        "{out}"
+    );
+    // The HTTP port redirects to HTTPS.
+    let http = addr_field_of(&mut st, "edge listening (HTTP,").await?;
+    let (code, out, err) = run(
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "-H",
+            "Host: alpha.tunnel.test",
+            &format!("http://{http}/p?q=1"),
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!("301 https://alpha.tunnel.test:{}/p?q=1", edge.port())
+    );
+    // Only names under the public domain; bad URLs refused (exit 2).
+    let (code, _, err) = st
+        .cli(&[
+            "add-route",
+            "--hostname",
+            "app.example.com",
+            "--agent-name",
+            "edge",
+            "--target",
+            "http://127.0.0.1:1",
+        ])
+        .await?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("BURROW_PUBLIC_DOMAIN"), "{err}");
+    let (code, _, err) = st
+        .cli(&[
+            "add-route",
+            "--hostname",
+            "x.tunnel.test",
+            "--agent-name",
+            "edge",
+            "--target",
+            "ftp://x",
+        ])
+        .await?;
+    assert_eq!(code, 2, "{err}");
+    let list = st.ok(&["list-routes"]).await?;
+    assert!(
+        list.lines().any(|l| l.starts_with("alpha.tunnel.test")
+            && l.contains(&format!("http://127.0.0.1:{a_port}"))),
+        "{list}"
+    );
+
+    // A route removed: the landing page at once.
+    st.ok(&["remove-route", "--hostname", "beta.tunnel.test"])
+        .await?;
+    let (_, out, _) = curl(
+        edge,
+        "beta.tunnel.test",
+        "/",
+        &["-w", "\nstatus=%{http_code}"],
+    )
+    .await?;
+    assert!(out.trim_end().ends_with("status=404"), "{out}");
+    // The agent offline: a page saying the tunnel is down.
+    let mut agent = st.agent.take().unwrap();
+    let mark = st.gateway.mark();
+    agent.kill().await;
+    st.gateway
+        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .await?;
+    let (_, out, _) = curl(
+        edge,
+        "alpha.tunnel.test",
+        "/",
+        &["-w", "\nstatus=%{http_code}"],
+    )
+    .await?;
+    assert!(
+        out.contains("Tunnel down") && out.trim_end().ends_with("status=502"),
+        "{out}"
+    );
+    Ok(())
+}
+
+async fn addr_field_of(st: &mut Setup, msg: &str) -> Result<SocketAddr> {
+    burrow_e2e::addr_field(&st.gateway.wait_log(msg).await?, "addr")
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through_the_edge() -> Result<()> {
+    let st = setup(&bin(), &EDGE, &[], true).await?;
+    let edge = st.edge.context("edge address")?;
+    // A WebSocket echo service.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    add_route(&st, "ws.tunnel.test", port).await?;
+    // TLS to the edge (its self-signed certificate), then the upgrade.
+    let tls =
+        burrow_transport::tls::AppTls::new(std::sync::Arc::new(rustls::RootCertStore::empty()))?;
+    let tcp = tokio::net::TcpStream::connect(edge).await?;
+    let name = rustls::pki_types::ServerName::try_from("ws.tunnel.test")?;
+    let stream = tokio_rustls::TlsConnector::from(tls.insecure)
+        .connect(name, tcp)
+        .await?;
+    let url = format!("wss://ws.tunnel.test:{}/chat", edge.port());
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, stream).await?;
+    assert_eq!(resp.status(), 101);
+    // Messages for a few seconds over the one upgraded connection.
+    let started = Instant::now();
+    let mut n = 0u32;
+    while started.elapsed() < Duration::from_secs(3) {
+        let msg = format!("message {n}");
+        ws.send(Message::text(msg.clone())).await?;
+        let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await?
+            .context("closed")??;
+        assert_eq!(back.into_text()?.as_str(), msg);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(n > 20, "{n} messages");
+    ws.close(None).await?;
+    Ok(())
+}

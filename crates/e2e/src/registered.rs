@@ -1,0 +1,244 @@
+//! A gateway with one registered agent, as an operator sets it up
+//! (`keygen`, `register`, the agent run with the printed variables), and
+//! the small real servers the feature tests put behind it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::{Proc, addr_field, admin_key, strings as s};
+
+/// Runs `cmd` in `dir` with only PATH, HOME and `env`: (exit code,
+/// stdout, stderr).
+pub async fn run(
+    cmd: &str,
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<(i32, String, String)> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(cmd)
+            .args(args)
+            .current_dir(dir)
+            // Only what the test gives: no CA bundle, proxy or pip
+            // settings from the machine.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .with_context(|| format!("{cmd} {args:?} hung"))?
+    .with_context(|| format!("{cmd} must be installed"))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Runs `cmd`, which must succeed; its stdout.
+pub async fn must(cmd: &str, args: &[&str], dir: &Path) -> Result<String> {
+    let (code, out, err) = run(cmd, args, dir, &[]).await?;
+    if code != 0 {
+        bail!("{cmd} {args:?} exited {code}: {err}");
+    }
+    Ok(out)
+}
+
+/// A gateway, one registered agent running with key-pair auth, and the
+/// egress proxy's address.
+pub struct Setup {
+    bin: PathBuf,
+    /// The gateway.
+    pub gateway: Proc,
+    /// The agent `edge`, when running.
+    pub agent: Option<Proc>,
+    /// The egress proxy.
+    pub proxy: SocketAddr,
+    /// The HTTPS edge, when the gateway serves one.
+    pub edge: Option<SocketAddr>,
+    /// CONNECT_URL, BURROW_ADMIN_KEY, GATEWAY_THUMBPRINT for the CLI.
+    pub env: Vec<(String, String)>,
+    /// Holds the data directories and keys.
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Runs a management command: (exit code, stdout, stderr).
+    pub async fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(args).env_clear().envs(env);
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await??;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// Runs a management command that must succeed; its stdout.
+    pub async fn ok(&self, args: &[&str]) -> Result<String> {
+        let (code, out, err) = self.cli(args).await?;
+        if code != 0 {
+            bail!("burrow {args:?} exited {code}: {err}");
+        }
+        Ok(out)
+    }
+
+    /// `add-fqdn` for agent `edge`.
+    pub async fn add_fqdn(&self, fqdn: &str, extra: &[&str]) -> Result<()> {
+        let mut a = vec!["add-fqdn", "--agent-name", "edge", "--fqdn", fqdn];
+        a.extend_from_slice(extra);
+        self.ok(&a).await.map(|_| ())
+    }
+
+    /// The proxy as an `http://` URL.
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.proxy)
+    }
+}
+
+/// Starts the gateway (with `gw_extra` flags), registers agent `edge` and,
+/// if `run_agent`, runs it with `agent_extra` flags.
+pub async fn setup(
+    bin: &Path,
+    gw_extra: &[&str],
+    agent_extra: &[&str],
+    run_agent: bool,
+) -> Result<Setup> {
+    let bin = bin.to_path_buf();
+    let dir = tempfile::tempdir()?;
+    let admin = admin_key();
+    let mut args = s(&["gateway", "--listen", "127.0.0.1:0"]);
+    args.extend(s(gw_extra));
+    let data = dir.path().join("gw").display().to_string();
+    let mut gateway = Proc::spawn(
+        "gateway",
+        &bin,
+        &args,
+        &[("BURROW_DATA_DIR", &data), ("BURROW_ADMIN_KEY", &admin)],
+    )?;
+    let listening = gateway.wait_log("tunnel endpoint listening").await?;
+    let addr = addr_field(&listening, "addr")?;
+    let thumbprint = listening["thumbprint"].as_str().unwrap().to_owned();
+    let proxy = addr_field(&gateway.wait_log("egress proxy listening").await?, "addr")?;
+    let edge = if gw_extra.contains(&"--edge-https-listen") {
+        Some(addr_field(
+            &gateway.wait_log("edge listening (HTTPS").await?,
+            "addr",
+        )?)
+    } else {
+        None
+    };
+    let env = vec![
+        (
+            "CONNECT_URL".to_owned(),
+            format!("wss://127.0.0.1:{}/connect", addr.port()),
+        ),
+        ("BURROW_ADMIN_KEY".to_owned(), admin),
+        ("GATEWAY_THUMBPRINT".to_owned(), thumbprint.clone()),
+    ];
+    let mut st = Setup {
+        bin: bin.clone(),
+        edge,
+        gateway,
+        agent: None,
+        proxy,
+        env,
+        dir,
+    };
+    let out_dir = st.dir.path().display().to_string();
+    st.ok(&["keygen", "--agent-name", "edge", "--out-dir", &out_dir])
+        .await?;
+    let key = st.dir.path().join("ConnectionAgent-edge.pem.pub");
+    let printed = st
+        .ok(&[
+            "register",
+            "--agent-name",
+            "edge",
+            "--key-name",
+            "k1",
+            "--public-key",
+            &key.display().to_string(),
+        ])
+        .await?;
+    if run_agent {
+        let mut env: Vec<(String, String)> = printed
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        env.push(("GATEWAY_THUMBPRINT".into(), thumbprint));
+        let private = st
+            .dir
+            .path()
+            .join("ConnectionAgent-edge.pem")
+            .display()
+            .to_string();
+        env.push(("AUTH_SERVER_PRIVATE_KEY_PEM_PATH".into(), private));
+        let env_ref: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mark = st.gateway.mark();
+        let agent = Proc::spawn(
+            "agent",
+            &bin,
+            &s(&["run"])
+                .into_iter()
+                .chain(s(agent_extra))
+                .collect::<Vec<_>>(),
+            &env_ref,
+        )?;
+        st.gateway
+            .wait_log_after(mark, "agent link up", |v| v["links"] == 2)
+            .await?;
+        st.agent = Some(agent);
+    }
+    Ok(st)
+}
+
+const STATIC_SERVER: &str = r#"
+import functools, http.server, ssl, sys
+root, cert, key = sys.argv[1], sys.argv[2], sys.argv[3]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+if cert != "-":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+/// A static file server (Python's http.server) on 127.0.0.1, HTTPS with
+/// `tls`, serving `root`. Returns the child and its port.
+pub async fn static_server(
+    root: &Path,
+    tls: Option<(&Path, &Path)>,
+) -> Result<(tokio::process::Child, u16)> {
+    let (c, k) = tls.map_or(("-".to_owned(), "-".to_owned()), |(c, k)| {
+        (c.display().to_string(), k.display().to_string())
+    });
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", STATIC_SERVER, &root.display().to_string(), &c, &k])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    tokio::time::timeout(Duration::from_secs(20), out.read_line(&mut line)).await??;
+    Ok((child, line.trim().parse().context("server port")?))
+}

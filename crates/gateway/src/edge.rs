@@ -1,0 +1,418 @@
+//! Burrow's own HTTP edge: visitors reach internal HTTP services published
+//! as routes (public host name → agent → internal URL).
+//!
+//! HTTPS (`:17243`) serves HTTP/1.1 and HTTP/2 (ALPN) and routes by the
+//! `Host` (or `:authority`); plain HTTP (`:17280`) redirects to HTTPS.
+//! Request and response bodies are streamed, WebSocket upgrades pass
+//! through, `X-Forwarded-For/-Proto/-Host` are set. An unknown host gets a
+//! small landing page (404), an offline agent a page saying the tunnel is
+//! down (502): never an internal error text.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use burrow_mux::{MuxError, ResetCode};
+use burrow_store::Route;
+use burrow_wire::egress::Target;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::State;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Longest the agent may take to connect the internal service.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn full(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>{t}</h1><p>{x}</p><p><small>Burrow</small></p></body></html>\n",
+        t = escape(title),
+        x = escape(text)
+    );
+    full(status, "text/html; charset=utf-8", body)
+}
+
+/// The route for a request's host, if any.
+fn route_for(state: &State, host: &str) -> Option<Route> {
+    let routes = state.routes.read().unwrap_or_else(|p| p.into_inner());
+    routes.iter().find(|r| r.hostname == host).cloned()
+}
+
+/// Host name of the request, lowercase, without port.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| {
+                    h.rsplit_once(':')
+                        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                        .map_or(h, |(host, _)| host)
+                        .to_owned()
+                })
+        })?;
+    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// The egress target for a route's internal URL.
+pub(crate) fn route_target(route: &Route) -> Option<Target> {
+    let uri: http::Uri = route.target.parse().ok()?;
+    let tls = match uri.scheme_str()? {
+        "http" => false,
+        "https" => true,
+        _ => return None,
+    };
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    Some(Target {
+        host: host.to_ascii_lowercase(),
+        port,
+        tls,
+        insecure: tls && route.ignore_certificate_errors,
+        check: false,
+    })
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Headers the Connection header names are hop-by-hop too.
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .filter(|n| !(keep_upgrade && n == "upgrade"))
+        .collect();
+    for n in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
+        h.remove(n);
+    }
+    if !keep_upgrade {
+        h.remove(header::UPGRADE);
+    }
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+async fn proxy(
+    state: Arc<State>,
+    mut req: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<Body> {
+    let Some(host) = request_host(&req) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "No host",
+            "The request names no host.",
+        );
+    };
+    let Some(route) = route_for(&state, &host) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Nothing here",
+            &format!("No service is published at {host} on this gateway."),
+        );
+    };
+    let Some(target) = route_target(&route) else {
+        warn!(%host, target = %route.target, "route has an unusable internal URL");
+        return page(
+            StatusCode::BAD_GATEWAY,
+            "Tunnel misconfigured",
+            "This route's internal URL is not usable.",
+        );
+    };
+    let down = |why: &str| {
+        page(
+            StatusCode::BAD_GATEWAY,
+            "Tunnel down",
+            &format!("The service at {host} is not reachable right now: {why}. Try again later."),
+        )
+    };
+    let Some(session) = state.registry.pick(&route.agent) else {
+        info!(%host, agent = %route.agent, "edge request: agent offline");
+        return down("its tunnel agent is offline");
+    };
+    let stream = match session.open_with_ack(&target.encode()).await {
+        Ok(s) => s,
+        Err(e) => return down(&e.to_string()),
+    };
+    match tokio::time::timeout(OPEN_TIMEOUT, stream.opened()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(MuxError::Reset(code))) => {
+            info!(%host, agent = %route.agent, ?code, "edge request: the agent could not connect the service");
+            let why = match code {
+                ResetCode::Refused => "the internal service refused the connection",
+                ResetCode::NotAllowed => "the agent refused the internal address",
+                _ => "the agent cannot reach the internal service",
+            };
+            return down(why);
+        }
+        Ok(Err(e)) => return down(&e.to_string()),
+        Err(_) => {
+            stream.reset(ResetCode::Cancelled);
+            return down("the internal service did not answer in time");
+        }
+    }
+    let (mut sender, conn) = match hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return down(&e.to_string()),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(error = %e, "edge backend connection ended");
+        }
+    });
+
+    let upgrade = is_upgrade(&req);
+    let visitor_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    if upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let prior = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let xff = match prior {
+        Some(p) => format!("{p}, {}", client.ip()),
+        None => client.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        parts.headers.insert("x-forwarded-host", v.clone());
+        parts.headers.insert(header::HOST, v);
+    }
+    // HTTP/1.1 towards the service, whatever the visitor spoke.
+    parts.version = http::Version::HTTP_11;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    parts.uri = match path.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "The request path is malformed.",
+            );
+        }
+    };
+    let backend_req = Request::from_parts(parts, body);
+    let mut res = match sender.send_request(backend_req).await {
+        Ok(r) => r,
+        Err(e) => return down(&format!("the internal service failed: {e}")),
+    };
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(visitor) = visitor_upgrade {
+            let backend = hyper::upgrade::on(&mut res);
+            tokio::spawn(async move {
+                match tokio::try_join!(visitor, backend) {
+                    Ok((v, b)) => {
+                        let mut v = TokioIo::new(v);
+                        let mut b = TokioIo::new(b);
+                        let r = tokio::io::copy_bidirectional(&mut v, &mut b).await;
+                        debug!(result = ?r, "edge upgraded connection closed");
+                    }
+                    Err(e) => debug!(error = %e, "edge upgrade failed"),
+                }
+            });
+        }
+        let (parts, _) = res.into_parts();
+        return Response::from_parts(
+            parts,
+            http_body_util::Empty::new().map_err(|e| match e {}).boxed(),
+        );
+    }
+    strip_hop_by_hop(res.headers_mut(), false);
+    res.map(BodyExt::boxed)
+}
+
+/// HTTPS: TLS with the edge certificate, then HTTP/1.1 or HTTP/2.
+pub(crate) async fn serve_https(
+    state: Arc<State>,
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+) {
+    loop {
+        let Some((tcp, client)) = crate::accept(&state, &listener, "edge https").await else {
+            return;
+        };
+        let _ = tcp.set_nodelay(true);
+        let state = state.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
+            else {
+                return;
+            };
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy(state, req, client).await) }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Plain HTTP: redirects every request to HTTPS.
+pub(crate) async fn serve_http(state: Arc<State>, listener: TcpListener, https_port: u16) {
+    loop {
+        let Some((tcp, _)) = crate::accept(&state, &listener, "edge http").await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| async move {
+                let host = request_host(&req).unwrap_or_default();
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
+                let port = if https_port == 443 {
+                    String::new()
+                } else {
+                    format!(":{https_port}")
+                };
+                let mut r = full(
+                    StatusCode::MOVED_PERMANENTLY,
+                    "text/plain; charset=utf-8",
+                    "moved to https\n".into(),
+                );
+                if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{port}{path}")) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                Ok::<_, std::convert::Infallible>(r)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(target: &str, insecure: bool) -> Route {
+        Route {
+            hostname: "app.example.com".into(),
+            agent: "edge".into(),
+            target: target.into(),
+            ignore_certificate_errors: insecure,
+            proxy_protocol: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn internal_urls_become_egress_targets() {
+        let t = route_target(&route("http://10.0.0.5:8080", false)).expect("http");
+        assert_eq!((t.host.as_str(), t.port, t.tls), ("10.0.0.5", 8080, false));
+        let t = route_target(&route("https://NAS.lan", true)).expect("https");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls, t.insecure),
+            ("nas.lan", 443, true, true)
+        );
+        assert!(route_target(&route("ftp://x", false)).is_none());
+        assert!(route_target(&route("not a url", false)).is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(
+            h.get("x-private").is_none()
+                && h.get("keep-alive").is_none()
+                && h.get(header::UPGRADE).is_none()
+        );
+        assert!(h.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let r = page(StatusCode::NOT_FOUND, "Nothing here", "<script>");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+}
