@@ -220,6 +220,25 @@ pub struct GatewayArgs {
     /// tunnel.example.com for *.tunnel.example.com.
     #[arg(long, env = "BURROW_PUBLIC_DOMAIN")]
     pub public_domain: Option<String>,
+    /// Caddy mode: keep a Caddy route per published host through Caddy's
+    /// Admin API (e.g. http://localhost:2019), so Caddy terminates TLS and
+    /// proxies visitors to this gateway. Run the gateway with --no-tls
+    /// behind it.
+    #[arg(long, env = "BURROW_CADDY_ADMIN_URL")]
+    pub caddy_admin_url: Option<String>,
+    /// The Caddy HTTP server whose routes Burrow manages (srv0 is the first
+    /// site block of a Caddyfile).
+    #[arg(long, env = "BURROW_CADDY_SERVER", default_value = "srv0")]
+    pub caddy_server: String,
+    /// Where Caddy reaches this gateway. Default: the tunnel port, on
+    /// 127.0.0.1 when it listens on all addresses.
+    #[arg(long, env = "BURROW_CADDY_UPSTREAM")]
+    pub caddy_upstream: Option<String>,
+    /// Withdraw a host's Caddy route while its agent is offline, restore it
+    /// when the agent returns. Off by default: Caddy reloads can drop
+    /// long-lived connections.
+    #[arg(long, env = "BURROW_REMOVE_ROUTES_ON_TUNNEL_UNAVAILABLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub remove_routes_on_tunnel_unavailable: bool,
     /// Lifetime of access tokens; agents renew them with a third left.
     #[arg(long, env = "BURROW_ACCESS_TOKEN_LIFETIME_SECONDS", default_value = "600", value_parser = parse_seconds)]
     pub access_token_lifetime_seconds: Duration,
@@ -489,6 +508,17 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     config.max_agents = args.max_agents;
     config.audience = args.api_audience;
     config.proxy_listen = args.proxy_listen.0;
+    if let Some(admin_url) = args.caddy_admin_url {
+        // Empty: the tunnel port as bound (the gateway fills it in).
+        let upstream = args.caddy_upstream.unwrap_or_default();
+        config.caddy = Some(burrow_gateway::CaddyConfig {
+            admin_url,
+            server: args.caddy_server,
+            upstream,
+            remove_when_unavailable: args.remove_routes_on_tunnel_unavailable,
+            interval: Duration::from_secs(2),
+        });
+    }
     config.edge_http = args.edge_http_listen.0;
     config.edge_https = args.edge_https_listen.0;
     config.public_domain = args.public_domain.map(|d| {

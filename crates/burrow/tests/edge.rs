@@ -306,3 +306,222 @@ async fn websocket_upgrades_pass_through_the_edge() -> Result<()> {
     ws.close(None).await?;
     Ok(())
 }
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A real Caddy with its Admin API, one server on loopback (no automatic
+/// HTTPS), an operator route Burrow must not touch, and a 404 fallback.
+struct Caddy {
+    child: Option<tokio::process::Child>,
+    config: PathBuf,
+    home: PathBuf,
+    admin: u16,
+    http: u16,
+}
+
+impl Caddy {
+    async fn start(dir: &Path) -> Result<Caddy> {
+        let (admin, http) = (free_port()?, free_port()?);
+        let config = dir.join("caddy.json");
+        let cfg = serde_json::json!({
+            "admin": { "listen": format!("127.0.0.1:{admin}") },
+            "apps": { "http": { "servers": { "srv0": {
+                "listen": [format!("127.0.0.1:{http}")],
+                "automatic_https": { "disable": true },
+                "routes": [
+                    { "@id": "operator-route", "match": [{ "host": ["operator.test"] }],
+                      "handle": [{ "handler": "static_response", "status_code": 200, "body": "operator route" }],
+                      "terminal": true },
+                    { "handle": [{ "handler": "static_response", "status_code": 404, "body": "caddy: no route" }] }
+                ]
+            }}}}
+        });
+        std::fs::write(&config, cfg.to_string())?;
+        let mut c = Caddy {
+            child: None,
+            config,
+            home: dir.to_path_buf(),
+            admin,
+            http,
+        };
+        c.restart().await?;
+        Ok(c)
+    }
+
+    /// (Re)starts Caddy with its original configuration (what a restart of
+    /// the Caddy service does): routes added through the API are gone.
+    async fn restart(&mut self) -> Result<()> {
+        if let Some(mut old) = self.child.take() {
+            old.kill().await?;
+        }
+        let child = tokio::process::Command::new("caddy")
+            .args(["run", "--config", &self.config.display().to_string()])
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", &self.home)
+            .env("XDG_DATA_HOME", &self.home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("caddy (Debian package caddy) must be installed")?;
+        self.child = Some(child);
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.http))
+            .await
+            .is_err()
+        {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(20),
+                "caddy did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// A request through Caddy for `host`: (status, body).
+    async fn get(&self, host: &str) -> Result<(u16, String)> {
+        let (_, out, _) = run(
+            "curl",
+            &[
+                "-sS",
+                "-H",
+                &format!("Host: {host}"),
+                "-w",
+                "\n%{http_code}",
+                &format!("http://127.0.0.1:{}/", self.http),
+            ],
+            Path::new("/"),
+            &[],
+        )
+        .await?;
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    }
+
+    /// Waits (bounded) until `host` answers `status` through Caddy.
+    async fn until(&self, host: &str, status: u16) -> Result<(Duration, String)> {
+        let started = Instant::now();
+        loop {
+            let (got, body) = self.get(host).await?;
+            if got == status {
+                return Ok((started.elapsed(), body));
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(20),
+                "{host} still answers {got} through Caddy, not {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn caddy_mode_keeps_caddy_routes_in_step() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let caddy = Caddy::start(dir.path()).await?;
+    let admin_url = format!("http://127.0.0.1:{}", caddy.admin);
+    let mut st = setup(
+        &bin(),
+        &[
+            "--no-tls",
+            "--caddy-admin-url",
+            &admin_url,
+            "--public-domain",
+            "tunnel.test",
+        ],
+        &[],
+        true,
+    )
+    .await?;
+    let mut caddy = caddy;
+    let (_svc, port) = service("alpha").await?;
+    assert_eq!(caddy.get("alpha.tunnel.test").await?.0, 404);
+    add_route(&st, "alpha.tunnel.test", port).await?;
+    let (took, body) = caddy.until("alpha.tunnel.test", 200).await?;
+    eprintln!("route live in Caddy after {took:?}");
+    assert!(
+        body.starts_with("service=alpha") && body.contains("host=alpha.tunnel.test"),
+        "{body}"
+    );
+    // The operator's own route is untouched.
+    assert_eq!(
+        caddy.get("operator.test").await?,
+        (200, "operator route".into())
+    );
+
+    // Caddy restarted with its original configuration: the route returns.
+    caddy.restart().await?;
+    let (took, _) = caddy.until("alpha.tunnel.test", 200).await?;
+    eprintln!("route re-applied after a Caddy restart in {took:?}");
+
+    // The agent offline, default: the route stays; the gateway answers 502.
+    let mut agent = st.agent.take().unwrap();
+    let mark = st.gateway.mark();
+    agent.kill().await;
+    st.gateway
+        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .await?;
+    let (code, body) = caddy.get("alpha.tunnel.test").await?;
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("Tunnel down"), "{body}");
+
+    // Removed: Caddy answers its own 404, the operator's route still works.
+    st.ok(&["remove-route", "--hostname", "alpha.tunnel.test"])
+        .await?;
+    let (_, body) = caddy.until("alpha.tunnel.test", 404).await?;
+    assert_eq!(body, "caddy: no route");
+    assert_eq!(
+        caddy.get("operator.test").await?,
+        (200, "operator route".into())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn caddy_routes_follow_their_agent_when_asked_to() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let caddy = Caddy::start(dir.path()).await?;
+    let admin_url = format!("http://127.0.0.1:{}", caddy.admin);
+    let mut st = setup(
+        &bin(),
+        &[
+            "--no-tls",
+            "--caddy-admin-url",
+            &admin_url,
+            "--remove-routes-on-tunnel-unavailable",
+        ],
+        &[],
+        true,
+    )
+    .await?;
+    let (_svc, port) = service("alpha").await?;
+    add_route(&st, "alpha.example.test", port).await?;
+    caddy.until("alpha.example.test", 200).await?;
+    // Agent gone: the route is withdrawn from Caddy.
+    let mut agent = st.agent.take().unwrap();
+    let mark = st.gateway.mark();
+    agent.kill().await;
+    st.gateway
+        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .await?;
+    let (took, _) = caddy.until("alpha.example.test", 404).await?;
+    eprintln!("route withdrawn {took:?} after the agent left");
+    // Agent back: the route is restored.
+    let env: Vec<(String, String)> = std::fs::read_to_string(st.dir.path().join("agent.env"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    anyhow::ensure!(!env.is_empty(), "the setup keeps the agent's environment");
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let _again = burrow_e2e::Proc::spawn("agent-2", &bin(), &["run".to_owned()], &env_ref)?;
+    let (took, body) = caddy.until("alpha.example.test", 200).await?;
+    eprintln!("route restored {took:?} after the agent returned");
+    assert!(body.starts_with("service=alpha"), "{body}");
+    Ok(())
+}

@@ -65,7 +65,8 @@ pub struct Setup {
     pub proxy: SocketAddr,
     /// The HTTPS edge, when the gateway serves one.
     pub edge: Option<SocketAddr>,
-    /// CONNECT_URL, BURROW_ADMIN_KEY, GATEWAY_THUMBPRINT for the CLI.
+    /// CONNECT_URL, BURROW_ADMIN_KEY and (with TLS) GATEWAY_THUMBPRINT for
+    /// the CLI.
     pub env: Vec<(String, String)>,
     /// Holds the data directories and keys.
     pub dir: tempfile::TempDir,
@@ -133,7 +134,12 @@ pub async fn setup(
     )?;
     let listening = gateway.wait_log("tunnel endpoint listening").await?;
     let addr = addr_field(&listening, "addr")?;
-    let thumbprint = listening["thumbprint"].as_str().unwrap().to_owned();
+    // A gateway behind a TLS proxy (--no-tls) has no certificate to pin.
+    let plain = gw_extra.contains(&"--no-tls");
+    let thumbprint = listening["thumbprint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let proxy = addr_field(&gateway.wait_log("egress proxy listening").await?, "addr")?;
     let edge = if gw_extra.contains(&"--edge-https-listen") {
         Some(addr_field(
@@ -146,11 +152,18 @@ pub async fn setup(
     let env = vec![
         (
             "CONNECT_URL".to_owned(),
-            format!("wss://127.0.0.1:{}/connect", addr.port()),
+            format!(
+                "{}://127.0.0.1:{}/connect",
+                if plain { "ws" } else { "wss" },
+                addr.port()
+            ),
         ),
         ("BURROW_ADMIN_KEY".to_owned(), admin),
-        ("GATEWAY_THUMBPRINT".to_owned(), thumbprint.clone()),
     ];
+    let mut env = env;
+    if !plain {
+        env.push(("GATEWAY_THUMBPRINT".to_owned(), thumbprint.clone()));
+    }
     let mut st = Setup {
         bin: bin.clone(),
         edge,
@@ -181,7 +194,13 @@ pub async fn setup(
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        env.push(("GATEWAY_THUMBPRINT".into(), thumbprint));
+        if plain {
+            // The token endpoint is plain HTTP too.
+            env.retain(|(k, _)| k != "AUTH_SERVER_DOMAIN");
+            env.push(("AUTH_SERVER_DOMAIN".into(), format!("http://{addr}")));
+        } else {
+            env.push(("GATEWAY_THUMBPRINT".into(), thumbprint));
+        }
         let private = st
             .dir
             .path()
@@ -189,6 +208,9 @@ pub async fn setup(
             .display()
             .to_string();
         env.push(("AUTH_SERVER_PRIVATE_KEY_PEM_PATH".into(), private));
+        // Kept for tests that start the agent again.
+        let lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(st.dir.path().join("agent.env"), lines)?;
         let env_ref: Vec<(&str, &str)> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mark = st.gateway.mark();

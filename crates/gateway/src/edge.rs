@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::State;
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Longest the agent may take to connect the internal service.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -141,10 +141,26 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             })
 }
 
-async fn proxy(
+/// Who the visitor's request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Front {
+    /// Burrow's own HTTPS edge: the visitor spoke HTTPS to us.
+    Edge,
+    /// A TLS-terminating proxy in front (Caddy): keep the scheme it says.
+    Proxy,
+}
+
+/// Is there a route for this request's host?
+pub(crate) fn has_route<B>(state: &State, req: &Request<B>) -> bool {
+    request_host(req).is_some_and(|h| route_for(state, &h).is_some())
+}
+
+/// Serves one visitor request through its route.
+pub(crate) async fn proxy(
     state: Arc<State>,
     mut req: Request<Incoming>,
     client: SocketAddr,
+    front: Front,
 ) -> Response<Body> {
     let Some(host) = request_host(&req) else {
         return page(
@@ -234,9 +250,16 @@ async fn proxy(
     if let Ok(v) = HeaderValue::from_str(&xff) {
         parts.headers.insert("x-forwarded-for", v);
     }
-    parts
-        .headers
-        .insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    if front == Front::Edge || !parts.headers.contains_key("x-forwarded-proto") {
+        let proto = if front == Front::Edge {
+            "https"
+        } else {
+            "http"
+        };
+        parts
+            .headers
+            .insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    }
     if let Ok(v) = HeaderValue::from_str(&host) {
         parts.headers.insert("x-forwarded-host", v.clone());
         parts.headers.insert(header::HOST, v);
@@ -309,7 +332,9 @@ pub(crate) async fn serve_https(
             };
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy(state, req, client).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(proxy(state, req, client, Front::Edge).await)
+                }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder

@@ -148,6 +148,9 @@ pub(crate) async fn reload(state: &State) -> bool {
             std::mem::replace(&mut *rcache, Arc::new(fresh_routes.clone())),
         )
     };
+    if *old_routes != fresh_routes {
+        state.caddy_kick.notify_one();
+    }
     let mut agents: Vec<&str> = old
         .iter()
         .chain(fresh.iter())

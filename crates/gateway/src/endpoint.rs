@@ -14,7 +14,7 @@ use burrow_transport::{Link, accept_tls, handshake, page, raw, ws};
 use burrow_wire::{Hello, Reject, RejectCode, capabilities};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -89,19 +89,25 @@ where
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
         async move {
+            // A published host (behind Caddy, which proxies routes here).
+            if crate::edge::has_route(&state, &req) {
+                let front = crate::edge::Front::Proxy;
+                return Ok::<_, Infallible>(crate::edge::proxy(state, req, peer, front).await);
+            }
+            let boxed = |r: Response<Body>| r.map(|b| b.map_err(|e| match e {}).boxed());
             if req.uri().path().starts_with("/api/v1/") {
-                return Ok::<_, Infallible>(crate::admin::handle(state, req).await);
+                return Ok(boxed(crate::admin::handle(state, req).await));
             }
             if req.uri().path() == crate::tokens::TOKEN_PATH {
-                return Ok(match &state.identity {
+                return Ok(boxed(match &state.identity {
                     Some(id) => id.token_endpoint(req, peer).await,
                     None => text(
                         StatusCode::NOT_FOUND,
                         "this gateway runs without a database: no key-pair agents\n",
                     ),
-                });
+                }));
             }
-            Ok(route(state, peer, cert, req))
+            Ok(boxed(route(state, peer, cert, req)))
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -337,6 +343,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, "agent link up");
     touch(&state, &agent, &hello.software_version, peer).await;
     crate::egress::push(&state, &agent, Some(&session)).await;
+    state.caddy_kick.notify_one();
     tokio::spawn(control_loop(
         state.clone(),
         agent.clone(),
@@ -346,6 +353,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     ));
     let reason = session.closed().await;
     let left = state.registry.remove(&agent, id);
+    state.caddy_kick.notify_one();
     touch(&state, &agent, &hello.software_version, peer).await;
     info!(%agent, link = id, links = left, %reason, "agent link down");
 }

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod caddy;
 mod edge;
 mod egress;
 mod endpoint;
@@ -42,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+pub use caddy::CaddyConfig;
 pub use egress::ProxyAuth;
 pub use forward::{ForwardSpec, ForwardSpecError};
 pub use registry::Registry;
@@ -121,6 +123,8 @@ pub struct GatewayConfig {
     pub edge_tls: Option<Arc<LiveIdentity>>,
     /// Routes must be under this domain (`BURROW_PUBLIC_DOMAIN`), if set.
     pub public_domain: Option<String>,
+    /// Caddy mode: keep routes in Caddy through its Admin API.
+    pub caddy: Option<CaddyConfig>,
     /// Links to keep to each listening agent.
     pub links_per_endpoint: usize,
     /// First delay before redialing a listening agent; doubles per failure.
@@ -160,6 +164,7 @@ impl GatewayConfig {
             edge_https: None,
             edge_tls: None,
             public_domain: None,
+            caddy: None,
             links_per_endpoint: 2,
             reconnect_delay: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(300),
@@ -208,6 +213,8 @@ pub(crate) struct State {
     pub(crate) rules: std::sync::RwLock<Arc<Vec<burrow_store::FqdnRule>>>,
     /// Routes, as last read from the store.
     pub(crate) routes: std::sync::RwLock<Arc<Vec<burrow_store::Route>>>,
+    /// Wakes the Caddy reconciler (a route or an agent changed).
+    pub(crate) caddy_kick: tokio::sync::Notify,
 }
 
 /// A gateway with its listeners bound.
@@ -311,6 +318,7 @@ impl Gateway {
         let state = Arc::new(State {
             rules: std::sync::RwLock::new(Arc::new(Vec::new())),
             routes: std::sync::RwLock::new(Arc::new(Vec::new())),
+            caddy_kick: tokio::sync::Notify::new(),
             identity,
             acceptor,
             conn_limit: Arc::new(Semaphore::new(config.max_connections)),
@@ -367,6 +375,7 @@ impl Gateway {
             edge_https,
         } = self;
         egress::reload(&state).await;
+        let tunnel_addr = tunnel.local_addr().ok();
         if let Ok(addr) = tunnel.local_addr() {
             match &state.config.tls {
                 Some(id) => info!(
@@ -422,6 +431,19 @@ impl Gateway {
                 info!(%addr, "edge listening (HTTP, redirects to HTTPS)");
             }
             accept_loops.spawn(edge::serve_http(state.clone(), listener, https_port));
+        }
+        if let Some(mut cfg) = state.config.caddy.clone() {
+            if cfg.upstream.is_empty() {
+                // Caddy dials the tunnel port, on loopback when it listens
+                // on all addresses.
+                if let Some(mut a) = tunnel_addr {
+                    if a.ip().is_unspecified() {
+                        a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    cfg.upstream = a.to_string();
+                }
+            }
+            accept_loops.spawn(caddy::run(state.clone(), cfg));
         }
         accept_loops.close();
         for ep in &state.config.agent_endpoints {
