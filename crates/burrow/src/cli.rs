@@ -239,6 +239,15 @@ pub struct GatewayArgs {
     /// long-lived connections.
     #[arg(long, env = "BURROW_REMOVE_ROUTES_ON_TUNNEL_UNAVAILABLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub remove_routes_on_tunnel_unavailable: bool,
+    /// Origins a browser may call the admin API from, comma-separated, or
+    /// `*` for any. Set it to your own origins in production.
+    #[arg(
+        long,
+        env = "BURROW_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub allowed_origins: Vec<String>,
     /// Lifetime of access tokens; agents renew them with a third left.
     #[arg(long, env = "BURROW_ACCESS_TOKEN_LIFETIME_SECONDS", default_value = "600", value_parser = parse_seconds)]
     pub access_token_lifetime_seconds: Duration,
@@ -519,6 +528,12 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
             interval: Duration::from_secs(2),
         });
     }
+    config.allowed_origins = args
+        .allowed_origins
+        .into_iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
     config.edge_http = args.edge_http_listen.0;
     config.edge_https = args.edge_https_listen.0;
     config.public_domain = args.public_domain.map(|d| {

@@ -1191,3 +1191,68 @@ async fn the_readmes_demo_runs_the_whole_stack_on_loopback() -> Result<()> {
     assert_eq!(demo.wait_exit().await?, Some(0));
     Ok(())
 }
+
+/// Response headers of a curl request to the admin API (lowercased).
+async fn api_headers(gw: &Gw, method: &str, origin: &str, auth: bool) -> Result<String> {
+    let url = gw
+        .connect_url
+        .replace("wss://", "https://")
+        .replace("/connect", "/api/v1/agents");
+    let mut args = vec![
+        "-sk".to_owned(),
+        "-o".into(),
+        "/dev/null".into(),
+        "-D".into(),
+        "-".into(),
+        "-X".into(),
+        method.into(),
+        "-H".into(),
+        format!("Origin: {origin}"),
+    ];
+    if auth {
+        args.extend(["-H".into(), format!("Authorization: Bearer {}", gw.admin)]);
+    }
+    args.push(url);
+    let out = tokio::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .await?;
+    Ok(String::from_utf8_lossy(&out.stdout).to_ascii_lowercase())
+}
+
+#[tokio::test]
+async fn the_admin_api_answers_browsers_from_allowed_origins_only() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let echo = servers::echo().await;
+    // Default: any origin.
+    let gw = gateway(&dir.path().join("a"), &admin_key(), "edge-1", echo, &[]).await?;
+    let h = api_headers(&gw, "OPTIONS", "https://ui.example", false).await?;
+    assert!(
+        h.starts_with("http/1.1 204") && h.contains("access-control-allow-origin: *"),
+        "{h}"
+    );
+    assert!(
+        h.contains("access-control-allow-headers: authorization, content-type"),
+        "{h}"
+    );
+    // A configured list.
+    let only = [(
+        "BURROW_ALLOWED_ORIGINS",
+        "https://ui.example,https://ops.example",
+    )];
+    let gw = gateway(&dir.path().join("b"), &admin_key(), "edge-1", echo, &only).await?;
+    let h = api_headers(&gw, "GET", "https://ops.example", true).await?;
+    assert!(
+        h.starts_with("http/1.1 200")
+            && h.contains("access-control-allow-origin: https://ops.example"),
+        "{h}"
+    );
+    let h = api_headers(&gw, "GET", "https://evil.example", true).await?;
+    assert!(
+        h.starts_with("http/1.1 200") && !h.contains("access-control-allow-origin"),
+        "{h}"
+    );
+    let h = api_headers(&gw, "OPTIONS", "https://evil.example", false).await?;
+    assert!(!h.contains("access-control-allow-origin"), "{h}");
+    Ok(())
+}

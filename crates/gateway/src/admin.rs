@@ -228,6 +228,57 @@ struct NewAdminKeyReq {
 
 /// Serves one `/api/v1/...` request.
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let allowed = origin
+        .as_ref()
+        .and_then(|o| cors_allow(&state.config.allowed_origins, o));
+    if req.method() == Method::OPTIONS {
+        // A browser's preflight: answered without credentials.
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        if let Some(a) = allowed {
+            let h = r.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, a);
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                http::HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                http::HeaderValue::from_static("authorization, content-type"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                http::HeaderValue::from_static("600"),
+            );
+            h.insert(header::VARY, http::HeaderValue::from_static("origin"));
+        }
+        return r;
+    }
+    let mut r = serve_authenticated(&state, req).await;
+    if let Some(a) = allowed {
+        r.headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, a);
+        r.headers_mut()
+            .insert(header::VARY, http::HeaderValue::from_static("origin"));
+    }
+    r
+}
+
+/// The `Access-Control-Allow-Origin` value for `origin`, if allowed
+/// (`BURROW_ALLOWED_ORIGINS`; `*` allows any).
+fn cors_allow(allowed: &[String], origin: &http::HeaderValue) -> Option<http::HeaderValue> {
+    if allowed.iter().any(|a| a == "*") {
+        return Some(http::HeaderValue::from_static("*"));
+    }
+    let o = origin.to_str().ok()?;
+    allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o))
+        .then(|| origin.clone())
+}
+
+async fn serve_authenticated(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let Some(store) = state.config.store.clone() else {
         return error(
             StatusCode::NOT_FOUND,
@@ -239,7 +290,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
         Ok(a) => a,
         Err(r) => return r.response(),
     };
-    match serve(&state, &store, &actor, req).await {
+    match serve(state, &store, &actor, req).await {
         Ok(r) => r,
         Err(r) => r.response(),
     }

@@ -125,6 +125,8 @@ pub struct GatewayConfig {
     pub public_domain: Option<String>,
     /// Caddy mode: keep routes in Caddy through its Admin API.
     pub caddy: Option<CaddyConfig>,
+    /// Origins browsers may call the admin API from (`*`: any).
+    pub allowed_origins: Vec<String>,
     /// Links to keep to each listening agent.
     pub links_per_endpoint: usize,
     /// First delay before redialing a listening agent; doubles per failure.
@@ -165,6 +167,7 @@ impl GatewayConfig {
             edge_tls: None,
             public_domain: None,
             caddy: None,
+            allowed_origins: vec!["*".into()],
             links_per_endpoint: 2,
             reconnect_delay: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(300),
