@@ -248,6 +248,17 @@ pub struct GatewayArgs {
         default_value = "*"
     )]
     pub allowed_origins: Vec<String>,
+    /// Traffic audit records (every tunneled HTTP request and TCP stream)
+    /// older than this many days are deleted.
+    #[arg(long, env = "BURROW_AUDIT_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_retention_days: u32,
+    /// At most this many traffic audit records are kept (oldest go first).
+    #[arg(long, env = "BURROW_AUDIT_MAX_RECORDS", default_value_t = 1_000_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub audit_max_records: i64,
+    /// Traffic audit records waiting to be written, at most; beyond it
+    /// they are dropped (and counted), never slowing traffic.
+    #[arg(long, env = "BURROW_AUDIT_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_queue: u32,
     /// Lifetime of access tokens; agents renew them with a third left.
     #[arg(long, env = "BURROW_ACCESS_TOKEN_LIFETIME_SECONDS", default_value = "600", value_parser = parse_seconds)]
     pub access_token_lifetime_seconds: Duration,
@@ -534,6 +545,11 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         .map(|o| o.trim().to_owned())
         .filter(|o| !o.is_empty())
         .collect();
+    config.audit = burrow_gateway::AuditConfig {
+        queue: args.audit_queue as usize,
+        max_age: Duration::from_secs(u64::from(args.audit_retention_days) * 86_400),
+        max_records: args.audit_max_records,
+    };
     config.edge_http = args.edge_http_listen.0;
     config.edge_https = args.edge_https_listen.0;
     config.public_domain = args.public_domain.map(|d| {

@@ -152,6 +152,31 @@ async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<(
         got.len()
     );
 
+    // Audit records: path without the query, status, bytes each way.
+    let r = st
+        .traffic_until("kind=http&host=alpha.tunnel.test", |r| r["path"] == "/x")
+        .await?;
+    assert_eq!(
+        (r["method"].as_str(), r["status"].as_i64()),
+        (Some("GET"), Some(200)),
+        "{r}"
+    );
+    assert_eq!(r["agent_name"], "edge");
+    assert!(
+        r["client"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("127.0.0.1:"),
+        "{r}"
+    );
+    assert!(
+        r["bytes_in"].as_i64() > Some(0) && r["bytes_out"].as_i64() > Some(50),
+        "{r}"
+    );
+    let big = st
+        .traffic_until("kind=http&host=alpha.tunnel.test", |r| r["path"] == "/big")
+        .await?;
+    assert!(big["bytes_out"].as_i64() > Some(n as i64), "{big}");
     // An unknown host: the landing page.
     let (_, out, _) = curl(
         edge,
@@ -523,5 +548,27 @@ async fn caddy_routes_follow_their_agent_when_asked_to() -> Result<()> {
     let (took, body) = caddy.until("alpha.example.test", 200).await?;
     eprintln!("route restored {took:?} after the agent returned");
     assert!(body.starts_with("service=alpha"), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_traffic_audit_is_bounded_by_count() -> Result<()> {
+    let mut flags = EDGE.to_vec();
+    flags.extend(["--audit-max-records", "3"]);
+    let st = setup(&bin(), &flags, &[], true).await?;
+    let edge = st.edge.context("edge address")?;
+    let (_a, a_port) = service("alpha").await?;
+    add_route(&st, "alpha.tunnel.test", a_port).await?;
+    for i in 0..8 {
+        let (code, _, err) = curl(edge, "alpha.tunnel.test", &format!("/n{i}"), &[]).await?;
+        assert_eq!(code, 0, "{err}");
+    }
+    // The newest is there; no more than 3 are kept.
+    st.traffic_until("kind=http", |r| r["path"] == "/n7")
+        .await?;
+    let all = st.api_get("/traffic?limit=100").await?;
+    let n = all["records"].as_array().map_or(0, Vec::len);
+    assert!((1..=3).contains(&n), "{all}");
+    assert_eq!(all["dropped"], 0);
     Ok(())
 }

@@ -541,6 +541,20 @@ async fn rule_changes_apply_to_new_connections_and_spare_open_ones() -> Result<(
         .await?
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     assert_eq!(echo_over(&mut open, b"before").await?, b"before");
+    let mut short = connect_via(st.proxy, &target, None)
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(echo_over(&mut short, b"audited").await?, b"audited");
+    drop(short);
+    let r = st
+        .traffic_until("kind=egress", |r| r["target"] == target.as_str())
+        .await?;
+    assert_eq!(
+        (r["bytes_in"].as_i64(), r["bytes_out"].as_i64()),
+        (Some(7), Some(7)),
+        "{r}"
+    );
+    assert_eq!(r["agent_name"], "edge");
     let started = Instant::now();
     st.ok(&[
         "remove-fqdn",

@@ -241,6 +241,34 @@ async fn the_seeds_whole_flow_keygen_register_run_traffic_list() -> Result<()> {
         echo_roundtrip(gw.forward, b"through the tunnel").await?,
         b"through the tunnel"
     );
+    // The forward's stream is in the traffic audit, bytes each way.
+    let url = gw
+        .connect_url
+        .replace("wss://", "https://")
+        .replace("/connect", "/api/v1/traffic?kind=forward");
+    let auth = format!("Authorization: Bearer {}", gw.admin);
+    let started = Instant::now();
+    let record = loop {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sSk", "-H", &auth, &url])
+            .output()
+            .await?;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if let Some(r) = v["records"].as_array().and_then(|a| a.first()) {
+            break r.clone();
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(15),
+            "no forward record: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (record["bytes_in"].as_i64(), record["bytes_out"].as_i64()),
+        (Some(18), Some(18)),
+        "{record}"
+    );
+    assert_eq!(record["target"], echo.to_string());
     let issued = gw.proc.wait_log("access token issued").await?;
     assert_eq!(
         (issued["agent"].as_str(), issued["key"].as_str()),

@@ -99,6 +99,46 @@ impl Setup {
         Ok(out)
     }
 
+    /// GET on the admin API (`/api/v1` + `path`) with curl; the JSON.
+    pub async fn api_get(&self, path: &str) -> Result<serde_json::Value> {
+        let connect = &self.env[0].1;
+        let base = connect
+            .replace("wss://", "https://")
+            .replace("ws://", "http://")
+            .replace("/connect", "");
+        let auth = format!("Authorization: Bearer {}", self.env[1].1);
+        let url = format!("{base}/api/v1{path}");
+        let (code, out, err) =
+            run("curl", &["-sSk", "-H", &auth, &url], Path::new("/"), &[]).await?;
+        if code != 0 {
+            bail!("curl {url}: {err}");
+        }
+        serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
+    }
+
+    /// Waits (bounded) until the traffic audit has a record matching
+    /// `query` (e.g. `kind=http&host=h`) that `pred` accepts.
+    pub async fn traffic_until(
+        &self,
+        query: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let started = std::time::Instant::now();
+        loop {
+            let v = self.api_get(&format!("/traffic?{query}")).await?;
+            if let Some(r) = v["records"]
+                .as_array()
+                .and_then(|a| a.iter().find(|r| pred(r)))
+            {
+                return Ok(r.clone());
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                bail!("no traffic record for {query} matched within 15 s: {v}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `add-fqdn` for agent `edge`.
     pub async fn add_fqdn(&self, fqdn: &str, extra: &[&str]) -> Result<()> {
         let mut a = vec!["add-fqdn", "--agent-name", "edge", "--fqdn", fqdn];

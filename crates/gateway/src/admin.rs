@@ -563,6 +563,46 @@ async fn serve(
             audit("remove-fqdn", fqdn.clone(), String::new()).await;
             Ok(reply(StatusCode::OK, &json!({ "fqdn": fqdn })))
         }
+        (Method::GET, ["traffic"]) => {
+            let q: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                    .into_owned()
+                    .collect();
+            let num = |k: &str| -> Result<Option<i64>, Refusal> {
+                q.get(k)
+                    .map(|v| {
+                        v.parse::<i64>().map_err(|_| {
+                            error(StatusCode::BAD_REQUEST, format!("{k} must be a number"))
+                        })
+                    })
+                    .transpose()
+            };
+            let filter = burrow_store::TrafficFilter {
+                kind: q.get("kind").cloned(),
+                agent: q.get("agent").cloned(),
+                host: q.get("host").cloned(),
+                status: num("status")?,
+                since: num("since")?,
+                until: num("until")?,
+                limit: num("limit")?.unwrap_or(100),
+                offset: num("offset")?.unwrap_or(0),
+            };
+            let records = store.traffic(&filter).await.map_err(|e| store_error(&e))?;
+            let list: Vec<Value> = records
+                .iter()
+                .map(|t| {
+                    json!({ "at": t.at, "kind": t.kind, "agent_name": t.agent, "route": t.route,
+                            "client": t.client, "method": t.method, "host": t.host, "path": t.path,
+                            "status": t.status, "target": t.target, "bytes_in": t.bytes_in,
+                            "bytes_out": t.bytes_out, "duration_ms": t.duration_ms })
+                })
+                .collect();
+            let dropped = state.traffic.as_ref().map_or(0, |r| r.dropped());
+            Ok(reply(
+                StatusCode::OK,
+                &json!({ "records": list, "dropped": dropped }),
+            ))
+        }
         (Method::GET, ["routes"]) => {
             let routes = store.routes().await.map_err(|e| store_error(&e))?;
             Ok(reply(

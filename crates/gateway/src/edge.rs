@@ -100,6 +100,56 @@ pub(crate) fn route_target(route: &Route) -> Option<Target> {
     })
 }
 
+/// Counts the bytes through a connection (for the audit trail).
+struct Counted<T> {
+    inner: T,
+    read: Arc<std::sync::atomic::AtomicU64>,
+    written: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.written
+                .fetch_add(*n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -216,17 +266,49 @@ pub(crate) async fn proxy(
             return down("the internal service did not answer in time");
         }
     }
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Counted {
+        inner: stream,
+        read: read.clone(),
+        written: written.clone(),
+    };
     let (mut sender, conn) = match hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(counted))
         .await
     {
         Ok(x) => x,
         Err(e) => return down(&e.to_string()),
     };
+    let status = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let record = burrow_store::Traffic {
+        at: burrow_store::now_micros(),
+        kind: "http".into(),
+        agent: route.agent.clone(),
+        route: route.hostname.clone(),
+        client: client.to_string(),
+        method: req.method().to_string(),
+        host: host.clone(),
+        // The path only: query strings may carry secrets.
+        path: req.uri().path().to_owned(),
+        target: route.target.clone(),
+        ..burrow_store::Traffic::default()
+    };
+    let (state2, status2, started) = (state.clone(), status.clone(), std::time::Instant::now());
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             debug!(error = %e, "edge backend connection ended");
         }
+        let n = |a: &std::sync::atomic::AtomicU64| {
+            i64::try_from(a.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
+        };
+        state2.record(burrow_store::Traffic {
+            status: i64::from(status2.load(std::sync::atomic::Ordering::Relaxed)),
+            bytes_in: n(&written),
+            bytes_out: n(&read),
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            ..record
+        });
     });
 
     let upgrade = is_upgrade(&req);
@@ -286,6 +368,7 @@ pub(crate) async fn proxy(
         Ok(r) => r,
         Err(e) => return down(&format!("the internal service failed: {e}")),
     };
+    status.store(res.status().as_u16(), std::sync::atomic::Ordering::Relaxed);
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(visitor) = visitor_upgrade {
             let backend = hyper::upgrade::on(&mut res);

@@ -266,7 +266,7 @@ async fn open(
     host: &str,
     port: u16,
     http_origination: bool,
-) -> Result<MuxStream, Refusal> {
+) -> Result<(MuxStream, String), Refusal> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let rule = {
         let rules = state.rules.read().unwrap_or_else(|p| p.into_inner());
@@ -302,7 +302,7 @@ async fn open(
             }
         };
         return match tokio::time::timeout(OPEN_TIMEOUT, stream.opened()).await {
-            Ok(Ok(())) => Ok(stream),
+            Ok(Ok(())) => Ok((stream, rule.agent.clone())),
             Ok(Err(MuxError::Reset(code))) => Err(Refusal::Agent {
                 host,
                 agent: rule.agent.clone(),
@@ -555,7 +555,7 @@ async fn http(state: &State, mut tcp: TcpStream, first: Vec<u8>, client: SocketA
     } else {
         port
     };
-    let stream = match open(state, &host, port, origination).await {
+    let (stream, agent) = match open(state, &host, port, origination).await {
         Ok(s) => s,
         Err(r) => {
             let (status, reason, body) = r.http();
@@ -586,8 +586,33 @@ async fn http(state: &State, mut tcp: TcpStream, first: Vec<u8>, client: SocketA
     if !rest.is_empty() && stream.send(rest).await.is_err() {
         return;
     }
+    let started = (burrow_store::now_micros(), std::time::Instant::now());
     let out = pump(stream, tcp).await;
     debug!(%client, %host, up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "proxy stream closed");
+    record(state, started, agent, client, &host, port, &out);
+}
+
+/// The audit record of one egress stream.
+fn record(
+    state: &State,
+    (at, started): (i64, std::time::Instant),
+    agent: String,
+    client: SocketAddr,
+    host: &str,
+    port: u16,
+    out: &burrow_mux::PumpOutcome,
+) {
+    state.record(burrow_store::Traffic {
+        at,
+        kind: "egress".into(),
+        agent,
+        client: client.to_string(),
+        target: format!("{host}:{port}"),
+        bytes_in: i64::try_from(out.tcp_to_stream).unwrap_or(i64::MAX),
+        bytes_out: i64::try_from(out.stream_to_tcp).unwrap_or(i64::MAX),
+        duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        ..burrow_store::Traffic::default()
+    });
 }
 
 fn rule_tls(state: &State, host: &str) -> bool {
@@ -741,7 +766,7 @@ async fn socks5(state: &State, mut tcp: Buffered, client: SocketAddr) {
         socks_reply(&mut tcp.tcp, 0x07).await;
         return;
     }
-    let stream = match open(state, &host, port, false).await {
+    let (stream, agent) = match open(state, &host, port, false).await {
         Ok(s) => s,
         Err(r) => {
             let (_, _, why) = r.http();
@@ -755,8 +780,10 @@ async fn socks5(state: &State, mut tcp: Buffered, client: SocketAddr) {
     if !rest.is_empty() && stream.send(rest).await.is_err() {
         return;
     }
+    let started = (burrow_store::now_micros(), std::time::Instant::now());
     let out = pump(stream, tcp).await;
     debug!(%client, %host, up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "SOCKS5 stream closed");
+    record(state, started, agent, client, &host, port, &out);
 }
 
 /// Result of a reachability check for one rule.

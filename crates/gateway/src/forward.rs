@@ -151,8 +151,20 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                     match session.open(&spec.target).await {
                         Ok(stream) => {
                             let id = stream.id();
+                            let (at, started) = (burrow_store::now_micros(), std::time::Instant::now());
                             let out = pump(stream, tcp).await;
                             debug!(stream = id, up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "stream closed");
+                            state2.record(burrow_store::Traffic {
+                                at,
+                                kind: "forward".into(),
+                                agent: spec.agent.clone(),
+                                client: client.to_string(),
+                                target: spec.target.clone(),
+                                bytes_in: i64::try_from(out.tcp_to_stream).unwrap_or(i64::MAX),
+                                bytes_out: i64::try_from(out.stream_to_tcp).unwrap_or(i64::MAX),
+                                duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                                ..burrow_store::Traffic::default()
+                            });
                             return;
                         }
                         Err(MuxError::Closed(_)) => continue,

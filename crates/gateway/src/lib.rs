@@ -29,6 +29,7 @@ mod forward;
 mod outbound;
 pub mod registry;
 mod tokens;
+mod traffic;
 mod trust;
 
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub use caddy::CaddyConfig;
 pub use egress::ProxyAuth;
 pub use forward::{ForwardSpec, ForwardSpecError};
 pub use registry::Registry;
+pub use traffic::AuditConfig;
 pub use trust::{Trust, TrustEntry, TrustError};
 
 /// A listening agent the gateway dials: `NAME=tls://host:port`.
@@ -127,6 +129,8 @@ pub struct GatewayConfig {
     pub caddy: Option<CaddyConfig>,
     /// Origins browsers may call the admin API from (`*`: any).
     pub allowed_origins: Vec<String>,
+    /// The traffic audit trail's queue and retention.
+    pub audit: AuditConfig,
     /// Links to keep to each listening agent.
     pub links_per_endpoint: usize,
     /// First delay before redialing a listening agent; doubles per failure.
@@ -168,6 +172,7 @@ impl GatewayConfig {
             public_domain: None,
             caddy: None,
             allowed_origins: vec!["*".into()],
+            audit: AuditConfig::default(),
             links_per_endpoint: 2,
             reconnect_delay: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(300),
@@ -218,6 +223,17 @@ pub(crate) struct State {
     pub(crate) routes: std::sync::RwLock<Arc<Vec<burrow_store::Route>>>,
     /// Wakes the Caddy reconciler (a route or an agent changed).
     pub(crate) caddy_kick: tokio::sync::Notify,
+    /// The traffic audit trail; present with a store.
+    pub(crate) traffic: Option<Arc<traffic::Recorder>>,
+}
+
+impl State {
+    /// Records one tunneled request or stream, without waiting.
+    pub(crate) fn record(&self, t: burrow_store::Traffic) {
+        if let Some(r) = &self.traffic {
+            r.record(t);
+        }
+    }
 }
 
 /// A gateway with its listeners bound.
@@ -228,6 +244,7 @@ pub struct Gateway {
     proxy: Option<TcpListener>,
     edge_http: Option<TcpListener>,
     edge_https: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    audit_rx: Option<tokio::sync::mpsc::Receiver<burrow_store::Traffic>>,
 }
 
 /// Accept queue depth: bursts of new connections (a CI fleet starting, a
@@ -318,7 +335,15 @@ impl Gateway {
             ),
             None => None,
         };
+        let (recorder, audit_rx) = match &config.store {
+            Some(_) => {
+                let (r, rx) = traffic::Recorder::new(config.audit.queue);
+                (Some(Arc::new(r)), Some(rx))
+            }
+            None => (None, None),
+        };
         let state = Arc::new(State {
+            traffic: recorder,
             rules: std::sync::RwLock::new(Arc::new(Vec::new())),
             routes: std::sync::RwLock::new(Arc::new(Vec::new())),
             caddy_kick: tokio::sync::Notify::new(),
@@ -338,6 +363,7 @@ impl Gateway {
             proxy,
             edge_http,
             edge_https,
+            audit_rx,
         })
     }
 
@@ -376,7 +402,17 @@ impl Gateway {
             proxy,
             edge_http,
             edge_https,
+            audit_rx,
         } = self;
+        let audit_writer = match (audit_rx, &state.config.store, &state.traffic) {
+            (Some(rx), Some(store), Some(rec)) => Some(tokio::spawn(traffic::writer(
+                store.clone(),
+                rx,
+                rec.clone(),
+                state.config.audit.clone(),
+            ))),
+            _ => None,
+        };
         egress::reload(&state).await;
         let tunnel_addr = tunnel.local_addr().ok();
         if let Ok(addr) = tunnel.local_addr() {
@@ -471,6 +507,10 @@ impl Gateway {
         state.registry.close_all();
         state.links.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.links.wait()).await;
+        if let (Some(rec), Some(writer)) = (&state.traffic, audit_writer) {
+            rec.flush(Duration::from_secs(3)).await;
+            writer.abort();
+        }
         info!("gateway stopped");
     }
 }

@@ -251,6 +251,58 @@ pub struct Route {
     pub updated_at: i64,
 }
 
+/// One tunneled HTTP request or TCP stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Traffic {
+    /// When it started (Unix microseconds).
+    pub at: i64,
+    /// `http` (edge), `forward` (fixed forward) or `egress` (proxy).
+    pub kind: String,
+    /// The agent that carried it.
+    pub agent: String,
+    /// The route (host name) for `http`.
+    pub route: String,
+    /// The client's address.
+    pub client: String,
+    /// HTTP method, for `http`.
+    pub method: String,
+    /// HTTP host, for `http`.
+    pub host: String,
+    /// HTTP path without the query string, for `http`.
+    pub path: String,
+    /// HTTP status, for `http` (0 otherwise, or when none came).
+    pub status: i64,
+    /// Where the agent connected (`host:port` or URL).
+    pub target: String,
+    /// Bytes from the client.
+    pub bytes_in: i64,
+    /// Bytes to the client.
+    pub bytes_out: i64,
+    /// How long it lasted.
+    pub duration_ms: i64,
+}
+
+/// Which traffic records to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct TrafficFilter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this agent.
+    pub agent: Option<String>,
+    /// Only this HTTP host.
+    pub host: Option<String>,
+    /// Only this status.
+    pub status: Option<i64>,
+    /// Not before (Unix microseconds).
+    pub since: Option<i64>,
+    /// Before (Unix microseconds).
+    pub until: Option<i64>,
+    /// At most this many (capped at 1000).
+    pub limit: i64,
+    /// Skip this many.
+    pub offset: i64,
+}
+
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -778,6 +830,124 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Stores a batch of traffic records in one transaction.
+    pub async fn insert_traffic(&self, batch: &[Traffic]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for t in batch {
+            sqlx::query(
+                "INSERT INTO traffic (id, at, kind, agent, route, client, method, host, path, status, target, bytes_in, bytes_out, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(random_id())
+            .bind(t.at)
+            .bind(&t.kind)
+            .bind(&t.agent)
+            .bind(&t.route)
+            .bind(&t.client)
+            .bind(&t.method)
+            .bind(&t.host)
+            .bind(&t.path)
+            .bind(t.status)
+            .bind(&t.target)
+            .bind(t.bytes_in)
+            .bind(t.bytes_out)
+            .bind(t.duration_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Traffic records matching `f`, newest first.
+    pub async fn traffic(&self, f: &TrafficFilter) -> Result<Vec<Traffic>> {
+        // Only placeholders are added to the text; every value is bound.
+        let mut sql = String::from("SELECT * FROM traffic WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = |col: &str, op: &str| {
+            n += 1;
+            format!(" AND {col} {op} ${n}")
+        };
+        let texts = [("kind", &f.kind), ("agent", &f.agent), ("host", &f.host)];
+        for (col, v) in texts {
+            if v.is_some() {
+                sql.push_str(&next(col, "="));
+            }
+        }
+        let numbers = [
+            ("status", "=", f.status),
+            ("at", ">=", f.since),
+            ("at", "<", f.until),
+        ];
+        for (col, op, v) in numbers {
+            if v.is_some() {
+                sql.push_str(&next(col, op));
+            }
+        }
+        sql.push_str(&format!(
+            " ORDER BY at DESC, id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, v) in texts {
+            if let Some(v) = v {
+                q = q.bind(v.clone());
+            }
+        }
+        for (_, _, v) in numbers {
+            if let Some(v) = v {
+                q = q.bind(v);
+            }
+        }
+        q = q.bind(f.limit.clamp(1, 1000)).bind(f.offset.max(0));
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Traffic {
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    agent: r.try_get("agent")?,
+                    route: r.try_get("route")?,
+                    client: r.try_get("client")?,
+                    method: r.try_get("method")?,
+                    host: r.try_get("host")?,
+                    path: r.try_get("path")?,
+                    status: r.try_get("status")?,
+                    target: r.try_get("target")?,
+                    bytes_in: r.try_get("bytes_in")?,
+                    bytes_out: r.try_get("bytes_out")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops traffic records older than `before` and beyond the newest
+    /// `keep`; returns how many went.
+    pub async fn prune_traffic(&self, before: i64, keep: i64) -> Result<u64> {
+        let mut gone = sqlx::query("DELETE FROM traffic WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let cutoff: Option<i64> =
+            sqlx::query("SELECT at FROM traffic ORDER BY at DESC LIMIT 1 OFFSET $1")
+                .bind(keep.max(0))
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get("at"))
+                .transpose()?;
+        if let Some(at) = cutoff {
+            gone += sqlx::query("DELETE FROM traffic WHERE at <= $1")
+                .bind(at)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(gone)
     }
 
     /// Every FQDN rule, by FQDN.

@@ -26,10 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "route_options",
         include_str!("../migrations/0004_route_options.sql"),
     ),
+    (5, "traffic", include_str!("../migrations/0005_traffic.sql")),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Arbitrary, fixed: the advisory lock id for migrations.
 const PG_LOCK: i64 = 0x6275_7272_6f77;

@@ -269,6 +269,63 @@ async fn exercise(s: &Store) {
         .unwrap();
     assert_eq!(v, "a-1", "the first value stays");
 
+    // Traffic: batches in, filtered and paged out, pruned by age and count.
+    let base = now_micros();
+    let batch: Vec<Traffic> = (0..6)
+        .map(|i| Traffic {
+            at: base + i,
+            kind: if i % 2 == 0 { "http" } else { "egress" }.into(),
+            agent: "edge-2".into(),
+            host: "app.example".into(),
+            path: "/p".into(),
+            status: if i == 4 { 502 } else { 200 },
+            bytes_in: i,
+            bytes_out: 10 * i,
+            ..Traffic::default()
+        })
+        .collect();
+    s.insert_traffic(&batch).await.unwrap();
+    let all = TrafficFilter {
+        limit: 100,
+        ..TrafficFilter::default()
+    };
+    let got = s.traffic(&all).await.unwrap();
+    assert_eq!(got.len(), 6);
+    assert_eq!(got[0].at, base + 5, "newest first");
+    let http = s
+        .traffic(&TrafficFilter {
+            kind: Some("http".into()),
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(http.len(), 3);
+    let bad = s
+        .traffic(&TrafficFilter {
+            status: Some(502),
+            kind: Some("http".into()),
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!((bad.len(), bad[0].bytes_out), (1, 40));
+    let page = s
+        .traffic(&TrafficFilter {
+            limit: 2,
+            offset: 2,
+            since: Some(base + 1),
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|t| t.at).collect::<Vec<_>>(),
+        [base + 3, base + 2]
+    );
+    assert_eq!(s.prune_traffic(base + 1, 100).await.unwrap(), 1, "by age");
+    assert_eq!(s.prune_traffic(0, 2).await.unwrap(), 3, "by count");
+    assert_eq!(s.traffic(&all).await.unwrap().len(), 2);
+
     // Audit, newest first.
     s.audit("bootstrap", "register", "edge-2", "client id cid-2")
         .await
