@@ -193,8 +193,15 @@ async fn reach(state: &AgentState, t: &Target) -> Result<Connected, Failure> {
         )));
     }
     let addrs = resolve(state, &t.host, t.port).await?;
-    let tcp = connect(state, &t.host, &addrs).await?;
+    let mut tcp = connect(state, &t.host, &addrs).await?;
     let _ = tcp.set_nodelay(true);
+    if let (Some((src, dst)), false) = (t.proxy, t.check) {
+        use tokio::io::AsyncWriteExt as _;
+        let header = burrow_wire::egress::proxy_v2_header(src, dst);
+        tcp.write_all(&header).await.map_err(|e| {
+            Failure::Unreachable(format!("{}: sending the PROXY header: {e}", t.host))
+        })?;
+    }
     if t.tls {
         return Ok(Connected::Tls(Box::new(
             handshake(state, &t.host, t.insecure, tcp).await?,

@@ -193,6 +193,10 @@ pub enum Manage {
         /// Do not validate an https:// target's certificate.
         #[arg(long)]
         ignore_certificate_validation_errors: bool,
+        /// Send PROXY protocol v2 to the service, so it sees the visitor's
+        /// address (the service must expect it).
+        #[arg(long)]
+        proxy_protocol: bool,
     },
     /// Unpublish a route.
     RemoveRoute {
@@ -734,6 +738,7 @@ pub async fn run(cmd: Manage) -> Result<()> {
             agent_name,
             target,
             ignore_certificate_validation_errors,
+            proxy_protocol,
         } => {
             check_name("agent", &agent_name)?;
             if !burrow_wire::egress::valid_pattern(&hostname) || hostname.starts_with("*.") {
@@ -747,7 +752,7 @@ pub async fn run(cmd: Manage) -> Result<()> {
                 .call(
                     Method::PUT,
                     &format!("/routes/{}", hostname.to_ascii_lowercase()),
-                    Some(json!({ "agent_name": agent_name, "target": target,
+                    Some(json!({ "proxy_protocol": proxy_protocol,  "agent_name": agent_name, "target": target,
                                  "ignore_certificate_validation_errors": ignore_certificate_validation_errors })),
                 )
                 .await?;
@@ -785,18 +790,24 @@ pub async fn run(cmd: Manage) -> Result<()> {
                     .map(|a| {
                         a.iter()
                             .map(|r| {
-                                let opts = if r["ignore_certificate_validation_errors"].as_bool()
-                                    == Some(true)
+                                let mut o = Vec::new();
+                                if r["ignore_certificate_validation_errors"].as_bool() == Some(true)
                                 {
-                                    "ignore-certificate-validation-errors"
+                                    o.push("ignore-certificate-validation-errors");
+                                }
+                                if r["proxy_protocol"].as_bool() == Some(true) {
+                                    o.push("proxy-protocol");
+                                }
+                                let opts = if o.is_empty() {
+                                    "-".to_owned()
                                 } else {
-                                    "-"
+                                    o.join(",")
                                 };
                                 vec![
                                     s(&r["hostname"]),
                                     s(&r["agent_name"]),
                                     s(&r["target"]),
-                                    opts.to_owned(),
+                                    opts,
                                     time(&r["updated_at"]),
                                 ]
                             })

@@ -572,3 +572,86 @@ async fn the_traffic_audit_is_bounded_by_count() -> Result<()> {
     assert_eq!(all["dropped"], 0);
     Ok(())
 }
+
+/// A service that expects PROXY protocol v2 and answers with the source
+/// address it was given.
+async fn proxy_protocol_service() -> Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 16];
+                if s.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let reply = if head[..12]
+                    == [
+                        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+                    ]
+                    && head[12] == 0x21
+                {
+                    let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+                    let mut addrs = vec![0u8; len];
+                    if s.read_exact(&mut addrs).await.is_err() {
+                        return;
+                    }
+                    if head[13] == 0x11 && len >= 12 {
+                        let ip = std::net::Ipv4Addr::new(addrs[0], addrs[1], addrs[2], addrs[3]);
+                        format!("src={ip}:{}", u16::from_be_bytes([addrs[8], addrs[9]]))
+                    } else {
+                        format!("family={:#x}", head[13])
+                    }
+                } else {
+                    "no PROXY header".to_owned()
+                };
+                // Then the HTTP request, answered once.
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+#[tokio::test]
+async fn proxy_protocol_v2_tells_the_service_the_visitors_address() -> Result<()> {
+    let st = setup(&bin(), &EDGE, &[], true).await?;
+    let edge = st.edge.context("edge address")?;
+    let port = proxy_protocol_service().await?;
+    st.ok(&[
+        "add-route",
+        "--hostname",
+        "pp.tunnel.test",
+        "--agent-name",
+        "edge",
+        "--target",
+        &format!("http://127.0.0.1:{port}"),
+        "--proxy-protocol",
+    ])
+    .await?;
+    let (code, out, err) = curl(
+        edge,
+        "pp.tunnel.test",
+        "/",
+        &["--local-port", "47000-47999", "-w", " local=%{local_port}"],
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    let local = out
+        .rsplit("local=")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    assert!(out.starts_with(&format!("src=127.0.0.1:{local} ")), "{out}");
+    let list = st.ok(&["list-routes"]).await?;
+    assert!(list.contains("proxy-protocol"), "{list}");
+    Ok(())
+}

@@ -182,11 +182,14 @@ struct RouteReq {
     target: String,
     #[serde(default)]
     ignore_certificate_validation_errors: bool,
+    #[serde(default)]
+    proxy_protocol: bool,
 }
 
 fn route_json(r: &burrow_store::Route) -> Value {
     json!({ "hostname": r.hostname, "agent_name": r.agent, "target": r.target,
             "ignore_certificate_validation_errors": r.ignore_certificate_errors,
+            "proxy_protocol": r.proxy_protocol,
             "created_at": r.created_at, "updated_at": r.updated_at })
 }
 
@@ -621,7 +624,7 @@ async fn serve(
                 agent: b.agent_name.clone(),
                 target: b.target.clone(),
                 ignore_certificate_errors: b.ignore_certificate_validation_errors,
-                proxy_protocol: false,
+                proxy_protocol: b.proxy_protocol,
                 created_at: now,
                 updated_at: now,
             };

@@ -97,6 +97,7 @@ pub(crate) fn route_target(route: &Route) -> Option<Target> {
         tls,
         insecure: tls && route.ignore_certificate_errors,
         check: false,
+        proxy: None,
     })
 }
 
@@ -210,6 +211,7 @@ pub(crate) async fn proxy(
     state: Arc<State>,
     mut req: Request<Incoming>,
     client: SocketAddr,
+    local: SocketAddr,
     front: Front,
 ) -> Response<Body> {
     let Some(host) = request_host(&req) else {
@@ -226,7 +228,7 @@ pub(crate) async fn proxy(
             &format!("No service is published at {host} on this gateway."),
         );
     };
-    let Some(target) = route_target(&route) else {
+    let Some(mut target) = route_target(&route) else {
         warn!(%host, target = %route.target, "route has an unusable internal URL");
         return page(
             StatusCode::BAD_GATEWAY,
@@ -234,6 +236,21 @@ pub(crate) async fn proxy(
             "This route's internal URL is not usable.",
         );
     };
+    if route.proxy_protocol {
+        // The visitor as the service should see it: behind Caddy, the
+        // address Caddy appended to X-Forwarded-For.
+        let visitor = match front {
+            Front::Edge => client,
+            Front::Proxy => req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+                .map_or(client, |ip| SocketAddr::new(ip, 0)),
+        };
+        target.proxy = Some((visitor, local));
+    }
     let down = |why: &str| {
         page(
             StatusCode::BAD_GATEWAY,
@@ -405,6 +422,9 @@ pub(crate) async fn serve_https(
             return;
         };
         let _ = tcp.set_nodelay(true);
+        let Ok(local) = tcp.local_addr() else {
+            continue;
+        };
         let state = state.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -416,7 +436,9 @@ pub(crate) async fn serve_https(
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move {
-                    Ok::<_, std::convert::Infallible>(proxy(state, req, client, Front::Edge).await)
+                    Ok::<_, std::convert::Infallible>(
+                        proxy(state, req, client, local, Front::Edge).await,
+                    )
                 }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -282,6 +282,7 @@ async fn open(
         tls,
         insecure: tls && rule.ignore_certificate_errors,
         check: false,
+        proxy: None,
     };
     let offline = || Refusal::Offline {
         host: host.clone(),
@@ -801,6 +802,7 @@ pub(crate) async fn check(state: &State, rule: &FqdnRule) -> String {
         tls: rule.tls || rule.check_tls || port == 443,
         insecure: rule.ignore_certificate_errors,
         check: true,
+        proxy: None,
     };
     let Some(session) = state.registry.pick(&rule.agent) else {
         return format!("offline: agent {} has no live link", rule.agent);

@@ -40,10 +40,13 @@ pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
             return;
         };
         let _ = tcp.set_nodelay(true);
+        let Ok(local) = tcp.local_addr() else {
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
             let Some(acceptor) = state.acceptor.clone() else {
-                return serve_http(state, tcp, peer, None).await;
+                return serve_http(state, tcp, peer, local, None).await;
             };
             match accept_tls(&acceptor, tcp, TLS_HANDSHAKE_TIMEOUT).await {
                 Ok(tls) if tls.raw => {
@@ -52,7 +55,7 @@ pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
                     let links = state.links.clone();
                     links.spawn(admit(state, link, None).instrument(info_span!("link", %peer)));
                 }
-                Ok(tls) => serve_http(state, tls.stream, peer, tls.peer_cert).await,
+                Ok(tls) => serve_http(state, tls.stream, peer, local, tls.peer_cert).await,
                 Err(e) => tls_failed(peer, &e),
             }
         });
@@ -82,8 +85,13 @@ fn tls_failed(peer: SocketAddr, e: &std::io::Error) {
     }
 }
 
-async fn serve_http<I>(state: Arc<State>, io: I, peer: SocketAddr, cert: Option<Thumbprint>)
-where
+async fn serve_http<I>(
+    state: Arc<State>,
+    io: I,
+    peer: SocketAddr,
+    local: SocketAddr,
+    cert: Option<Thumbprint>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -92,7 +100,9 @@ where
             // A published host (behind Caddy, which proxies routes here).
             if crate::edge::has_route(&state, &req) {
                 let front = crate::edge::Front::Proxy;
-                return Ok::<_, Infallible>(crate::edge::proxy(state, req, peer, front).await);
+                return Ok::<_, Infallible>(
+                    crate::edge::proxy(state, req, peer, local, front).await,
+                );
             }
             let boxed = |r: Response<Body>| r.map(|b| b.map_err(|e| match e {}).boxed());
             if req.uri().path().starts_with("/api/v1/") {

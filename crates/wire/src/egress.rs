@@ -24,6 +24,9 @@ pub struct Target {
     pub insecure: bool,
     /// A reachability probe: the agent reports instead of relaying.
     pub check: bool,
+    /// Send a PROXY protocol v2 header first: (client, address it
+    /// connected to).
+    pub proxy: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 impl Target {
@@ -43,6 +46,9 @@ impl Target {
             if on {
                 s.push_str(flag);
             }
+        }
+        if let Some((src, dst)) = self.proxy {
+            s.push_str(&format!(";pp={src},{dst}"));
         }
         s
     }
@@ -65,17 +71,55 @@ impl Target {
             tls: false,
             insecure: false,
             check: false,
+            proxy: None,
         };
         for flag in parts {
             match flag {
                 "tls" => t.tls = true,
                 "insecure" => t.insecure = true,
                 "check" => t.check = true,
+                pp if pp.starts_with("pp=") => {
+                    let (src, dst) = pp[3..].split_once(',')?;
+                    t.proxy = Some((src.parse().ok()?, dst.parse().ok()?));
+                }
                 _ => return None,
             }
         }
         Some(t)
     }
+}
+
+/// A PROXY protocol v2 header (PROXY command, TCP) telling the service the
+/// visitor's address `src` and the address it connected to `dst`. Mixed
+/// families are sent as IPv6 (IPv4-mapped).
+pub fn proxy_v2_header(src: std::net::SocketAddr, dst: std::net::SocketAddr) -> Vec<u8> {
+    use std::net::{IpAddr, SocketAddr};
+    const SIGNATURE: [u8; 12] = [
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+    ];
+    let mut h = SIGNATURE.to_vec();
+    h.push(0x21); // version 2, PROXY
+    let v6 = |a: SocketAddr| match a.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s4), IpAddr::V4(d4)) => {
+            h.push(0x11); // TCP over IPv4
+            h.extend_from_slice(&12u16.to_be_bytes());
+            h.extend_from_slice(&s4.octets());
+            h.extend_from_slice(&d4.octets());
+        }
+        _ => {
+            h.push(0x21); // TCP over IPv6
+            h.extend_from_slice(&36u16.to_be_bytes());
+            h.extend_from_slice(&v6(src).octets());
+            h.extend_from_slice(&v6(dst).octets());
+        }
+    }
+    h.extend_from_slice(&src.port().to_be_bytes());
+    h.extend_from_slice(&dst.port().to_be_bytes());
+    h
 }
 
 /// Is `pattern` a valid rule: a host name, or `*.` and a domain, in labels
@@ -186,6 +230,7 @@ mod tests {
                 tls: false,
                 insecure: false,
                 check: false,
+                proxy: None,
             },
             Target {
                 host: "nas.lan".into(),
@@ -193,6 +238,7 @@ mod tests {
                 tls: true,
                 insecure: true,
                 check: true,
+                proxy: None,
             },
             Target {
                 host: "fd00::1".into(),
@@ -200,6 +246,7 @@ mod tests {
                 tls: false,
                 insecure: false,
                 check: false,
+                proxy: None,
             },
         ] {
             assert_eq!(
@@ -209,7 +256,29 @@ mod tests {
                 t.encode()
             );
         }
+        let pp = Target {
+            host: "app".into(),
+            port: 80,
+            tls: false,
+            insecure: false,
+            check: false,
+            proxy: Some((
+                "203.0.113.7:50000"
+                    .parse()
+                    .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                "[2001:db8::1]:443"
+                    .parse()
+                    .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            )),
+        };
+        assert_eq!(
+            Target::parse(&pp.encode()),
+            Some(pp.clone()),
+            "{}",
+            pp.encode()
+        );
         for bad in [
+            "egress:app:80;pp=1.2.3.4:5",
             "git:443",
             "egress:git",
             "egress::443",
@@ -219,6 +288,22 @@ mod tests {
         ] {
             assert_eq!(Target::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn proxy_v2_headers_carry_both_addresses() {
+        let any = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let src = "203.0.113.7:50000".parse().unwrap_or(any);
+        let dst = "10.0.0.1:17243".parse().unwrap_or(any);
+        let h = proxy_v2_header(src, dst);
+        assert_eq!(h.len(), 16 + 12);
+        assert_eq!(&h[12..16], &[0x21, 0x11, 0, 12]);
+        assert_eq!(&h[16..20], &[203, 0, 113, 7]);
+        assert_eq!(&h[24..26], &50000u16.to_be_bytes());
+        assert_eq!(&h[26..28], &17243u16.to_be_bytes());
+        let v6 = "[2001:db8::1]:443".parse().unwrap_or(any);
+        let h = proxy_v2_header(src, v6);
+        assert_eq!((h.len(), h[13]), (16 + 36, 0x21));
     }
 
     #[test]
