@@ -501,13 +501,18 @@ async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
         .unwrap_err();
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("link-local or metadata"), "{body}");
-    let agent = st.agent.as_ref().unwrap();
-    assert!(
-        agent.output().contains("169.254.169.254"),
-        "the agent says why"
-    );
-    // The agent goes offline: 502 naming it.
+    // The agent says why (its log line may reach us a moment later).
     let mut st = st;
+    st.agent
+        .as_mut()
+        .unwrap()
+        .wait_log_after(0, "refused egress stream", |v| {
+            v["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("169.254.169.254"))
+        })
+        .await?;
+    // The agent goes offline: 502 naming it.
     let mut agent = st.agent.take().unwrap();
     let mark = st.gateway.mark();
     agent.kill().await;
