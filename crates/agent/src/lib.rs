@@ -94,6 +94,8 @@ pub struct AgentConfig {
     pub allow_link_local: bool,
     /// TLS towards applications (TLS origination, checks).
     pub app_tls: Option<AppTls>,
+    /// Routes this agent publishes: (public host name, internal URL).
+    pub routes: Vec<(String, String)>,
 }
 
 impl AgentConfig {
@@ -116,6 +118,7 @@ impl AgentConfig {
             map_hosts: std::collections::HashMap::new(),
             allow_link_local: false,
             app_tls: None,
+            routes: Vec::new(),
         }
     }
 }

@@ -176,6 +176,17 @@ pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
         ..burrow_mux::Config::default()
     };
     let (session, mut incoming) = Session::new(link.reader, link.writer, config);
+    if !state.config.routes.is_empty() {
+        let body: String = state
+            .config
+            .routes
+            .iter()
+            .map(|(host, url)| format!("{host}\t{url}\n"))
+            .collect();
+        let _ = session
+            .send_control(control::ROUTES, bytes::Bytes::from(body))
+            .await;
+    }
     let mut unsettled = Unsettled::new(&state.unsettled_links);
     let mut announced = false;
     let mut refusing = false;

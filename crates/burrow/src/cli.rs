@@ -340,10 +340,31 @@ pub struct AgentArgs {
     /// (169.254.0.0/16, fe80::/10, fd00:ec2::254), refused by default.
     #[arg(long, env = "BURROW_ALLOW_LINK_LOCAL")]
     pub allow_link_local: bool,
+    /// Publish an internal HTTP service from here: HOSTNAME=URL, e.g.
+    /// app.tunnel.example.com=http://10.0.0.5:8080. The gateway accepts
+    /// names under its public domain (BURROW_PUBLIC_DOMAIN). Repeatable or
+    /// comma-separated.
+    #[arg(long = "route", env = "BURROW_ROUTES", value_delimiter = ',', value_parser = parse_route)]
+    pub routes: Vec<(String, String)>,
     /// CA roots (PEM) for the applications the agent speaks TLS to (TLS
     /// origination, reachability checks). Default: the system's roots.
     #[arg(long, env = "BURROW_EGRESS_CA_FILE")]
     pub egress_ca_file: Option<PathBuf>,
+}
+
+fn parse_route(s: &str) -> Result<(String, String), String> {
+    let (host, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected HOSTNAME=URL"))?;
+    if !burrow_wire::egress::valid_pattern(host) || host.starts_with("*.") {
+        return Err(format!("{s:?}: {host:?} is not a host name"));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "{s:?}: the internal URL must be http://HOST:PORT or https://HOST:PORT"
+        ));
+    }
+    Ok((host.to_ascii_lowercase(), url.to_owned()))
 }
 
 fn parse_map_host(s: &str) -> Result<(String, std::net::IpAddr), String> {
@@ -720,6 +741,7 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     c.connect_timeout = args.connect_timeout_seconds;
     c.drain_timeout = args.drain_timeout_seconds;
     c.map_hosts = args.map_hosts.into_iter().collect();
+    c.routes = args.routes;
     c.allow_link_local = args.allow_link_local;
     let roots = match &args.egress_ca_file {
         Some(f) => match roots_from_pem_file(f)? {

@@ -655,3 +655,31 @@ async fn proxy_protocol_v2_tells_the_service_the_visitors_address() -> Result<()
     assert!(list.contains("proxy-protocol"), "{list}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_agent_publishes_its_own_routes_under_the_public_domain() -> Result<()> {
+    let (_svc, port) = service("own").await?;
+    let own = format!("own.tunnel.test=http://127.0.0.1:{port}");
+    let outside = format!("evil.example.com=http://127.0.0.1:{port}");
+    let mut st = setup(&bin(), &EDGE, &["--route", &own, "--route", &outside], true).await?;
+    let edge = st.edge.context("edge address")?;
+    st.gateway
+        .wait_log_after(0, "agent-declared route refused", |v| {
+            v["hostname"] == "evil.example.com"
+        })
+        .await?;
+    st.gateway
+        .wait_log_after(0, "agent-declared route published", |v| {
+            v["hostname"] == "own.tunnel.test"
+        })
+        .await?;
+    let (code, out, err) = curl(edge, "own.tunnel.test", "/", &[]).await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("service=own"), "{out}");
+    let list = st.ok(&["list-routes"]).await?;
+    assert!(
+        list.contains("own.tunnel.test") && !list.contains("evil.example.com"),
+        "{list}"
+    );
+    Ok(())
+}

@@ -195,26 +195,10 @@ fn route_json(r: &burrow_store::Route) -> Value {
 
 /// A public host name, under the configured public domain if there is one.
 fn check_hostname(state: &State, hostname: &str) -> Result<(), Refusal> {
-    if !burrow_wire::egress::valid_pattern(hostname) || hostname.starts_with("*.") {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid host name {hostname:?}: use a name such as app.tunnel.example.com"),
-        ));
+    match crate::edge::hostname_refusal(state.config.public_domain.as_deref(), hostname) {
+        Some(why) => Err(error(StatusCode::BAD_REQUEST, why)),
+        None => Ok(()),
     }
-    if let Some(domain) = &state.config.public_domain {
-        let under = hostname
-            .strip_suffix(domain.as_str())
-            .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.'));
-        if !under {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "{hostname} is not under this gateway's public domain {domain} (BURROW_PUBLIC_DOMAIN): use NAME.{domain}"
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]

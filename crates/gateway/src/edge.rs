@@ -151,6 +151,94 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
     }
 }
 
+/// Why `hostname` cannot be published here, if it cannot: it must be a
+/// host name, under the public domain if the gateway has one.
+pub(crate) fn hostname_refusal(public_domain: Option<&str>, hostname: &str) -> Option<String> {
+    if !burrow_wire::egress::valid_pattern(hostname) || hostname.starts_with("*.") {
+        return Some(format!(
+            "invalid host name {hostname:?}: use a name such as app.tunnel.example.com"
+        ));
+    }
+    let domain = public_domain?;
+    let under = hostname
+        .strip_suffix(domain)
+        .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.'));
+    (!under).then(|| {
+        format!(
+            "{hostname} is not under this gateway's public domain {domain} (BURROW_PUBLIC_DOMAIN): use NAME.{domain}"
+        )
+    })
+}
+
+/// Routes an agent declares from its own configuration: stored for it
+/// when the gateway has a public domain, the names are under it, and no
+/// other agent owns them.
+pub(crate) async fn declared(state: &State, agent: &str, body: &[u8]) {
+    let Some(store) = &state.config.store else {
+        return;
+    };
+    let Some(domain) = state.config.public_domain.as_deref() else {
+        warn!(%agent, "agent-declared routes refused: this gateway has no public domain (BURROW_PUBLIC_DOMAIN)");
+        return;
+    };
+    let existing = state
+        .routes
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut changed = false;
+    for line in String::from_utf8_lossy(body).lines() {
+        let Some((host, url)) = line.split_once('\t') else {
+            continue;
+        };
+        let host = host.trim().to_ascii_lowercase();
+        let now = burrow_store::now_micros();
+        let route = Route {
+            hostname: host.clone(),
+            agent: agent.to_owned(),
+            target: url.trim().to_owned(),
+            ignore_certificate_errors: false,
+            proxy_protocol: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let why = hostname_refusal(Some(domain), &host)
+            .or_else(|| {
+                route_target(&route)
+                    .is_none()
+                    .then(|| format!("invalid internal URL {url:?}"))
+            })
+            .or_else(|| {
+                existing
+                    .iter()
+                    .find(|r| r.hostname == host && r.agent != agent)
+                    .map(|r| format!("{host} is published by agent {}", r.agent))
+            });
+        if let Some(why) = why {
+            warn!(%agent, hostname = %host, reason = %why, "agent-declared route refused");
+            continue;
+        }
+        if existing
+            .iter()
+            .any(|r| r.hostname == host && r.target == route.target && r.agent == agent)
+        {
+            continue;
+        }
+        match store.put_route(&route).await {
+            Ok(_) => {
+                info!(%agent, hostname = %host, target = %route.target, "agent-declared route published");
+                changed = true;
+            }
+            Err(e) => {
+                warn!(%agent, hostname = %host, error = %e, "agent-declared route not stored")
+            }
+        }
+    }
+    if changed {
+        crate::egress::reload(state).await;
+    }
+}
+
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",

@@ -399,6 +399,9 @@ async fn control_loop(
                     .send_control(burrow_wire::control::DRAINING_ACK, Bytes::new())
                     .await;
             }
+            burrow_mux::Event::Control(burrow_wire::control::ROUTES, body) => {
+                crate::edge::declared(&state, &agent, &body).await;
+            }
             burrow_mux::Event::Control(kind, _) => {
                 debug!(%agent, kind, "ignoring unknown control message");
             }

@@ -40,6 +40,10 @@ pub mod control {
     /// Gateway to agent: the FQDN rules that give this agent egress
     /// targets (replacing any earlier list; see [`crate::egress`]).
     pub const RULES: u16 = 3;
+    /// Agent to gateway: routes this agent publishes from its own
+    /// configuration, one `HOSTNAME\tURL` line each. The gateway accepts
+    /// only host names under its public domain not owned by another agent.
+    pub const ROUTES: u16 = 4;
 }
 
 /// Version of the frame protocol spoken by this build.
