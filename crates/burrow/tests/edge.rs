@@ -49,7 +49,7 @@ class H(http.server.BaseHTTPRequestHandler):
                 n -= len(part)
             return
         h = self.headers
-        body = f"service={name} path={self.path} host={h.get('Host')} xff={h.get('X-Forwarded-For')} proto={h.get('X-Forwarded-Proto')} fhost={h.get('X-Forwarded-Host')}\n".encode()
+        body = f"service={name} path={self.path} host={h.get('Host')} xff={h.get('X-Forwarded-For')} proto={h.get('X-Forwarded-Proto')} fhost={h.get('X-Forwarded-Host')} peer={self.client_address[1]}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -132,6 +132,17 @@ async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<(
         out.contains("service=alpha") && out.trim_end().ends_with("version=2"),
         "{out}"
     );
+    // Keep-alive end to end: two requests on one visitor connection use
+    // one connection to the service.
+    let url2 = format!("https://alpha.tunnel.test:{}/second", edge.port());
+    let (code, out, err) = curl(edge, "alpha.tunnel.test", "/first", &[&url2]).await?;
+    assert_eq!(code, 0, "{err}");
+    let peers: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split("peer=").nth(1))
+        .collect();
+    assert_eq!(peers.len(), 2, "{out}");
+    assert_eq!(peers[0], peers[1], "one backend connection: {out}");
     // A streamed download, checked end to end.
     let n = 20 * 1024 * 1024;
     let (code, _, err) = curl(

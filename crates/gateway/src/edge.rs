@@ -301,6 +301,7 @@ pub(crate) async fn proxy(
     client: SocketAddr,
     local: SocketAddr,
     front: Front,
+    cache: &BackendCache,
 ) -> Response<Body> {
     let Some(host) = request_host(&req) else {
         return page(
@@ -346,46 +347,6 @@ pub(crate) async fn proxy(
             &format!("The service at {host} is not reachable right now: {why}. Try again later."),
         )
     };
-    let Some(session) = state.registry.pick(&route.agent) else {
-        info!(%host, agent = %route.agent, "edge request: agent offline");
-        return down("its tunnel agent is offline");
-    };
-    let stream = match session.open_with_ack(&target.encode()).await {
-        Ok(s) => s,
-        Err(e) => return down(&e.to_string()),
-    };
-    match tokio::time::timeout(OPEN_TIMEOUT, stream.opened()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(MuxError::Reset(code))) => {
-            info!(%host, agent = %route.agent, ?code, "edge request: the agent could not connect the service");
-            let why = match code {
-                ResetCode::Refused => "the internal service refused the connection",
-                ResetCode::NotAllowed => "the agent refused the internal address",
-                _ => "the agent cannot reach the internal service",
-            };
-            return down(why);
-        }
-        Ok(Err(e)) => return down(&e.to_string()),
-        Err(_) => {
-            stream.reset(ResetCode::Cancelled);
-            return down("the internal service did not answer in time");
-        }
-    }
-    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counted = Counted {
-        inner: stream,
-        read: read.clone(),
-        written: written.clone(),
-    };
-    let (mut sender, conn) = match hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(counted))
-        .await
-    {
-        Ok(x) => x,
-        Err(e) => return down(&e.to_string()),
-    };
-    let status = Arc::new(std::sync::atomic::AtomicU16::new(0));
     let record = burrow_store::Traffic {
         at: burrow_store::now_micros(),
         kind: "http".into(),
@@ -399,23 +360,23 @@ pub(crate) async fn proxy(
         target: route.target.clone(),
         ..burrow_store::Traffic::default()
     };
-    let (state2, status2, started) = (state.clone(), status.clone(), std::time::Instant::now());
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            debug!(error = %e, "edge backend connection ended");
+    // The visitor's connection keeps its backend connection (one tunnel
+    // stream, one connection to the service) between requests.
+    let cached = {
+        let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+        match c.take() {
+            Some(b) if b.host == host && b.sender.is_ready() => Some(b),
+            _ => None,
         }
-        let n = |a: &std::sync::atomic::AtomicU64| {
-            i64::try_from(a.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
-        };
-        state2.record(burrow_store::Traffic {
-            status: i64::from(status2.load(std::sync::atomic::Ordering::Relaxed)),
-            bytes_in: n(&written),
-            bytes_out: n(&read),
-            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-            ..record
-        });
-    });
-
+    };
+    let mut backend = match cached {
+        Some(b) => b,
+        None => match open_backend(&state, &route, &host, &target).await {
+            Ok(b) => b,
+            Err(why) => return down(&why),
+        },
+    };
+    let counted_at = backend.counters();
     let upgrade = is_upgrade(&req);
     let visitor_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -469,11 +430,11 @@ pub(crate) async fn proxy(
         }
     };
     let backend_req = Request::from_parts(parts, body);
-    let mut res = match sender.send_request(backend_req).await {
+    let mut res = match backend.sender.send_request(backend_req).await {
         Ok(r) => r,
         Err(e) => return down(&format!("the internal service failed: {e}")),
     };
-    status.store(res.status().as_u16(), std::sync::atomic::Ordering::Relaxed);
+    let status = res.status().as_u16();
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(visitor) = visitor_upgrade {
             let backend = hyper::upgrade::on(&mut res);
@@ -489,6 +450,11 @@ pub(crate) async fn proxy(
                 }
             });
         }
+        state.record(burrow_store::Traffic {
+            status: i64::from(status),
+            duration_ms: 0,
+            ..record
+        });
         let (parts, _) = res.into_parts();
         return Response::from_parts(
             parts,
@@ -496,7 +462,179 @@ pub(crate) async fn proxy(
         );
     }
     strip_hop_by_hop(res.headers_mut(), false);
-    res.map(BodyExt::boxed)
+    let audit = Audit {
+        state: state.clone(),
+        record: burrow_store::Traffic {
+            status: i64::from(status),
+            ..record
+        },
+        counters: backend.read_written(),
+        from: counted_at,
+        started: std::time::Instant::now(),
+    };
+    *cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(backend);
+    res.map(|body| {
+        Audited {
+            inner: body,
+            audit: Some(audit),
+        }
+        .boxed()
+    })
+}
+
+/// A connection to a route's service: one tunnel stream, HTTP/1.1 over it.
+pub(crate) struct Backend {
+    host: String,
+    sender: hyper::client::conn::http1::SendRequest<Incoming>,
+    read: Arc<std::sync::atomic::AtomicU64>,
+    written: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Backend {
+    fn counters(&self) -> (u64, u64) {
+        (
+            self.written.load(std::sync::atomic::Ordering::Relaxed),
+            self.read.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn read_written(
+        &self,
+    ) -> (
+        Arc<std::sync::atomic::AtomicU64>,
+        Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        (self.written.clone(), self.read.clone())
+    }
+}
+
+/// A visitor connection's backend, kept between its requests.
+pub(crate) type BackendCache = std::sync::Mutex<Option<Backend>>;
+
+/// Opens a stream through the route's agent and speaks HTTP/1.1 on it.
+async fn open_backend(
+    state: &State,
+    route: &Route,
+    host: &str,
+    target: &Target,
+) -> Result<Backend, String> {
+    let Some(session) = state.registry.pick(&route.agent) else {
+        info!(%host, agent = %route.agent, "edge request: agent offline");
+        return Err("its tunnel agent is offline".into());
+    };
+    let stream = match session.open_with_ack(&target.encode()).await {
+        Ok(s) => s,
+        Err(e) => return Err(e.to_string()),
+    };
+    match tokio::time::timeout(OPEN_TIMEOUT, stream.opened()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(MuxError::Reset(code))) => {
+            info!(%host, agent = %route.agent, ?code, "edge request: the agent could not connect the service");
+            let why = match code {
+                ResetCode::Refused => "the internal service refused the connection",
+                ResetCode::NotAllowed => "the agent refused the internal address",
+                _ => "the agent cannot reach the internal service",
+            };
+            return Err(why.into());
+        }
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => {
+            stream.reset(ResetCode::Cancelled);
+            return Err("the internal service did not answer in time".into());
+        }
+    }
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Counted {
+        inner: stream,
+        read: read.clone(),
+        written: written.clone(),
+    };
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(counted))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(error = %e, "edge backend connection ended");
+        }
+    });
+    Ok(Backend {
+        host: host.to_owned(),
+        sender,
+        read,
+        written,
+    })
+}
+
+/// What to record when a response body ends.
+struct Audit {
+    state: Arc<State>,
+    record: burrow_store::Traffic,
+    /// (to the service, from the service) counters of the connection.
+    counters: (
+        Arc<std::sync::atomic::AtomicU64>,
+        Arc<std::sync::atomic::AtomicU64>,
+    ),
+    /// Their values when the request started.
+    from: (u64, u64),
+    started: std::time::Instant,
+}
+
+impl Audit {
+    fn finish(self) {
+        let now = (
+            self.counters.0.load(std::sync::atomic::Ordering::Relaxed),
+            self.counters.1.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.state.record(burrow_store::Traffic {
+            bytes_in: n(now.0.saturating_sub(self.from.0)),
+            bytes_out: n(now.1.saturating_sub(self.from.1)),
+            duration_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            ..self.record
+        });
+    }
+}
+
+/// A response body that records the request when it ends (or is dropped).
+struct Audited {
+    inner: Incoming,
+    audit: Option<Audit>,
+}
+
+impl hyper::body::Body for Audited {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, std::task::Poll::Ready(None | Some(Err(_))))
+            && let Some(a) = self.audit.take()
+        {
+            a.finish();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        if let Some(a) = self.audit.take() {
+            a.finish();
+        }
+    }
 }
 
 /// HTTPS: TLS with the edge certificate, then HTTP/1.1 or HTTP/2.
@@ -521,11 +659,13 @@ pub(crate) async fn serve_https(
             else {
                 return;
             };
+            let cache = Arc::new(BackendCache::default());
             let svc = service_fn(move |req| {
                 let state = state.clone();
+                let cache = cache.clone();
                 async move {
                     Ok::<_, std::convert::Infallible>(
-                        proxy(state, req, client, local, Front::Edge).await,
+                        proxy(state, req, client, local, Front::Edge, &cache).await,
                     )
                 }
             });

@@ -94,14 +94,16 @@ async fn serve_http<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let cache = Arc::new(crate::edge::BackendCache::default());
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
+        let cache = cache.clone();
         async move {
             // A published host (behind Caddy, which proxies routes here).
             if crate::edge::has_route(&state, &req) {
                 let front = crate::edge::Front::Proxy;
                 return Ok::<_, Infallible>(
-                    crate::edge::proxy(state, req, peer, local, front).await,
+                    crate::edge::proxy(state, req, peer, local, front, &cache).await,
                 );
             }
             let boxed = |r: Response<Body>| r.map(|b| b.map_err(|e| match e {}).boxed());
