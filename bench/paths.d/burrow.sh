@@ -60,3 +60,35 @@ path_burrow_wss_start() { _burrow_start wss "$1" "$2"; }
 
 path_burrow_tls_describe() { echo "burrow $(_burrow_version), raw TLS 1.3 carrier (tls://), gateway pinned by thumbprint, 2 links, pre-shared key"; }
 path_burrow_tls_start() { _burrow_start tls "$1" "$2"; }
+
+# burrow-edge: visitors → the gateway's HTTP edge with Host routing (the
+# mode behind Caddy: plain HTTP on the gateway's port, route "127.0.0.1"
+# so wrk's Host header matches) → tunnel → the backend. The agent is
+# registered with a key pair and dials the gateway as "localhost", so its
+# own requests are not routed. Phases without an HTTP backend (iperf,
+# hold) use the plain `burrow` path instead.
+_burrow_edge_start() {  # PUB BACK
+  local pub=$1 back=$2 admin url
+  admin="bk_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  spawn_server burrow-gateway env BURROW_ADMIN_KEY="$admin" BURROW_DATA_DIR="$PATH_DIR/gw" \
+    BURROW_PROXY_LISTEN=off BURROW_EDGE_HTTP_LISTEN=off BURROW_EDGE_HTTPS_LISTEN=off \
+    "$BURROW_BIN" gateway --no-tls --listen "127.0.0.1:$pub" || return 1
+  wait_listen "$pub" 10 || return 1
+  url="ws://localhost:$pub/connect"
+  rm -f "$PATH_DIR/ConnectionAgent-bench.pem" "$PATH_DIR/ConnectionAgent-bench.pem.pub"
+  "$BURROW_BIN" keygen --agent-name bench --out-dir "$PATH_DIR" >/dev/null || return 1
+  CONNECT_URL="$url" BURROW_ADMIN_KEY="$admin" "$BURROW_BIN" register --agent-name bench --key-name k \
+    --public-key "$PATH_DIR/ConnectionAgent-bench.pem.pub" > "$PATH_DIR/agent.env" || return 1
+  CONNECT_URL="$url" BURROW_ADMIN_KEY="$admin" "$BURROW_BIN" add-route --hostname 127.0.0.1 \
+    --agent-name bench --target "http://127.0.0.1:$back" >/dev/null || return 1
+  # shellcheck disable=SC2046
+  spawn_client burrow-agent env $(grep -v '^AUTH_SERVER_DOMAIN=' "$PATH_DIR/agent.env") \
+    AUTH_SERVER_DOMAIN="http://localhost:$pub" AUTH_SERVER_PRIVATE_KEY_PEM_PATH="$PATH_DIR/ConnectionAgent-bench.pem" \
+    BURROW_DATA_DIR="$PATH_DIR/agent" "$BURROW_BIN" run || return 1
+  _burrow_wait_links "$PATH_DIR/burrow-gateway.log" 10
+}
+
+path_burrow_edge_describe() { echo "burrow $(_burrow_version), HTTP edge with Host routing (plain HTTP, as behind Caddy) → ws:// tunnel, key-pair agent, 2 links; iperf and hold phases: plain burrow"; }
+path_burrow_edge_start() {
+  if [ "$2" = "${BACK_HTTP:-18080}" ]; then _burrow_edge_start "$1" "$2"; else _burrow_start ws "$1" "$2"; fi
+}
