@@ -398,8 +398,10 @@ impl Store {
             _ => url.to_owned(),
         };
         let max = match backend {
-            // One writer at a time anyway; a small pool avoids lock churn.
-            Backend::Sqlite => 4,
+            // One connection: SQLite has one writer at a time anyway, and a
+            // read-then-write transaction on a second connection can fail at
+            // once with "database is locked" while the audit writer writes.
+            Backend::Sqlite => 1,
             Backend::Postgres => 10,
         };
         let pool = AnyPoolOptions::new()
@@ -832,29 +834,51 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a batch of traffic records in one transaction.
+    /// Stores a batch of traffic records in one transaction, many rows per
+    /// statement (the audit trail writes thousands a second).
     pub async fn insert_traffic(&self, batch: &[Traffic]) -> Result<()> {
+        /// Rows per statement: 64 × 14 values stays under SQLite's oldest
+        /// limit of 999 bound values.
+        const ROWS: usize = 64;
+        const COLS: usize = 14;
         let mut tx = self.pool.begin().await?;
-        for t in batch {
-            sqlx::query(
-                "INSERT INTO traffic (id, at, kind, agent, route, client, method, host, path, status, target, bytes_in, bytes_out, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(random_id())
-            .bind(t.at)
-            .bind(&t.kind)
-            .bind(&t.agent)
-            .bind(&t.route)
-            .bind(&t.client)
-            .bind(&t.method)
-            .bind(&t.host)
-            .bind(&t.path)
-            .bind(t.status)
-            .bind(&t.target)
-            .bind(t.bytes_in)
-            .bind(t.bytes_out)
-            .bind(t.duration_ms)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in batch.chunks(ROWS) {
+            let mut sql = String::from(
+                "INSERT INTO traffic (id, at, kind, agent, route, client, method, host, path, status, target, bytes_in, bytes_out, duration_ms) VALUES ",
+            );
+            for row in 0..chunk.len() {
+                if row > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for col in 0..COLS {
+                    if col > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${}", row * COLS + col + 1));
+                }
+                sql.push(')');
+            }
+            // Only placeholders are in the text; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for t in chunk {
+                q = q
+                    .bind(random_id())
+                    .bind(t.at)
+                    .bind(t.kind.clone())
+                    .bind(t.agent.clone())
+                    .bind(t.route.clone())
+                    .bind(t.client.clone())
+                    .bind(t.method.clone())
+                    .bind(t.host.clone())
+                    .bind(t.path.clone())
+                    .bind(t.status)
+                    .bind(t.target.clone())
+                    .bind(t.bytes_in)
+                    .bind(t.bytes_out)
+                    .bind(t.duration_ms);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -322,6 +322,29 @@ async fn exercise(s: &Store) {
         page.iter().map(|t| t.at).collect::<Vec<_>>(),
         [base + 3, base + 2]
     );
+    // A batch larger than one statement's rows.
+    let many: Vec<Traffic> = (0..150)
+        .map(|i| Traffic {
+            at: base - 1_000_000 + i,
+            kind: "forward".into(),
+            ..Traffic::default()
+        })
+        .collect();
+    s.insert_traffic(&many).await.unwrap();
+    let forwards = s
+        .traffic(&TrafficFilter {
+            kind: Some("forward".into()),
+            limit: 1000,
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(forwards.len(), 150);
+    assert_eq!(
+        s.prune_traffic(base - 500_000, 100).await.unwrap(),
+        150,
+        "the old ones"
+    );
     assert_eq!(s.prune_traffic(base + 1, 100).await.unwrap(), 1, "by age");
     assert_eq!(s.prune_traffic(0, 2).await.unwrap(), 3, "by count");
     assert_eq!(s.traffic(&all).await.unwrap().len(), 2);
