@@ -22,7 +22,8 @@ type Body = Full<Bytes>;
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
-fn reply(status: StatusCode, v: &Value) -> Response<Body> {
+/// A JSON response.
+pub(crate) fn reply(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(format!("{v}\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(

@@ -137,14 +137,8 @@ fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response<Bo
 
 /// A JSON response that caches nowhere (RFC 6749 5.1).
 fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{v}\n"))));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    h.insert(
+    let mut r = crate::admin::reply(status, v);
+    r.headers_mut().insert(
         header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-store"),
     );
