@@ -455,23 +455,23 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
+/// One table row per element of a JSON array (none for anything else).
+fn rows(v: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    v.as_array()
+        .map(|a| a.iter().map(row).collect())
+        .unwrap_or_default()
+}
+
 fn keys_table(v: &Value) -> String {
-    let rows = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|k| {
-                    vec![
-                        s(&k["key_name"]),
-                        s(&k["algorithm"]),
-                        s(&k["bits"]),
-                        s(&k["fingerprint"]),
-                        time(&k["created_at"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows = rows(v, |k| {
+        vec![
+            s(&k["key_name"]),
+            s(&k["algorithm"]),
+            s(&k["bits"]),
+            s(&k["fingerprint"]),
+            time(&k["created_at"]),
+        ]
+    });
     table(
         &[
             "KEY NAME",
@@ -485,29 +485,22 @@ fn keys_table(v: &Value) -> String {
 }
 
 fn agents_table(v: &Value) -> String {
-    let rows = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|g| {
-                    let state = if g["connected"].as_bool() == Some(true) {
-                        "connected"
-                    } else {
-                        "disconnected"
-                    };
-                    vec![
-                        s(&g["agent_name"]),
-                        state.into(),
-                        s(&g["links"]),
-                        time(&g["last_seen"]),
-                        s(&g["version"]),
-                        s(&g["remote_address"]),
-                        s(&g["client_id"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows = rows(v, |g| {
+        let state = if g["connected"].as_bool() == Some(true) {
+            "connected"
+        } else {
+            "disconnected"
+        };
+        vec![
+            s(&g["agent_name"]),
+            state.into(),
+            s(&g["links"]),
+            time(&g["last_seen"]),
+            s(&g["version"]),
+            s(&g["remote_address"]),
+            s(&g["client_id"]),
+        ]
+    });
     table(
         &[
             "AGENT",
@@ -523,42 +516,35 @@ fn agents_table(v: &Value) -> String {
 }
 
 fn rules_table(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| {
-                    let mut opts = Vec::new();
-                    if r["tls"].as_bool() == Some(true) {
-                        opts.push("tls".to_owned());
-                    }
-                    if r["ignore_certificate_validation_errors"].as_bool() == Some(true) {
-                        opts.push("ignore-certificate-validation-errors".to_owned());
-                    }
-                    if let Some(p) = r["check_port"].as_i64() {
-                        opts.push(format!("check-port={p}"));
-                    }
-                    if r["check_tls"].as_bool() == Some(true) {
-                        opts.push("check-tls".to_owned());
-                    }
-                    let mut row = vec![
-                        s(&r["fqdn"]),
-                        s(&r["agent_name"]),
-                        if opts.is_empty() {
-                            "-".into()
-                        } else {
-                            opts.join(",")
-                        },
-                        time(&r["updated_at"]),
-                    ];
-                    if !r["check"].is_null() {
-                        row.push(s(&r["check"]));
-                    }
-                    row
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows = rows(v, |r| {
+        let mut opts = Vec::new();
+        if r["tls"].as_bool() == Some(true) {
+            opts.push("tls".to_owned());
+        }
+        if r["ignore_certificate_validation_errors"].as_bool() == Some(true) {
+            opts.push("ignore-certificate-validation-errors".to_owned());
+        }
+        if let Some(p) = r["check_port"].as_i64() {
+            opts.push(format!("check-port={p}"));
+        }
+        if r["check_tls"].as_bool() == Some(true) {
+            opts.push("check-tls".to_owned());
+        }
+        let mut row = vec![
+            s(&r["fqdn"]),
+            s(&r["agent_name"]),
+            if opts.is_empty() {
+                "-".into()
+            } else {
+                opts.join(",")
+            },
+            time(&r["updated_at"]),
+        ];
+        if !r["check"].is_null() {
+            row.push(s(&r["check"]));
+        }
+        row
+    });
     let checked = rows.first().is_some_and(|r| r.len() == 5);
     let mut header = vec!["FQDN", "AGENT", "OPTIONS", "CHANGED (UTC)"];
     if checked {
@@ -785,35 +771,27 @@ pub async fn run(cmd: Manage) -> Result<()> {
             let a = Api::new(&api)?;
             let v = a.call(Method::GET, "/routes", None).await?;
             a.print(&v, |v| {
-                let rows = v
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|r| {
-                                let mut o = Vec::new();
-                                if r["ignore_certificate_validation_errors"].as_bool() == Some(true)
-                                {
-                                    o.push("ignore-certificate-validation-errors");
-                                }
-                                if r["proxy_protocol"].as_bool() == Some(true) {
-                                    o.push("proxy-protocol");
-                                }
-                                let opts = if o.is_empty() {
-                                    "-".to_owned()
-                                } else {
-                                    o.join(",")
-                                };
-                                vec![
-                                    s(&r["hostname"]),
-                                    s(&r["agent_name"]),
-                                    s(&r["target"]),
-                                    opts,
-                                    time(&r["updated_at"]),
-                                ]
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let rows = rows(v, |r| {
+                    let mut o = Vec::new();
+                    if r["ignore_certificate_validation_errors"].as_bool() == Some(true) {
+                        o.push("ignore-certificate-validation-errors");
+                    }
+                    if r["proxy_protocol"].as_bool() == Some(true) {
+                        o.push("proxy-protocol");
+                    }
+                    let opts = if o.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        o.join(",")
+                    };
+                    vec![
+                        s(&r["hostname"]),
+                        s(&r["agent_name"]),
+                        s(&r["target"]),
+                        opts,
+                        time(&r["updated_at"]),
+                    ]
+                });
                 table(
                     &["HOSTNAME", "AGENT", "TARGET", "OPTIONS", "CHANGED (UTC)"],
                     rows,

@@ -268,12 +268,7 @@ async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<(
     .await?;
     assert!(out.trim_end().ends_with("status=404"), "{out}");
     // The agent offline: a page saying the tunnel is down.
-    let mut agent = st.agent.take().unwrap();
-    let mark = st.gateway.mark();
-    agent.kill().await;
-    st.gateway
-        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
-        .await?;
+    st.kill_agent().await?;
     let (_, out, _) = curl(
         edge,
         "alpha.tunnel.test",
@@ -497,12 +492,7 @@ async fn caddy_mode_keeps_caddy_routes_in_step() -> Result<()> {
     eprintln!("route re-applied after a Caddy restart in {took:?}");
 
     // The agent offline, default: the route stays; the gateway answers 502.
-    let mut agent = st.agent.take().unwrap();
-    let mark = st.gateway.mark();
-    agent.kill().await;
-    st.gateway
-        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
-        .await?;
+    st.kill_agent().await?;
     let (code, body) = caddy.get("alpha.tunnel.test").await?;
     assert_eq!(code, 502, "{body}");
     assert!(body.contains("Tunnel down"), "{body}");
@@ -540,12 +530,7 @@ async fn caddy_routes_follow_their_agent_when_asked_to() -> Result<()> {
     add_route(&st, "alpha.example.test", port).await?;
     caddy.until("alpha.example.test", 200).await?;
     // Agent gone: the route is withdrawn from Caddy.
-    let mut agent = st.agent.take().unwrap();
-    let mark = st.gateway.mark();
-    agent.kill().await;
-    st.gateway
-        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
-        .await?;
+    st.kill_agent().await?;
     let (took, _) = caddy.until("alpha.example.test", 404).await?;
     eprintln!("route withdrawn {took:?} after the agent left");
     // Agent back: the route is restored.

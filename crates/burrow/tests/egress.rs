@@ -513,12 +513,7 @@ async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
         })
         .await?;
     // The agent goes offline: 502 naming it.
-    let mut agent = st.agent.take().unwrap();
-    let mark = st.gateway.mark();
-    agent.kill().await;
-    st.gateway
-        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
-        .await?;
+    st.kill_agent().await?;
     let (status, body) = connect_via(proxy, &format!("closed.internal.test:{closed}"), None)
         .await?
         .unwrap_err();

@@ -139,6 +139,18 @@ impl Setup {
         }
     }
 
+    /// Kills the agent (SIGKILL) and waits until the gateway has dropped
+    /// all its links.
+    pub async fn kill_agent(&mut self) -> Result<()> {
+        let mut agent = self.agent.take().context("no agent running")?;
+        let mark = self.gateway.mark();
+        agent.kill().await;
+        self.gateway
+            .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+            .await?;
+        Ok(())
+    }
+
     /// `add-fqdn` for agent `edge`.
     pub async fn add_fqdn(&self, fqdn: &str, extra: &[&str]) -> Result<()> {
         let mut a = vec!["add-fqdn", "--agent-name", "edge", "--fqdn", fqdn];
