@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use burrow_mux::{MuxError, ResetCode};
+use burrow_mux::{MuxError, MuxStream, ResetCode};
 use burrow_store::Route;
 use burrow_wire::egress::Target;
 use bytes::Bytes;
@@ -46,39 +46,45 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
-    let body = format!(
+/// The HTML of a small page (landing, tunnel down, bad request).
+pub(crate) fn page_html(title: &str, text: &str) -> String {
+    format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>{t}</h1><p>{x}</p><p><small>Burrow</small></p></body></html>\n",
         t = escape(title),
         x = escape(text)
-    );
-    full(status, "text/html; charset=utf-8", body)
+    )
+}
+
+fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
+    full(status, "text/html; charset=utf-8", page_html(title, text))
 }
 
 /// The route for a request's host, if any.
-fn route_for(state: &State, host: &str) -> Option<Route> {
+pub(crate) fn route_for(state: &State, host: &str) -> Option<Route> {
     let routes = state.routes.read().unwrap_or_else(|p| p.into_inner());
     routes.iter().find(|r| r.hostname == host).cloned()
 }
 
 /// Host name of the request, lowercase, without port.
 fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let raw = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(|h| {
-                    h.rsplit_once(':')
-                        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-                        .map_or(h, |(host, _)| host)
-                        .to_owned()
-                })
-        })?;
-    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+    match req.uri().authority() {
+        Some(a) => Some(normalize_host(a.host())),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(normalize_host),
+    }
+}
+
+/// A `Host` value as routes name it: without a port or a trailing dot,
+/// lowercase.
+pub(crate) fn normalize_host(h: &str) -> String {
+    let h = h
+        .rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(h, |(host, _)| host);
+    h.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// The egress target for a route's internal URL.
@@ -511,13 +517,14 @@ impl Backend {
 /// A visitor connection's backend, kept between its requests.
 pub(crate) type BackendCache = std::sync::Mutex<Option<Backend>>;
 
-/// Opens a stream through the route's agent and speaks HTTP/1.1 on it.
-async fn open_backend(
+/// Opens a stream through the route's agent to its internal service and
+/// waits until the agent has connected it; the error is for the visitor.
+pub(crate) async fn open_stream(
     state: &State,
     route: &Route,
     host: &str,
     target: &Target,
-) -> Result<Backend, String> {
+) -> Result<MuxStream, String> {
     let Some(session) = state.registry.pick(&route.agent) else {
         info!(%host, agent = %route.agent, "edge request: agent offline");
         return Err("its tunnel agent is offline".into());
@@ -527,7 +534,7 @@ async fn open_backend(
         Err(e) => return Err(e.to_string()),
     };
     match tokio::time::timeout(OPEN_TIMEOUT, stream.opened()).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => Ok(stream),
         Ok(Err(MuxError::Reset(code))) => {
             info!(%host, agent = %route.agent, ?code, "edge request: the agent could not connect the service");
             let why = match code {
@@ -535,14 +542,24 @@ async fn open_backend(
                 ResetCode::NotAllowed => "the agent refused the internal address",
                 _ => "the agent cannot reach the internal service",
             };
-            return Err(why.into());
+            Err(why.into())
         }
-        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
         Err(_) => {
             stream.reset(ResetCode::Cancelled);
-            return Err("the internal service did not answer in time".into());
+            Err("the internal service did not answer in time".into())
         }
     }
+}
+
+/// Opens a stream through the route's agent and speaks HTTP/1.1 on it.
+async fn open_backend(
+    state: &State,
+    route: &Route,
+    host: &str,
+    target: &Target,
+) -> Result<Backend, String> {
+    let stream = open_stream(state, route, host, target).await?;
     let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = Counted {
@@ -659,6 +676,15 @@ pub(crate) async fn serve_https(
             else {
                 return;
             };
+            // HTTP/1.1 takes the edge's pass-through path; HTTP/2 the
+            // general server.
+            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                let idle = Duration::from_secs(30);
+                let buf = bytes::BytesMut::new();
+                let _ =
+                    crate::h1::serve(state, stream, buf, client, local, Front::Edge, idle).await;
+                return;
+            }
             let cache = Arc::new(BackendCache::default());
             let svc = service_fn(move |req| {
                 let state = state.clone();

@@ -85,7 +85,51 @@ fn tls_failed(peer: SocketAddr, e: &std::io::Error) {
     }
 }
 
+/// HTTP on the tunnel port. While routes are published, connections start
+/// on the edge's HTTP/1.1 path, which serves them for as long as they ask
+/// for published hosts (behind Caddy) and hands anything else to the
+/// general server below.
 async fn serve_http<I>(
+    state: Arc<State>,
+    io: I,
+    peer: SocketAddr,
+    local: SocketAddr,
+    cert: Option<Thumbprint>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let any_routes = !state
+        .routes
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_empty();
+    let io = if any_routes {
+        let front = crate::edge::Front::Proxy;
+        let idle = Duration::from_secs(10);
+        match crate::h1::serve(
+            state.clone(),
+            io,
+            bytes::BytesMut::new(),
+            peer,
+            local,
+            front,
+            idle,
+        )
+        .await
+        {
+            crate::h1::Outcome::Done => return,
+            crate::h1::Outcome::Handover(io, read) => crate::h1::Rewind::new(read, io),
+        }
+    } else {
+        crate::h1::Rewind::new(bytes::BytesMut::new(), io)
+    };
+    serve_general(state, io, peer, local, cert).await;
+}
+
+/// The tunnel endpoint's HTTP server: WebSocket links, the admin API, the
+/// token endpoint, the status page (and published hosts for connections
+/// that asked for something else first).
+async fn serve_general<I>(
     state: Arc<State>,
     io: I,
     peer: SocketAddr,

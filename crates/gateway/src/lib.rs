@@ -26,6 +26,7 @@ mod edge;
 mod egress;
 mod endpoint;
 mod forward;
+mod h1;
 mod outbound;
 pub mod registry;
 mod tokens;

@@ -380,6 +380,15 @@ impl MuxStream {
         .await
     }
 
+    /// Whether nothing has happened on the receiving side: no data queued,
+    /// no half-close, no reset. A stream kept between requests is only
+    /// reused while it is quiet (otherwise the peer closed it, or sent
+    /// bytes nobody asked for).
+    pub fn is_quiet(&self) -> bool {
+        let st = self.shared.state();
+        st.reset.is_none() && !st.remote_fin && st.recv.is_empty() && st.tail.is_empty()
+    }
+
     /// Aborts the stream both ways, telling the peer why.
     pub fn reset(&self, code: ResetCode) {
         let first = {

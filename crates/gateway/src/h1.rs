@@ -1,0 +1,1128 @@
+//! The edge's HTTP/1.1 path: visitor requests are parsed (head only),
+//! routed by host, given their forwarding headers and passed through to the
+//! service's tunnel stream; bodies are copied as they are, framed by
+//! `Content-Length` or chunked encoding, never buffered whole or re-encoded.
+//! Responses come back the same way. One task per visitor connection, one
+//! tunnel stream per service connection, kept between requests.
+//!
+//! It serves HTTP/1.1 on Burrow's HTTPS edge and published hosts on the
+//! gateway's own port (behind Caddy). On the gateway's port, the first
+//! request for a host without a route hands the connection (and the bytes
+//! read so far) to the general HTTP server: the tunnel endpoint, the admin
+//! API, the token endpoint.
+//!
+//! Refused requests: a malformed head (400), a head over 64 KiB or with
+//! over 100 fields (431), both `Content-Length` and `Transfer-Encoding`,
+//! conflicting lengths, or a request coding other than chunked (400: the
+//! ambiguities request smuggling lives on).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use burrow_mux::{MuxStream, ResetCode};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::debug;
+
+use crate::State;
+use crate::edge::{Front, normalize_host, open_stream, page_html, route_for, route_target};
+
+/// Largest request or response head.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a head.
+const MAX_HEADERS: usize = 100;
+/// Largest trailer section of a chunked body.
+const MAX_TRAILERS: usize = 64 * 1024;
+/// Bytes read from the visitor at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How a visitor connection ended.
+pub(crate) enum Outcome<I> {
+    /// Served and closed.
+    Done,
+    /// A request for a host without a route: the connection and everything
+    /// read from it, for the general HTTP server.
+    Handover(I, BytesMut),
+}
+
+/// Refuses a request the edge will not pass on.
+struct Refusal {
+    status: u16,
+    title: &'static str,
+    text: &'static str,
+}
+
+const fn refusal(status: u16, title: &'static str, text: &'static str) -> Refusal {
+    Refusal {
+        status,
+        title,
+        text,
+    }
+}
+
+/// How a message body is framed (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Exactly this many bytes (0: no body).
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the sender closes (responses only).
+    UntilClose,
+}
+
+/// A parsed visitor request.
+struct RequestHead {
+    /// Bytes of the head in the visitor's buffer.
+    len: usize,
+    method: String,
+    /// Path without the query (query strings may carry secrets).
+    path: String,
+    host: String,
+    framing: Framing,
+    upgrade: bool,
+    /// The visitor asked to close after this request (or spoke HTTP/1.0).
+    close: bool,
+    head_request: bool,
+    /// The head for the service, forwarding headers included.
+    out: Vec<u8>,
+    /// X-Forwarded-For's last address, for PROXY protocol behind Caddy.
+    forwarded_for: Option<std::net::IpAddr>,
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Comma-separated tokens of every `name` field, lowercase.
+fn tokens(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|h| eq(h.name, name))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The framing `Content-Length` fields give: `Ok(None)` without any,
+/// an error for malformed or conflicting values.
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ()> {
+    let mut found: Option<u64> = None;
+    for v in tokens(headers, "content-length") {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        let n: u64 = v.parse().map_err(|_| ())?;
+        if found.is_some_and(|f| f != n) {
+            return Err(());
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+/// Hop-by-hop fields, never passed on (the connection's own framing
+/// fields, `Transfer-Encoding` and `Content-Length`, are: bodies pass
+/// through as they are).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+];
+
+/// Parses a request head at the start of `buf`: `Ok(None)` while it is
+/// incomplete.
+fn parse_request(
+    buf: &[u8],
+    client: SocketAddr,
+    front: Front,
+) -> Result<Option<RequestHead>, Refusal> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(refusal(
+                431,
+                "Request header too large",
+                "The request's header is larger than this gateway accepts.",
+            ));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(refusal(
+                431,
+                "Request header too large",
+                "The request has more header fields than this gateway accepts.",
+            ));
+        }
+        Err(_) => {
+            return Err(refusal(
+                400,
+                "Bad request",
+                "The request is not valid HTTP/1.1.",
+            ));
+        }
+    };
+    if len > MAX_HEAD {
+        return Err(refusal(
+            431,
+            "Request header too large",
+            "The request's header is larger than this gateway accepts.",
+        ));
+    }
+    let bad = |text| refusal(400, "Bad request", text);
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(bad("The request line is incomplete."));
+    };
+    let headers = &*req.headers;
+
+    // The target in origin form, and the host an absolute form names.
+    let (target, authority) = match target.get(..8).map(str::to_ascii_lowercase) {
+        Some(p) if p.starts_with("http://") || p == "https://" => {
+            let rest = &target[p.find("//").map_or(0, |i| i + 2)..];
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let path = &rest[end..];
+            let authority = rest[..end].rsplit('@').next().unwrap_or_default();
+            let path = if path.starts_with('/') {
+                path.to_owned()
+            } else {
+                format!("/{path}")
+            };
+            (path, Some(authority))
+        }
+        _ => (target.to_owned(), None),
+    };
+    let host_fields: Vec<&str> = headers
+        .iter()
+        .filter(|h| eq(h.name, "host"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .collect();
+    if host_fields.len() > 1 {
+        return Err(bad("The request has more than one Host field."));
+    }
+    let Some(host) = authority
+        .or(host_fields.first().copied())
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(normalize_host)
+    else {
+        return Err(bad("The request names no host."));
+    };
+
+    let te = tokens(headers, "transfer-encoding");
+    let cl = content_length(headers)
+        .map_err(|()| bad("The request's Content-Length is malformed or conflicting."))?;
+    let framing = match (te.last(), cl) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "The request has both Content-Length and Transfer-Encoding.",
+            ));
+        }
+        (Some(last), None) if last == "chunked" => Framing::Chunked,
+        (Some(_), None) => {
+            return Err(bad("The request's transfer coding is not chunked."));
+        }
+        (None, n) => Framing::Length(n.unwrap_or(0)),
+    };
+    let connection = tokens(headers, "connection");
+    let has = |t: &str| connection.iter().any(|c| c == t);
+    let upgrade = has("upgrade") && headers.iter().any(|h| eq(h.name, "upgrade"));
+    let close = version == 0 || has("close");
+
+    let mut out = Vec::with_capacity(len + 128);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(if version == 0 {
+        b" HTTP/1.0\r\nhost: "
+    } else {
+        b" HTTP/1.1\r\nhost: "
+    });
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut prior_xff: Vec<&str> = Vec::new();
+    let mut has_proto = false;
+    for h in headers {
+        let n = h.name;
+        if eq(n, "x-forwarded-for") {
+            if let Ok(v) = std::str::from_utf8(h.value) {
+                prior_xff.push(v.trim());
+            }
+            continue;
+        }
+        if eq(n, "x-forwarded-proto") {
+            if front == Front::Edge {
+                continue;
+            }
+            has_proto = true;
+        }
+        let skip = eq(n, "host")
+            || eq(n, "x-forwarded-host")
+            || HOP_BY_HOP.iter().any(|hop| eq(n, hop))
+            || (eq(n, "upgrade") && !upgrade)
+            || connection
+                .iter()
+                .any(|c| eq(n, c) && !(upgrade && c == "upgrade"));
+        if skip {
+            continue;
+        }
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    let forwarded_for = prior_xff
+        .last()
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok());
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for p in &prior_xff {
+        out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(client.ip().to_string().as_bytes());
+    if front == Front::Edge {
+        out.extend_from_slice(b"\r\nx-forwarded-proto: https");
+    } else if !has_proto {
+        out.extend_from_slice(b"\r\nx-forwarded-proto: http");
+    }
+    out.extend_from_slice(b"\r\nx-forwarded-host: ");
+    out.extend_from_slice(host.as_bytes());
+    if upgrade {
+        out.extend_from_slice(b"\r\nconnection: upgrade");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+
+    let path = target.split('?').next().unwrap_or_default().to_owned();
+    Ok(Some(RequestHead {
+        len,
+        head_request: method == "HEAD",
+        method: method.to_owned(),
+        path,
+        host,
+        framing,
+        upgrade,
+        close,
+        out,
+        forwarded_for,
+    }))
+}
+
+/// A parsed service response.
+struct ResponseHead {
+    len: usize,
+    status: u16,
+    framing: Framing,
+    /// The service will close (or spoke HTTP/1.0 without keep-alive).
+    close: bool,
+    /// The head for the visitor, without its final empty line.
+    out: Vec<u8>,
+}
+
+/// Parses a response head at the start of `buf`: `Ok(None)` while it is
+/// incomplete, `Err` for a malformed or oversized one.
+fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, &'static str> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut fields);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+            return Err("its response header is too large");
+        }
+        Err(_) => return Err("its response is not valid HTTP/1.1"),
+    };
+    let (Some(status), Some(version)) = (res.code, res.version) else {
+        return Err("its response is not valid HTTP/1.1");
+    };
+    let headers = &*res.headers;
+    let connection = tokens(headers, "connection");
+    let has = |t: &str| connection.iter().any(|c| c == t);
+    let close = has("close") || (version == 0 && !has("keep-alive"));
+    let te = tokens(headers, "transfer-encoding");
+    let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status)
+    {
+        Framing::Length(0)
+    } else if let Some(last) = te.last() {
+        if last == "chunked" {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        match content_length(headers) {
+            Ok(Some(n)) => Framing::Length(n),
+            Ok(None) => Framing::UntilClose,
+            Err(()) => return Err("its response's Content-Length is malformed"),
+        }
+    };
+    let mut out = Vec::with_capacity(len + 32);
+    out.extend_from_slice(format!("HTTP/1.1 {status} ").as_bytes());
+    out.extend_from_slice(res.reason.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in headers {
+        let n = h.name;
+        let skip = eq(n, "connection")
+            || eq(n, "keep-alive")
+            || eq(n, "proxy-connection")
+            || connection.iter().any(|c| eq(n, c));
+        if skip {
+            continue;
+        }
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(Some(ResponseHead {
+        len,
+        status,
+        framing,
+        close,
+        out,
+    }))
+}
+
+/// Follows chunked framing over bytes passing through, to find where the
+/// body ends.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    size: u64,
+    digits: u8,
+    trailer_bytes: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    EndLf,
+    Done,
+}
+
+impl Chunked {
+    /// How many bytes of `data` belong to the body (all of them until its
+    /// end is seen).
+    fn feed(&mut self, data: &[u8]) -> Result<usize, &'static str> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < data.len() && self.state != Done {
+            let b = data[i];
+            match self.state {
+                Size => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if self.digits >= 15 {
+                            return Err("a chunk size is too large");
+                        }
+                        let d = (b as char).to_digit(16).unwrap_or_default();
+                        self.size = self.size * 16 + u64::from(d);
+                        self.digits += 1;
+                    }
+                    b';' | b' ' | b'\t' if self.digits > 0 => self.state = Extension,
+                    b'\r' if self.digits > 0 => self.state = SizeLf,
+                    b'\n' if self.digits > 0 => self.end_size_line(),
+                    _ => return Err("a chunk size is malformed"),
+                },
+                Extension => match b {
+                    b'\r' => self.state = SizeLf,
+                    b'\n' => self.end_size_line(),
+                    _ => {}
+                },
+                SizeLf => {
+                    if b != b'\n' {
+                        return Err("a chunk size line is malformed");
+                    }
+                    self.end_size_line();
+                }
+                Data => {
+                    let n = usize::try_from(self.size)
+                        .unwrap_or(usize::MAX)
+                        .min(data.len() - i);
+                    self.size -= n as u64;
+                    i += n;
+                    if self.size == 0 {
+                        self.state = DataCr;
+                    }
+                    continue;
+                }
+                DataCr => match b {
+                    b'\r' => self.state = DataLf,
+                    b'\n' => self.state = Size,
+                    _ => return Err("a chunk is longer than its size"),
+                },
+                DataLf => {
+                    if b != b'\n' {
+                        return Err("a chunk is longer than its size");
+                    }
+                    self.state = Size;
+                }
+                TrailerStart => match b {
+                    b'\r' => self.state = EndLf,
+                    b'\n' => self.state = Done,
+                    _ => self.state = TrailerLine,
+                },
+                TrailerLine => {
+                    self.trailer_bytes += 1;
+                    if self.trailer_bytes > MAX_TRAILERS {
+                        return Err("the trailer section is too large");
+                    }
+                    if b == b'\n' {
+                        self.state = TrailerStart;
+                    }
+                }
+                EndLf => {
+                    if b != b'\n' {
+                        return Err("the chunked body's end is malformed");
+                    }
+                    self.state = Done;
+                }
+                Done => {}
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+
+    fn end_size_line(&mut self) {
+        self.state = if self.size == 0 {
+            ChunkState::TrailerStart
+        } else {
+            ChunkState::Data
+        };
+        self.digits = 0;
+    }
+
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+}
+
+/// Tracks how much of a body has passed.
+enum BodyLeft {
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+}
+
+impl BodyLeft {
+    fn new(f: Framing) -> Self {
+        match f {
+            Framing::Length(n) => BodyLeft::Length(n),
+            Framing::Chunked => BodyLeft::Chunked(Chunked::default()),
+            Framing::UntilClose => BodyLeft::UntilClose,
+        }
+    }
+
+    fn done(&self) -> bool {
+        match self {
+            BodyLeft::Length(n) => *n == 0,
+            BodyLeft::Chunked(c) => c.done(),
+            BodyLeft::UntilClose => false,
+        }
+    }
+
+    /// How many bytes of `data` belong to the body.
+    fn take(&mut self, data: &[u8]) -> Result<usize, &'static str> {
+        match self {
+            BodyLeft::Length(n) => {
+                let k = usize::try_from(*n).unwrap_or(usize::MAX).min(data.len());
+                *n -= k as u64;
+                Ok(k)
+            }
+            BodyLeft::Chunked(c) => c.feed(data),
+            BodyLeft::UntilClose => Ok(data.len()),
+        }
+    }
+}
+
+/// A service connection kept between a visitor's requests.
+struct Backend {
+    host: String,
+    stream: MuxStream,
+    /// Bytes received beyond what has been passed on.
+    buf: BytesMut,
+}
+
+/// Why an exchange ended early.
+enum Failed {
+    /// Before anything was sent to the visitor: it gets a 502 page.
+    Service(String),
+    /// The service closed without a byte of response: on a kept
+    /// connection, it had closed it while idle (the request can be sent
+    /// again on a new one).
+    Unanswered,
+    /// The visitor went away, or the response broke off midway.
+    Broken,
+}
+
+/// What one exchange did.
+struct Exchange {
+    status: u16,
+    to_service: u64,
+    from_service: u64,
+    /// The visitor's connection stays open for another request.
+    keep_visitor: bool,
+    /// The service's connection can carry another request.
+    keep_backend: bool,
+    /// The connection switched protocols and was tunneled to its end.
+    upgraded: bool,
+}
+
+/// Serves HTTP/1.1 visitor requests on `io`, whose first bytes may already
+/// be in `buf`. `idle` bounds the wait for each request head.
+pub(crate) async fn serve<I>(
+    state: Arc<State>,
+    io: I,
+    mut buf: BytesMut,
+    client: SocketAddr,
+    local: SocketAddr,
+    front: Front,
+    idle: Duration,
+) -> Outcome<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut r, mut w) = tokio::io::split(io);
+    let mut backend: Option<Backend> = None;
+    loop {
+        // The next request head, whole within `idle`.
+        let deadline = tokio::time::Instant::now() + idle;
+        let head = loop {
+            match parse_request(&buf, client, front) {
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(no) => {
+                    if write_page(&mut w, false, no.status, no.title, no.text, true)
+                        .await
+                        .is_ok()
+                    {
+                        linger(&mut r, &mut w).await;
+                    }
+                    return Outcome::Done;
+                }
+            }
+            match tokio::time::timeout_at(deadline, read_more(&mut r, &mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Outcome::Done,
+            }
+        };
+        let Some(route) = route_for(&state, &head.host) else {
+            if front == Front::Proxy {
+                return Outcome::Handover(r.unsplit(w), buf);
+            }
+            let text = format!("No service is published at {} on this gateway.", head.host);
+            let _ = buf.split_to(head.len);
+            let close = head.close || head.framing != Framing::Length(0);
+            if write_page(&mut w, head.head_request, 404, "Nothing here", &text, close)
+                .await
+                .is_err()
+                || close
+            {
+                return Outcome::Done;
+            }
+            continue;
+        };
+        let _ = buf.split_to(head.len);
+        let started = Instant::now();
+        let record = burrow_store::Traffic {
+            at: burrow_store::now_micros(),
+            kind: "http".into(),
+            agent: route.agent.clone(),
+            route: route.hostname.clone(),
+            client: client.to_string(),
+            method: head.method.clone(),
+            host: head.host.clone(),
+            path: head.path.clone(),
+            target: route.target.clone(),
+            ..burrow_store::Traffic::default()
+        };
+        let down = |why: &str| {
+            format!(
+                "The service at {} is not reachable right now: {why}. Try again later.",
+                head.host
+            )
+        };
+        let Some(mut target) = route_target(&route) else {
+            tracing::warn!(host = %head.host, target = %route.target, "route has an unusable internal URL");
+            let _ = write_page(
+                &mut w,
+                head.head_request,
+                502,
+                "Tunnel misconfigured",
+                "This route's internal URL is not usable.",
+                true,
+            )
+            .await;
+            return Outcome::Done;
+        };
+        if route.proxy_protocol {
+            let visitor = match (front, head.forwarded_for) {
+                (Front::Proxy, Some(ip)) => SocketAddr::new(ip, 0),
+                _ => client,
+            };
+            target.proxy = Some((visitor, local));
+        }
+        // The kept service connection if it is for this host and unused,
+        // else a new one. A kept one the service closed meanwhile gets the
+        // request again on a new one, when nothing of it is lost.
+        let replayable = head.framing == Framing::Length(0) && !head.upgrade;
+        let mut kept = backend
+            .take()
+            .filter(|b| b.host == head.host && b.buf.is_empty() && b.stream.is_quiet());
+        let result = loop {
+            let reused = kept.is_some();
+            let mut conn = match kept.take() {
+                Some(b) => b,
+                None => match open_stream(&state, &route, &head.host, &target).await {
+                    Ok(stream) => Backend {
+                        host: head.host.clone(),
+                        stream,
+                        buf: BytesMut::new(),
+                    },
+                    Err(why) => break Err(Failed::Service(why)),
+                },
+            };
+            match exchange(&mut r, &mut buf, &mut w, &mut conn, &head).await {
+                Err(Failed::Unanswered) if reused && replayable => continue,
+                Ok(x) => break Ok((x, conn)),
+                Err(e) => {
+                    conn.stream.reset(ResetCode::Cancelled);
+                    break Err(e);
+                }
+            }
+        };
+        match result {
+            Ok((x, conn)) => {
+                state.record(burrow_store::Traffic {
+                    status: i64::from(x.status),
+                    bytes_in: i64::try_from(x.to_service).unwrap_or(i64::MAX),
+                    bytes_out: i64::try_from(x.from_service).unwrap_or(i64::MAX),
+                    duration_ms: if x.upgraded { 0 } else { elapsed_ms(started) },
+                    ..record
+                });
+                if x.keep_backend {
+                    backend = Some(conn);
+                }
+                if !x.keep_visitor {
+                    let _ = w.shutdown().await;
+                    return Outcome::Done;
+                }
+            }
+            Err(Failed::Service(why)) => {
+                debug!(host = %head.host, %why, "edge request failed at the service");
+                // A request body not yet read cannot be skipped reliably.
+                let close = !replayable || head.close;
+                let failed = write_page(
+                    &mut w,
+                    head.head_request,
+                    502,
+                    "Tunnel down",
+                    &down(&why),
+                    close,
+                )
+                .await;
+                state.record(burrow_store::Traffic {
+                    status: 502,
+                    duration_ms: elapsed_ms(started),
+                    ..record
+                });
+                if failed.is_err() || close {
+                    return Outcome::Done;
+                }
+            }
+            Err(Failed::Unanswered) => {
+                let why = "the internal service closed the connection without answering";
+                let _ = write_page(
+                    &mut w,
+                    head.head_request,
+                    502,
+                    "Tunnel down",
+                    &down(why),
+                    true,
+                )
+                .await;
+                state.record(burrow_store::Traffic {
+                    status: 502,
+                    duration_ms: elapsed_ms(started),
+                    ..record
+                });
+                return Outcome::Done;
+            }
+            Err(Failed::Broken) => {
+                state.record(burrow_store::Traffic {
+                    duration_ms: elapsed_ms(started),
+                    ..record
+                });
+                return Outcome::Done;
+            }
+        }
+    }
+}
+
+/// Closes after a refusal without resetting: a socket closed with unread
+/// bytes sends a reset, which can destroy the answer before the client
+/// reads it. Sends our end's FIN, then reads and drops what the client
+/// still sends, for a bounded time and amount.
+async fn linger<R, W>(r: &mut R, w: &mut W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let _ = w.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut sink = [0u8; 8192];
+        let mut left = 1usize << 20;
+        while left > 0 {
+            match r.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+fn elapsed_ms(t: Instant) -> i64 {
+    i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+async fn read_more<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    r.read_buf(buf).await
+}
+
+/// Answers a request with one of the edge's pages.
+async fn write_page<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    head_only: bool,
+    status: u16,
+    title: &str,
+    text: &str,
+    close: bool,
+) -> io::Result<()> {
+    let mut body = page_html(title, text);
+    let len = body.len();
+    if head_only {
+        body.clear();
+    }
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {len}\r\n{}\r\n",
+        if close { "connection: close\r\n" } else { "" }
+    );
+    w.write_all(format!("{head}{body}").as_bytes()).await?;
+    w.flush().await
+}
+
+/// Passes one request to the service and its response back.
+async fn exchange<R, W>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    w: &mut W,
+    conn: &mut Backend,
+    head: &RequestHead,
+) -> Result<Exchange, Failed>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let stream = &conn.stream;
+    let sent_head = head.out.len() as u64;
+    // The request head, with the body bytes already read if they end it.
+    let mut req_left = BodyLeft::new(head.framing);
+    let mut first = head.out.clone();
+    let k = req_left.take(buf).map_err(|_| Failed::Broken)?;
+    first.extend_from_slice(&buf.split_to(k));
+    let mut to_service = first.len() as u64;
+    stream
+        .send(Bytes::from(first))
+        .await
+        .map_err(|e| Failed::Service(e.to_string()))?;
+    let req_done = AtomicBool::new(req_left.done());
+
+    // The request body (if any more) and the response, side by side: the
+    // service may answer before it has read everything (or ask for it with
+    // 100 Continue first).
+    let upload = async {
+        while !req_left.done() {
+            if buf.is_empty() && read_more(r, buf).await.map_err(|_| Failed::Broken)? == 0 {
+                return Err(Failed::Broken);
+            }
+            let k = req_left.take(buf).map_err(|_| Failed::Broken)?;
+            to_service += k as u64;
+            stream
+                .send(buf.split_to(k).freeze())
+                .await
+                .map_err(|_| Failed::Broken)?;
+        }
+        req_done.store(true, Ordering::Release);
+        Ok::<u64, Failed>(to_service)
+    };
+    let download = response(stream, &mut conn.buf, w, head, &req_done);
+    let (downloaded, uploaded) = {
+        let mut upload = std::pin::pin!(upload);
+        let mut download = std::pin::pin!(download);
+        let mut uploaded = None;
+        loop {
+            tokio::select! {
+                biased;
+                d = &mut download => break (d, uploaded),
+                u = &mut upload, if uploaded.is_none() => uploaded = Some(u?),
+            }
+        }
+    };
+    let mut x = downloaded?;
+    match uploaded {
+        Some(n) => x.to_service = n,
+        // The service answered before the request body ended: neither
+        // connection is in a state to carry another request.
+        None => {
+            x.to_service = sent_head;
+            x.keep_backend = false;
+            x.keep_visitor = false;
+        }
+    }
+    if x.upgraded {
+        let (up, down) = tunnel(r, buf, w, stream, &mut conn.buf).await;
+        x.to_service += up;
+        x.from_service += down;
+    }
+    Ok(x)
+}
+
+/// Reads the service's response and passes it to the visitor.
+async fn response<W: AsyncWrite + Unpin>(
+    stream: &MuxStream,
+    bbuf: &mut BytesMut,
+    w: &mut W,
+    head: &RequestHead,
+    req_done: &AtomicBool,
+) -> Result<Exchange, Failed> {
+    let mut from_service = 0u64;
+    loop {
+        // A response head (interim ones are passed on as they are).
+        let res = loop {
+            match parse_response(bbuf, head.head_request) {
+                Ok(Some(res)) => break res,
+                Ok(None) => {}
+                Err(why) if from_service == 0 => {
+                    return Err(Failed::Service(format!(
+                        "the internal service failed: {why}"
+                    )));
+                }
+                Err(_) => return Err(Failed::Broken),
+            }
+            match stream.recv().await {
+                Ok(Some(chunk)) => bbuf.extend_from_slice(&chunk),
+                _ if from_service > 0 => return Err(Failed::Broken),
+                Ok(None) if bbuf.is_empty() => return Err(Failed::Unanswered),
+                Ok(None) => {
+                    return Err(Failed::Service(
+                        "the internal service's response broke off".into(),
+                    ));
+                }
+                Err(e) => return Err(Failed::Service(e.to_string())),
+            }
+        };
+        from_service += res.len as u64;
+        if res.status == 101 {
+            if !head.upgrade {
+                return Err(Failed::Service(
+                    "the internal service switched protocols unasked".into(),
+                ));
+            }
+            let h = bbuf.split_to(res.len);
+            w.write_all(&h).await.map_err(|_| Failed::Broken)?;
+            w.flush().await.map_err(|_| Failed::Broken)?;
+            return Ok(Exchange {
+                status: 101,
+                to_service: 0,
+                from_service,
+                keep_visitor: false,
+                keep_backend: false,
+                upgraded: true,
+            });
+        }
+        if (100..200).contains(&res.status) {
+            let h = bbuf.split_to(res.len);
+            w.write_all(&h).await.map_err(|_| Failed::Broken)?;
+            w.flush().await.map_err(|_| Failed::Broken)?;
+            continue;
+        }
+        let _ = bbuf.split_to(res.len);
+        let mut left = BodyLeft::new(res.framing);
+        let close =
+            head.close || res.framing == Framing::UntilClose || !req_done.load(Ordering::Acquire);
+        let mut out = res.out;
+        out.extend_from_slice(if close {
+            b"connection: close\r\n\r\n"
+        } else {
+            b"\r\n"
+        });
+        // The head and the body bytes already here, in one write.
+        let k = left.take(bbuf).map_err(|_| Failed::Broken)?;
+        out.extend_from_slice(&bbuf.split_to(k));
+        from_service += k as u64;
+        w.write_all(&out).await.map_err(|_| Failed::Broken)?;
+        while !left.done() {
+            let chunk = match stream.recv().await {
+                Ok(Some(c)) => c,
+                Ok(None) if res.framing == Framing::UntilClose => break,
+                Ok(None) | Err(_) => return Err(Failed::Broken),
+            };
+            let k = left.take(&chunk).map_err(|_| Failed::Broken)?;
+            from_service += k as u64;
+            w.write_all(&chunk[..k]).await.map_err(|_| Failed::Broken)?;
+            if k < chunk.len() {
+                // More than the response: nothing to reuse.
+                bbuf.extend_from_slice(&chunk[k..]);
+            }
+        }
+        w.flush().await.map_err(|_| Failed::Broken)?;
+        let keep_backend = !res.close && res.framing != Framing::UntilClose && bbuf.is_empty();
+        return Ok(Exchange {
+            status: res.status,
+            to_service: 0,
+            from_service,
+            keep_visitor: !close,
+            keep_backend,
+            upgraded: false,
+        });
+    }
+}
+
+/// After 101 Switching Protocols: bytes both ways until both ends close.
+async fn tunnel<R, W>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    w: &mut W,
+    stream: &MuxStream,
+    bbuf: &mut BytesMut,
+) -> (u64, u64)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let up = async {
+        let mut n = 0u64;
+        loop {
+            if buf.is_empty() {
+                match read_more(r, buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            n += buf.len() as u64;
+            if stream.send(buf.split().freeze()).await.is_err() {
+                break;
+            }
+        }
+        let _ = stream.finish().await;
+        n
+    };
+    let down = async {
+        let mut n = bbuf.len() as u64;
+        if !bbuf.is_empty() && w.write_all(&bbuf.split()).await.is_err() {
+            return n;
+        }
+        while let Ok(Some(chunk)) = stream.recv().await {
+            n += chunk.len() as u64;
+            if w.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+        n
+    };
+    tokio::join!(up, down)
+}
+
+/// A connection with bytes already read from it put back in front.
+pub(crate) struct Rewind<I> {
+    pre: BytesMut,
+    io: I,
+}
+
+impl<I> Rewind<I> {
+    pub(crate) fn new(pre: BytesMut, io: I) -> Self {
+        Rewind { pre, io }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if !self.pre.is_empty() {
+            let n = self.pre.len().min(buf.remaining());
+            let front = self.pre.split_to(n);
+            buf.put_slice(&front);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
