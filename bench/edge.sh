@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Edge keep-alive check in one run (loopback only): wrk -t2 -c50 against
+# nginx directly, through rathole (TCP transport), through a burrow fixed
+# forward (ws://), and through burrow's HTTP edge with Host routing (the
+# shared harness's burrow-edge path), interleaved per rep.
+#   bench/edge.sh [REPS]              (needs wrk, nginx; rathole from
+#                                      BENCH_STATE=target/bench ../shared/bench/setup.sh)
+#   PATHS="direct edge" bench/edge.sh  a subset
+#   SYSCALLS=1 bench/edge.sh 1         also counts the tunnel's system calls per request
+#   PERF=1 bench/edge.sh 1            also records the gateway with perf
+#                                      during one extra edge run (perf.data in $OUT)
+# Prints req/s, p99 and the tunnel's CPU per request (its processes' user +
+# system time over the run) per path and rep, then medians and ratios to direct.
+# For the report beside rathole, bore and ssh use ../shared/bench/run.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BURROW_BIN:-$PWD/target/release/burrow}
+RATHOLE=${RATHOLE_BIN:-$PWD/target/bench/.tools/bin/rathole}
+REPS=${1:-3}
+D=${WRK_D:-6}
+PATHS=${PATHS:-direct rathole forward edge}
+OUT=${OUT:-$(mktemp -d)}
+BACK=18411; PUB_RH=28411; CTRL_RH=23411; PUB_FW=28412; CTRL_FW=23412; PUB_EDGE=28413
+WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+
+mkdir -p "$WORK/www" "$WORK/tmp"; chmod 755 "$WORK" "$WORK/tmp"
+head -c 1024 /dev/urandom > "$WORK/www/small.bin"
+cat > "$WORK/nginx.conf" <<NGX
+worker_processes 1; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path $WORK/tmp; proxy_temp_path $WORK/tmp;
+       fastcgi_temp_path $WORK/tmp; uwsgi_temp_path $WORK/tmp; scgi_temp_path $WORK/tmp;
+       server { listen 127.0.0.1:$BACK; root $WORK/www; } }
+NGX
+nginx -c "$WORK/nginx.conf" &
+
+wait_up() {  # PORT
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$1/small.bin" && return 0
+    sleep 0.1
+  done
+  echo "port $1 did not serve" >&2; return 1
+}
+
+if [[ " $PATHS " == *" rathole "* ]]; then
+  printf '[server]\nbind_addr = "127.0.0.1:%s"\ndefault_token = "t"\n[server.services.svc]\nbind_addr = "127.0.0.1:%s"\n' \
+    $CTRL_RH $PUB_RH > "$WORK/rs.toml"
+  printf '[client]\nremote_addr = "127.0.0.1:%s"\ndefault_token = "t"\n[client.services.svc]\nlocal_addr = "127.0.0.1:%s"\n' \
+    $CTRL_RH $BACK > "$WORK/rc.toml"
+  "$RATHOLE" --server "$WORK/rs.toml" >"$WORK/rs.log" 2>&1 &
+  PIDS_rathole=$!
+  sleep 0.3
+  "$RATHOLE" --client "$WORK/rc.toml" >"$WORK/rc.log" 2>&1 &
+  PIDS_rathole="$PIDS_rathole $!"
+fi
+
+if [[ " $PATHS " == *" forward "* ]]; then
+  PSK=$(head -c 32 /dev/urandom | base64)
+  env BURROW_PSK="$PSK" BURROW_DATA_DIR="$WORK/fw" BURROW_PROXY_LISTEN=off BURROW_EDGE_HTTP_LISTEN=off \
+    BURROW_EDGE_HTTPS_LISTEN=off "$BIN" gateway --no-tls --listen 127.0.0.1:$CTRL_FW \
+    --forward 127.0.0.1:$PUB_FW=f:127.0.0.1:$BACK >/dev/null 2>"$WORK/fwgw.log" &
+  PIDS_forward=$!
+  sleep 0.3
+  env BURROW_PSK="$PSK" BURROW_DATA_DIR="$WORK/fwag" "$BIN" run --connect-url ws://127.0.0.1:$CTRL_FW/tunnel \
+    --agent-name f --allow 127.0.0.1:$BACK 2>"$WORK/fwag.log" &
+  PIDS_forward="$PIDS_forward $!"
+fi
+
+if [[ " $PATHS " == *" edge "* ]]; then
+  ADMIN="bk_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  URL="ws://localhost:$PUB_EDGE/connect"
+  env BURROW_ADMIN_KEY="$ADMIN" BURROW_DATA_DIR="$WORK/gw" BURROW_PROXY_LISTEN=off \
+    BURROW_EDGE_HTTP_LISTEN=off BURROW_EDGE_HTTPS_LISTEN=off \
+    "$BIN" gateway --no-tls --listen 127.0.0.1:$PUB_EDGE >/dev/null 2>"$WORK/gw.log" &
+  echo $! > "$WORK/gw.pid"
+  PIDS_edge=$!
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PUB_EDGE/" && break; sleep 0.1; done
+  "$BIN" keygen --agent-name bench --out-dir "$WORK" >/dev/null
+  CONNECT_URL="$URL" BURROW_ADMIN_KEY="$ADMIN" "$BIN" register --agent-name bench --key-name k \
+    --public-key "$WORK/ConnectionAgent-bench.pem.pub" > "$WORK/agent.env"
+  CONNECT_URL="$URL" BURROW_ADMIN_KEY="$ADMIN" "$BIN" add-route --hostname 127.0.0.1 \
+    --agent-name bench --target "http://127.0.0.1:$BACK" >/dev/null
+  # shellcheck disable=SC2046
+  env $(grep -v '^AUTH_SERVER_DOMAIN=' "$WORK/agent.env") AUTH_SERVER_DOMAIN="http://localhost:$PUB_EDGE" \
+    AUTH_SERVER_PRIVATE_KEY_PEM_PATH="$WORK/ConnectionAgent-bench.pem" BURROW_DATA_DIR="$WORK/agent" \
+    "$BIN" run 2>"$WORK/agent.log" &
+  PIDS_edge="$PIDS_edge $!"
+fi
+
+port() { case $1 in direct) echo $BACK ;; rathole) echo $PUB_RH ;; forward) echo $PUB_FW ;; edge) echo $PUB_EDGE ;; esac; }
+for p in $PATHS; do wait_up "$(port "$p")"; done
+
+# CPU ticks (user + system) of one process.
+ticks1() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+
+# wrk's req/s and p99 (ms) as "RPS P99".
+wrkk() {
+  wrk -t2 -c50 -d"${D}s" --latency "http://127.0.0.1:$1/small.bin" | awk '
+    /Requests\/sec/ {r=$2}
+    /^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p=v}
+    END {printf "%s %s\n", r, p}'
+}
+
+: > "$OUT/results.tsv"
+for rep in $(seq "$REPS"); do
+  order=$PATHS; [ $((rep % 2)) -eq 0 ] && order=$(echo "$PATHS" | tr ' ' '\n' | tac | tr '\n' ' ')
+  for p in $order; do
+    wrk -t2 -c50 -d1s "http://127.0.0.1:$(port "$p")/small.bin" >/dev/null
+    v="PIDS_$p"; s0=(); for q in ${!v:-}; do s0+=("$(ticks1 "$q")"); done
+    if [ "${SYSCALLS:-0}" = 1 ] && [ -n "${!v:-}" ]; then
+      ( sleep 1; perf stat -x, -e raw_syscalls:sys_enter -p "$(echo ${!v} | tr ' ' ,)" -- sleep 4 2>"$OUT/sys-$p-$rep.txt" >/dev/null ) &
+    fi
+    read -r rps p99 < <(wrkk "$(port "$p")")
+    if [ "${SYSCALLS:-0}" = 1 ] && [ -n "${!v:-}" ]; then
+      wait $! 2>/dev/null || true
+      echo "  $p syscalls/req: $(python3 -c "print(round(int(open('$OUT/sys-$p-$rep.txt').read().split(',')[0])/(4*$rps),2))" 2>/dev/null)"
+    fi
+    # Tunnel CPU per request, microseconds: total, then server/client.
+    split=(); i=0; tot=0
+    for q in ${!v:-}; do
+      d=$(( $(ticks1 "$q") - ${s0[$i]} )); tot=$((tot + d)); i=$((i + 1))
+      split+=("$(python3 -c "print(round($d/$HZ*1e6/max(1.0,$rps*$D),1))")")
+    done
+    cpu=$(python3 -c "print(round($tot/$HZ*1e6/max(1.0,$rps*$D),1))")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$rep" "$p" "$rps" "$p99" "$cpu" "$(IFS=/; echo "${split[*]:-}")" | tee -a "$OUT/results.tsv"
+  done
+done
+python3 - "$OUT/results.tsv" <<'PY'
+import sys, statistics as st
+rows = [l.split('\t') for l in open(sys.argv[1]).read().split('\n') if l]
+paths = list(dict.fromkeys(r[1] for r in rows))
+med = {p: [st.median(float(r[i]) for r in rows if r[1] == p) for i in (2, 3, 4)] for p in paths}
+d = med.get('direct', [None])[0]
+print(f"{'path':10} {'req/s':>10} {'x direct':>9} {'p99 ms':>8} {'CPU us/req':>11}")
+for p in paths:
+    r, l, c = med[p]
+    print(f"{p:10} {r:10.0f} {(r/d if d else float('nan')):9.2f} {l:8.2f} {c:11.1f}")
+PY
+
+if [ "${PERF:-0}" = 1 ] && [[ " $PATHS " == *" edge "* ]]; then
+  wrk -t2 -c50 -d8s "http://127.0.0.1:$PUB_EDGE/small.bin" >/dev/null &
+  sleep 1
+  perf record ${PERF_ARGS:--g} -o "$OUT/perf.data" -p "$(cat "$WORK/gw.pid")" -- sleep 5 2>/dev/null || true
+  wait %% 2>/dev/null || true
+  echo "perf data: $OUT/perf.data (perf report -i $OUT/perf.data --no-children)"
+fi
+echo "raw: $OUT/results.tsv"
