@@ -556,6 +556,8 @@ impl BodyLeft {
 /// A service connection kept between a visitor's requests.
 struct Backend {
     host: String,
+    /// The PROXY protocol addresses it was opened with.
+    proxy: Option<(SocketAddr, SocketAddr)>,
     stream: MuxStream,
     /// Bytes received beyond what has been passed on.
     buf: BytesMut,
@@ -660,45 +662,42 @@ where
                 head.host
             )
         };
-        let Some(mut target) = route_target(&route) else {
-            tracing::warn!(host = %head.host, target = %route.target, "route has an unusable internal URL");
-            let _ = write_page(
-                &mut w,
-                head.head_request,
-                502,
-                "Tunnel misconfigured",
-                "This route's internal URL is not usable.",
-                true,
-            )
-            .await;
-            return Outcome::Done;
-        };
-        if route.proxy_protocol {
+        // With PROXY protocol the service connection states one visitor:
+        // a kept one serves only requests from that visitor.
+        let proxy = route.proxy_protocol.then(|| {
             let visitor = match (front, head.forwarded_for) {
                 (Front::Proxy, Some(ip)) => SocketAddr::new(ip, 0),
                 _ => client,
             };
-            target.proxy = Some((visitor, local));
-        }
+            (visitor, local)
+        });
         // The kept service connection if it is for this host and unused,
         // else a new one. A kept one the service closed meanwhile gets the
         // request again on a new one, when nothing of it is lost.
         let replayable = head.framing == Framing::Length(0) && !head.upgrade;
-        let mut kept = backend
-            .take()
-            .filter(|b| b.host == head.host && b.buf.is_empty() && b.stream.is_quiet());
+        let mut kept = backend.take().filter(|b| {
+            b.host == head.host && b.proxy == proxy && b.buf.is_empty() && b.stream.is_quiet()
+        });
         let result = loop {
             let reused = kept.is_some();
             let mut conn = match kept.take() {
                 Some(b) => b,
-                None => match open_stream(&state, &route, &head.host, &target).await {
-                    Ok(stream) => Backend {
-                        host: head.host.clone(),
-                        stream,
-                        buf: BytesMut::new(),
-                    },
-                    Err(why) => break Err(Failed::Service(why)),
-                },
+                None => {
+                    let Some(mut target) = route_target(&route) else {
+                        tracing::warn!(host = %head.host, target = %route.target, "route has an unusable internal URL");
+                        break Err(Failed::Service("its internal URL is not usable".into()));
+                    };
+                    target.proxy = proxy;
+                    match open_stream(&state, &route, &head.host, &target).await {
+                        Ok(stream) => Backend {
+                            host: head.host.clone(),
+                            proxy,
+                            stream,
+                            buf: BytesMut::new(),
+                        },
+                        Err(why) => break Err(Failed::Service(why)),
+                    }
+                }
             };
             match exchange(&mut r, &mut buf, &mut w, &mut conn, &head).await {
                 Err(Failed::Unanswered) if reused && replayable => continue,
@@ -862,49 +861,56 @@ where
         .await
         .map_err(|e| Failed::Service(e.to_string()))?;
     let req_done = AtomicBool::new(req_left.done());
-
-    // The request body (if any more) and the response, side by side: the
-    // service may answer before it has read everything (or ask for it with
-    // 100 Continue first).
-    let upload = async {
-        while !req_left.done() {
-            if buf.is_empty() && read_more(r, buf).await.map_err(|_| Failed::Broken)? == 0 {
-                return Err(Failed::Broken);
+    let mut x = if req_left.done() {
+        // Nothing more to send (most requests): just the response.
+        let mut x = response(stream, &mut conn.buf, w, head, &req_done).await?;
+        x.to_service = to_service;
+        x
+    } else {
+        // The rest of the body and the response, side by side: the
+        // service may answer before it has read everything (or ask for
+        // it with 100 Continue first).
+        let upload = async {
+            while !req_left.done() {
+                if buf.is_empty() && read_more(r, buf).await.map_err(|_| Failed::Broken)? == 0 {
+                    return Err(Failed::Broken);
+                }
+                let k = req_left.take(buf).map_err(|_| Failed::Broken)?;
+                to_service += k as u64;
+                stream
+                    .send(buf.split_to(k).freeze())
+                    .await
+                    .map_err(|_| Failed::Broken)?;
             }
-            let k = req_left.take(buf).map_err(|_| Failed::Broken)?;
-            to_service += k as u64;
-            stream
-                .send(buf.split_to(k).freeze())
-                .await
-                .map_err(|_| Failed::Broken)?;
-        }
-        req_done.store(true, Ordering::Release);
-        Ok::<u64, Failed>(to_service)
-    };
-    let download = response(stream, &mut conn.buf, w, head, &req_done);
-    let (downloaded, uploaded) = {
-        let mut upload = std::pin::pin!(upload);
-        let mut download = std::pin::pin!(download);
-        let mut uploaded = None;
-        loop {
-            tokio::select! {
-                biased;
-                d = &mut download => break (d, uploaded),
-                u = &mut upload, if uploaded.is_none() => uploaded = Some(u?),
+            req_done.store(true, Ordering::Release);
+            Ok::<u64, Failed>(to_service)
+        };
+        let download = response(stream, &mut conn.buf, w, head, &req_done);
+        let (downloaded, uploaded) = {
+            let mut upload = std::pin::pin!(upload);
+            let mut download = std::pin::pin!(download);
+            let mut uploaded = None;
+            loop {
+                tokio::select! {
+                    biased;
+                    d = &mut download => break (d, uploaded),
+                    u = &mut upload, if uploaded.is_none() => uploaded = Some(u?),
+                }
+            }
+        };
+        let mut x = downloaded?;
+        match uploaded {
+            Some(n) => x.to_service = n,
+            // The service answered before the request body ended: neither
+            // connection is in a state to carry another request.
+            None => {
+                x.to_service = sent_head;
+                x.keep_backend = false;
+                x.keep_visitor = false;
             }
         }
+        x
     };
-    let mut x = downloaded?;
-    match uploaded {
-        Some(n) => x.to_service = n,
-        // The service answered before the request body ended: neither
-        // connection is in a state to carry another request.
-        None => {
-            x.to_service = sent_head;
-            x.keep_backend = false;
-            x.keep_visitor = false;
-        }
-    }
     if x.upgraded {
         let (up, down) = tunnel(r, buf, w, stream, &mut conn.buf).await;
         x.to_service += up;
