@@ -90,28 +90,14 @@ async fn curl(
     run("curl", &args, Path::new("/"), &[]).await
 }
 
-async fn add_route(st: &Setup, host: &str, port: u16) -> Result<()> {
-    st.ok(&[
-        "add-route",
-        "--hostname",
-        host,
-        "--agent-name",
-        "edge",
-        "--target",
-        &format!("http://127.0.0.1:{port}"),
-    ])
-    .await
-    .map(|_| ())
-}
-
 #[tokio::test]
 async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<()> {
     let mut st = setup(&bin(), &EDGE, &[], true).await?;
     let edge = st.edge.context("edge address")?;
     let (_a, a_port) = service("alpha").await?;
     let (_b, b_port) = service("beta").await?;
-    add_route(&st, "alpha.tunnel.test", a_port).await?;
-    add_route(&st, "beta.tunnel.test", b_port).await?;
+    st.add_route("alpha.tunnel.test", a_port).await?;
+    st.add_route("beta.tunnel.test", b_port).await?;
 
     // Host routing, with the forwarded headers the services see.
     let (code, out, err) = curl(edge, "alpha.tunnel.test", "/x?y=1", &[]).await?;
@@ -308,7 +294,7 @@ async fn websocket_upgrades_pass_through_the_edge() -> Result<()> {
             });
         }
     });
-    add_route(&st, "ws.tunnel.test", port).await?;
+    st.add_route("ws.tunnel.test", port).await?;
     // TLS to the edge (its self-signed certificate), then the upgrade.
     let tls =
         burrow_transport::tls::AppTls::new(std::sync::Arc::new(rustls::RootCertStore::empty()))?;
@@ -473,7 +459,7 @@ async fn caddy_mode_keeps_caddy_routes_in_step() -> Result<()> {
     let mut caddy = caddy;
     let (_svc, port) = service("alpha").await?;
     assert_eq!(caddy.get("alpha.tunnel.test").await?.0, 404);
-    add_route(&st, "alpha.tunnel.test", port).await?;
+    st.add_route("alpha.tunnel.test", port).await?;
     let (took, body) = caddy.until("alpha.tunnel.test", 200).await?;
     eprintln!("route live in Caddy after {took:?}");
     assert!(
@@ -527,7 +513,7 @@ async fn caddy_routes_follow_their_agent_when_asked_to() -> Result<()> {
     )
     .await?;
     let (_svc, port) = service("alpha").await?;
-    add_route(&st, "alpha.example.test", port).await?;
+    st.add_route("alpha.example.test", port).await?;
     caddy.until("alpha.example.test", 200).await?;
     // Agent gone: the route is withdrawn from Caddy.
     st.kill_agent().await?;
@@ -555,7 +541,7 @@ async fn the_traffic_audit_is_bounded_by_count() -> Result<()> {
     let st = setup(&bin(), &flags, &[], true).await?;
     let edge = st.edge.context("edge address")?;
     let (_a, a_port) = service("alpha").await?;
-    add_route(&st, "alpha.tunnel.test", a_port).await?;
+    st.add_route("alpha.tunnel.test", a_port).await?;
     for i in 0..8 {
         let (code, _, err) = curl(edge, "alpha.tunnel.test", &format!("/n{i}"), &[]).await?;
         assert_eq!(code, 0, "{err}");
@@ -699,7 +685,7 @@ async fn a_200_mb_download_streams_with_flat_memory() -> Result<()> {
     let st = setup(&bin(), &EDGE, &[], true).await?;
     let edge = st.edge.context("edge address")?;
     let (_svc, port) = service("big").await?;
-    add_route(&st, "big.tunnel.test", port).await?;
+    st.add_route("big.tunnel.test", port).await?;
     let (gw, agent) = (
         st.gateway.pid().context("gateway pid")?,
         st.agent

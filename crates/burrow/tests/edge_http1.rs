@@ -97,20 +97,6 @@ async fn service() -> Result<(tokio::process::Child, u16)> {
     Ok((child, line.trim().parse().context("service port")?))
 }
 
-async fn add_route(st: &Setup, host: &str, port: u16) -> Result<()> {
-    st.ok(&[
-        "add-route",
-        "--hostname",
-        host,
-        "--agent-name",
-        "edge",
-        "--target",
-        &format!("http://127.0.0.1:{port}"),
-    ])
-    .await
-    .map(|_| ())
-}
-
 /// curl over HTTP/1.1 against the HTTPS edge.
 async fn curl(edge: SocketAddr, path: &str, extra: &[&str]) -> Result<(i32, String, String)> {
     let url = format!("https://app.tunnel.test:{}{path}", edge.port());
@@ -134,7 +120,7 @@ async fn http1_bodies_pass_through_with_their_framing() -> Result<()> {
     let st = setup(&bin(), &flags, &[], true).await?;
     let edge = st.edge.context("edge address")?;
     let (_svc, port) = service().await?;
-    add_route(&st, "app.tunnel.test", port).await?;
+    st.add_route("app.tunnel.test", port).await?;
 
     // A 3 MiB upload by length: curl asks for 100 Continue first (over
     // 1 MiB), which the service sends and the edge passes on.
@@ -254,7 +240,7 @@ async fn the_gateway_port_serves_published_hosts_and_refuses_what_it_must() -> R
     let mut st = setup(&bin(), &["--no-tls"], &[], true).await?;
     let gw = gateway_addr(&st)?;
     let (_svc, port) = service().await?;
-    add_route(&st, "app.tunnel.test", port).await?;
+    st.add_route("app.tunnel.test", port).await?;
 
     // Pipelined requests come back in order; the last asks to close.
     let out = exchange_to_close(

@@ -99,6 +99,21 @@ impl Setup {
         Ok(out)
     }
 
+    /// Publishes `http://127.0.0.1:PORT` as `host` through the agent `edge`.
+    pub async fn add_route(&self, host: &str, port: u16) -> Result<()> {
+        let target = format!("http://127.0.0.1:{port}");
+        let args = [
+            "add-route",
+            "--hostname",
+            host,
+            "--agent-name",
+            "edge",
+            "--target",
+            &target,
+        ];
+        self.ok(&args).await.map(|_| ())
+    }
+
     /// GET on the admin API (`/api/v1` + `path`) with curl; the JSON.
     pub async fn api_get(&self, path: &str) -> Result<serde_json::Value> {
         let connect = &self.env[0].1;

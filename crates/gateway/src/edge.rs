@@ -245,7 +245,10 @@ pub(crate) async fn declared(state: &State, agent: &str, body: &[u8]) {
     }
 }
 
-const HOP_BY_HOP: [&str; 8] = [
+/// Hop-by-hop fields (RFC 9110 §7.6.1), never passed on; besides these,
+/// the ones a `Connection` field names, and `Transfer-Encoding` where the
+/// body is re-framed.
+pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -253,7 +256,6 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authorization",
     "te",
     "trailer",
-    "transfer-encoding",
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
@@ -265,7 +267,14 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .filter(|n| !(keep_upgrade && n == "upgrade"))
         .collect();
-    for n in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
+    // hyper re-frames bodies: their transfer coding is not passed on.
+    let framing = ["transfer-encoding"];
+    for n in named
+        .iter()
+        .map(String::as_str)
+        .chain(HOP_BY_HOP)
+        .chain(framing)
+    {
         h.remove(n);
     }
     if !keep_upgrade {

@@ -28,7 +28,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
 use crate::State;
-use crate::edge::{Front, normalize_host, open_stream, page_html, route_for, route_target};
+// Hop-by-hop fields go; `Transfer-Encoding` and `Content-Length` stay:
+// bodies pass through as they are framed.
+use crate::edge::{
+    Front, HOP_BY_HOP, normalize_host, open_stream, page_html, route_for, route_target,
+};
 
 /// Largest request or response head.
 const MAX_HEAD: usize = 64 * 1024;
@@ -126,18 +130,13 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ()> {
     Ok(found)
 }
 
-/// Hop-by-hop fields, never passed on (the connection's own framing
-/// fields, `Transfer-Encoding` and `Content-Length`, are: bodies pass
-/// through as they are).
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-];
+/// Appends one header field to a head.
+fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
 
 /// Parses a request head at the start of `buf`: `Ok(None)` while it is
 /// incomplete.
@@ -273,13 +272,9 @@ fn parse_request(
             || connection
                 .iter()
                 .any(|c| eq(n, c) && !(upgrade && c == "upgrade"));
-        if skip {
-            continue;
+        if !skip {
+            push_field(&mut out, n, h.value);
         }
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
     }
     let forwarded_for = prior_xff
         .last()
@@ -376,13 +371,9 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>
             || eq(n, "keep-alive")
             || eq(n, "proxy-connection")
             || connection.iter().any(|c| eq(n, c));
-        if skip {
-            continue;
+        if !skip {
+            push_field(&mut out, n, h.value);
         }
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
     }
     Ok(Some(ResponseHead {
         len,
