@@ -27,10 +27,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0004_route_options.sql"),
     ),
     (5, "traffic", include_str!("../migrations/0005_traffic.sql")),
+    (
+        6,
+        "traffic_unkeyed",
+        include_str!("../migrations/0006_traffic_unkeyed.sql"),
+    ),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Arbitrary, fixed: the advisory lock id for migrations.
 const PG_LOCK: i64 = 0x6275_7272_6f77;
@@ -59,7 +64,7 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreErr
             .execute(&mut *conn)
             .await?;
     }
-    let result = migrate(&mut conn).await;
+    let result = migrate(&mut conn, SCHEMA_VERSION).await;
     if backend == Backend::Postgres {
         // Unlock even after a failure; a lost connection unlocks by itself.
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
@@ -70,7 +75,11 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreErr
     result
 }
 
-async fn migrate(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> Result<(), StoreError> {
+/// Brings the schema up to version `up_to`.
+async fn migrate(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    up_to: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS burrow_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
     )
@@ -83,7 +92,7 @@ async fn migrate(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> Result<(),
     if current > SCHEMA_VERSION {
         return Err(StoreError::TooNew { found: current });
     }
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current && m.0 <= up_to) {
         let fail = |source| StoreError::Migration {
             version,
             name,
@@ -112,6 +121,58 @@ async fn migrate(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> Result<(),
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sqlx::Row;
+
+    #[tokio::test]
+    async fn traffic_records_survive_the_move_to_an_unkeyed_table() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("v5.db").display());
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        super::migrate(&mut conn, 5).await.unwrap();
+        sqlx::query(
+            "INSERT INTO traffic VALUES ('a1', 7, 'http', 'home', 'r', 'c', 'GET', 'h', '/p', 200, 't', 1, 2, 3)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        super::migrate(&mut conn, super::SCHEMA_VERSION)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT id, at, path, bytes_out FROM traffic")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String, _>("id"), "a1");
+        assert_eq!(row.get::<i64, _>("at"), 7);
+        assert_eq!(row.get::<String, _>("path"), "/p");
+        assert_eq!(row.get::<i64, _>("bytes_out"), 2);
+        // Ids no longer need to be unique; the time index is back.
+        sqlx::query(
+            "INSERT INTO traffic VALUES ('a1', 8, 'http', 'home', 'r', 'c', 'GET', 'h', '/q', 200, 't', 1, 2, 3)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let indexes: Vec<String> = sqlx::query(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'traffic'",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("name"))
+        .collect();
+        assert_eq!(indexes, ["traffic_at"]);
+    }
+
     #[test]
     fn migrations_are_in_order_and_reach_the_schema_version() {
         let versions: Vec<i64> = super::MIGRATIONS.iter().map(|m| m.0).collect();

@@ -1,0 +1,55 @@
+//! The traffic audit trail's write cost: 1,000 records as the edge makes
+//! them, inserted into a SQLite file (the embedded default, WAL mode) with
+//! `Store::insert_traffic`, beside building the same records alone in the
+//! same run (Criterion reports both per record).
+// Criterion's macros generate undocumented items; setup failures panic.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::hint::black_box;
+
+use burrow_store::{Store, Traffic, now_micros};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+fn record(i: i64) -> Traffic {
+    Traffic {
+        at: now_micros() + i,
+        kind: "http".into(),
+        agent: "home".into(),
+        route: "app.tunnel.example.com".into(),
+        client: "203.0.113.7:51234".into(),
+        method: "GET".into(),
+        host: "app.tunnel.example.com".into(),
+        path: "/static/app.js".into(),
+        status: 200,
+        target: "http://10.0.0.5:8080".into(),
+        bytes_in: 412,
+        bytes_out: 1_337,
+        duration_ms: 1,
+    }
+}
+
+fn audit(c: &mut Criterion) {
+    const N: usize = 1_000;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt.block_on(Store::open_in(dir.path())).unwrap();
+    let mut g = c.benchmark_group("audit");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("build 1000 records", |b| {
+        b.iter(|| black_box((0..N as i64).map(record).collect::<Vec<_>>()))
+    });
+    g.bench_function("insert 1000 records (SQLite file)", |b| {
+        b.to_async(&rt).iter_batched(
+            || (0..N as i64).map(record).collect::<Vec<_>>(),
+            |batch| {
+                let store = &store;
+                async move { store.insert_traffic(&batch).await.unwrap() }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, audit);
+criterion_main!(benches);
