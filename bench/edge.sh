@@ -8,7 +8,8 @@
 #   PATHS="direct edge" bench/edge.sh  a subset
 #   SYSCALLS=1 bench/edge.sh 1         also counts the tunnel's system calls per request
 #   PERF=1 bench/edge.sh 1            also records the gateway with perf
-#                                      during one extra edge run (perf.data in $OUT)
+#                                      during one extra edge run (perf.data in $OUT;
+#                                      PERF_PATH=forward|rathole for another path's server)
 # Prints req/s, p99 and the tunnel's CPU per request (its processes' user +
 # system time over the run) per path and rep, then medians and ratios to direct.
 # For the report beside rathole, bore and ssh use ../shared/bench/run.sh.
@@ -138,10 +139,12 @@ for p in paths:
     print(f"{p:10} {r:10.0f} {(r/d if d else float('nan')):9.2f} {l:8.2f} {c:11.1f}")
 PY
 
-if [ "${PERF:-0}" = 1 ] && [[ " $PATHS " == *" edge "* ]]; then
-  wrk -t2 -c50 -d8s "http://127.0.0.1:$PUB_EDGE/small.bin" >/dev/null &
+PERF_PATH=${PERF_PATH:-edge}
+if [ "${PERF:-0}" = 1 ] && [[ " $PATHS " == *" $PERF_PATH "* ]]; then
+  wrk -t2 -c50 -d8s "http://127.0.0.1:$(port "$PERF_PATH")/small.bin" >/dev/null &
   sleep 1
-  perf record ${PERF_ARGS:--g} -o "$OUT/perf.data" -p "$(cat "$WORK/gw.pid")" -- sleep 5 2>/dev/null || true
+  v="PIDS_$PERF_PATH"; set -- ${!v}
+  perf record ${PERF_ARGS:--g} -o "$OUT/perf.data" -p "$1" -- sleep 5 2>/dev/null || true
   wait %% 2>/dev/null || true
   echo "perf data: $OUT/perf.data (perf report -i $OUT/perf.data --no-children)"
 fi

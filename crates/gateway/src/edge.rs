@@ -59,10 +59,29 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
     full(status, "text/html; charset=utf-8", page_html(title, text))
 }
 
+/// One route of the cached route list, held without copying it.
+pub(crate) struct RouteRef {
+    all: Arc<Vec<Route>>,
+    index: usize,
+}
+
+impl std::ops::Deref for RouteRef {
+    type Target = Route;
+
+    fn deref(&self) -> &Route {
+        &self.all[self.index]
+    }
+}
+
 /// The route for a request's host, if any.
-pub(crate) fn route_for(state: &State, host: &str) -> Option<Route> {
-    let routes = state.routes.read().unwrap_or_else(|p| p.into_inner());
-    routes.iter().find(|r| r.hostname == host).cloned()
+pub(crate) fn route_for(state: &State, host: &str) -> Option<RouteRef> {
+    let all = state
+        .routes
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let index = all.iter().position(|r| r.hostname == host)?;
+    Some(RouteRef { all, index })
 }
 
 /// Host name of the request, lowercase, without port.

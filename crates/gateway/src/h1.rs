@@ -101,16 +101,27 @@ fn eq(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// Comma-separated tokens of every `name` field, lowercase.
-fn tokens(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
+/// Comma-separated tokens of every `name` field, trimmed (compare them
+/// without regard to case).
+fn tokens<'a>(
+    headers: &'a [httparse::Header<'a>],
+    name: &'static str,
+) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .iter()
-        .filter(|h| eq(h.name, name))
+        .filter(move |h| eq(h.name, name))
         .filter_map(|h| std::str::from_utf8(h.value).ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .map(str::trim)
         .filter(|t| !t.is_empty())
-        .collect()
+}
+
+/// Whether the last coding `Transfer-Encoding` lists is chunked; `None`
+/// without the field.
+fn chunked_last(headers: &[httparse::Header<'_>]) -> Option<bool> {
+    tokens(headers, "transfer-encoding")
+        .last()
+        .map(|t| eq(t, "chunked"))
 }
 
 /// The framing `Content-Length` fields give: `Ok(None)` without any,
@@ -118,7 +129,7 @@ fn tokens(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
 fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ()> {
     let mut found: Option<u64> = None;
     for v in tokens(headers, "content-length") {
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        if !v.bytes().all(|b| b.is_ascii_digit()) {
             return Err(());
         }
         let n: u64 = v.parse().map_err(|_| ())?;
@@ -218,23 +229,24 @@ fn parse_request(
         return Err(bad("The request names no host."));
     };
 
-    let te = tokens(headers, "transfer-encoding");
+    let te = chunked_last(headers);
     let cl = content_length(headers)
         .map_err(|()| bad("The request's Content-Length is malformed or conflicting."))?;
-    let framing = match (te.last(), cl) {
+    let framing = match (te, cl) {
         (Some(_), Some(_)) => {
             return Err(bad(
                 "The request has both Content-Length and Transfer-Encoding.",
             ));
         }
-        (Some(last), None) if last == "chunked" => Framing::Chunked,
-        (Some(_), None) => {
+        (Some(true), None) => Framing::Chunked,
+        (Some(false), None) => {
             return Err(bad("The request's transfer coding is not chunked."));
         }
         (None, n) => Framing::Length(n.unwrap_or(0)),
     };
-    let connection = tokens(headers, "connection");
-    let has = |t: &str| connection.iter().any(|c| c == t);
+    // Borrowed from the buffer; allocated only when the field is there.
+    let connection: Vec<&str> = tokens(headers, "connection").collect();
+    let has = |t: &str| connection.iter().any(|c| eq(c, t));
     let upgrade = has("upgrade") && headers.iter().any(|h| eq(h.name, "upgrade"));
     let close = version == 0 || has("close");
 
@@ -271,7 +283,7 @@ fn parse_request(
             || (eq(n, "upgrade") && !upgrade)
             || connection
                 .iter()
-                .any(|c| eq(n, c) && !(upgrade && c == "upgrade"));
+                .any(|c| eq(n, c) && !(upgrade && eq(c, "upgrade")));
         if !skip {
             push_field(&mut out, n, h.value);
         }
@@ -341,15 +353,15 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>
         return Err("its response is not valid HTTP/1.1");
     };
     let headers = &*res.headers;
-    let connection = tokens(headers, "connection");
-    let has = |t: &str| connection.iter().any(|c| c == t);
+    let connection: Vec<&str> = tokens(headers, "connection").collect();
+    let has = |t: &str| connection.iter().any(|c| eq(c, t));
     let close = has("close") || (version == 0 && !has("keep-alive"));
-    let te = tokens(headers, "transfer-encoding");
+    let te = chunked_last(headers);
     let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status)
     {
         Framing::Length(0)
-    } else if let Some(last) = te.last() {
-        if last == "chunked" {
+    } else if let Some(chunked) = te {
+        if chunked {
             Framing::Chunked
         } else {
             Framing::UntilClose
@@ -362,7 +374,14 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>
         }
     };
     let mut out = Vec::with_capacity(len + 32);
-    out.extend_from_slice(format!("HTTP/1.1 {status} ").as_bytes());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // `httparse` gives three digits.
+    out.extend_from_slice(&[
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+        b' ',
+    ]);
     out.extend_from_slice(res.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in headers {
