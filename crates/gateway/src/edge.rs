@@ -314,6 +314,29 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             })
 }
 
+/// The audit record of a visitor's request, before its outcome is known.
+/// `path` is without the query: query strings may carry secrets.
+pub(crate) fn http_record(
+    route: &Route,
+    client: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+) -> burrow_store::Traffic {
+    burrow_store::Traffic {
+        at: burrow_store::now_micros(),
+        kind: "http".into(),
+        agent: route.agent.clone(),
+        route: route.hostname.clone(),
+        client: client.to_string(),
+        method: method.to_owned(),
+        host: host.to_owned(),
+        path: path.to_owned(),
+        target: route.target.clone(),
+        ..burrow_store::Traffic::default()
+    }
+}
+
 /// Who the visitor's request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Front {
@@ -381,19 +404,13 @@ pub(crate) async fn proxy(
             &format!("The service at {host} is not reachable right now: {why}. Try again later."),
         )
     };
-    let record = burrow_store::Traffic {
-        at: burrow_store::now_micros(),
-        kind: "http".into(),
-        agent: route.agent.clone(),
-        route: route.hostname.clone(),
-        client: client.to_string(),
-        method: req.method().to_string(),
-        host: host.clone(),
-        // The path only: query strings may carry secrets.
-        path: req.uri().path().to_owned(),
-        target: route.target.clone(),
-        ..burrow_store::Traffic::default()
-    };
+    let record = http_record(
+        &route,
+        client,
+        req.method().as_str(),
+        &host,
+        req.uri().path(),
+    );
     // The visitor's connection keeps its backend connection (one tunnel
     // stream, one connection to the service) between requests.
     let cached = {

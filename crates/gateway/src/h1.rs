@@ -31,7 +31,7 @@ use crate::State;
 // Hop-by-hop fields go; `Transfer-Encoding` and `Content-Length` stay:
 // bodies pass through as they are framed.
 use crate::edge::{
-    Front, HOP_BY_HOP, normalize_host, open_stream, page_html, route_for, route_target,
+    Front, HOP_BY_HOP, http_record, normalize_host, open_stream, page_html, route_for, route_target,
 };
 
 /// Largest request or response head.
@@ -654,18 +654,7 @@ where
         };
         let _ = buf.split_to(head.len);
         let started = Instant::now();
-        let record = burrow_store::Traffic {
-            at: burrow_store::now_micros(),
-            kind: "http".into(),
-            agent: route.agent.clone(),
-            route: route.hostname.clone(),
-            client: client.to_string(),
-            method: head.method.clone(),
-            host: head.host.clone(),
-            path: head.path.clone(),
-            target: route.target.clone(),
-            ..burrow_store::Traffic::default()
-        };
+        let record = http_record(&route, client, &head.method, &head.host, &head.path);
         let down = |why: &str| {
             format!(
                 "The service at {} is not reachable right now: {why}. Try again later.",
