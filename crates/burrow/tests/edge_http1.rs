@@ -25,8 +25,8 @@ fn bin() -> PathBuf {
 /// A service with bodies: POST answers with how the body was framed, its
 /// length and SHA-256 (it decodes chunked bodies itself); GET `/chunked`
 /// answers in chunks, `/close` until the connection closes, `/empty` with
-/// 204; other GETs with the path and the service-side peer port. Idle
-/// connections are closed after 1 s.
+/// 204; other GETs with the path, the service's own port and the
+/// service-side peer port. Idle connections are closed after 1 s.
 const SERVICE: &str = r#"
 import http.server, hashlib
 class H(http.server.BaseHTTPRequestHandler):
@@ -75,7 +75,7 @@ class H(http.server.BaseHTTPRequestHandler):
             self.send_response(204)
             self.end_headers()
         else:
-            self.reply(f"get path={self.path} xff={self.headers.get('X-Forwarded-For')} peer={self.client_address[1]}\n".encode())
+            self.reply(f"get path={self.path} xff={self.headers.get('X-Forwarded-For')} srv={self.server.server_address[1]} peer={self.client_address[1]}\n".encode())
     def log_message(self, *a):
         pass
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
@@ -306,6 +306,19 @@ async fn the_gateway_port_serves_published_hosts_and_refuses_what_it_must() -> R
     );
     let peer = |r: &str| r.split("peer=").nth(1).map(str::to_owned);
     assert_ne!(peer(&first), peer(&second), "a new service connection");
+
+    // The route is pointed at another service between two requests on
+    // one connection: the next request goes there (the kept service
+    // connection is for the route as it was).
+    let (_other, other_port) = service().await?;
+    st.add_route("app.tunnel.test", other_port).await?;
+    s.write_all(b"GET /moved HTTP/1.1\r\nHost: app.tunnel.test\r\n\r\n")
+        .await?;
+    let moved = read_response(&mut s).await?;
+    assert!(
+        moved.contains("path=/moved") && moved.contains(&format!("srv={other_port} ")),
+        "{moved}"
+    );
 
     // The agent goes away between two requests on one connection: the
     // second gets the tunnel-down page.

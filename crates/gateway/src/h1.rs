@@ -566,6 +566,10 @@ impl BodyLeft {
 /// A service connection kept between a visitor's requests.
 struct Backend {
     host: String,
+    /// The route's agent and internal URL it was opened for: a route
+    /// changed since takes effect at the next request.
+    agent: String,
+    target: String,
     /// The PROXY protocol addresses it was opened with.
     proxy: Option<(SocketAddr, SocketAddr)>,
     stream: MuxStream,
@@ -670,12 +674,18 @@ where
             };
             (visitor, local)
         });
-        // The kept service connection if it is for this host and unused,
-        // else a new one. A kept one the service closed meanwhile gets the
-        // request again on a new one, when nothing of it is lost.
+        // The kept service connection if it is for this host and route as
+        // they are now, and unused; else a new one. A kept one the service
+        // closed meanwhile gets the request again on a new one, when
+        // nothing of it is lost.
         let replayable = head.framing == Framing::Length(0) && !head.upgrade;
         let mut kept = backend.take().filter(|b| {
-            b.host == head.host && b.proxy == proxy && b.buf.is_empty() && b.stream.is_quiet()
+            b.host == head.host
+                && b.agent == route.agent
+                && b.target == route.target
+                && b.proxy == proxy
+                && b.buf.is_empty()
+                && b.stream.is_quiet()
         });
         let result = loop {
             let reused = kept.is_some();
@@ -690,6 +700,8 @@ where
                     match open_stream(&state, &route, &head.host, &target).await {
                         Ok(stream) => Backend {
                             host: head.host.clone(),
+                            agent: route.agent.clone(),
+                            target: route.target.clone(),
                             proxy,
                             stream,
                             buf: BytesMut::new(),
