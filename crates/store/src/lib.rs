@@ -871,42 +871,66 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        // Rows as JSON arrays, written straight from the records.
-        let rows: Vec<_> = batch
-            .iter()
-            .map(|t| {
-                (
-                    ordered_id(t.at),
-                    t.at,
-                    &t.kind,
-                    &t.agent,
-                    &t.route,
-                    &t.client,
-                    &t.method,
-                    &t.host,
-                    &t.path,
-                    t.status,
-                    &t.target,
-                    t.bytes_in,
-                    t.bytes_out,
-                    t.duration_ms,
-                )
-            })
-            .collect();
-        let json = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        // The columns a route fixes (kind, agent, route, target) are bound
+        // once per group; the rest travel as JSON arrays, written straight
+        // from the records.
+        type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
+        let mut groups: Vec<(Key<'_>, Vec<&Traffic>)> = Vec::new();
+        for t in batch {
+            let key = (
+                t.kind.as_str(),
+                t.agent.as_str(),
+                t.route.as_str(),
+                t.target.as_str(),
+            );
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, rows)) => rows.push(t),
+                None => groups.push((key, vec![t])),
+            }
+        }
         let sql = match self.backend {
             Backend::Sqlite => {
                 "INSERT INTO traffic (id, at, kind, agent, route, client, method, host, path, status, target, bytes_in, bytes_out, duration_ms) \
-                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, value->>12, value->>13 \
+                 SELECT value->>0, value->>1, $2, $3, $4, value->>2, value->>3, value->>4, value->>5, value->>6, $5, value->>7, value->>8, value->>9 \
                  FROM jsonb_each($1)"
             }
             Backend::Postgres => {
                 "INSERT INTO traffic (id, at, kind, agent, route, client, method, host, path, status, target, bytes_in, bytes_out, duration_ms) \
-                 SELECT v->>0, (v->>1)::bigint, v->>2, v->>3, v->>4, v->>5, v->>6, v->>7, v->>8, (v->>9)::bigint, v->>10, (v->>11)::bigint, (v->>12)::bigint, (v->>13)::bigint \
+                 SELECT v->>0, (v->>1)::bigint, $2, $3, $4, v->>2, v->>3, v->>4, v->>5, (v->>6)::bigint, $5, (v->>7)::bigint, (v->>8)::bigint, (v->>9)::bigint \
                  FROM json_array_elements($1::json) AS v"
             }
         };
-        sqlx::query(sql).bind(json).execute(&self.pool).await?;
+        let mut tx = self.pool.begin().await?;
+        for ((kind, agent, route, target), rows) in groups {
+            let rows: Vec<_> = rows
+                .iter()
+                .map(|t| {
+                    (
+                        ordered_id(t.at),
+                        t.at,
+                        &t.client,
+                        &t.method,
+                        &t.host,
+                        &t.path,
+                        t.status,
+                        t.bytes_in,
+                        t.bytes_out,
+                        t.duration_ms,
+                    )
+                })
+                .collect();
+            let json =
+                serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            sqlx::query(sql)
+                .bind(json)
+                .bind(kind)
+                .bind(agent)
+                .bind(route)
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
