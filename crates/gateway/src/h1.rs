@@ -581,9 +581,9 @@ struct Backend {
 enum Failed {
     /// Before anything was sent to the visitor: it gets a 502 page.
     Service(String),
-    /// The service closed without a byte of response: on a kept
-    /// connection, it had closed it while idle (the request can be sent
-    /// again on a new one).
+    /// The service closed or reset the connection without a byte of
+    /// response: on a kept connection, it had dropped it while idle (the
+    /// request can be sent again on a new one).
     Unanswered,
     /// The visitor went away, or the response broke off midway.
     Broken,
@@ -955,7 +955,9 @@ async fn response<W: AsyncWrite + Unpin>(
             match stream.recv().await {
                 Ok(Some(chunk)) => bbuf.extend_from_slice(&chunk),
                 _ if from_service > 0 => return Err(Failed::Broken),
-                Ok(None) if bbuf.is_empty() => return Err(Failed::Unanswered),
+                // Closed or reset before a byte of answer (on a kept
+                // connection: the service dropped it while idle).
+                Ok(None) | Err(_) if bbuf.is_empty() => return Err(Failed::Unanswered),
                 Ok(None) => {
                     return Err(Failed::Service(
                         "the internal service's response broke off".into(),
