@@ -421,6 +421,15 @@ fn time(v: &Value) -> String {
     )
 }
 
+/// "added" or "updated", from a create-or-update answer's `created`.
+fn added_or_updated(v: &Value) -> &'static str {
+    if v["created"].as_bool() == Some(true) {
+        "added"
+    } else {
+        "updated"
+    }
+}
+
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -671,11 +680,7 @@ pub async fn run(cmd: Manage) -> Result<()> {
                 )
                 .await?;
             a.print(&v, |v| {
-                let verb = if v["created"].as_bool() == Some(true) {
-                    "added"
-                } else {
-                    "updated"
-                };
+                let verb = added_or_updated(v);
                 format!(
                     "{verb} FQDN rule {} -> agent {}\n",
                     s(&v["fqdn"]),
@@ -743,11 +748,7 @@ pub async fn run(cmd: Manage) -> Result<()> {
                 )
                 .await?;
             a.print(&v, |v| {
-                let verb = if v["created"].as_bool() == Some(true) {
-                    "added"
-                } else {
-                    "updated"
-                };
+                let verb = added_or_updated(v);
                 format!(
                     "{verb} route https://{} -> agent {} -> {}\n",
                     s(&v["hostname"]),

@@ -123,10 +123,7 @@ async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<(
     let url2 = format!("https://alpha.tunnel.test:{}/second", edge.port());
     let (code, out, err) = curl(edge, "alpha.tunnel.test", "/first", &[&url2]).await?;
     assert_eq!(code, 0, "{err}");
-    let peers: Vec<&str> = out
-        .lines()
-        .filter_map(|l| l.split("peer=").nth(1))
-        .collect();
+    let peers = burrow_e2e::service_peers(&out);
     assert_eq!(peers.len(), 2, "{out}");
     assert_eq!(peers[0], peers[1], "one backend connection: {out}");
     // A streamed download, checked end to end.
@@ -438,25 +435,22 @@ impl Caddy {
     }
 }
 
+/// A real Caddy in `dir`, and a gateway behind it (`--no-tls`) that
+/// manages its routes through Caddy's Admin API, with its agent.
+async fn caddy_and_gateway(dir: &Path, extra: &[&str]) -> Result<(Caddy, Setup)> {
+    let caddy = Caddy::start(dir).await?;
+    let admin_url = format!("http://127.0.0.1:{}", caddy.admin);
+    let mut flags = vec!["--no-tls", "--caddy-admin-url", &admin_url];
+    flags.extend_from_slice(extra);
+    let st = setup(&bin(), &flags, &[], true).await?;
+    Ok((caddy, st))
+}
+
 #[tokio::test]
 async fn caddy_mode_keeps_caddy_routes_in_step() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let caddy = Caddy::start(dir.path()).await?;
-    let admin_url = format!("http://127.0.0.1:{}", caddy.admin);
-    let mut st = setup(
-        &bin(),
-        &[
-            "--no-tls",
-            "--caddy-admin-url",
-            &admin_url,
-            "--public-domain",
-            "tunnel.test",
-        ],
-        &[],
-        true,
-    )
-    .await?;
-    let mut caddy = caddy;
+    let (mut caddy, mut st) =
+        caddy_and_gateway(dir.path(), &["--public-domain", "tunnel.test"]).await?;
     let (_svc, port) = service("alpha").await?;
     assert_eq!(caddy.get("alpha.tunnel.test").await?.0, 404);
     st.add_route("alpha.tunnel.test", port).await?;
@@ -498,20 +492,8 @@ async fn caddy_mode_keeps_caddy_routes_in_step() -> Result<()> {
 #[tokio::test]
 async fn caddy_routes_follow_their_agent_when_asked_to() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let caddy = Caddy::start(dir.path()).await?;
-    let admin_url = format!("http://127.0.0.1:{}", caddy.admin);
-    let mut st = setup(
-        &bin(),
-        &[
-            "--no-tls",
-            "--caddy-admin-url",
-            &admin_url,
-            "--remove-routes-on-tunnel-unavailable",
-        ],
-        &[],
-        true,
-    )
-    .await?;
+    let (caddy, mut st) =
+        caddy_and_gateway(dir.path(), &["--remove-routes-on-tunnel-unavailable"]).await?;
     let (_svc, port) = service("alpha").await?;
     st.add_route("alpha.example.test", port).await?;
     caddy.until("alpha.example.test", 200).await?;

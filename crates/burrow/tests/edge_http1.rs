@@ -169,10 +169,7 @@ async fn http1_bodies_pass_through_with_their_framing() -> Result<()> {
     let second = format!("https://app.tunnel.test:{}/b", edge.port());
     let (code, out, err) = curl(edge, "/a", &[&second]).await?;
     assert_eq!(code, 0, "{err}");
-    let peers: Vec<&str> = out
-        .lines()
-        .filter_map(|l| l.split("peer=").nth(1))
-        .collect();
+    let peers = burrow_e2e::service_peers(&out);
     assert_eq!(peers.len(), 2, "{out}");
     assert_eq!(peers[0], peers[1], "one service connection for both: {out}");
     assert!(out.contains("xff=127.0.0.1"), "{out}");
@@ -304,7 +301,11 @@ async fn the_gateway_port_serves_published_hosts_and_refuses_what_it_must() -> R
         first.contains("path=/k1") && second.contains("path=/k2"),
         "{first}\n{second}"
     );
-    let peer = |r: &str| r.split("peer=").nth(1).map(str::to_owned);
+    let peer = |r: &str| {
+        burrow_e2e::service_peers(r)
+            .first()
+            .map(|p| (*p).to_owned())
+    };
     assert_ne!(peer(&first), peer(&second), "a new service connection");
 
     // The route is pointed at another service between two requests on

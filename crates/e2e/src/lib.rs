@@ -64,6 +64,16 @@ pub fn admin_key() -> String {
     format!("bk_{hex}_{}{}", random_psk(), random_psk())
 }
 
+/// The `peer=PORT` values test services print, one per answer line: the
+/// port their connection came from, which tells whether two requests
+/// shared one service connection.
+pub fn service_peers(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter_map(|l| l.split("peer=").nth(1))
+        .map(|p| p.split_whitespace().next().unwrap_or(p))
+        .collect()
+}
+
 /// Owned strings from string slices (command-line arguments).
 pub fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| (*x).to_owned()).collect()
