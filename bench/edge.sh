@@ -6,8 +6,11 @@
 #   bench/edge.sh [REPS]              (needs wrk, nginx; rathole from
 #                                      BENCH_STATE=target/bench ../shared/bench/setup.sh)
 #   PATHS="direct edge" bench/edge.sh  a subset
-#   SYSCALLS=1 bench/edge.sh 1         also counts the tunnel's system calls per request
-#   PERF=1 bench/edge.sh 1            also records the gateway with perf
+#   BIN_B=/path/to/other/burrow PATHS="forward forward-b edge edge-b" bench/edge.sh
+#                                      A/B: the same paths with a second build, interleaved
+#   SYSCALLS=1 bench/edge.sh 1         also counts the tunnel's system calls and context
+#                                      switches per request
+#   PERF=1 bench/edge.sh 1            also records the tunnel (both processes) with perf
 #                                      during one extra edge run (perf.data in $OUT;
 #                                      PERF_PATH=forward|rathole for another path's server)
 # Prints req/s, p99 and the tunnel's CPU per request (its processes' user +
@@ -55,40 +58,55 @@ if [[ " $PATHS " == *" rathole "* ]]; then
   PIDS_rathole="$PIDS_rathole $!"
 fi
 
-if [[ " $PATHS " == *" forward "* ]]; then
-  PSK=$(head -c 32 /dev/urandom | base64)
-  env BURROW_PSK="$PSK" BURROW_DATA_DIR="$WORK/fw" BURROW_PROXY_LISTEN=off BURROW_EDGE_HTTP_LISTEN=off \
-    BURROW_EDGE_HTTPS_LISTEN=off "$BIN" gateway --no-tls --listen 127.0.0.1:$CTRL_FW \
-    --forward 127.0.0.1:$PUB_FW=f:127.0.0.1:$BACK >/dev/null 2>"$WORK/fwgw.log" &
-  PIDS_forward=$!
+# A fixed forward (ws://, pre-shared key): start_forward PATH BIN CTRL PUB
+start_forward() {
+  local psk; psk=$(head -c 32 /dev/urandom | base64)
+  env BURROW_PSK="$psk" BURROW_DATA_DIR="$WORK/$1-gw" BURROW_PROXY_LISTEN=off BURROW_EDGE_HTTP_LISTEN=off \
+    BURROW_EDGE_HTTPS_LISTEN=off "$2" gateway --no-tls --listen 127.0.0.1:$3 \
+    --forward 127.0.0.1:$4=f:127.0.0.1:$BACK >/dev/null 2>"$WORK/$1-gw.log" &
+  eval "PIDS_${1//-/_}=$!"
   sleep 0.3
-  env BURROW_PSK="$PSK" BURROW_DATA_DIR="$WORK/fwag" "$BIN" run --connect-url ws://127.0.0.1:$CTRL_FW/tunnel \
-    --agent-name f --allow 127.0.0.1:$BACK 2>"$WORK/fwag.log" &
-  PIDS_forward="$PIDS_forward $!"
-fi
+  env BURROW_PSK="$psk" BURROW_DATA_DIR="$WORK/$1-ag" "$2" run --connect-url ws://127.0.0.1:$3/tunnel \
+    --agent-name f --allow 127.0.0.1:$BACK 2>"$WORK/$1-ag.log" &
+  eval "PIDS_${1//-/_}=\"\$PIDS_${1//-/_} $!\""
+}
 
-if [[ " $PATHS " == *" edge "* ]]; then
-  ADMIN="bk_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
-  URL="ws://localhost:$PUB_EDGE/connect"
-  env BURROW_ADMIN_KEY="$ADMIN" BURROW_DATA_DIR="$WORK/gw" BURROW_PROXY_LISTEN=off \
+# The HTTP edge on the gateway's port (key-pair agent, one route): start_edge PATH BIN PUB
+start_edge() {
+  local admin url gw=$WORK/$1
+  mkdir -p "$gw"
+  admin="bk_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  url="ws://localhost:$3/connect"
+  env BURROW_ADMIN_KEY="$admin" BURROW_DATA_DIR="$gw/gw" BURROW_PROXY_LISTEN=off \
     BURROW_EDGE_HTTP_LISTEN=off BURROW_EDGE_HTTPS_LISTEN=off \
-    "$BIN" gateway --no-tls --listen 127.0.0.1:$PUB_EDGE >/dev/null 2>"$WORK/gw.log" &
-  echo $! > "$WORK/gw.pid"
-  PIDS_edge=$!
-  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PUB_EDGE/" && break; sleep 0.1; done
-  "$BIN" keygen --agent-name bench --out-dir "$WORK" >/dev/null
-  CONNECT_URL="$URL" BURROW_ADMIN_KEY="$ADMIN" "$BIN" register --agent-name bench --key-name k \
-    --public-key "$WORK/ConnectionAgent-bench.pem.pub" > "$WORK/agent.env"
-  CONNECT_URL="$URL" BURROW_ADMIN_KEY="$ADMIN" "$BIN" add-route --hostname 127.0.0.1 \
+    "$2" gateway --no-tls --listen 127.0.0.1:$3 >/dev/null 2>"$gw/gw.log" &
+  eval "PIDS_${1//-/_}=$!"
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$3/" && break; sleep 0.1; done
+  "$2" keygen --agent-name bench --out-dir "$gw" >/dev/null
+  CONNECT_URL="$url" BURROW_ADMIN_KEY="$admin" "$2" register --agent-name bench --key-name k \
+    --public-key "$gw/ConnectionAgent-bench.pem.pub" > "$gw/agent.env"
+  CONNECT_URL="$url" BURROW_ADMIN_KEY="$admin" "$2" add-route --hostname 127.0.0.1 \
     --agent-name bench --target "http://127.0.0.1:$BACK" >/dev/null
   # shellcheck disable=SC2046
-  env $(grep -v '^AUTH_SERVER_DOMAIN=' "$WORK/agent.env") AUTH_SERVER_DOMAIN="http://localhost:$PUB_EDGE" \
-    AUTH_SERVER_PRIVATE_KEY_PEM_PATH="$WORK/ConnectionAgent-bench.pem" BURROW_DATA_DIR="$WORK/agent" \
-    "$BIN" run 2>"$WORK/agent.log" &
-  PIDS_edge="$PIDS_edge $!"
-fi
+  env $(grep -v '^AUTH_SERVER_DOMAIN=' "$gw/agent.env") AUTH_SERVER_DOMAIN="http://localhost:$3" \
+    AUTH_SERVER_PRIVATE_KEY_PEM_PATH="$gw/ConnectionAgent-bench.pem" BURROW_DATA_DIR="$gw/agent" \
+    "$2" run 2>"$gw/agent.log" &
+  eval "PIDS_${1//-/_}=\"\$PIDS_${1//-/_} $!\""
+}
 
-port() { case $1 in direct) echo $BACK ;; rathole) echo $PUB_RH ;; forward) echo $PUB_FW ;; edge) echo $PUB_EDGE ;; esac; }
+has() { [[ " $PATHS " == *" $1 "* ]]; }
+has forward && start_forward forward "$BIN" $CTRL_FW $PUB_FW
+has edge && start_edge edge "$BIN" $PUB_EDGE
+# A/B: the same paths with a second build, in the same interleaved run.
+has forward-b && start_forward forward-b "${BIN_B:?forward-b needs BIN_B}" $((CTRL_FW + 10)) $((PUB_FW + 10))
+has edge-b && start_edge edge-b "${BIN_B:?edge-b needs BIN_B}" $((PUB_EDGE + 10))
+
+port() {
+  case $1 in
+    direct) echo $BACK ;; rathole) echo $PUB_RH ;; forward) echo $PUB_FW ;; edge) echo $PUB_EDGE ;;
+    forward-b) echo $((PUB_FW + 10)) ;; edge-b) echo $((PUB_EDGE + 10)) ;;
+  esac
+}
 for p in $PATHS; do wait_up "$(port "$p")"; done
 
 # CPU ticks (user + system) of one process.
@@ -108,14 +126,16 @@ for rep in $(seq "$REPS"); do
   order=$PATHS; [ $((rep % 2)) -eq 0 ] && order=$(echo "$PATHS" | tr ' ' '\n' | tac | tr '\n' ' ')
   for p in $order; do
     wrk -t2 -c50 -d1s "http://127.0.0.1:$(port "$p")/small.bin" >/dev/null
-    v="PIDS_$p"; s0=(); for q in ${!v:-}; do s0+=("$(ticks1 "$q")"); done
+    v="PIDS_${p//-/_}"; s0=(); for q in ${!v:-}; do s0+=("$(ticks1 "$q")"); done
     if [ "${SYSCALLS:-0}" = 1 ] && [ -n "${!v:-}" ]; then
-      ( sleep 1; perf stat -x, -e raw_syscalls:sys_enter -p "$(echo ${!v} | tr ' ' ,)" -- sleep 4 2>"$OUT/sys-$p-$rep.txt" >/dev/null ) &
+      ( sleep 1; perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$(echo ${!v} | tr ' ' ,)" -- sleep 4 2>"$OUT/sys-$p-$rep.txt" >/dev/null ) &
     fi
     read -r rps p99 < <(wrkk "$(port "$p")")
     if [ "${SYSCALLS:-0}" = 1 ] && [ -n "${!v:-}" ]; then
       wait $! 2>/dev/null || true
-      echo "  $p syscalls/req: $(python3 -c "print(round(int(open('$OUT/sys-$p-$rep.txt').read().split(',')[0])/(4*$rps),2))" 2>/dev/null)"
+      echo "  $p per request: $(python3 -c "
+rows=[l.split(',') for l in open('$OUT/sys-$p-$rep.txt') if l[:1].isdigit()]
+print(', '.join(f'{r[2].split(\":\")[-1]} {int(r[0])/(4*$rps):.2f}' for r in rows))" 2>/dev/null)"
     fi
     # Tunnel CPU per request, microseconds: total, then server/client.
     split=(); i=0; tot=0
@@ -143,8 +163,8 @@ PERF_PATH=${PERF_PATH:-edge}
 if [ "${PERF:-0}" = 1 ] && [[ " $PATHS " == *" $PERF_PATH "* ]]; then
   wrk -t2 -c50 -d8s "http://127.0.0.1:$(port "$PERF_PATH")/small.bin" >/dev/null &
   sleep 1
-  v="PIDS_$PERF_PATH"; set -- ${!v}
-  perf record ${PERF_ARGS:--g} -o "$OUT/perf.data" -p "$1" -- sleep 5 2>/dev/null || true
+  v="PIDS_${PERF_PATH//-/_}"; set -- ${!v}
+  perf record ${PERF_ARGS:--g} -o "$OUT/perf.data" -p "$(echo ${!v} | tr ' ' ,)" -- sleep 5 2>/dev/null || true
   wait %% 2>/dev/null || true
   echo "perf data: $OUT/perf.data (perf report -i $OUT/perf.data --no-children)"
 fi
