@@ -565,6 +565,16 @@ async fn serve(
                     })
                     .transpose()
             };
+            let offset = num("offset")?.unwrap_or(0);
+            if !(0..=burrow_store::MAX_TRAFFIC_OFFSET).contains(&offset) {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "offset must be 0 to {}: page further back with until",
+                        burrow_store::MAX_TRAFFIC_OFFSET
+                    ),
+                ));
+            }
             let filter = burrow_store::TrafficFilter {
                 kind: q.get("kind").cloned(),
                 agent: q.get("agent").cloned(),
@@ -573,7 +583,7 @@ async fn serve(
                 since: num("since")?,
                 until: num("until")?,
                 limit: num("limit")?.unwrap_or(100),
-                offset: num("offset")?.unwrap_or(0),
+                offset,
             };
             let records = store.traffic(&filter).await.map_err(|e| store_error(&e))?;
             let list: Vec<Value> = records

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod migrate;
+mod traffic;
 
 use std::path::Path;
 
@@ -24,6 +25,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use migrate::SCHEMA_VERSION;
+pub use traffic::MAX_TRAFFIC_OFFSET;
 
 /// Most agents a gateway accepts unless configured otherwise (the
 /// Connection Agent seed's limit).
@@ -115,16 +117,6 @@ fn random_id() -> String {
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
     hex::encode(b)
-}
-
-/// An id that sorts by time (`at` in microseconds, then randomness), so
-/// a table keyed by it grows at one end of its index instead of touching
-/// random pages (the audit trail inserts thousands a second).
-fn ordered_id(at: i64) -> String {
-    use rand::RngCore as _;
-    let mut b = [0u8; 6];
-    rand::rng().fill_bytes(&mut b);
-    format!("{:016x}{}", at.max(0), hex::encode(b))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -861,167 +853,6 @@ impl Store {
             });
         }
         Ok(())
-    }
-
-    /// Stores a batch of traffic records in one statement: the rows travel
-    /// as one JSON array bound to one parameter, which the database
-    /// unpacks (the audit trail writes thousands a second; binding each
-    /// value costs more than the insert itself).
-    pub async fn insert_traffic(&self, batch: &[Traffic]) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        // The columns a route fixes (kind, agent, route, target) are bound
-        // once per group; the rest travel as JSON arrays, written straight
-        // from the records.
-        type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
-        let mut groups: Vec<(Key<'_>, Vec<&Traffic>)> = Vec::new();
-        for t in batch {
-            let key = (
-                t.kind.as_str(),
-                t.agent.as_str(),
-                t.route.as_str(),
-                t.target.as_str(),
-            );
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, rows)) => rows.push(t),
-                None => groups.push((key, vec![t])),
-            }
-        }
-        let sql = match self.backend {
-            Backend::Sqlite => {
-                "INSERT INTO traffic (id, at, kind, agent, route, client, method, host, path, status, target, bytes_in, bytes_out, duration_ms) \
-                 SELECT value->>0, value->>1, $2, $3, $4, value->>2, value->>3, value->>4, value->>5, value->>6, $5, value->>7, value->>8, value->>9 \
-                 FROM jsonb_each($1)"
-            }
-            Backend::Postgres => {
-                "INSERT INTO traffic (id, at, kind, agent, route, client, method, host, path, status, target, bytes_in, bytes_out, duration_ms) \
-                 SELECT v->>0, (v->>1)::bigint, $2, $3, $4, v->>2, v->>3, v->>4, v->>5, (v->>6)::bigint, $5, (v->>7)::bigint, (v->>8)::bigint, (v->>9)::bigint \
-                 FROM json_array_elements($1::json) AS v"
-            }
-        };
-        let mut tx = self.pool.begin().await?;
-        for ((kind, agent, route, target), rows) in groups {
-            let rows: Vec<_> = rows
-                .iter()
-                .map(|t| {
-                    (
-                        ordered_id(t.at),
-                        t.at,
-                        &t.client,
-                        &t.method,
-                        &t.host,
-                        &t.path,
-                        t.status,
-                        t.bytes_in,
-                        t.bytes_out,
-                        t.duration_ms,
-                    )
-                })
-                .collect();
-            let json =
-                serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            sqlx::query(sql)
-                .bind(json)
-                .bind(kind)
-                .bind(agent)
-                .bind(route)
-                .bind(target)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Traffic records matching `f`, newest first.
-    pub async fn traffic(&self, f: &TrafficFilter) -> Result<Vec<Traffic>> {
-        // Only placeholders are added to the text; every value is bound.
-        let mut sql = String::from("SELECT * FROM traffic WHERE 1 = 1");
-        let mut n = 0;
-        let mut next = |col: &str, op: &str| {
-            n += 1;
-            format!(" AND {col} {op} ${n}")
-        };
-        let texts = [("kind", &f.kind), ("agent", &f.agent), ("host", &f.host)];
-        for (col, v) in texts {
-            if v.is_some() {
-                sql.push_str(&next(col, "="));
-            }
-        }
-        let numbers = [
-            ("status", "=", f.status),
-            ("at", ">=", f.since),
-            ("at", "<", f.until),
-        ];
-        for (col, op, v) in numbers {
-            if v.is_some() {
-                sql.push_str(&next(col, op));
-            }
-        }
-        sql.push_str(&format!(
-            " ORDER BY at DESC, id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        ));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (_, v) in texts {
-            if let Some(v) = v {
-                q = q.bind(v.clone());
-            }
-        }
-        for (_, _, v) in numbers {
-            if let Some(v) = v {
-                q = q.bind(v);
-            }
-        }
-        q = q.bind(f.limit.clamp(1, 1000)).bind(f.offset.max(0));
-        q.fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Traffic {
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    agent: r.try_get("agent")?,
-                    route: r.try_get("route")?,
-                    client: r.try_get("client")?,
-                    method: r.try_get("method")?,
-                    host: r.try_get("host")?,
-                    path: r.try_get("path")?,
-                    status: r.try_get("status")?,
-                    target: r.try_get("target")?,
-                    bytes_in: r.try_get("bytes_in")?,
-                    bytes_out: r.try_get("bytes_out")?,
-                    duration_ms: r.try_get("duration_ms")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Drops traffic records older than `before` and beyond the newest
-    /// `keep`; returns how many went.
-    pub async fn prune_traffic(&self, before: i64, keep: i64) -> Result<u64> {
-        let mut gone = sqlx::query("DELETE FROM traffic WHERE at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        let cutoff: Option<i64> =
-            sqlx::query("SELECT at FROM traffic ORDER BY at DESC LIMIT 1 OFFSET $1")
-                .bind(keep.max(0))
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get("at"))
-                .transpose()?;
-        if let Some(at) = cutoff {
-            gone += sqlx::query("DELETE FROM traffic WHERE at <= $1")
-                .bind(at)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        }
-        Ok(gone)
     }
 
     /// Every FQDN rule, by FQDN.

@@ -32,10 +32,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "traffic_unkeyed",
         include_str!("../migrations/0006_traffic_unkeyed.sql"),
     ),
+    (
+        7,
+        "traffic_blocks",
+        include_str!("../migrations/0007_traffic_blocks.sql"),
+    ),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Arbitrary, fixed: the advisory lock id for migrations.
 const PG_LOCK: i64 = 0x6275_7272_6f77;
@@ -106,6 +111,9 @@ async fn migrate(
                 .await
                 .map_err(fail)?;
         }
+        if version == 7 {
+            crate::traffic::adopt_v6_rows(&mut tx).await.map_err(fail)?;
+        }
         sqlx::query("INSERT INTO burrow_schema (version, name, applied_at) VALUES ($1, $2, $3)")
             .bind(version)
             .bind(name)
@@ -126,7 +134,7 @@ mod tests {
     use sqlx::Row;
 
     #[tokio::test]
-    async fn traffic_records_survive_the_move_to_an_unkeyed_table() {
+    async fn traffic_records_survive_the_moves_to_an_unkeyed_table_and_to_blocks() {
         sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("v5.db").display());
@@ -143,9 +151,7 @@ mod tests {
         .execute(&mut *conn)
         .await
         .unwrap();
-        super::migrate(&mut conn, super::SCHEMA_VERSION)
-            .await
-            .unwrap();
+        super::migrate(&mut conn, 6).await.unwrap();
         let row = sqlx::query("SELECT id, at, path, bytes_out FROM traffic")
             .fetch_one(&mut *conn)
             .await
@@ -171,6 +177,60 @@ mod tests {
         .map(|r| r.get("name"))
         .collect();
         assert_eq!(indexes, ["traffic_at"]);
+
+        // v7: the records move into blocks, one per route, and the old
+        // table goes.
+        sqlx::query(
+            "INSERT INTO traffic VALUES ('b1', 9, 'egress', 'home', '', 'c', '', '', '', 0, 'git:22', 5, 6, 7)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        super::migrate(&mut conn, super::SCHEMA_VERSION)
+            .await
+            .unwrap();
+        let blocks: Vec<(String, i64, i64, i64, String)> = sqlx::query(
+            "SELECT kind, first_at, last_at, record_count, entries FROM traffic_blocks ORDER BY kind",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get("kind"),
+                r.get("first_at"),
+                r.get("last_at"),
+                r.get("record_count"),
+                r.get("entries"),
+            )
+        })
+        .collect();
+        assert_eq!(
+            blocks,
+            [
+                (
+                    "egress".to_owned(),
+                    9,
+                    9,
+                    1,
+                    r#"[[9,"c","","","",0,5,6,7]]"#.to_owned()
+                ),
+                (
+                    "http".to_owned(),
+                    7,
+                    8,
+                    2,
+                    r#"[[7,"c","GET","h","/p",200,1,2,3],[8,"c","GET","h","/q",200,1,2,3]]"#
+                        .to_owned()
+                ),
+            ]
+        );
+        let old = sqlx::query("SELECT name FROM sqlite_master WHERE name = 'traffic'")
+            .fetch_optional(&mut *conn)
+            .await
+            .unwrap();
+        assert!(old.is_none(), "the v6 table is gone");
     }
 
     #[test]

@@ -322,7 +322,7 @@ async fn exercise(s: &Store) {
         page.iter().map(|t| t.at).collect::<Vec<_>>(),
         [base + 3, base + 2]
     );
-    // A batch larger than one statement's rows.
+    // A batch of another kind, long ago: one more block.
     let many: Vec<Traffic> = (0..150)
         .map(|i| Traffic {
             at: base - 1_000_000 + i,
@@ -340,14 +340,100 @@ async fn exercise(s: &Store) {
         .await
         .unwrap();
     assert_eq!(forwards.len(), 150);
+    // Retention goes by whole blocks (a write batch of one kind, agent,
+    // route and target): by age, the blocks that ended before the cutoff.
     assert_eq!(
         s.prune_traffic(base - 500_000, 100).await.unwrap(),
         150,
-        "the old ones"
+        "the old block"
     );
-    assert_eq!(s.prune_traffic(base + 1, 100).await.unwrap(), 1, "by age");
-    assert_eq!(s.prune_traffic(0, 2).await.unwrap(), 3, "by count");
-    assert_eq!(s.traffic(&all).await.unwrap().len(), 2);
+    assert_eq!(
+        s.prune_traffic(base + 1, 100).await.unwrap(),
+        0,
+        "a block with newer records stays whole"
+    );
+    assert_eq!(s.traffic(&all).await.unwrap().len(), 6);
+    // By count: the newest blocks that fit; egress (3) fits in 4, http
+    // (3 more) does not.
+    assert_eq!(s.prune_traffic(0, 4).await.unwrap(), 3, "by count");
+    let left = s.traffic(&all).await.unwrap();
+    assert!(left.iter().all(|t| t.kind == "egress"), "{left:?}");
+    assert_eq!(left.len(), 3);
+    assert_eq!(s.prune_traffic(0, 0).await.unwrap(), 3, "keep none");
+    assert!(s.traffic(&all).await.unwrap().is_empty());
+
+    // Many blocks whose spans interleave: every page of every filter is
+    // what sorting all records would give.
+    let mut written: Vec<Traffic> = Vec::new();
+    for b in 0..12i64 {
+        let batch: Vec<Traffic> = (0..40i64)
+            .map(|i| Traffic {
+                // Batches overlap in time; records of one batch are not
+                // in time order.
+                at: base + b * 3 + (i * 7) % 40,
+                kind: "http".into(),
+                agent: format!("a{}", b % 3),
+                route: "r".into(),
+                host: format!("h{}", i % 2),
+                status: if i % 5 == 0 { 404 } else { 200 },
+                bytes_in: b * 100 + i,
+                ..Traffic::default()
+            })
+            .collect();
+        s.insert_traffic(&batch).await.unwrap();
+        written.extend(batch);
+    }
+    let filters = [
+        TrafficFilter::default(),
+        TrafficFilter {
+            agent: Some("a1".into()),
+            ..TrafficFilter::default()
+        },
+        TrafficFilter {
+            host: Some("h0".into()),
+            status: Some(404),
+            ..TrafficFilter::default()
+        },
+        TrafficFilter {
+            since: Some(base + 20),
+            until: Some(base + 50),
+            ..TrafficFilter::default()
+        },
+    ];
+    for f in filters {
+        let mut expected: Vec<&Traffic> = written
+            .iter()
+            .filter(|t| {
+                f.agent.as_ref().is_none_or(|a| *a == t.agent)
+                    && f.host.as_ref().is_none_or(|h| *h == t.host)
+                    && f.status.is_none_or(|x| x == t.status)
+                    && f.since.is_none_or(|x| t.at >= x)
+                    && f.until.is_none_or(|x| t.at < x)
+            })
+            .collect();
+        expected.sort_by_key(|t| std::cmp::Reverse(t.at));
+        for (limit, offset) in [(7, 0), (7, 7), (50, 13), (1000, 0), (5, 470)] {
+            let got = s
+                .traffic(&TrafficFilter {
+                    limit,
+                    offset,
+                    ..f.clone()
+                })
+                .await
+                .unwrap();
+            let want: Vec<i64> = expected
+                .iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .map(|t| t.at)
+                .collect();
+            assert_eq!(
+                got.iter().map(|t| t.at).collect::<Vec<_>>(),
+                want,
+                "{f:?} limit {limit} offset {offset}"
+            );
+        }
+    }
 
     // Audit, newest first.
     s.audit("bootstrap", "register", "edge-2", "client id cid-2")

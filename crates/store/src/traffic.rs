@@ -1,0 +1,293 @@
+//! The traffic audit trail, stored in blocks (schema v7).
+//!
+//! A block is one write batch's records of one (kind, agent, route,
+//! target): those four are columns, the rest of each record is an entry
+//! of the JSON array in `entries`. Writing costs one row per block instead
+//! of one row (and one index insert) per request; listing decodes blocks
+//! newest first and filters their records; retention drops whole blocks,
+//! so it is as fine-grained as the writer's batches (about 10 ms of
+//! traffic, at most 2,000 records).
+
+use futures_util::TryStreamExt;
+use sqlx::{AnyConnection, Row};
+
+use crate::{Result, Store, StoreError, Traffic, TrafficFilter};
+
+/// Most records a listing may skip: a listing holds what it skips in
+/// memory, so deeper pages are reached by narrowing `until` instead.
+pub const MAX_TRAFFIC_OFFSET: i64 = 100_000;
+
+/// What a block's columns do not fix, in `entries` order: at, client,
+/// method, host, path, status, bytes in, bytes out, duration (ms).
+type Entry = (i64, String, String, String, String, i64, i64, i64, i64);
+type EntryRef<'a> = (i64, &'a str, &'a str, &'a str, &'a str, i64, i64, i64, i64);
+
+/// The columns a block fixes: kind, agent, route, target.
+type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+/// Stores `batch` as one block per (kind, agent, route, target), in the
+/// order each first appears.
+pub(crate) async fn insert_blocks(
+    conn: &mut AnyConnection,
+    batch: &[Traffic],
+) -> std::result::Result<(), sqlx::Error> {
+    let mut groups: Vec<(Key<'_>, Vec<&Traffic>)> = Vec::new();
+    for t in batch {
+        let key = (
+            t.kind.as_str(),
+            t.agent.as_str(),
+            t.route.as_str(),
+            t.target.as_str(),
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, rows)) => rows.push(t),
+            None => groups.push((key, vec![t])),
+        }
+    }
+    for ((kind, agent, route, target), rows) in groups {
+        let first_at = rows.iter().map(|t| t.at).min().unwrap_or_default();
+        let last_at = rows.iter().map(|t| t.at).max().unwrap_or_default();
+        let entries: Vec<EntryRef<'_>> = rows
+            .iter()
+            .map(|t| {
+                (
+                    t.at,
+                    t.client.as_str(),
+                    t.method.as_str(),
+                    t.host.as_str(),
+                    t.path.as_str(),
+                    t.status,
+                    t.bytes_in,
+                    t.bytes_out,
+                    t.duration_ms,
+                )
+            })
+            .collect();
+        let entries =
+            serde_json::to_string(&entries).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query(
+            "INSERT INTO traffic_blocks (first_at, last_at, kind, agent, route, target, record_count, entries) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(first_at)
+        .bind(last_at)
+        .bind(kind)
+        .bind(agent)
+        .bind(route)
+        .bind(target)
+        .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        .bind(entries)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Schema v7's data step: moves the v6 table's records into blocks (in
+/// pages, oldest first, so no page spans much time), then drops it.
+pub(crate) async fn adopt_v6_rows(
+    conn: &mut AnyConnection,
+) -> std::result::Result<(), sqlx::Error> {
+    const PAGE: i64 = 1_000;
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let q = match &after {
+            None => sqlx::query("SELECT * FROM traffic ORDER BY at, id LIMIT $1").bind(PAGE),
+            Some((at, id)) => sqlx::query(
+                "SELECT * FROM traffic WHERE at > $1 OR (at = $2 AND id > $3) ORDER BY at, id LIMIT $4",
+            )
+            .bind(*at)
+            .bind(*at)
+            .bind(id.clone())
+            .bind(PAGE),
+        };
+        let rows = q.fetch_all(&mut *conn).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some((last.try_get("at")?, last.try_get("id")?));
+        let batch = rows
+            .iter()
+            .map(|r| {
+                Ok(Traffic {
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    agent: r.try_get("agent")?,
+                    route: r.try_get("route")?,
+                    client: r.try_get("client")?,
+                    method: r.try_get("method")?,
+                    host: r.try_get("host")?,
+                    path: r.try_get("path")?,
+                    status: r.try_get("status")?,
+                    target: r.try_get("target")?,
+                    bytes_in: r.try_get("bytes_in")?,
+                    bytes_out: r.try_get("bytes_out")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+        insert_blocks(conn, &batch).await?;
+    }
+    sqlx::query("DROP TABLE traffic")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Stores a batch of traffic records: one row per (kind, agent,
+    /// route, target) in the batch, in one transaction.
+    pub async fn insert_traffic(&self, batch: &[Traffic]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        insert_blocks(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Traffic records matching `f`, newest first (ties in the order they
+    /// were written). `limit` is capped at 1,000 and `offset` at
+    /// [`MAX_TRAFFIC_OFFSET`].
+    pub async fn traffic(&self, f: &TrafficFilter) -> Result<Vec<Traffic>> {
+        let limit = usize::try_from(f.limit.clamp(1, 1000)).unwrap_or(1);
+        let offset = usize::try_from(f.offset.clamp(0, MAX_TRAFFIC_OFFSET)).unwrap_or(0);
+        let need = offset + limit;
+        // Only placeholders are added to the text; every value is bound.
+        // Blocks are picked by what their columns fix and their time span;
+        // the records in them are filtered below.
+        let mut sql = String::from(
+            "SELECT last_at, kind, agent, route, target, entries FROM traffic_blocks WHERE 1 = 1",
+        );
+        let mut n = 0;
+        let mut next = |col: &str, op: &str| {
+            n += 1;
+            format!(" AND {col} {op} ${n}")
+        };
+        let texts = [("kind", &f.kind), ("agent", &f.agent)];
+        for (col, v) in texts {
+            if v.is_some() {
+                sql.push_str(&next(col, "="));
+            }
+        }
+        let spans = [("last_at", ">=", f.since), ("first_at", "<", f.until)];
+        for (col, op, v) in spans {
+            if v.is_some() {
+                sql.push_str(&next(col, op));
+            }
+        }
+        sql.push_str(" ORDER BY last_at DESC, first_at DESC");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, v) in texts {
+            if let Some(v) = v {
+                q = q.bind(v.clone());
+            }
+        }
+        for (_, _, v) in spans {
+            if let Some(v) = v {
+                q = q.bind(v);
+            }
+        }
+        let keep = |e: &Entry| {
+            f.host.as_ref().is_none_or(|h| *h == e.3)
+                && f.status.is_none_or(|s| s == e.5)
+                && f.since.is_none_or(|s| e.0 >= s)
+                && f.until.is_none_or(|u| e.0 < u)
+        };
+        // Newest first, stable, so records with equal times keep the order
+        // they were written in.
+        let newest_first =
+            |found: &mut Vec<Traffic>| found.sort_by_key(|t| std::cmp::Reverse(t.at));
+        let mut found: Vec<Traffic> = Vec::new();
+        let mut blocks = q.fetch(&self.pool);
+        while let Some(row) = blocks.try_next().await? {
+            let last_at: i64 = row.try_get("last_at")?;
+            // `found` holds the newest `need` so far, sorted; a block that
+            // ends before the oldest of them cannot change the answer, nor
+            // can any after it.
+            if found.len() >= need && found.get(need - 1).is_some_and(|t| last_at < t.at) {
+                break;
+            }
+            let entries: String = row.try_get("entries")?;
+            let entries: Vec<Entry> = serde_json::from_str(&entries)
+                .map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))?;
+            let (kind, agent, route, target): (String, String, String, String) = (
+                row.try_get("kind")?,
+                row.try_get("agent")?,
+                row.try_get("route")?,
+                row.try_get("target")?,
+            );
+            for e in entries.into_iter().filter(keep) {
+                let (at, client, method, host, path, status, bytes_in, bytes_out, duration_ms) = e;
+                found.push(Traffic {
+                    at,
+                    kind: kind.clone(),
+                    agent: agent.clone(),
+                    route: route.clone(),
+                    client,
+                    method,
+                    host,
+                    path,
+                    status,
+                    target: target.clone(),
+                    bytes_in,
+                    bytes_out,
+                    duration_ms,
+                });
+            }
+            if found.len() >= need {
+                newest_first(&mut found);
+                found.truncate(need);
+            }
+        }
+        newest_first(&mut found);
+        Ok(found.into_iter().skip(offset).take(limit).collect())
+    }
+
+    /// Drops the blocks of traffic records that ended before `before`,
+    /// then the oldest blocks beyond the newest `keep` records (a block
+    /// that would take the count past `keep` goes whole). Returns how many
+    /// records went.
+    pub async fn prune_traffic(&self, before: i64, keep: i64) -> Result<u64> {
+        let mut gone = self.drop_blocks("last_at <", before).await?;
+        let mut kept = 0i64;
+        let mut cutoff = None;
+        {
+            let mut blocks = sqlx::query(
+                "SELECT last_at, record_count FROM traffic_blocks ORDER BY last_at DESC",
+            )
+            .fetch(&self.pool);
+            while let Some(row) = blocks.try_next().await? {
+                kept += row.try_get::<i64, _>("record_count")?;
+                if kept > keep {
+                    cutoff = Some(row.try_get::<i64, _>("last_at")?);
+                    break;
+                }
+            }
+        }
+        if let Some(at) = cutoff {
+            gone += self.drop_blocks("last_at <=", at).await?;
+        }
+        Ok(gone)
+    }
+
+    /// Deletes the blocks where `cond` (a column and an operator) holds
+    /// for `at`; returns how many records they held.
+    async fn drop_blocks(&self, cond: &'static str, at: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let records: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT CAST(COALESCE(SUM(record_count), 0) AS BIGINT) AS n FROM traffic_blocks WHERE {cond} $1"
+        )))
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM traffic_blocks WHERE {cond} $1"
+        )))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(records).unwrap_or(0))
+    }
+}
