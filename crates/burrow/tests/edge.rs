@@ -535,6 +535,10 @@ async fn the_traffic_audit_is_bounded_by_count() -> Result<()> {
     let n = all["records"].as_array().map_or(0, Vec::len);
     assert!((1..=3).contains(&n), "{all}");
     assert_eq!(all["dropped"], 0);
+    // Deep pages are refused with the way round them.
+    let deep = st.api_get("/traffic?offset=100001").await?;
+    let why = deep["error"].as_str().unwrap_or_default();
+    assert!(why.contains("page further back with until"), "{deep}");
     Ok(())
 }
 
