@@ -156,9 +156,12 @@ fn parse_request(
     client: SocketAddr,
     front: Front,
 ) -> Result<Option<RequestHead>, Refusal> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut fields);
-    let len = match req.parse(buf) {
+    // Uninitialised: a request names a few fields, and zeroing room for
+    // MAX_HEADERS of them cost more than parsing them.
+    let mut fields =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
             return Err(refusal(
@@ -618,6 +621,10 @@ where
 {
     let (mut r, mut w) = tokio::io::split(io);
     let mut backend: Option<Backend> = None;
+    // One timer for the connection, re-armed only when it fires before
+    // the current deadline (not once per request).
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
     loop {
         // The next request head, whole within `idle`.
         let deadline = tokio::time::Instant::now() + idle;
@@ -635,8 +642,19 @@ where
                     return Outcome::Done;
                 }
             }
-            match tokio::time::timeout_at(deadline, read_more(&mut r, &mut buf)).await {
-                Ok(Ok(n)) if n > 0 => {}
+            let read = loop {
+                tokio::select! {
+                    n = read_more(&mut r, &mut buf) => break Some(n),
+                    () = &mut timer => {
+                        if tokio::time::Instant::now() >= deadline {
+                            break None;
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+            };
+            match read {
+                Some(Ok(n)) if n > 0 => {}
                 _ => return Outcome::Done,
             }
         };

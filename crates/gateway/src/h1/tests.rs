@@ -316,3 +316,92 @@ fn body_tracking_counts_lengths_and_leaves_the_rest() {
     assert!(!b.done());
     assert!(BodyLeft::new(Framing::Length(0)).done());
 }
+
+/// A gateway state with no routes, store or links.
+fn bare_state() -> Arc<State> {
+    Arc::new(State {
+        traffic: None,
+        rules: std::sync::RwLock::new(Arc::new(Vec::new())),
+        routes: std::sync::RwLock::new(Arc::new(Vec::new())),
+        caddy_kick: tokio::sync::Notify::new(),
+        identity: None,
+        acceptor: None,
+        conn_limit: Arc::new(tokio::sync::Semaphore::new(10)),
+        config: crate::GatewayConfig::new(None, None),
+        registry: crate::registry::Registry::default(),
+        stop_accepting: tokio_util::sync::CancellationToken::new(),
+        streams: tokio_util::task::TaskTracker::new(),
+        links: tokio_util::task::TaskTracker::new(),
+    })
+}
+
+/// Reads one landing page (404, keep-alive) off `io`.
+async fn read_landing_page(io: &mut tokio::io::DuplexStream) {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = io.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .unwrap()
+                .parse()
+                .unwrap();
+            if body.len() >= len {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_limit_counts_from_the_last_answer_and_closes_a_head_left_unfinished() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::time::{Duration, Instant, sleep};
+    let (mut visitor, io) = tokio::io::duplex(64 * 1024);
+    let local: SocketAddr = "127.0.0.1:443".parse().unwrap();
+    let idle = Duration::from_secs(10);
+    let server = tokio::spawn(serve(
+        bare_state(),
+        io,
+        BytesMut::new(),
+        client(),
+        local,
+        Front::Edge,
+        idle,
+    ));
+    let start = Instant::now();
+    let get = b"GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n";
+    visitor.write_all(get).await.unwrap();
+    read_landing_page(&mut visitor).await;
+    // A second request 6 s later: the limit now counts from its answer,
+    // past the first one's 10 s.
+    sleep(Duration::from_secs(6)).await;
+    visitor.write_all(get).await.unwrap();
+    read_landing_page(&mut visitor).await;
+    sleep(Duration::from_secs(9)).await;
+    // 15 s in: open still. Half a head, never finished.
+    visitor
+        .write_all(b"GET / HTTP/1.1\r\nHost: now")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let n = visitor.read_to_end(&mut rest).await.unwrap();
+    let closed_at = start.elapsed();
+    assert_eq!(n, 0, "no answer to an unfinished head");
+    assert!(
+        closed_at >= Duration::from_secs(16) && closed_at < Duration::from_secs(17),
+        "closed {closed_at:?} after the start; 10 s after the second answer is 16 s"
+    );
+    assert!(matches!(server.await.unwrap(), Outcome::Done));
+}
