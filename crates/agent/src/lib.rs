@@ -188,7 +188,7 @@ pub async fn run(
     match &state.config.mode {
         AgentMode::Poll(_) => {
             for idx in 0..state.config.links.max(1) {
-                loops.spawn(link::run(state.clone(), idx));
+                loops.spawn(link::run_on_own_thread(state.clone(), idx));
             }
         }
         AgentMode::Listen { addr, gateway } => {

@@ -70,6 +70,48 @@ async fn dial(state: &AgentState) -> Result<Link, DialError> {
     Ok(link)
 }
 
+/// Runs link `idx` ([`run`]) and the streams it accepts on a
+/// single-threaded runtime of its own, on its own thread: a link's reader,
+/// writer and stream tasks wake each other all the time, and on one thread
+/// those wake-ups are plain queue pushes instead of cross-thread ones.
+/// Links still run in parallel with each other. Returns when the link has
+/// stopped and its streams have finished (or, failing to start the
+/// thread, after running the link here instead).
+pub(crate) async fn run_on_own_thread(state: Arc<AgentState>, idx: usize) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            warn!(link = idx, error = %e, "no runtime of its own for the link; sharing the main one");
+            return run(state, idx).await;
+        }
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let on_thread = state.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("burrow-link-{idx}"))
+        .spawn(move || {
+            rt.block_on(async {
+                run(on_thread.clone(), idx).await;
+                // Streams accepted on this link run on this runtime: keep
+                // it until they are done (the drain bounds that).
+                on_thread.streams.wait().await;
+            });
+            let _ = done_tx.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = done_rx.await;
+        }
+        Err(e) => {
+            warn!(link = idx, error = %e, "no thread of its own for the link; sharing the main one");
+            run(state, idx).await;
+        }
+    }
+}
+
 pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
     let cfg = &state.config;
     let mut backoff = Backoff::new(cfg.reconnect_delay, cfg.max_reconnect_delay);
