@@ -314,7 +314,8 @@ pub struct AgentArgs {
     /// PORT may be *. Repeat, or separate with commas. Nothing is allowed by default.
     #[arg(long = "allow", env = "BURROW_ALLOW", value_delimiter = ',')]
     pub allow: Vec<AllowRule>,
-    /// Links to keep open to the gateway.
+    /// Links to keep open to the gateway. Streams are spread over them; each
+    /// link runs, with its streams, on a thread of its own.
     #[arg(long, env = "BURROW_LINKS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub links: u16,
     /// Heartbeat interval; a link silent for 3 intervals is dropped.
