@@ -96,7 +96,9 @@ pub(crate) async fn run_on_own_thread(state: Arc<AgentState>, idx: usize) {
             rt.block_on(async {
                 run(on_thread.clone(), idx).await;
                 // Streams accepted on this link run on this runtime: keep
-                // it until they are done (the drain bounds that).
+                // it until they are done. The tracker counts every link's
+                // streams; links only stop together, at shutdown, and the
+                // drain bounds the wait.
                 on_thread.streams.wait().await;
             });
             let _ = done_tx.send(());
