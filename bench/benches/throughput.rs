@@ -63,6 +63,28 @@ async fn sink() -> SocketAddr {
     addr
 }
 
+/// Answers a WebSocket upgrade request (as the gateway's HTTP server
+/// does) and returns the connection, ready for frames.
+async fn upgrade(mut tcp: tokio::net::TcpStream) -> tokio::net::TcpStream {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let key = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .unwrap();
+    let accept = burrow_transport::ws::accept_key(key.trim().as_bytes());
+    let reply = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    tcp.write_all(reply.as_bytes()).await.unwrap();
+    tcp
+}
+
 /// A mux session pair over a loopback WebSocket; the accepting side drains
 /// each stream and acknowledges with one byte.
 async fn mux_pair() -> Session {
@@ -71,15 +93,8 @@ async fn mux_pair() -> Session {
     tokio::spawn(async move {
         let (tcp, _) = l.accept().await.unwrap();
         let _ = tcp.set_nodelay(true);
-        let ws = tokio_tungstenite::accept_async_with_config(
-            tcp,
-            Some(burrow_transport::ws::config(
-                burrow_transport::ws::READ_CHUNK_TCP,
-            )),
-        )
-        .await
-        .unwrap();
-        let link = burrow_transport::ws::link(ws, None);
+        let tcp = upgrade(tcp).await;
+        let link = burrow_transport::ws::accept_upgraded(tcp, None);
         let (_s, mut inc) = Session::new(
             link.reader,
             link.writer,

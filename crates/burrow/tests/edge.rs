@@ -779,3 +779,98 @@ async fn https_services_are_validated_unless_the_route_says_not_to() -> Result<(
     assert_eq!((code, out.as_str()), (0, "secure nas\n"), "{err}");
     Ok(())
 }
+
+/// The agent's link through Caddy's reverse proxy, as when Caddy fronts
+/// the gateway's endpoint: the WebSocket upgrade passes Caddy, and a route
+/// carried over that link serves a large download intact.
+#[tokio::test]
+async fn an_agent_link_through_caddy_carries_a_route() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let caddy = Caddy::start(dir.path()).await?;
+    let mut st = setup(&bin(), &["--no-tls"], &[], true).await?;
+    let gw = st.env[0]
+        .1
+        .trim_start_matches("ws://")
+        .trim_end_matches("/connect")
+        .to_owned();
+    // Caddy proxies /connect to the gateway, ahead of its other routes.
+    let route = serde_json::json!({
+        "match": [{ "path": ["/connect"] }],
+        "handle": [{ "handler": "reverse_proxy", "upstreams": [{ "dial": gw }] }]
+    });
+    let url = format!(
+        "http://127.0.0.1:{}/config/apps/http/servers/srv0/routes/0",
+        caddy.admin
+    );
+    let (code, _, err) = run(
+        "curl",
+        &[
+            "-sSf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &route.to_string(),
+            &url,
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    anyhow::ensure!(code == 0, "adding the Caddy route: {err}");
+
+    // The agent again, now dialling through Caddy.
+    let env = std::fs::read_to_string(st.dir.path().join("agent.env"))?;
+    st.kill_agent().await?;
+    let via_caddy = format!("ws://127.0.0.1:{}/connect", caddy.http);
+    let env: Vec<(String, String)> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = if k == "CONNECT_URL" {
+                via_caddy.clone()
+            } else {
+                v.to_owned()
+            };
+            (k.to_owned(), v)
+        })
+        .collect();
+    anyhow::ensure!(env.iter().any(|(k, _)| k == "CONNECT_URL"));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mark = st.gateway.mark();
+    let _agent = burrow_e2e::Proc::spawn("agent-via-caddy", &bin(), &["run".to_owned()], &env_ref)?;
+    let up = st
+        .gateway
+        .wait_log_after(mark, "agent link up", |v| v["links"] == 2)
+        .await?;
+    eprintln!("link through Caddy: {up}");
+
+    let (_svc, port) = service("alpha").await?;
+    st.add_route("alpha.example.test", port).await?;
+    let n = 20_000_000usize;
+    let (code, out, err) = run(
+        "sh",
+        &[
+            "-c",
+            &format!("curl -sSf -H 'Host: alpha.example.test' 'http://{gw}/big?n={n}' | sha256sum"),
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    anyhow::ensure!(code == 0, "download through the Caddy-carried link: {err}");
+    let chunk: Vec<u8> = (0..=255u8).collect::<Vec<_>>().repeat(256);
+    let mut want = Sha256::new();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(chunk.len());
+        want.update(&chunk[..k]);
+        left -= k;
+    }
+    assert_eq!(
+        out.split_whitespace().next().unwrap_or_default(),
+        hex::encode(want.finalize())
+    );
+    Ok(())
+}

@@ -254,9 +254,7 @@ fn upgrade(
         async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let tls = state.acceptor.is_some();
-                    let mut link =
-                        ws::accept_upgraded(TokioIo::new(upgraded), Some(peer), tls).await;
+                    let mut link = ws::accept_upgraded(TokioIo::new(upgraded), Some(peer));
                     link.peer_cert = cert;
                     admit(state, link, None).await;
                 }

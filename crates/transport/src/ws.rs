@@ -1,75 +1,48 @@
-//! WebSocket carrier: one frame per binary message.
+//! WebSocket carrier: one frame per binary message, framed by Burrow's
+//! own [`codec::WsCodec`] straight over the connection (the upgrade
+//! handshake is done here too), so a frame is read and written with no
+//! message copies in between.
+
+mod codec;
 
 use std::io;
 
-use burrow_wire::{Frame, HEADER_LEN, MAX_PAYLOAD};
-use futures_util::{SinkExt, StreamExt, future};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Message};
+use base64::Engine;
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::tungstenite;
+use tokio_util::codec::{Framed, FramedParts};
 
 use crate::{Link, TransportError, TunnelUrl};
+use codec::{Role, WsCodec};
 
 /// Paths the gateway serves the tunnel endpoint on.
 pub const TUNNEL_PATHS: [&str; 2] = ["/tunnel", "/connect"];
 
-/// Read size over plain TCP: one read can take many frames.
-pub const READ_CHUNK_TCP: usize = 64 * 1024;
-/// Read size over TLS: a read returns at most about one TLS record, and
-/// tungstenite zero-fills its whole read chunk before each read, so a
-/// larger chunk only costs memset time (8% of the agent's CPU at 64 KiB).
-pub const READ_CHUNK_TLS: usize = 18 * 1024;
+/// The link's read buffer, and how many written bytes are buffered before
+/// the writer flushes: large enough that bulk data fills whole TLS records.
+const BUFFER: usize = 64 * 1024;
+/// Largest upgrade response head the client reads.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
-/// WebSocket limits: a message holds one frame, so nothing larger than the
-/// largest frame is ever buffered. `read_chunk` is [`READ_CHUNK_TCP`] or
-/// [`READ_CHUNK_TLS`].
-pub fn config(read_chunk: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(HEADER_LEN + MAX_PAYLOAD))
-        .max_frame_size(Some(HEADER_LEN + MAX_PAYLOAD))
-        .write_buffer_size(64 * 1024)
-        .read_buffer_size(read_chunk)
-}
-
-fn to_io(e: tungstenite::Error) -> io::Error {
-    match e {
-        tungstenite::Error::Io(e) => e,
-        // A peer that died mid-link is a lost connection, not a protocol breach.
-        tungstenite::Error::Protocol(
-            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        ) => io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer"),
-        tungstenite::Error::Capacity(c) => io::Error::new(io::ErrorKind::InvalidData, c),
-        tungstenite::Error::Protocol(p) => io::Error::new(io::ErrorKind::InvalidData, p),
-        other => io::Error::other(other),
-    }
-}
-
-/// Wraps an established WebSocket into a [`Link`].
-pub fn link<S>(ws: WebSocketStream<S>, peer: Option<std::net::SocketAddr>) -> Link
+/// A [`Link`] over an upgraded connection, with bytes already read from
+/// it after the upgrade in `read`.
+fn link<S>(io: S, read: BytesMut, role: Role, peer: Option<std::net::SocketAddr>) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sink, stream) = ws.split();
-    let reader = stream.filter_map(|msg| {
-        future::ready(match msg {
-            Ok(Message::Binary(b)) => Some(
-                Frame::decode_message(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-            ),
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
-            Ok(Message::Close(_)) => None,
-            Ok(Message::Text(_)) => Some(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "text message on a tunnel link",
-            ))),
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => None,
-            Err(e) => Some(Err(to_io(e))),
-        })
-    });
-    let writer = sink
-        .sink_map_err(to_io)
-        .with(|f: Frame| future::ready(Ok::<_, io::Error>(Message::Binary(f.to_bytes()))));
+    let mut parts = FramedParts::new::<burrow_wire::Frame>(io, WsCodec::new(role));
+    // Made with its full capacity: a buffer that grew from empty would,
+    // once shared with frames split off it, grow again only by what each
+    // read needs, and reads would shrink to a few bytes.
+    parts.read_buf = BytesMut::with_capacity(BUFFER.max(read.len()));
+    parts.read_buf.extend_from_slice(&read);
+    parts.write_buf = BytesMut::with_capacity(BUFFER);
+    let mut framed = Framed::from_parts(parts);
+    framed.set_backpressure_boundary(BUFFER);
+    let (writer, reader) = framed.split();
     Link {
         reader: Box::pin(reader),
         writer: Box::pin(writer),
@@ -78,15 +51,12 @@ where
     }
 }
 
-/// Server side: wraps a connection the HTTP server has already upgraded
-/// (`tls`: whether it runs over TLS).
-pub async fn accept_upgraded<S>(io: S, peer: Option<std::net::SocketAddr>, tls: bool) -> Link
+/// Server side: wraps a connection the HTTP server has already upgraded.
+pub fn accept_upgraded<S>(io: S, peer: Option<std::net::SocketAddr>) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let chunk = if tls { READ_CHUNK_TLS } else { READ_CHUNK_TCP };
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config(chunk))).await;
-    link(ws, peer)
+    link(io, BytesMut::new(), Role::Server, peer)
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
@@ -99,47 +69,93 @@ pub fn accept_key(key: &[u8]) -> String {
 pub async fn client_handshake<S>(
     url: &TunnelUrl,
     token: Option<&str>,
-    io: S,
+    mut io: S,
     peer: Option<std::net::SocketAddr>,
 ) -> Result<Link, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut request = url
+    let ws_err = |why: String| TransportError::WebSocket(why);
+    let uri: http::Uri = url
         .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| TransportError::WebSocket(e.to_string()))?;
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| ws_err(e.to_string()))?;
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().rsplit('@').next().unwrap_or_default())
+        .unwrap_or(url.authority.as_str());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::rng().random::<[u8; 16]>());
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+    );
     if let Some(token) = token {
-        let auth = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            TransportError::WebSocket(
+        if http::HeaderValue::from_str(token).is_err() {
+            return Err(ws_err(
                 "credential contains characters not allowed in a header".into(),
-            )
-        })?;
-        request
-            .headers_mut()
-            .insert(http::header::AUTHORIZATION, auth);
+            ));
+        }
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
-    let chunk = if url.scheme.is_tls() {
-        READ_CHUNK_TLS
-    } else {
-        READ_CHUNK_TCP
-    };
-    let (ws, _resp) = tokio_tungstenite::client_async_with_config(request, io, Some(config(chunk)))
-        .await
-        .map_err(|e| match e {
-            tungstenite::Error::Http(resp) => {
-                let status = resp.status().as_u16();
-                if status == 401 || status == 403 {
-                    TransportError::Unauthorized { status }
-                } else {
-                    TransportError::HttpStatus {
-                        status,
-                        url: url.url.clone(),
-                    }
-                }
+    request.push_str("\r\n");
+    let lost = |e: io::Error| ws_err(format!("connection lost during the WebSocket upgrade: {e}"));
+    io.write_all(request.as_bytes()).await.map_err(lost)?;
+    io.flush().await.map_err(lost)?;
+
+    let mut buf = BytesMut::with_capacity(4096);
+    let (len, status, accept, upgrade) = loop {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut res = httparse::Response::new(&mut fields);
+        match res.parse(&buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let field = |name: &str| {
+                    res.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
+                };
+                break (
+                    n,
+                    res.code.unwrap_or_default(),
+                    field("sec-websocket-accept"),
+                    field("upgrade"),
+                );
             }
-            other => TransportError::WebSocket(other.to_string()),
-        })?;
-    Ok(link(ws, peer))
+            Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(ws_err("the upgrade response header is too large".into()));
+            }
+            Err(e) => {
+                return Err(ws_err(format!("the upgrade response is not HTTP: {e}")));
+            }
+        }
+        if io.read_buf(&mut buf).await.map_err(lost)? == 0 {
+            return Err(ws_err(
+                "the server closed the connection during the WebSocket upgrade".into(),
+            ));
+        }
+    };
+    match status {
+        101 => {}
+        401 | 403 => return Err(TransportError::Unauthorized { status }),
+        status => {
+            return Err(TransportError::HttpStatus {
+                status,
+                url: url.url.clone(),
+            });
+        }
+    }
+    if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return Err(ws_err(
+            "the server switched to something other than WebSocket".into(),
+        ));
+    }
+    if accept.as_deref() != Some(accept_key(key.as_bytes()).as_str()) {
+        return Err(ws_err(
+            "the server's Sec-WebSocket-Accept does not match the key sent".into(),
+        ));
+    }
+    let rest = buf.split_off(len);
+    Ok(link(io, rest, Role::Client, peer))
 }
