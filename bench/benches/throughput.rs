@@ -94,7 +94,7 @@ async fn mux_pair() -> Session {
         let (tcp, _) = l.accept().await.unwrap();
         let _ = tcp.set_nodelay(true);
         let tcp = upgrade(tcp).await;
-        let link = burrow_transport::ws::accept_upgraded(tcp, None);
+        let link = burrow_transport::ws::accept_upgraded(tcp, &[], None);
         let (_s, mut inc) = Session::new(
             link.reader,
             link.writer,

@@ -163,7 +163,7 @@ async fn serve_general<I>(
                     ),
                 }));
             }
-            Ok(boxed(route(state, peer, cert, req)))
+            Ok(boxed(route::<I>(state, peer, cert, req)))
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -174,15 +174,18 @@ async fn serve_general<I>(
     let _ = conn.await;
 }
 
-fn route(
+fn route<I>(
     state: Arc<State>,
     peer: SocketAddr,
     cert: Option<Thumbprint>,
     req: Request<Incoming>,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let path = req.uri().path();
     if ws::TUNNEL_PATHS.contains(&path) {
-        return upgrade(state, peer, cert, req);
+        return upgrade::<I>(state, peer, cert, req);
     }
     match path {
         "/" => status_page(&state),
@@ -206,12 +209,15 @@ fn bearer(req: &Request<Incoming>) -> Option<&[u8]> {
     v.strip_prefix(b"Bearer ")
 }
 
-fn upgrade(
+fn upgrade<I>(
     state: Arc<State>,
     peer: SocketAddr,
     cert: Option<Thumbprint>,
     mut req: Request<Incoming>,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let is_ws = req
         .headers()
         .get(header::UPGRADE)
@@ -254,7 +260,19 @@ fn upgrade(
         async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let mut link = ws::accept_upgraded(TokioIo::new(upgraded), Some(peer));
+                    // The connection itself when it is the one this server
+                    // was given (always, but hyper only promises a
+                    // wrapper): its reads and writes then skip the
+                    // wrapper's layers.
+                    let mut link = match upgraded.downcast::<TokioIo<I>>() {
+                        Ok(parts) => {
+                            ws::accept_upgraded(parts.io.into_inner(), &parts.read_buf, Some(peer))
+                        }
+                        Err(upgraded) => {
+                            debug!("upgraded link connection kept in hyper's wrapper");
+                            ws::accept_upgraded(TokioIo::new(upgraded), &[], Some(peer))
+                        }
+                    };
                     link.peer_cert = cert;
                     admit(state, link, None).await;
                 }

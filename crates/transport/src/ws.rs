@@ -51,12 +51,13 @@ where
     }
 }
 
-/// Server side: wraps a connection the HTTP server has already upgraded.
-pub fn accept_upgraded<S>(io: S, peer: Option<std::net::SocketAddr>) -> Link
+/// Server side: wraps a connection the HTTP server has already upgraded,
+/// with the bytes it had read past the upgrade request in `read`.
+pub fn accept_upgraded<S>(io: S, read: &[u8], peer: Option<std::net::SocketAddr>) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    link(io, BytesMut::new(), Role::Server, peer)
+    link(io, BytesMut::from(read), Role::Server, peer)
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
