@@ -318,20 +318,20 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 /// `path` is without the query: query strings may carry secrets.
 pub(crate) fn http_record(
     route: &Route,
-    client: SocketAddr,
-    method: &str,
-    host: &str,
-    path: &str,
+    client: String,
+    method: String,
+    host: String,
+    path: String,
 ) -> burrow_store::Traffic {
     burrow_store::Traffic {
         at: burrow_store::now_micros(),
         kind: "http".into(),
         agent: route.agent.clone(),
         route: route.hostname.clone(),
-        client: client.to_string(),
-        method: method.to_owned(),
-        host: host.to_owned(),
-        path: path.to_owned(),
+        client,
+        method,
+        host,
+        path,
         target: route.target.clone(),
         ..burrow_store::Traffic::default()
     }
@@ -406,10 +406,10 @@ pub(crate) async fn proxy(
     };
     let record = http_record(
         &route,
-        client,
-        req.method().as_str(),
-        &host,
-        req.uri().path(),
+        client.to_string(),
+        req.method().as_str().to_owned(),
+        host.clone(),
+        req.uri().path().to_owned(),
     );
     // The visitor's connection keeps its backend connection (one tunnel
     // stream, one connection to the service) between requests.

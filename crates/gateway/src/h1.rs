@@ -153,7 +153,7 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 /// incomplete.
 fn parse_request(
     buf: &[u8],
-    client: SocketAddr,
+    client_ip: &str,
     front: Front,
 ) -> Result<Option<RequestHead>, Refusal> {
     // Uninitialised: a request names a few fields, and zeroing room for
@@ -300,7 +300,7 @@ fn parse_request(
         out.extend_from_slice(p.as_bytes());
         out.extend_from_slice(b", ");
     }
-    out.extend_from_slice(client.ip().to_string().as_bytes());
+    out.extend_from_slice(client_ip.as_bytes());
     if front == Front::Edge {
         out.extend_from_slice(b"\r\nx-forwarded-proto: https");
     } else if !has_proto {
@@ -620,6 +620,9 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut r, mut w) = tokio::io::split(io);
+    // Formatted once per connection, not per request.
+    let client_ip = client.ip().to_string();
+    let client_str = client.to_string();
     let mut backend: Option<Backend> = None;
     // One timer for the connection, re-armed only when it fires before
     // the current deadline (not once per request).
@@ -628,8 +631,8 @@ where
     loop {
         // The next request head, whole within `idle`.
         let deadline = tokio::time::Instant::now() + idle;
-        let head = loop {
-            match parse_request(&buf, client, front) {
+        let mut head = loop {
+            match parse_request(&buf, &client_ip, front) {
                 Ok(Some(h)) => break h,
                 Ok(None) => {}
                 Err(no) => {
@@ -676,7 +679,13 @@ where
         };
         let _ = buf.split_to(head.len);
         let started = Instant::now();
-        let record = http_record(&route, client, &head.method, &head.host, &head.path);
+        let record = http_record(
+            &route,
+            client_str.clone(),
+            std::mem::take(&mut head.method),
+            head.host.clone(),
+            std::mem::take(&mut head.path),
+        );
         let down = |why: &str| {
             format!(
                 "The service at {} is not reachable right now: {why}. Try again later.",

@@ -7,7 +7,7 @@ fn client() -> SocketAddr {
 }
 
 fn req(raw: &str, front: Front) -> Result<Option<RequestHead>, Refusal> {
-    parse_request(raw.as_bytes(), client(), front)
+    parse_request(raw.as_bytes(), &client().ip().to_string(), front)
 }
 
 fn head(raw: &str) -> RequestHead {
