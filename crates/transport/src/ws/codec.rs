@@ -234,6 +234,20 @@ impl Decoder for WsCodec {
             }
         }
     }
+
+    /// At the end of the stream: the frames left, then an error if it
+    /// stopped inside one (a peer that died mid-link is a lost
+    /// connection, not a protocol breach).
+    fn decode_eof(&mut self, src: &mut BytesMut) -> io::Result<Option<Frame>> {
+        match self.decode(src)? {
+            Some(f) => Ok(Some(f)),
+            None if src.is_empty() => Ok(None),
+            None => Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "connection lost in the middle of a WebSocket frame",
+            )),
+        }
+    }
 }
 
 impl Encoder<Frame> for WsCodec {

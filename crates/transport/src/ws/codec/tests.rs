@@ -241,3 +241,23 @@ fn an_oversized_message_is_refused_from_its_header_alone() {
     huge.put_slice(&[1, 2, 3, 4]);
     assert!(refused(Role::Server, huge).contains("exceeds the maximum"));
 }
+
+#[test]
+fn a_stream_ending_inside_a_frame_is_a_lost_connection() {
+    let mut wire = raw(true, OP_BINARY, KEY, &data(1, 10).to_bytes());
+    wire.unsplit(raw(true, OP_BINARY, KEY, &data(2, 10).to_bytes()));
+    let whole = wire.len();
+    let mut cut = wire.split_to(whole - 3);
+    let mut server = WsCodec::new(Role::Server);
+    assert_eq!(
+        server.decode_eof(&mut cut).expect("first frame"),
+        Some(data(1, 10))
+    );
+    let e = server.decode_eof(&mut cut).expect_err("cut off");
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    // Ending between frames is a clean end.
+    assert_eq!(
+        server.decode_eof(&mut BytesMut::new()).expect("clean"),
+        None
+    );
+}
