@@ -29,7 +29,7 @@ const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 /// A [`Link`] over an upgraded connection, with bytes already read from
 /// it after the upgrade in `read`.
-fn link<S>(io: S, read: BytesMut, role: Role, peer: Option<std::net::SocketAddr>) -> Link
+fn link<S>(io: S, read: &[u8], role: Role, peer: Option<std::net::SocketAddr>) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -38,7 +38,7 @@ where
     // once shared with frames split off it, grow again only by what each
     // read needs, and reads would shrink to a few bytes.
     parts.read_buf = BytesMut::with_capacity(BUFFER.max(read.len()));
-    parts.read_buf.extend_from_slice(&read);
+    parts.read_buf.extend_from_slice(read);
     parts.write_buf = BytesMut::with_capacity(BUFFER);
     let mut framed = Framed::from_parts(parts);
     framed.set_backpressure_boundary(BUFFER);
@@ -57,7 +57,7 @@ pub fn accept_upgraded<S>(io: S, read: &[u8], peer: Option<std::net::SocketAddr>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    link(io, BytesMut::from(read), Role::Server, peer)
+    link(io, read, Role::Server, peer)
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
@@ -157,6 +157,5 @@ where
             "the server's Sec-WebSocket-Accept does not match the key sent".into(),
         ));
     }
-    let rest = buf.split_off(len);
-    Ok(link(io, rest, Role::Client, peer))
+    Ok(link(io, &buf[len..], Role::Client, peer))
 }
