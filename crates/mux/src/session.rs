@@ -434,6 +434,9 @@ where
     // `Session::closed` can never wait forever.
     let _done = shared.writer_done.clone().drop_guard();
     let run = async {
+        // Whether the writer has let the other ready tasks run since it
+        // last found the queue empty.
+        let mut yielded = false;
         loop {
             let control: Vec<Frame> = lock(&shared.control).drain(..).collect();
             for f in control {
@@ -447,6 +450,17 @@ where
                 Err(mpsc::error::TryRecvError::Empty) => {}
                 Err(mpsc::error::TryRecvError::Disconnected) => return Ok(()),
             }
+            // Before writing, once: let the tasks that are ready now (the
+            // runtime polls for I/O first) queue their frames too, so
+            // they go out in this write instead of one write each. Under
+            // load that is most of the link's writes saved; idle, it
+            // costs one turn of the scheduler.
+            if !yielded {
+                yielded = true;
+                tokio::task::yield_now().await;
+                continue;
+            }
+            yielded = false;
             writer.flush().await?;
             tokio::select! {
                 biased;
