@@ -10,6 +10,9 @@
 #                                      A/B: the same paths with a second build, interleaved
 #   SYSCALLS=1 bench/edge.sh 1         also counts the tunnel's system calls and context
 #                                      switches per request
+#   MACHINE=1 bench/edge.sh 1         also prints, per path and rep, nginx's CPU per request
+#                                      and the whole machine's: busy time (softirq in it),
+#                                      idle share, context switches and TCP segments
 #   PERF=1 bench/edge.sh 1            also records the tunnel (both processes) with perf
 #                                      during one extra edge run (perf.data in $OUT;
 #                                      PERF_PATH=forward|rathole for another path's server)
@@ -130,7 +133,19 @@ for rep in $(seq "$REPS"); do
     if [ "${SYSCALLS:-0}" = 1 ] && [ -n "${!v:-}" ]; then
       ( sleep 1; perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$(echo ${!v} | tr ' ' ,)" -- sleep 4 2>"$OUT/sys-$p-$rep.txt" >/dev/null ) &
     fi
+    read -r idle0 ctxt0 sirq0 < <(awk '/^cpu /{i=$5 + $6; q=$8} /^ctxt/{c=$2} END{print i, c, q}' /proc/stat)
+    ng0=$(ticks1 "$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)")
+    segs0=$(awk '/^Tcp:/ && $12 ~ /^[0-9]+$/ {print $12}' /proc/net/snmp)
     read -r rps p99 < <(wrkk "$(port "$p")")
+    read -r idle1 ctxt1 sirq1 < <(awk '/^cpu /{i=$5 + $6; q=$8} /^ctxt/{c=$2} END{print i, c, q}' /proc/stat)
+    ng1=$(ticks1 "$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)")
+    segs1=$(awk '/^Tcp:/ && $12 ~ /^[0-9]+$/ {print $12}' /proc/net/snmp)
+    if [ "${MACHINE:-0}" = 1 ]; then
+      python3 -c "
+busy = ($D*$(nproc)) - ($idle1-$idle0)/$HZ
+n = $rps*$D
+print(f'  $p: nginx {($ng1-$ng0)/$HZ/n*1e6:.1f} us/req, machine busy {busy/n*1e6:.1f} us/req (softirq {($sirq1-$sirq0)/$HZ/n*1e6:.1f}), idle {100-busy/($D*$(nproc))*100:.1f}%, context switches {($ctxt1-$ctxt0)/n:.2f}/req, TCP segments {($segs1-$segs0)/n:.2f}/req')"
+    fi
     if [ "${SYSCALLS:-0}" = 1 ] && [ -n "${!v:-}" ]; then
       wait $! 2>/dev/null || true
       echo "  $p per request: $(python3 -c "
