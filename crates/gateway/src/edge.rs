@@ -713,9 +713,10 @@ pub(crate) async fn serve_https(
         let Ok(local) = tcp.local_addr() else {
             continue;
         };
-        let state = state.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        let on = state.clone();
+        let state = state.clone();
+        on.shards.serve_least_busy(tcp, move |tcp| async move {
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
             else {

@@ -43,8 +43,9 @@ pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
         let Ok(local) = tcp.local_addr() else {
             continue;
         };
+        let on = state.clone();
         let state = state.clone();
-        tokio::spawn(async move {
+        on.shards.serve_least_busy(tcp, move |tcp| async move {
             let Some(acceptor) = state.acceptor.clone() else {
                 return serve_http(state, tcp, peer, local, None).await;
             };
@@ -403,6 +404,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         ..burrow_mux::Config::default()
     };
     let (session, incoming) = Session::new(link.reader, link.writer, config);
+    let _on_shard = state.shards.hold_link();
     let (id, links) = state.registry.add(
         &agent,
         session.clone(),
@@ -412,7 +414,8 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     );
     let cert = cert.map(|t| t.to_string()).unwrap_or_default();
     let key_name = key.as_deref().unwrap_or("");
-    info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, "agent link up");
+    let shard = crate::shard::current().map_or_else(|| "main".to_owned(), |i| i.to_string());
+    info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, %shard, "agent link up");
     touch(&state, &agent, &hello.software_version, peer).await;
     crate::egress::push(&state, &agent, Some(&session)).await;
     state.caddy_kick.notify_one();

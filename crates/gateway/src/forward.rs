@@ -127,25 +127,30 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
             refuse(tcp);
             continue;
         };
-        if state.registry.link_count(&spec.agent) == 0 {
+        let Some((first, shard)) = state.registry.pick_link(&spec.agent) else {
             if warn_limit.allow() {
                 warn!(%client, agent = %spec.agent, dest = %spec.target, "refusing connection: agent has no live link");
             }
             refuse(tcp);
             continue;
-        }
+        };
         let spec = spec.clone();
         let state2 = state.clone();
         // Debug level: a span formats its fields when created, a cost paid per
         // connection; at the default level it is skipped entirely.
         let span = debug_span!("stream", agent = %spec.agent, dest = %spec.target, %client);
-        state.streams.spawn(
+        // Counted as open from here, so a drain waits for it; served on
+        // the shard of the link it goes over.
+        let tracked = state.streams.token();
+        state.shards.serve_on(shard, tcp, move |tcp| {
             async move {
+                let _tracked = tracked;
                 let _permit = permit;
                 // A link may die between choosing it and opening on it: try
                 // the agent's other links before giving up.
+                let mut next = Some(first);
                 for _ in 0..3 {
-                    let Some(session) = state2.registry.pick(&spec.agent) else {
+                    let Some(session) = next.take().or_else(|| state2.registry.pick(&spec.agent)) else {
                         break;
                     };
                     match session.open(&spec.target).await {
@@ -176,8 +181,8 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                 }
                 refuse(tcp);
             }
-            .instrument(span),
-        );
+            .instrument(span)
+        });
     }
 }
 

@@ -15,6 +15,8 @@
 //! - `forward.rs`: TCP forwards (`LISTEN=AGENT:HOST:PORT`).
 //! - [`Trust`]: agent certificate thumbprints trusted per agent name.
 //! - [`registry`]: live links by agent, round-robin link choice.
+//! - `shard.rs`: single-threaded runtimes, one per core, that serve
+//!   connections and links (accepted on the main runtime, then handed over).
 //! - `tokens.rs`: the RFC 7523 token endpoint and access-token checks.
 //! - [`admin`]: the admin API (`/api/v1`).
 
@@ -29,6 +31,7 @@ mod forward;
 mod h1;
 mod outbound;
 pub mod registry;
+mod shard;
 mod tokens;
 mod traffic;
 mod trust;
@@ -226,6 +229,8 @@ pub(crate) struct State {
     pub(crate) caddy_kick: tokio::sync::Notify,
     /// The traffic audit trail; present with a store.
     pub(crate) traffic: Option<Arc<traffic::Recorder>>,
+    /// Where connections and links are served.
+    pub(crate) shards: shard::Shards,
 }
 
 impl State {
@@ -343,7 +348,9 @@ impl Gateway {
             }
             None => (None, None),
         };
+        let shards = shard::Shards::start(shard::default_count());
         let state = Arc::new(State {
+            shards,
             traffic: recorder,
             rules: std::sync::RwLock::new(Arc::new(Vec::new())),
             routes: std::sync::RwLock::new(Arc::new(Vec::new())),
@@ -489,9 +496,10 @@ impl Gateway {
         for ep in &state.config.agent_endpoints {
             info!(agent = %ep.name, url = %ep.url.url, "dialing listening agent");
             for idx in 0..state.config.links_per_endpoint.max(1) {
-                state
+                let link = state
                     .links
-                    .spawn(outbound::run(state.clone(), ep.clone(), idx));
+                    .track_future(outbound::run(state.clone(), ep.clone(), idx));
+                state.shards.spawn_on(idx, link);
             }
         }
 

@@ -25,6 +25,8 @@ pub struct LinkInfo {
     pub key: Option<String>,
     /// The agent said it is shutting down: no new streams on this link.
     pub draining: bool,
+    /// The gateway shard the link runs on, if it runs on one.
+    pub shard: Option<usize>,
 }
 
 #[derive(Default)]
@@ -78,6 +80,7 @@ impl Registry {
             since: SystemTime::now(),
             key,
             draining: false,
+            shard: crate::shard::current(),
         });
         (id, a.links.len())
     }
@@ -101,20 +104,32 @@ impl Registry {
         self.agents().get(agent).map_or(0, |a| a.links.len())
     }
 
-    /// Picks the agent's next live link, round robin.
+    /// Picks the agent's next live link, round robin; on a shard, one
+    /// on the same shard when the agent has one there.
     pub fn pick(&self, agent: &str) -> Option<Session> {
+        self.pick_link(agent).map(|(s, _)| s)
+    }
+
+    /// [`Registry::pick`], with the shard the link runs on.
+    pub(crate) fn pick_link(&self, agent: &str) -> Option<(Session, Option<usize>)> {
+        let here = crate::shard::current();
         let mut agents = self.agents();
         let a = agents.get_mut(agent)?;
         let n = a.links.len();
+        let mut other = None;
         for _ in 0..n {
             let i = a.next % n;
             a.next = a.next.wrapping_add(1);
             let l = &a.links[i];
-            if !l.draining && !l.session.is_closed() {
-                return Some(l.session.clone());
+            if l.draining || l.session.is_closed() {
+                continue;
             }
+            if here.is_none() || l.shard == here {
+                return Some((l.session.clone(), l.shard));
+            }
+            other.get_or_insert(i);
         }
-        None
+        other.map(|i| (a.links[i].session.clone(), a.links[i].shard))
     }
 
     /// Every agent with at least one live link.

@@ -332,6 +332,7 @@ fn bare_state() -> Arc<State> {
         stop_accepting: tokio_util::sync::CancellationToken::new(),
         streams: tokio_util::task::TaskTracker::new(),
         links: tokio_util::task::TaskTracker::new(),
+        shards: crate::shard::Shards::default(),
     })
 }
 
