@@ -28,7 +28,7 @@ D=${WRK_D:-6}
 PATHS=${PATHS:-direct rathole forward edge}
 OUT=${OUT:-$(mktemp -d)}
 BACK=18411; PUB_RH=28411; CTRL_RH=23411; PUB_FW=28412; CTRL_FW=23412; PUB_EDGE=28413
-WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; cp "$WORK"/*.log "$WORK"/*/*.log "$OUT"/ 2>/dev/null; rm -rf "$WORK"' EXIT
 
 mkdir -p "$WORK/www" "$WORK/tmp"; chmod 755 "$WORK" "$WORK/tmp"
 head -c 1024 /dev/urandom > "$WORK/www/small.bin"

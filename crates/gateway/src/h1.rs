@@ -92,7 +92,7 @@ struct RequestHead {
     close: bool,
     head_request: bool,
     /// The head for the service, forwarding headers included.
-    out: Vec<u8>,
+    out: Bytes,
     /// X-Forwarded-For's last address, for PROXY protocol behind Caddy.
     forwarded_for: Option<std::net::IpAddr>,
 }
@@ -323,7 +323,7 @@ fn parse_request(
         framing,
         upgrade,
         close,
-        out,
+        out: Bytes::from(out),
         forwarded_for,
     }))
 }
@@ -342,9 +342,17 @@ struct ResponseHead {
 /// Parses a response head at the start of `buf`: `Ok(None)` while it is
 /// incomplete, `Err` for a malformed or oversized one.
 fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, &'static str> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut fields);
-    let len = match res.parse(buf) {
+    // Uninitialised, as for requests: zeroing room for MAX_HEADERS fields
+    // per response is work the parse does not need.
+    let mut fields =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
         Ok(_) | Err(httparse::Error::TooManyHeaders) => {
@@ -890,12 +898,19 @@ where
     let sent_head = head.out.len() as u64;
     // The request head, with the body bytes already read if they end it.
     let mut req_left = BodyLeft::new(head.framing);
-    let mut first = head.out.clone();
     let k = req_left.take(buf).map_err(|_| Failed::Broken)?;
-    first.extend_from_slice(&buf.split_to(k));
+    let first = if k == 0 {
+        // Most requests: the head alone, shared, not copied.
+        head.out.clone()
+    } else {
+        let mut first = Vec::with_capacity(head.out.len() + k);
+        first.extend_from_slice(&head.out);
+        first.extend_from_slice(&buf.split_to(k));
+        Bytes::from(first)
+    };
     let mut to_service = first.len() as u64;
     stream
-        .send(Bytes::from(first))
+        .send(first)
         .await
         .map_err(|e| Failed::Service(e.to_string()))?;
     let req_done = AtomicBool::new(req_left.done());

@@ -26,7 +26,7 @@ fn refused(raw: &str) -> u16 {
 }
 
 fn out(h: &RequestHead) -> String {
-    String::from_utf8(h.out.clone()).unwrap()
+    String::from_utf8(h.out.to_vec()).unwrap()
 }
 
 #[test]
