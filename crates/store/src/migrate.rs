@@ -178,7 +178,8 @@ mod tests {
         .collect();
         assert_eq!(indexes, ["traffic_at"]);
 
-        // v7: the records move into blocks, one per route, and the old
+        // v7: the records move into blocks (packed: strings once, nine
+        // integers per record), one per route, and the old
         // table goes.
         sqlx::query(
             "INSERT INTO traffic VALUES ('b1', 9, 'egress', 'home', '', 'c', '', '', '', 0, 'git:22', 5, 6, 7)",
@@ -214,14 +215,14 @@ mod tests {
                     9,
                     9,
                     1,
-                    r#"[[9,"c","","","",0,5,6,7]]"#.to_owned()
+                    r#"[2,9,["c",""],[0,0,1,1,1,0,5,6,7]]"#.to_owned()
                 ),
                 (
                     "http".to_owned(),
                     7,
                     8,
                     2,
-                    r#"[[7,"c","GET","h","/p",200,1,2,3],[8,"c","GET","h","/q",200,1,2,3]]"#
+                    r#"[2,7,["c","GET","h","/p","/q"],[0,0,1,2,3,200,1,2,3,1,0,1,2,4,200,1,2,3]]"#
                         .to_owned()
                 ),
             ]

@@ -1,8 +1,8 @@
 //! The traffic audit trail, stored in blocks (schema v7).
 //!
 //! A block is one write batch's records of one (kind, agent, route,
-//! target): those four are columns, the rest of each record is an entry
-//! of the JSON array in `entries`. Writing costs one row per block instead
+//! target): those four are columns, the rest of each record is packed in
+//! the JSON text `entries` ([`pack`]). Writing costs one row per block instead
 //! of one row (and one index insert) per request; listing decodes blocks
 //! newest first and filters their records; retention drops whole blocks,
 //! so it is as fine-grained as the writer's batches (about 10 ms of
@@ -13,14 +13,101 @@ use sqlx::{AnyConnection, Row};
 
 use crate::{Result, Store, StoreError, Traffic, TrafficFilter};
 
+#[cfg(test)]
+mod pack_tests;
+
 /// Most records a listing may skip: a listing holds what it skips in
 /// memory, so deeper pages are reached by narrowing `until` instead.
 pub const MAX_TRAFFIC_OFFSET: i64 = 100_000;
 
-/// What a block's columns do not fix, in `entries` order: at, client,
-/// method, host, path, status, bytes in, bytes out, duration (ms).
+/// What a block's columns do not fix: at, client, method, host, path,
+/// status, bytes in, bytes out, duration (ms).
 type Entry = (i64, String, String, String, String, i64, i64, i64, i64);
-type EntryRef<'a> = (i64, &'a str, &'a str, &'a str, &'a str, i64, i64, i64, i64);
+
+/// First element of a packed `entries` text (the older form starts with
+/// an array).
+const PACKED: i64 = 2;
+/// Integers per record in a packed `entries` text.
+const PACKED_INTS: usize = 9;
+
+/// A block's records as stored: `[2, T0, STRINGS, INTS]`, each distinct
+/// string once in STRINGS, and per record nine integers in INTS: its time
+/// less T0 (the block's first), the places in STRINGS of its client,
+/// method, host and path, then status, bytes in, bytes out and duration.
+/// A block's records mostly share their strings (one visitor connection,
+/// one host, few paths), so this is well under half the size of a JSON
+/// array per record, and the bytes the database writes (and copies again
+/// at each checkpoint) shrink with it.
+fn pack(rows: &[&Traffic], t0: i64) -> std::result::Result<String, serde_json::Error> {
+    let mut strings: Vec<&str> = Vec::new();
+    let mut places: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    let mut ints: Vec<i64> = Vec::with_capacity(rows.len() * PACKED_INTS);
+    for t in rows {
+        ints.push(t.at.saturating_sub(t0));
+        for text in [&t.client, &t.method, &t.host, &t.path] {
+            let place = *places.entry(text.as_str()).or_insert_with(|| {
+                strings.push(text.as_str());
+                i64::try_from(strings.len() - 1).unwrap_or(i64::MAX)
+            });
+            ints.push(place);
+        }
+        ints.extend([t.status, t.bytes_in, t.bytes_out, t.duration_ms]);
+    }
+    Ok(format!(
+        "[{PACKED},{t0},{},{}]",
+        serde_json::to_string(&strings)?,
+        serde_json::to_string(&ints)?
+    ))
+}
+
+/// A block's records from its `entries` text, packed ([`pack`]) or in the
+/// older form (a JSON array per record), which blocks written before
+/// 2026-12-01 hold.
+fn unpack(text: &str) -> Result<Vec<Entry>> {
+    let bad = |why: String| StoreError::Db(sqlx::Error::Decode(why.into()));
+    let packed = text
+        .trim_start()
+        .strip_prefix('[')
+        .is_some_and(|rest| rest.trim_start().starts_with(|c: char| c.is_ascii_digit()));
+    if !packed {
+        return serde_json::from_str(text).map_err(|e| bad(e.to_string()));
+    }
+    let (form, t0, strings, ints): (i64, i64, Vec<String>, Vec<i64>) =
+        serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    if form != PACKED || ints.len() % PACKED_INTS != 0 {
+        return Err(bad(format!(
+            "traffic block in an unknown form ({form}, {} integers)",
+            ints.len()
+        )));
+    }
+    let text_at = |place: i64| {
+        usize::try_from(place)
+            .ok()
+            .and_then(|i| strings.get(i))
+            .cloned()
+            .ok_or_else(|| {
+                bad(format!(
+                    "traffic block names string {place} of {}",
+                    strings.len()
+                ))
+            })
+    };
+    ints.chunks_exact(PACKED_INTS)
+        .map(|r| {
+            Ok((
+                t0.saturating_add(r[0]),
+                text_at(r[1])?,
+                text_at(r[2])?,
+                text_at(r[3])?,
+                text_at(r[4])?,
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+            ))
+        })
+        .collect()
+}
 
 /// The columns a block fixes: kind, agent, route, target.
 type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
@@ -47,24 +134,7 @@ pub(crate) async fn insert_blocks(
     for ((kind, agent, route, target), rows) in groups {
         let first_at = rows.iter().map(|t| t.at).min().unwrap_or_default();
         let last_at = rows.iter().map(|t| t.at).max().unwrap_or_default();
-        let entries: Vec<EntryRef<'_>> = rows
-            .iter()
-            .map(|t| {
-                (
-                    t.at,
-                    t.client.as_str(),
-                    t.method.as_str(),
-                    t.host.as_str(),
-                    t.path.as_str(),
-                    t.status,
-                    t.bytes_in,
-                    t.bytes_out,
-                    t.duration_ms,
-                )
-            })
-            .collect();
-        let entries =
-            serde_json::to_string(&entries).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let entries = pack(&rows, first_at).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         sqlx::query(
             "INSERT INTO traffic_blocks (first_at, last_at, kind, agent, route, target, record_count, entries) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -208,8 +278,7 @@ impl Store {
                 break;
             }
             let entries: String = row.try_get("entries")?;
-            let entries: Vec<Entry> = serde_json::from_str(&entries)
-                .map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))?;
+            let entries = unpack(&entries)?;
             let (kind, agent, route, target): (String, String, String, String) = (
                 row.try_get("kind")?,
                 row.try_get("agent")?,
