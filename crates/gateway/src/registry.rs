@@ -264,6 +264,43 @@ mod tests {
         assert!(r.pick("nobody").is_none());
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_a_shard_new_streams_use_the_agents_link_there_if_it_has_one() {
+        let r = Registry::default();
+        let (l0, _p0) = session();
+        let (l1, _p1) = session();
+        crate::shard::pretend(Some(0));
+        r.add("home", l0.clone(), None, "1".into(), None);
+        crate::shard::pretend(Some(1));
+        let (id1, _) = r.add("home", l1.clone(), None, "1".into(), None);
+        assert_eq!(
+            r.links("home").iter().map(|l| l.shard).collect::<Vec<_>>(),
+            [Some(0), Some(1)]
+        );
+        let mut open = Vec::new();
+        for (here, link) in [(Some(0), &l0), (Some(1), &l1)] {
+            crate::shard::pretend(here);
+            for _ in 0..3 {
+                let (s, shard) = r.pick_link("home").expect("a link");
+                assert_eq!(shard, here);
+                open.push(s.open("t:1").await.expect("open"));
+            }
+            assert_eq!(link.stream_count(), 3);
+        }
+        // Off the shards: round robin over both.
+        crate::shard::pretend(None);
+        let a = r.pick_link("home").expect("a link").1;
+        let b = r.pick_link("home").expect("a link").1;
+        assert_ne!(a, b);
+        // A shard whose link is gone (or draining) uses another shard's.
+        r.set_draining("home", id1);
+        crate::shard::pretend(Some(1));
+        assert_eq!(r.pick_link("home").expect("the other link").1, Some(0));
+        crate::shard::pretend(Some(2));
+        assert_eq!(r.pick_link("home").expect("any link").1, Some(0));
+        crate::shard::pretend(None);
+    }
+
     #[tokio::test]
     async fn a_draining_link_gets_no_new_streams() {
         let r = Registry::default();

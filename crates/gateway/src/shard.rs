@@ -34,6 +34,13 @@ pub(crate) fn current() -> Option<usize> {
     CURRENT.with(Cell::get)
 }
 
+/// Makes the calling thread count as shard `idx` (tests of shard-aware
+/// choices without shard threads).
+#[cfg(test)]
+pub(crate) fn pretend(idx: Option<usize>) {
+    CURRENT.with(|c| c.set(idx));
+}
+
 struct Shard {
     handle: Handle,
     /// Agent links it runs now.

@@ -505,3 +505,102 @@ async fn drain_waits_for_streams_but_not_past_its_limit() {
         "gave up at the limit"
     );
 }
+
+/// A pipe's write half that counts the writes made into it.
+struct CountedWrites {
+    io: tokio::io::WriteHalf<DuplexStream>,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncWrite for CountedWrites {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(_))) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn frames_queued_in_one_turn_go_out_in_one_write() {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let cfg = |dialer| Config {
+        heartbeat: None,
+        dialer,
+        ..Config::default()
+    };
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (ar, aw) = tokio::io::split(a);
+    let (dialer, _incoming) = Session::new(
+        FramedRead::new(ar, FrameCodec),
+        FramedWrite::new(
+            CountedWrites {
+                io: aw,
+                writes: writes.clone(),
+            },
+            FrameCodec,
+        ),
+        cfg(true),
+    );
+    let (_peer, mut accepted) = session_over(b, cfg(false));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(s) = accepted.accept().await {
+            held.push(s);
+        }
+    });
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        streams.push(dialer.open("t:1").await.expect("open"));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+    // Eight tasks in a chain: each queues one frame, then wakes the next.
+    // They all run in one turn of the runtime, but the link's writer is
+    // woken by the first and would run between them.
+    let (start, mut next) = tokio::sync::oneshot::channel::<()>();
+    let mut tasks = Vec::new();
+    for s in streams {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let wait = std::mem::replace(&mut next, rx);
+        tasks.push(tokio::spawn(async move {
+            let _ = wait.await;
+            s.send(Bytes::from_static(b"x")).await.expect("send");
+            let _ = tx.send(());
+            s
+        }));
+    }
+    // Every task waits on its turn before the chain starts.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let _ = start.send(());
+    let mut kept = Vec::new();
+    for t in tasks {
+        kept.push(t.await.expect("task"));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let during = writes.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(
+        (1..=2).contains(&during),
+        "{during} writes for 8 frames queued in one turn"
+    );
+}
