@@ -82,10 +82,13 @@ impl Shards {
                 }
             };
             let handle = rt.handle().clone();
+            // Its place among the shards that did start: what `current`
+            // answers on its thread, and the index the others find it at.
+            let place = shards.len();
             let spawned = std::thread::Builder::new()
-                .name(format!("burrow-shard-{idx}"))
+                .name(format!("burrow-shard-{place}"))
                 .spawn(move || {
-                    CURRENT.with(|c| c.set(Some(idx)));
+                    CURRENT.with(|c| c.set(Some(place)));
                     // Runs the tasks it is given until the process ends.
                     rt.block_on(std::future::pending::<()>());
                 });
