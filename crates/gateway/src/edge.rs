@@ -714,9 +714,9 @@ pub(crate) async fn serve_https(
             continue;
         };
         let tls = tls.clone();
-        let on = state.clone();
-        let state = state.clone();
-        on.shards.serve_least_busy(tcp, move |tcp| async move {
+        let conn = state.clone();
+        state.shards.serve_least_busy(tcp, move |tcp| async move {
+            let state = conn;
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
             else {

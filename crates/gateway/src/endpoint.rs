@@ -43,9 +43,9 @@ pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
         let Ok(local) = tcp.local_addr() else {
             continue;
         };
-        let on = state.clone();
-        let state = state.clone();
-        on.shards.serve_least_busy(tcp, move |tcp| async move {
+        let conn = state.clone();
+        state.shards.serve_least_busy(tcp, move |tcp| async move {
+            let state = conn;
             let Some(acceptor) = state.acceptor.clone() else {
                 return serve_http(state, tcp, peer, local, None).await;
             };
