@@ -13,6 +13,8 @@
 #   MACHINE=1 bench/edge.sh 1         also prints, per path and rep, nginx's CPU per request
 #                                      and the whole machine's: busy time (softirq in it),
 #                                      idle share, context switches and TCP segments
+#   IO=1 bench/edge.sh 1              also prints the bytes each tunnel process sent to storage
+#                                      per request (/proc/PID/io write_bytes: the audit trail)
 #   PERF=1 bench/edge.sh 1            also records the tunnel (both processes) with perf
 #                                      during one extra edge run (perf.data in $OUT;
 #                                      PERF_PATH=forward|rathole for another path's server)
@@ -136,7 +138,15 @@ for rep in $(seq "$REPS"); do
     read -r idle0 ctxt0 sirq0 < <(awk '/^cpu /{i=$5 + $6; q=$8} /^ctxt/{c=$2} END{print i, c, q}' /proc/stat)
     ng0=$(ticks1 "$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)")
     segs0=$(awk '/^Tcp:/ && $12 ~ /^[0-9]+$/ {print $12}' /proc/net/snmp)
+    io0=(); for q in ${!v:-}; do io0+=("$(awk '/^write_bytes/{print $2}' "/proc/$q/io" 2>/dev/null || echo 0)"); done
     read -r rps p99 < <(wrkk "$(port "$p")")
+    if [ "${IO:-0}" = 1 ] && [ -n "${!v:-}" ]; then
+      i=0; for q in ${!v}; do
+        b=$(awk '/^write_bytes/{print $2}' "/proc/$q/io" 2>/dev/null || echo 0)
+        echo "  $p pid $q: $(python3 -c "print(round(($b-${io0[$i]})/max(1.0,$rps*$D),1))") bytes to storage per request"
+        i=$((i + 1))
+      done
+    fi
     read -r idle1 ctxt1 sirq1 < <(awk '/^cpu /{i=$5 + $6; q=$8} /^ctxt/{c=$2} END{print i, c, q}' /proc/stat)
     ng1=$(ticks1 "$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)")
     segs1=$(awk '/^Tcp:/ && $12 ~ /^[0-9]+$/ {print $12}' /proc/net/snmp)
