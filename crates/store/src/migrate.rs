@@ -178,9 +178,9 @@ mod tests {
         .collect();
         assert_eq!(indexes, ["traffic_at"]);
 
-        // v7: the records move into blocks (packed: strings once, nine
-        // integers per record), one per route, and the old
-        // table goes.
+        // v7: the records move into blocks (packed: strings once; per
+        // record a mask, its time step and the fields that changed), one
+        // per route, and the old table goes.
         sqlx::query(
             "INSERT INTO traffic VALUES ('b1', 9, 'egress', 'home', '', 'c', '', '', '', 0, 'git:22', 5, 6, 7)",
         )
@@ -215,15 +215,14 @@ mod tests {
                     9,
                     9,
                     1,
-                    r#"[2,9,["c",""],[0,0,1,1,1,0,5,6,7]]"#.to_owned()
+                    r#"[3,9,["c",""],[238,0,1,1,1,5,6,7]]"#.to_owned()
                 ),
                 (
                     "http".to_owned(),
                     7,
                     8,
                     2,
-                    r#"[2,7,["c","GET","h","/p","/q"],[0,0,1,2,3,200,1,2,3,1,0,1,2,4,200,1,2,3]]"#
-                        .to_owned()
+                    r#"[3,7,["c","GET","h","/p","/q"],[254,0,1,2,3,200,1,2,3,8,1,4]]"#.to_owned()
                 ),
             ]
         );

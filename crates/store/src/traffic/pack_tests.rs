@@ -30,47 +30,107 @@ fn entry(t: &Traffic) -> Entry {
     )
 }
 
-#[test]
-fn packed_blocks_read_back_exactly_and_are_under_half_the_older_form() {
-    let mut rows: Vec<Traffic> = (0..100)
+/// The nine-integer form (`[2, T0, STRINGS, INTS]`) that builds of
+/// 2026-12-01 wrote, as they wrote it.
+fn fixed_form(rows: &[Traffic], t0: i64) -> String {
+    let mut strings: Vec<&str> = Vec::new();
+    let mut ints: Vec<i64> = Vec::new();
+    for t in rows {
+        ints.push(t.at - t0);
+        for text in [&t.client, &t.method, &t.host, &t.path] {
+            let place = strings.iter().position(|s| *s == text).unwrap_or_else(|| {
+                strings.push(text);
+                strings.len() - 1
+            });
+            ints.push(i64::try_from(place).expect("small"));
+        }
+        ints.extend([t.status, t.bytes_in, t.bytes_out, t.duration_ms]);
+    }
+    format!(
+        "[2,{t0},{},{}]",
+        serde_json::to_string(&strings).expect("strings"),
+        serde_json::to_string(&ints).expect("ints")
+    )
+}
+
+/// A block as the edge makes it under load: 50 visitor connections
+/// interleaved, one path, sizes that repeat.
+fn busy_block() -> Vec<Traffic> {
+    (0..500)
         .map(|i| {
-            let client = format!("203.0.113.{}:{}", i % 4, 40_000 + i % 4);
-            record(1_764_000_000_000_000 + i * 37, &client, "/small.bin", 200)
+            let client = format!("203.0.113.{}:{}", i % 50, 40_000 + i % 50);
+            let mut t = record(1_764_000_000_000_000 + i * 15, &client, "/small.bin", 200);
+            t.duration_ms = i % 3 / 2;
+            t
         })
-        .collect();
-    // Strings JSON must escape, and a record older than the first.
+        .collect()
+}
+
+#[test]
+fn packed_blocks_read_back_exactly_and_are_smaller_than_the_older_forms() {
+    let mut rows = busy_block();
+    // Strings JSON must escape, a record older than the one before, every
+    // field changing at once, and times as far apart as they can be.
     rows.push(record(1_763_999_999_999_000, "[::1]:1", "/\"q\"\\ü\n", 404));
+    let mut odd = record(i64::MIN, "a", "/", -1);
+    (
+        odd.method,
+        odd.host,
+        odd.bytes_in,
+        odd.bytes_out,
+        odd.duration_ms,
+    ) = ("POST".into(), "b".into(), i64::MAX, 0, i64::MIN);
+    rows.push(odd);
+    rows.push(record(i64::MAX, "a", "/", 0));
     let refs: Vec<&Traffic> = rows.iter().collect();
-    let t0 = rows.iter().map(|t| t.at).min().unwrap_or_default();
+    let t0 = 1_764_000_000_000_000;
     let packed = pack(&refs, t0).expect("packs");
     let want: Vec<Entry> = rows.iter().map(entry).collect();
     assert_eq!(unpack(&packed).expect("unpacks"), want);
-    let older = serde_json::to_string(&want).expect("older form");
+
+    // On the busy block alone: under half the nine-integer form, and under
+    // a fifth of an array per record.
+    let rows = busy_block();
+    let refs: Vec<&Traffic> = rows.iter().collect();
+    let want: Vec<Entry> = rows.iter().map(entry).collect();
+    let packed = pack(&refs, rows[0].at).expect("packs");
+    let fixed = fixed_form(&rows, rows[0].at);
+    let oldest = serde_json::to_string(&want).expect("oldest form");
     assert!(
-        packed.len() * 2 < older.len(),
-        "packed {} bytes, older form {}",
+        packed.len() * 2 < fixed.len() && packed.len() * 5 < oldest.len(),
+        "packed {} bytes, nine-integer form {}, oldest form {}",
         packed.len(),
-        older.len()
+        fixed.len(),
+        oldest.len()
     );
-    // Blocks written in the older form still read.
-    assert_eq!(unpack(&older).expect("older form reads"), want);
+    // Blocks written in the older forms still read.
+    assert_eq!(unpack(&fixed).expect("nine-integer form reads"), want);
+    assert_eq!(unpack(&oldest).expect("oldest form reads"), want);
     assert_eq!(unpack("[]").expect("empty"), Vec::<Entry>::new());
+    assert_eq!(unpack("[3,7,[],[]]").expect("empty"), Vec::<Entry>::new());
 }
 
 #[test]
 fn a_damaged_packed_block_is_an_error_not_a_panic() {
     for (i, text) in [
-        r#"[2,7,["c"],[0,0,0,0,0,200,1,2,3]]"#,  // fine: the control
+        r#"[2,7,["c"],[0,0,0,0,0,200,1,2,3]]"#,  // fine: a control
+        r#"[3,7,["c"],[16,5,200,0,255,1,0,0]]"#, // fine: a control
         r#"[2,7,["c"],[0,0,0,0,5,200,1,2,3]]"#,  // a string that is not there
         r#"[2,7,["c"],[0,0,0,0,-1,200,1,2,3]]"#, // a negative place
         r#"[2,7,["c"],[0,0,0,0,0,200,1,2]]"#,    // a record cut short
-        r#"[3,7,["c"],[0,0,0,0,0,200,1,2,3]]"#,  // a form this build does not know
-        r#"[2,7,["c"],[0,0,0,0,0,200,1,2,3]"#,   // truncated text
+        r#"[3,7,["c"],[1,5,1]]"#,                // a string that is not there
+        r#"[3,7,["c"],[1,5,-1]]"#,               // a negative place
+        r#"[3,7,["c"],[16,5]]"#,                 // a record cut short
+        r#"[3,7,["c"],[0]]"#,                    // cut before its time
+        r#"[3,7,["c"],[256,5]]"#,                // a mask beyond the fields
+        r#"[3,7,["c"],[-1,5]]"#,                 // a negative mask
+        r#"[4,7,["c"],[0,0,0,0,0,200,1,2,3]]"#,  // a form this build does not know
+        r#"[3,7,["c"],[16,5,200]"#,              // truncated text
     ]
     .into_iter()
     .enumerate()
     {
         let got = unpack(text);
-        assert_eq!(got.is_ok(), i == 0, "{text}: {got:?}");
+        assert_eq!(got.is_ok(), i < 2, "{text}: {got:?}");
     }
 }
