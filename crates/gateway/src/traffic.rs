@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 /// Most records written per statement.
-const BATCH: usize = 2_000;
+const BATCH: usize = 8_192;
 
 /// Retention and queue size.
 #[derive(Debug, Clone)]
@@ -82,9 +82,14 @@ impl Recorder {
 }
 
 /// How long the writer lets records gather before writing them: fewer,
-/// larger writes and no wake-up per record under load, at the price of
-/// this much delay in the trail.
-const GATHER: Duration = Duration::from_millis(10);
+/// larger blocks and commits (each commit also rewrites the table's and
+/// the index's last pages, and half fills a last overflow page), at the
+/// price of this much delay in the trail.
+const GATHER: Duration = Duration::from_millis(100);
+
+/// How often the writer empties the queue while records gather, so the
+/// queue holds at most this long's records however long the gather is.
+const TICK: Duration = Duration::from_millis(10);
 
 /// How often retention is applied at the latest. Finding the count cutoff
 /// walks the time index, so it is not done per batch.
@@ -116,13 +121,16 @@ pub(crate) async fn writer(
             Err(_) => continue,
         };
         batch.push(first);
-        // Let records gather instead of waking for each one, then take
-        // what came.
-        tokio::time::sleep(GATHER).await;
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(t) => batch.push(t),
-                Err(_) => break,
+        // Let records gather, waking every tick (not for each record) to
+        // take what came, until the gather ends or the batch is full.
+        let until = tokio::time::Instant::now() + GATHER;
+        while batch.len() < BATCH && tokio::time::Instant::now() < until {
+            tokio::time::sleep_until(until.min(tokio::time::Instant::now() + TICK)).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(t) => batch.push(t),
+                    Err(_) => break,
+                }
             }
         }
         if let Err(e) = store.insert_traffic(&batch).await {
