@@ -78,14 +78,24 @@ fn pack(rows: &[&Traffic], t0: i64) -> std::result::Result<String, serde_json::E
 /// A block's records from its `entries` text: [`pack`]'s form, the
 /// nine-integer form, or the oldest (a JSON array per record, written
 /// before 2026-12-01).
+#[cfg(test)]
 fn unpack(text: &str) -> Result<Vec<Entry>> {
+    unpack_where(text, |_, _, _| true)
+}
+
+/// The records of a block for which `keep(at, host, status)` holds.
+/// Packed records are checked before their strings are copied, so a
+/// listing by host or status copies only what it returns; every record's
+/// string places are still checked.
+fn unpack_where(text: &str, keep: impl Fn(i64, &str, i64) -> bool) -> Result<Vec<Entry>> {
     let bad = |why: String| StoreError::Db(sqlx::Error::Decode(why.into()));
     let packed = text
         .trim_start()
         .strip_prefix('[')
         .is_some_and(|rest| rest.trim_start().starts_with(|c: char| c.is_ascii_digit()));
     if !packed {
-        return serde_json::from_str(text).map_err(|e| bad(e.to_string()));
+        let all: Vec<Entry> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        return Ok(all.into_iter().filter(|e| keep(e.0, &e.3, e.5)).collect());
     }
     let (form, t0, strings, ints): (i64, i64, Vec<String>, Vec<i64>) =
         serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
@@ -93,7 +103,7 @@ fn unpack(text: &str) -> Result<Vec<Entry>> {
         usize::try_from(place)
             .ok()
             .and_then(|i| strings.get(i))
-            .cloned()
+            .map(String::as_str)
             .ok_or_else(|| {
                 bad(format!(
                     "traffic block names string {place} of {}",
@@ -101,18 +111,29 @@ fn unpack(text: &str) -> Result<Vec<Entry>> {
                 ))
             })
     };
-    let entry = |at: i64, f: &[i64; FIELDS]| -> Result<Entry> {
-        Ok((
-            at,
+    // Adds the record to `out` if it is kept.
+    let take = |out: &mut Vec<Entry>, at: i64, f: &[i64; FIELDS]| -> Result<()> {
+        let (client, method, host, path) = (
             text_at(f[0])?,
             text_at(f[1])?,
             text_at(f[2])?,
             text_at(f[3])?,
-            f[4],
-            f[5],
-            f[6],
-            f[7],
-        ))
+        );
+        if keep(at, host, f[4]) {
+            let own = str::to_owned;
+            out.push((
+                at,
+                own(client),
+                own(method),
+                own(host),
+                own(path),
+                f[4],
+                f[5],
+                f[6],
+                f[7],
+            ));
+        }
+        Ok(())
     };
     match form {
         FORM_DELTA => {
@@ -130,17 +151,18 @@ fn unpack(text: &str) -> Result<Vec<Entry>> {
                         *field = ints.next().ok_or_else(cut)?;
                     }
                 }
-                out.push(entry(at, &fields)?);
+                take(&mut out, at, &fields)?;
             }
             Ok(out)
         }
-        FORM_FIXED if ints.len() % FIXED_INTS == 0 => ints
-            .chunks_exact(FIXED_INTS)
-            .map(|r| {
+        FORM_FIXED if ints.len() % FIXED_INTS == 0 => {
+            let mut out = Vec::new();
+            for r in ints.chunks_exact(FIXED_INTS) {
                 let fields = [r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]];
-                entry(t0.saturating_add(r[0]), &fields)
-            })
-            .collect(),
+                take(&mut out, t0.saturating_add(r[0]), &fields)?;
+            }
+            Ok(out)
+        }
         _ => Err(bad(format!(
             "traffic block in an unknown form ({form}, {} integers)",
             ints.len()
@@ -296,11 +318,11 @@ impl Store {
                 q = q.bind(v);
             }
         }
-        let keep = |e: &Entry| {
-            f.host.as_ref().is_none_or(|h| *h == e.3)
-                && f.status.is_none_or(|s| s == e.5)
-                && f.since.is_none_or(|s| e.0 >= s)
-                && f.until.is_none_or(|u| e.0 < u)
+        let keep = |at: i64, host: &str, status: i64| {
+            f.host.as_deref().is_none_or(|h| h == host)
+                && f.status.is_none_or(|s| s == status)
+                && f.since.is_none_or(|s| at >= s)
+                && f.until.is_none_or(|u| at < u)
         };
         // Newest first, stable, so records with equal times keep the order
         // they were written in.
@@ -317,14 +339,14 @@ impl Store {
                 break;
             }
             let entries: String = row.try_get("entries")?;
-            let entries = unpack(&entries)?;
+            let entries = unpack_where(&entries, keep)?;
             let (kind, agent, route, target): (String, String, String, String) = (
                 row.try_get("kind")?,
                 row.try_get("agent")?,
                 row.try_get("route")?,
                 row.try_get("target")?,
             );
-            for e in entries.into_iter().filter(keep) {
+            for e in entries {
                 let (at, client, method, host, path, status, bytes_in, bytes_out, duration_ms) = e;
                 found.push(Traffic {
                     at,

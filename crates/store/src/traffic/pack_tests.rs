@@ -1,4 +1,4 @@
-use super::{Entry, Traffic, pack, unpack};
+use super::{Entry, Traffic, pack, unpack, unpack_where};
 
 fn record(at: i64, client: &str, path: &str, status: i64) -> Traffic {
     Traffic {
@@ -133,4 +133,27 @@ fn a_damaged_packed_block_is_an_error_not_a_panic() {
         let got = unpack(text);
         assert_eq!(got.is_ok(), i < 2, "{text}: {got:?}");
     }
+}
+
+#[test]
+fn a_filtered_read_returns_what_the_filter_keeps_in_every_form() {
+    let mut rows = busy_block();
+    rows[7].host = "other.example.com".into();
+    rows[9].status = 502;
+    let refs: Vec<&Traffic> = rows.iter().collect();
+    let packed = pack(&refs, rows[0].at).expect("packs");
+    let fixed = fixed_form(&rows, rows[0].at);
+    let oldest =
+        serde_json::to_string(&rows.iter().map(entry).collect::<Vec<_>>()).expect("oldest");
+    for text in [&packed, &fixed, &oldest] {
+        let other = unpack_where(text, |_, host, _| host == "other.example.com").expect("reads");
+        assert_eq!(other, [entry(&rows[7])]);
+        let failed = unpack_where(text, |_, _, status| status == 502).expect("reads");
+        assert_eq!(failed, [entry(&rows[9])]);
+        let late = unpack_where(text, |at, _, _| at >= rows[498].at).expect("reads");
+        assert_eq!(late, [entry(&rows[498]), entry(&rows[499])]);
+    }
+    // A record the filter drops is still checked.
+    let damaged = r#"[3,7,["c"],[1,5,9]]"#;
+    assert!(unpack_where(damaged, |_, _, _| false).is_err());
 }
