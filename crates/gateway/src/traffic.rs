@@ -105,7 +105,10 @@ pub(crate) async fn writer(
     cfg: AuditConfig,
 ) {
     let mut reported = 0u64;
-    let mut batch = Vec::with_capacity(BATCH);
+    // Blocks no larger than the count kept: retention drops whole blocks,
+    // and a newest block larger than that would go whole, records and all.
+    let cap = usize::try_from(cfg.max_records).map_or(BATCH, |n| n.clamp(1, BATCH));
+    let mut batch = Vec::with_capacity(cap);
     let mut next_prune = tokio::time::Instant::now();
     let mut since_prune = 0i64;
     let prune_after = (cfg.max_records / 10).max(1);
@@ -124,9 +127,9 @@ pub(crate) async fn writer(
         // Let records gather, waking every tick (not for each record) to
         // take what came, until the gather ends or the batch is full.
         let until = tokio::time::Instant::now() + GATHER;
-        while batch.len() < BATCH && tokio::time::Instant::now() < until {
+        while batch.len() < cap && tokio::time::Instant::now() < until {
             tokio::time::sleep_until(until.min(tokio::time::Instant::now() + TICK)).await;
-            while batch.len() < BATCH {
+            while batch.len() < cap {
                 match rx.try_recv() {
                     Ok(t) => batch.push(t),
                     Err(_) => break,
@@ -177,6 +180,42 @@ async fn prune(store: &Store, cfg: &AuditConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_small_count_limit_keeps_the_newest_records() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open_in(dir.path()).await.expect("store");
+        let (r, rx) = Recorder::new(100);
+        let r = Arc::new(r);
+        // Eight records waiting at once, as a burst within one gather.
+        for i in 0..8 {
+            r.record(Traffic {
+                at: now_micros() + i,
+                kind: "http".into(),
+                path: format!("/n{i}"),
+                ..Traffic::default()
+            });
+        }
+        let cfg = AuditConfig {
+            max_records: 3,
+            ..AuditConfig::default()
+        };
+        let task = tokio::spawn(writer(store.clone(), rx, r.clone(), cfg));
+        r.flush(Duration::from_secs(10)).await;
+        let kept = store
+            .traffic(&burrow_store::TrafficFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("lists");
+        let paths: Vec<&str> = kept.iter().map(|t| t.path.as_str()).collect();
+        assert!(
+            (1..=3).contains(&paths.len()) && paths[0] == "/n7",
+            "{paths:?}"
+        );
+        task.abort();
+    }
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {
