@@ -75,18 +75,18 @@ fn pack(rows: &[&Traffic], t0: i64) -> std::result::Result<String, serde_json::E
     ))
 }
 
-/// A block's records from its `entries` text: [`pack`]'s form, the
-/// nine-integer form, or the oldest (a JSON array per record, written
-/// before 2026-12-01).
+/// All of a block's records.
 #[cfg(test)]
 fn unpack(text: &str) -> Result<Vec<Entry>> {
     unpack_where(text, |_, _, _| true)
 }
 
-/// The records of a block for which `keep(at, host, status)` holds.
-/// Packed records are checked before their strings are copied, so a
-/// listing by host or status copies only what it returns; every record's
-/// string places are still checked.
+/// The records for which `keep(at, host, status)` holds, from a block's
+/// `entries` text: [`pack`]'s form, the nine-integer form, or the oldest
+/// (a JSON array per record, written before 2026-12-01). Packed records
+/// are checked before their strings are copied, so a listing by host or
+/// status copies only what it returns; every record's string places are
+/// still checked.
 fn unpack_where(text: &str, keep: impl Fn(i64, &str, i64) -> bool) -> Result<Vec<Entry>> {
     let bad = |why: String| StoreError::Db(sqlx::Error::Decode(why.into()));
     let packed = text
