@@ -12,7 +12,7 @@ use burrow_store::{Store, Traffic, now_micros};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-/// Most records written per statement.
+/// Most records in one batch, and so in one commit and one block.
 const BATCH: usize = 8_192;
 
 /// Retention and queue size.
