@@ -12,7 +12,7 @@ use burrow_store::{Store, Traffic, now_micros};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-/// Most records in one batch, and so in one commit and one block.
+/// Most records in one batch: one commit, one block per route in it.
 const BATCH: usize = 8_192;
 
 /// Retention and queue size.
