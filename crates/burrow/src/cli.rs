@@ -220,6 +220,21 @@ pub struct GatewayArgs {
     /// tunnel.example.com for *.tunnel.example.com.
     #[arg(long, env = "BURROW_PUBLIC_DOMAIN")]
     pub public_domain: Option<String>,
+    /// The gateway's own host names (the ones agents and admins reach it
+    /// by), comma-separated. With `localhost`, its certificate's DNS names
+    /// and CONNECT_URL's host, they can never be routes. Set them in Caddy
+    /// mode, where the certificate is Caddy's.
+    #[arg(
+        long = "gateway-name",
+        env = "BURROW_GATEWAY_NAMES",
+        value_delimiter = ','
+    )]
+    pub gateway_names: Vec<String>,
+    /// The URL agents dial this gateway by, as `register` prints it (e.g.
+    /// wss://gateway.example.com:17200/connect): its host is one of the
+    /// gateway's own names.
+    #[arg(long, env = "CONNECT_URL")]
+    pub connect_url: Option<String>,
     /// Caddy mode: keep a Caddy route per published host through Caddy's
     /// Admin API (e.g. http://localhost:2019), so Caddy terminates TLS and
     /// proxies visitors to this gateway. Run the gateway with --no-tls
@@ -291,7 +306,7 @@ pub struct AgentArgs {
     /// (--agent-endpoint on the gateway). Needs GATEWAY_THUMBPRINT.
     #[arg(long, env = "BURROW_AGENT_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// This agent's name: 1-200 letters, digits, '-' and '.'. Optional
+    /// This agent's name: 1-200 letters, digits, '-' and '.', not only dots. Optional
     /// with key-pair authentication (the name it was registered with).
     #[arg(long, env = "BURROW_AGENT_NAME")]
     pub agent_name: Option<String>,
@@ -545,7 +560,23 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         }
         None => info!(backend = ?store.backend(), "database ready"),
     }
+    let connect_host = match &args.connect_url {
+        Some(u) => Some(
+            TunnelUrl::parse(u)
+                .with_context(|| format!("invalid CONNECT_URL {u:?}"))?
+                .host,
+        ),
+        None => None,
+    };
+    let own_names = burrow_gateway::OwnNames::new(
+        std::iter::once("localhost".to_owned())
+            .chain(tls.iter().flat_map(|id| id.dns_names()))
+            .chain(connect_host)
+            .chain(args.gateway_names.iter().cloned()),
+    );
+    info!(names = %own_names.names().join(","), "the gateway's own names (never routes)");
     let mut config = GatewayConfig::new(psk, tls);
+    config.own_names = own_names;
     config.store = Some(store);
     config.max_agents = args.max_agents;
     config.audience = args.api_audience;
@@ -656,7 +687,7 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     let key_pair = args.key_pair.client_id.is_some();
     let name = match args.agent_name.clone() {
         Some(n) if !valid_name(&n) => {
-            bail!("invalid agent name {n:?}: use 1-200 letters, digits, '-' and '.'")
+            bail!("invalid agent name {n:?}: use 1-200 letters, digits, '-' and '.', not only dots")
         }
         Some(n) => n,
         None if key_pair => String::new(),
@@ -786,7 +817,9 @@ fn key_pair_auth(
     burrow_auth::assertion::sign(pem.as_bytes(), &client_id, None, &audience, 0, 1)
         .map_err(|e| anyhow::anyhow!("the agent's private key: {e}"))?;
     if let Some(k) = args.key_name.as_ref().filter(|k| !valid_name(k)) {
-        bail!("invalid AUTH_SERVER_KEY_NAME {k:?}: use 1-200 letters, digits, '-' and '.'");
+        bail!(
+            "invalid AUTH_SERVER_KEY_NAME {k:?}: use 1-200 letters, digits, '-' and '.', not only dots"
+        );
     }
     let domain = match (args.auth_server_domain, url) {
         (Some(d), _) => d,

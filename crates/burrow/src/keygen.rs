@@ -47,7 +47,7 @@ fn write_new(path: &Path, data: &str, mode: u32) -> Result<()> {
 pub fn run(args: KeygenArgs) -> Result<()> {
     if !valid_name(&args.agent_name) {
         bail!(
-            "invalid agent name {:?}: use 1-200 letters, digits, '-' and '.'",
+            "invalid agent name {:?}: use 1-200 letters, digits, '-' and '.', not only dots",
             args.agent_name
         );
     }

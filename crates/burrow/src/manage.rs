@@ -56,7 +56,7 @@ pub struct ApiArgs {
 /// An agent's public key, as PEM text or a file holding it.
 #[derive(Debug, Args)]
 pub struct PublicKeyArgs {
-    /// The key's name: 1-200 letters, digits, '-' and '.'.
+    /// The key's name: 1-200 letters, digits, '-' and '.', not only dots.
     #[arg(long)]
     pub key_name: String,
     /// The public key: PEM text ("$(cat ConnectionAgent-NAME.pem.pub)") or
@@ -74,7 +74,7 @@ pub enum Manage {
     Register {
         #[command(flatten)]
         api: ApiArgs,
-        /// The agent's name: 1-200 letters, digits, '-' and '.'.
+        /// The agent's name: 1-200 letters, digits, '-' and '.', not only dots.
         #[arg(long)]
         agent_name: String,
         #[command(flatten)]
@@ -366,7 +366,7 @@ fn check_name(what: &str, name: &str) -> Result<(), UsageError> {
         Ok(())
     } else {
         Err(UsageError(format!(
-            "invalid {what} name {name:?}: use 1-200 letters, digits, '-' and '.'"
+            "invalid {what} name {name:?}: use 1-200 letters, digits, '-' and '.', not only dots"
         )))
     }
 }

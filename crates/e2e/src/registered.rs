@@ -70,6 +70,9 @@ pub struct Setup {
     pub env: Vec<(String, String)>,
     /// Holds the data directories and keys.
     pub dir: tempfile::TempDir,
+    /// The gateway's command line and environment, for restarts.
+    gw_args: Vec<String>,
+    gw_env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -166,6 +169,32 @@ impl Setup {
         Ok(())
     }
 
+    /// Stops the gateway (SIGTERM) and starts it again on the same port
+    /// and data directory, with `extra` flags added.
+    pub async fn restart_gateway_with(&mut self, extra: &[&str]) -> Result<()> {
+        self.gateway.term()?;
+        self.gateway.wait_exit().await?;
+        let port = self.env[0]
+            .1
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches("/connect").parse::<u16>().ok())
+            .context("tunnel port")?;
+        let mut args = self.gw_args.clone();
+        if let Some(i) = args.iter().position(|a| a == "127.0.0.1:0") {
+            args[i] = format!("127.0.0.1:{port}");
+        }
+        args.extend(s(extra));
+        let env: Vec<(&str, &str)> = self
+            .gw_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.gateway = Proc::spawn("gateway", &self.bin, &args, &env)?;
+        self.gateway.wait_log("tunnel endpoint listening").await?;
+        Ok(())
+    }
+
     /// `add-fqdn` for agent `edge`.
     pub async fn add_fqdn(&self, fqdn: &str, extra: &[&str]) -> Result<()> {
         let mut a = vec!["add-fqdn", "--agent-name", "edge", "--fqdn", fqdn];
@@ -193,6 +222,10 @@ pub async fn setup(
     let mut args = s(&["gateway", "--listen", "127.0.0.1:0"]);
     args.extend(s(gw_extra));
     let data = dir.path().join("gw").display().to_string();
+    let gw_env = vec![
+        ("BURROW_DATA_DIR".to_owned(), data.clone()),
+        ("BURROW_ADMIN_KEY".to_owned(), admin.clone()),
+    ];
     let mut gateway = Proc::spawn(
         "gateway",
         &bin,
@@ -239,6 +272,8 @@ pub async fn setup(
         proxy,
         env,
         dir,
+        gw_args: args,
+        gw_env,
     };
     let out_dir = st.dir.path().display().to_string();
     st.ok(&["keygen", "--agent-name", "edge", "--out-dir", &out_dir])

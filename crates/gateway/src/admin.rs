@@ -110,7 +110,9 @@ fn check_name(what: &str, name: &str) -> Result<(), Refusal> {
     } else {
         Err(error(
             StatusCode::BAD_REQUEST,
-            format!("invalid {what} name {name:?}: use 1-200 letters, digits, '-' and '.'"),
+            format!(
+                "invalid {what} name {name:?}: use 1-200 letters, digits, '-' and '.', not only dots"
+            ),
         ))
     }
 }
@@ -196,10 +198,33 @@ fn route_json(r: &burrow_store::Route) -> Value {
 
 /// A public host name, under the configured public domain if there is one.
 fn check_hostname(state: &State, hostname: &str) -> Result<(), Refusal> {
-    match crate::edge::hostname_refusal(state.config.public_domain.as_deref(), hostname) {
+    match crate::edge::hostname_refusal(
+        state.config.public_domain.as_deref(),
+        &state.config.own_names,
+        hostname,
+    ) {
         Some(why) => Err(error(StatusCode::BAD_REQUEST, why)),
         None => Ok(()),
     }
+}
+
+/// A host name a route may be stored under (before the own-name and
+/// public-domain checks, which apply to new routes only).
+fn check_route_name(hostname: &str) -> Result<(), Refusal> {
+    if burrow_wire::egress::valid_pattern(hostname) && !hostname.starts_with("*.") {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid host name {hostname:?}: use a name such as app.tunnel.example.com"),
+        ))
+    }
+}
+
+/// `.` or `..`, as such or percent-encoded (`%2e`, RFC 3986 §2.3).
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+    decoded == "." || decoded == ".."
 }
 
 #[derive(Deserialize)]
@@ -302,6 +327,25 @@ async fn serve(
         .unwrap_or("localhost")
         .to_owned();
     let parts: Vec<&str> = path.split('/').skip(3).collect();
+    // `.` and `..` (also percent-encoded) are dot segments: a client or
+    // proxy that normalises the path would act on another resource than
+    // the one named, so they are refused rather than interpreted.
+    if path.split('/').any(is_dot_segment) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "paths with `.` or `..` segments are refused: name the resource itself",
+        ));
+    }
+    // Every name in the path is checked as names are when created.
+    match parts.as_slice() {
+        ["agents", name, ..] => check_name("agent", name)?,
+        ["fqdn-rules", fqdn] => check_fqdn(fqdn)?,
+        ["routes", hostname] => check_route_name(hostname)?,
+        _ => {}
+    }
+    if let ["agents", _, "keys", key] = parts.as_slice() {
+        check_name("key", key)?;
+    }
     let audit = |action: &'static str, subject: String, detail: String| async move {
         if let Err(e) = store.audit(actor, action, &subject, &detail).await {
             warn!(error = %e, "audit record not written");

@@ -177,11 +177,25 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
 }
 
 /// Why `hostname` cannot be published here, if it cannot: it must be a
-/// host name, under the public domain if the gateway has one.
-pub(crate) fn hostname_refusal(public_domain: Option<&str>, hostname: &str) -> Option<String> {
-    if !burrow_wire::egress::valid_pattern(hostname) || hostname.starts_with("*.") {
+/// host name (not an IP address), not one of the gateway's own names, and
+/// under the public domain if the gateway has one.
+pub(crate) fn hostname_refusal(
+    public_domain: Option<&str>,
+    own: &OwnNames,
+    hostname: &str,
+) -> Option<String> {
+    let ip_like = hostname
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if !burrow_wire::egress::valid_pattern(hostname) || hostname.starts_with("*.") || ip_like {
         return Some(format!(
             "invalid host name {hostname:?}: use a name such as app.tunnel.example.com"
+        ));
+    }
+    if own.contains(hostname) {
+        return Some(format!(
+            "{hostname} is one of this gateway's own names (its certificate, CONNECT_URL or BURROW_GATEWAY_NAMES): agents and admins reach the gateway by it, so it cannot be a route"
         ));
     }
     let domain = public_domain?;
@@ -193,6 +207,38 @@ pub(crate) fn hostname_refusal(public_domain: Option<&str>, hostname: &str) -> O
             "{hostname} is not under this gateway's public domain {domain} (BURROW_PUBLIC_DOMAIN): use NAME.{domain}"
         )
     })
+}
+
+/// The names agents and admins reach the gateway by: its certificate's DNS
+/// names, the host of its CONNECT_URL and BURROW_GATEWAY_NAMES. Never
+/// routes: the tunnel port routes by host before its own endpoints, so a
+/// route on one of these would receive admin keys and agents' tokens.
+#[derive(Debug, Clone, Default)]
+pub struct OwnNames(Vec<String>);
+
+impl OwnNames {
+    /// The names, normalised as routes name hosts (lowercase, no port, no
+    /// trailing dot); empty ones are dropped.
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(names: I) -> Self {
+        let mut v: Vec<String> = names
+            .into_iter()
+            .map(|n| normalize_host(n.as_ref().trim()))
+            .filter(|n| !n.is_empty())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        OwnNames(v)
+    }
+
+    /// Is `host` (normalised) one of them?
+    pub fn contains(&self, host: &str) -> bool {
+        self.0.iter().any(|n| n == host)
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
 }
 
 /// Routes an agent declares from its own configuration: stored for it
@@ -227,7 +273,7 @@ pub(crate) async fn declared(state: &State, agent: &str, body: &[u8]) {
             created_at: now,
             updated_at: now,
         };
-        let why = hostname_refusal(Some(domain), &host)
+        let why = hostname_refusal(Some(domain), &state.config.own_names, &host)
             .or_else(|| {
                 route_target(&route)
                     .is_none()

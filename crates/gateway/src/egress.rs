@@ -130,13 +130,28 @@ pub(crate) async fn reload(state: &State) -> bool {
     let Some(store) = &state.config.store else {
         return true;
     };
-    let (fresh, fresh_routes) = match tokio::try_join!(store.fqdn_rules(), store.routes()) {
+    let (fresh, mut fresh_routes) = match tokio::try_join!(store.fqdn_rules(), store.routes()) {
         Ok(r) => r,
         Err(e) => {
             debug!(error = %e, "FQDN rules and routes not reloaded");
             return false;
         }
     };
+    // A route stored before the gateway had this name (an older version,
+    // a new certificate or BURROW_GATEWAY_NAMES entry) is never served.
+    let own = &state.config.own_names;
+    let (shadowed, kept): (Vec<_>, Vec<_>) = fresh_routes
+        .into_iter()
+        .partition(|r| own.contains(&r.hostname));
+    fresh_routes = kept;
+    let before = state
+        .shadowed_routes
+        .swap(shadowed.len(), std::sync::atomic::Ordering::Relaxed);
+    if before != shadowed.len() {
+        for r in &shadowed {
+            warn!(hostname = %r.hostname, agent = %r.agent, "route ignored: it is one of this gateway's own names (remove it with `burrow remove-route`)");
+        }
+    }
     let (old, old_routes) = {
         let mut cache = state.rules.write().unwrap_or_else(|p| p.into_inner());
         let mut rcache = state.routes.write().unwrap_or_else(|p| p.into_inner());

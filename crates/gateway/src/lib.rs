@@ -49,6 +49,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use caddy::CaddyConfig;
+pub use edge::OwnNames;
 pub use egress::ProxyAuth;
 pub use forward::{ForwardSpec, ForwardSpecError};
 pub use registry::Registry;
@@ -73,7 +74,7 @@ impl std::str::FromStr for AgentEndpoint {
         })?;
         if !burrow_wire::valid_name(name) {
             return Err(format!(
-                "invalid agent endpoint {s:?}: agent names are 1-200 letters, digits, '-' and '.'"
+                "invalid agent endpoint {s:?}: agent names are 1-200 letters, digits, '-' and '.', not only dots"
             ));
         }
         let url = TunnelUrl::parse(url).map_err(|e| e.to_string())?;
@@ -129,6 +130,8 @@ pub struct GatewayConfig {
     pub edge_tls: Option<Arc<LiveIdentity>>,
     /// Routes must be under this domain (`BURROW_PUBLIC_DOMAIN`), if set.
     pub public_domain: Option<String>,
+    /// The gateway's own host names, which can never be routes.
+    pub own_names: OwnNames,
     /// Caddy mode: keep routes in Caddy through its Admin API.
     pub caddy: Option<CaddyConfig>,
     /// Origins browsers may call the admin API from (`*`: any).
@@ -174,6 +177,7 @@ impl GatewayConfig {
             edge_https: None,
             edge_tls: None,
             public_domain: None,
+            own_names: OwnNames::new(["localhost"]),
             caddy: None,
             allowed_origins: vec!["*".into()],
             audit: AuditConfig::default(),
@@ -223,8 +227,10 @@ pub(crate) struct State {
     pub(crate) identity: Option<tokens::Identity>,
     /// FQDN rules, as last read from the store.
     pub(crate) rules: std::sync::RwLock<Arc<Vec<burrow_store::FqdnRule>>>,
-    /// Routes, as last read from the store.
+    /// Routes, as last read from the store, less those on own names.
     pub(crate) routes: std::sync::RwLock<Arc<Vec<burrow_store::Route>>>,
+    /// Stored routes left out because they name the gateway itself.
+    pub(crate) shadowed_routes: std::sync::atomic::AtomicUsize,
     /// Wakes the Caddy reconciler (a route or an agent changed).
     pub(crate) caddy_kick: tokio::sync::Notify,
     /// The traffic audit trail; present with a store.
@@ -354,6 +360,7 @@ impl Gateway {
             traffic: recorder,
             rules: std::sync::RwLock::new(Arc::new(Vec::new())),
             routes: std::sync::RwLock::new(Arc::new(Vec::new())),
+            shadowed_routes: std::sync::atomic::AtomicUsize::new(0),
             caddy_kick: tokio::sync::Notify::new(),
             identity,
             acceptor,

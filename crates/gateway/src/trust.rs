@@ -70,7 +70,7 @@ impl FromStr for TrustEntry {
         let agent = agent.trim();
         if !valid_name(agent) {
             return Err(bad(
-                "agent names are 1-200 letters, digits, '-' and '.'".into()
+                "agent names are 1-200 letters, digits, '-' and '.', not only dots".into(),
             ));
         }
         let thumbprint = tp.trim().parse().map_err(|e| bad(format!("{e}")))?;

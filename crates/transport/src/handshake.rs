@@ -103,7 +103,9 @@ pub async fn accept(link: &mut Link) -> Result<Hello, HandshakeError> {
     } else if !valid_name(&hello.agent_name) {
         Some(Reject {
             code: RejectCode::BadName,
-            message: "agent names are 1-200 characters of letters, digits, '-' and '.'".into(),
+            message:
+                "agent names are 1-200 characters of letters, digits, '-' and '.', not only dots"
+                    .into(),
         })
     } else {
         None

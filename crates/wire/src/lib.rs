@@ -164,10 +164,13 @@ pub(crate) fn put_str(buf: &mut impl BufMut, s: &str, max: usize) {
 }
 
 /// Is `name` a valid agent or key name: 1–200 characters of ASCII letters,
-/// digits, `-` and `.`?
+/// digits, `-` and `.`, not only dots? Names become URL path segments in
+/// the admin API, where `.` and `..` are dot segments that clients and
+/// proxies remove (RFC 3986 §5.2.4).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
+        && !name.bytes().all(|b| b == b'.')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')

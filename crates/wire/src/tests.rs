@@ -235,6 +235,12 @@ fn names_follow_the_seed_rules() {
     assert!(!valid_name("has space"));
     assert!(!valid_name("under_score"));
     assert!(!valid_name("ümlaut"));
+    // Dot segments in the admin API's paths.
+    assert!(!valid_name("."));
+    assert!(!valid_name(".."));
+    assert!(!valid_name("..."));
+    assert!(valid_name("a..b"));
+    assert!(valid_name(".hidden"));
 }
 
 #[test]

@@ -323,6 +323,7 @@ fn bare_state() -> Arc<State> {
         traffic: None,
         rules: std::sync::RwLock::new(Arc::new(Vec::new())),
         routes: std::sync::RwLock::new(Arc::new(Vec::new())),
+        shadowed_routes: std::sync::atomic::AtomicUsize::new(0),
         caddy_kick: tokio::sync::Notify::new(),
         identity: None,
         acceptor: None,

@@ -240,6 +240,29 @@ impl LiveIdentity {
         self.current().thumbprint
     }
 
+    /// The DNS names (subject alternative names) of the certificate in
+    /// use, lowercase; none when it cannot be parsed.
+    pub fn dns_names(&self) -> Vec<String> {
+        let current = self.current();
+        let Some(leaf) = current.certified.cert.first() else {
+            return Vec::new();
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
+            return Vec::new();
+        };
+        let Ok(Some(san)) = cert.subject_alternative_name() else {
+            return Vec::new();
+        };
+        san.value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Where it comes from.
     pub fn source(&self) -> &IdentitySource {
         &self.source
