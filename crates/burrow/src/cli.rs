@@ -188,6 +188,13 @@ pub struct GatewayArgs {
     /// (bk_<12 hex>_<secret>, e.g. from a secret store).
     #[arg(long, env = "BURROW_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+    /// File holding the access-token signing key (64+ hex characters,
+    /// e.g. `openssl rand -hex 32`), the same on every replica. Default:
+    /// `token-key` in the data directory (created, mode 0600) with SQLite;
+    /// the database's settings with PostgreSQL. The key itself may be
+    /// given in BURROW_TOKEN_KEY instead.
+    #[arg(long, env = "BURROW_TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
     /// Audience of the access tokens agents present (API_AUDIENCE).
     /// Default: one made on first start and kept in the database.
     #[arg(long, env = "BURROW_API_AUDIENCE")]
@@ -539,15 +546,15 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
             );
         }
     }
+    let data_dir = args.identity.data_dir();
+    burrow_transport::tls::ensure_dir(&data_dir)?;
+    burrow_transport::files::warn_if_shared_dir(&data_dir);
     let store = match &args.database_url {
         Some(url) => burrow_store::Store::open(url).await,
-        None => {
-            let dir = args.identity.data_dir();
-            burrow_transport::tls::ensure_dir(&dir)?;
-            burrow_store::Store::open_in(&dir).await
-        }
+        None => burrow_store::Store::open_in(&data_dir).await,
     }
     .context("cannot open the database")?;
+    let token_key = token_key_source(args.token_key_file.as_deref(), store.backend(), &data_dir)?;
     match burrow_gateway::admin::bootstrap(&store, args.admin_key.as_deref())
         .await
         .map_err(anyhow::Error::msg)?
@@ -577,6 +584,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     info!(names = %own_names.names().join(","), "the gateway's own names (never routes)");
     let mut config = GatewayConfig::new(psk, tls);
     config.own_names = own_names;
+    config.token_key = token_key;
     config.store = Some(store);
     config.max_agents = args.max_agents;
     config.audience = args.api_audience;
@@ -644,6 +652,35 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     );
     gw.run(shutdown_signal()).await;
     Ok(())
+}
+
+/// Where the access-token key comes from: BURROW_TOKEN_KEY, the operator's
+/// key file, a file of its own beside a SQLite database, or PostgreSQL.
+fn token_key_source(
+    file: Option<&std::path::Path>,
+    backend: burrow_store::Backend,
+    data_dir: &std::path::Path,
+) -> Result<burrow_gateway::TokenKeySource> {
+    use burrow_gateway::TokenKeySource;
+    if let Some(v) = std::env::var("BURROW_TOKEN_KEY")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        if file.is_some() {
+            bail!("BURROW_TOKEN_KEY and BURROW_TOKEN_KEY_FILE both set: keep one");
+        }
+        return Ok(TokenKeySource::Given(Secret::new(v)));
+    }
+    if let Some(path) = file {
+        burrow_transport::files::warn_if_readable(path);
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token key file {}", path.display()))?;
+        return Ok(TokenKeySource::Given(Secret::new(text.trim())));
+    }
+    Ok(match backend {
+        burrow_store::Backend::Sqlite => TokenKeySource::File(data_dir.join("token-key")),
+        burrow_store::Backend::Postgres => TokenKeySource::Store,
+    })
 }
 
 /// How the agent trusts the gateway: pinned thumbprints, a CA file, or the

@@ -230,3 +230,88 @@ async fn dot_names_and_dot_segments_are_refused() -> Result<()> {
     assert!(keys.contains("k1"), "{keys}");
     Ok(())
 }
+
+/// Mode bits of a file.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs a statement on a SQLite file with Python's sqlite3; its rows.
+async fn sqlite(db: &Path, sql: &str) -> Result<String> {
+    let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nfor r in c.execute(sys.argv[2]): print(*r)\nc.commit()";
+    let db = db.display().to_string();
+    let (code, out, err) = run("python3", &["-c", script, &db, sql], Path::new("/"), &[]).await?;
+    anyhow::ensure!(code == 0, "sqlite: {err}");
+    Ok(out)
+}
+
+#[tokio::test]
+async fn the_token_key_is_readable_by_the_gateways_user_only() -> Result<()> {
+    let mut st = setup(&bin(), &[], &[], true).await?;
+    let data = st.dir.path().join("gw");
+    let db = data.join("burrow.db");
+    let key_file = data.join("token-key");
+    // Every file the gateway made is private, the key outside the database.
+    for f in ["burrow.db", "burrow.db-wal", "burrow.db-shm", "token-key"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    let key = std::fs::read_to_string(&key_file)?.trim().to_owned();
+    assert_eq!(key.len(), 64);
+    let settings = sqlite(&db, "SELECT name FROM settings").await?;
+    assert!(!settings.contains("access_token_key"), "{settings}");
+    for f in ["burrow.db", "burrow.db-wal"] {
+        let bytes = std::fs::read(data.join(f))?;
+        assert!(
+            !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+            "{f} holds the token key"
+        );
+    }
+
+    // A database from an older gateway: the key in its settings, the
+    // files world-readable, the data directory too.
+    st.gateway.term()?;
+    st.gateway.wait_exit().await?;
+    let old = "ab".repeat(32);
+    sqlite(
+        &db,
+        &format!(
+            "INSERT INTO settings (name, value, created_at) VALUES ('access_token_key', '{old}', 0)"
+        ),
+    )
+    .await?;
+    std::fs::remove_file(&key_file)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    for f in ["burrow.db", "burrow.db-wal", "burrow.db-shm"] {
+        let p = data.join(f);
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755))?;
+    st.restart_gateway_with(&[]).await?;
+    st.gateway
+        .wait_log_after(0, "the data directory is readable by other users", |_| true)
+        .await?;
+    st.gateway
+        .wait_log_after(0, "access-token key was removed from the database", |_| {
+            true
+        })
+        .await?;
+    let settings = sqlite(&db, "SELECT name FROM settings").await?;
+    assert!(!settings.contains("access_token_key"), "{settings}");
+    let fresh = std::fs::read_to_string(&key_file)?.trim().to_owned();
+    assert_ne!(fresh, old, "the stored key was retired, not moved");
+    for f in ["burrow.db", "token-key"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    // The agent gets a new token with the new key and its links return.
+    let agents = st.ok(&["list-agents"]).await?;
+    assert!(agents.contains("edge"), "{agents}");
+    st.gateway
+        .wait_log_after(0, "agent link up", |v| v["links"] == 2)
+        .await?;
+    Ok(())
+}

@@ -169,11 +169,13 @@ impl Setup {
         Ok(())
     }
 
-    /// Stops the gateway (SIGTERM) and starts it again on the same port
-    /// and data directory, with `extra` flags added.
+    /// Stops the gateway (SIGTERM), unless it has stopped, and starts it
+    /// again on the same port and data directory, with `extra` flags added.
     pub async fn restart_gateway_with(&mut self, extra: &[&str]) -> Result<()> {
-        self.gateway.term()?;
-        self.gateway.wait_exit().await?;
+        if self.gateway.pid().is_some() {
+            self.gateway.term()?;
+            self.gateway.wait_exit().await?;
+        }
         let port = self.env[0]
             .1
             .rsplit(':')

@@ -53,6 +53,7 @@ pub use edge::OwnNames;
 pub use egress::ProxyAuth;
 pub use forward::{ForwardSpec, ForwardSpecError};
 pub use registry::Registry;
+pub use tokens::{TokenKeyError, TokenKeySource};
 pub use traffic::AuditConfig;
 pub use trust::{Trust, TrustEntry, TrustError};
 
@@ -113,6 +114,8 @@ pub struct GatewayConfig {
     pub audience: Option<String>,
     /// How long an access token lives.
     pub access_token_lifetime: Duration,
+    /// Where the access-token signing key lives.
+    pub token_key: TokenKeySource,
     /// How often live links are checked against the stored keys, so a key
     /// removed through another replica (or the database) closes its links;
     /// FQDN rules are re-read as often.
@@ -170,6 +173,7 @@ impl GatewayConfig {
             max_agents: burrow_store::DEFAULT_MAX_AGENTS,
             audience: None,
             access_token_lifetime: Duration::from_secs(burrow_auth::access::DEFAULT_LIFETIME),
+            token_key: TokenKeySource::default(),
             revocation_check: Duration::from_secs(2),
             proxy_listen: None,
             proxy_auth: None,
@@ -202,6 +206,9 @@ pub enum GatewayError {
     /// The database could not provide the token settings.
     #[error("database: {0}")]
     Store(#[from] burrow_store::StoreError),
+    /// The access-token key could not be had.
+    #[error(transparent)]
+    TokenKey(#[from] TokenKeyError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -340,6 +347,7 @@ impl Gateway {
             Some(store) => Some(
                 tokens::Identity::load(
                     store.clone(),
+                    &config.token_key,
                     config.audience.clone(),
                     config.access_token_lifetime.as_secs(),
                 )

@@ -145,22 +145,110 @@ fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     r
 }
 
+/// Where the access-token signing key lives. Whoever reads it can forge a
+/// token for any agent, so never where other local users can read it.
+#[derive(Debug, Clone, Default)]
+pub enum TokenKeySource {
+    /// In the database's settings (PostgreSQL: shared by replicas and
+    /// protected by the database's own authentication and grants).
+    #[default]
+    Store,
+    /// A file (hex, mode 0600), created on first start: the default
+    /// beside a SQLite database in the data directory.
+    File(std::path::PathBuf),
+    /// Given by the operator (`BURROW_TOKEN_KEY` or a key file of their
+    /// own), the same on every replica; never stored.
+    Given(burrow_transport::Secret),
+}
+
+/// Why the token key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenKeyError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] burrow_store::StoreError),
+    /// The key file could not be read or written.
+    #[error("token key file {path}: {source}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key is not hex of 32 bytes or more.
+    #[error("{what} is not a token key: use 64 or more hex characters (openssl rand -hex 32)")]
+    Invalid {
+        /// Which key (a file's path or a variable's name), never its value.
+        what: String,
+    },
+}
+
+impl TokenKeySource {
+    async fn load(&self, store: &Store) -> Result<TokenKey, TokenKeyError> {
+        let key = match self {
+            TokenKeySource::Store => {
+                let secret = store
+                    .setting_or_init(SETTING_KEY, TokenKey::generate_hex)
+                    .await?;
+                return TokenKey::from_hex(&secret).ok_or_else(|| TokenKeyError::Invalid {
+                    what: format!("the database setting {SETTING_KEY}"),
+                });
+            }
+            TokenKeySource::Given(s) => {
+                TokenKey::from_hex(s.expose().trim()).ok_or_else(|| TokenKeyError::Invalid {
+                    what: "BURROW_TOKEN_KEY".into(),
+                })?
+            }
+            TokenKeySource::File(path) => key_file(path)?,
+        };
+        // An older gateway kept the key in the database, where any reader
+        // of the file (or a backup) could forge tokens. That key is retired,
+        // not moved: it may already have been copied.
+        if store.remove_setting(SETTING_KEY).await? {
+            warn!(
+                "the access-token key was removed from the database and replaced by one the database does not hold; access tokens issued before now are refused, and agents fetch new ones"
+            );
+        }
+        Ok(key)
+    }
+}
+
+/// Reads the key file, or creates it (0600) with a new key.
+fn key_file(path: &std::path::Path) -> Result<TokenKey, TokenKeyError> {
+    let io = |source| TokenKeyError::File {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            burrow_transport::files::tighten(path);
+            TokenKey::from_hex(text.trim()).ok_or_else(|| TokenKeyError::Invalid {
+                what: path.display().to_string(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let hex = TokenKey::generate_hex();
+            burrow_transport::files::write_private(path, format!("{hex}\n").as_bytes())
+                .map_err(io)?;
+            info!(path = %path.display(), "access-token key created (mode 0600)");
+            TokenKey::from_hex(&hex).ok_or_else(|| TokenKeyError::Invalid {
+                what: path.display().to_string(),
+            })
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
 impl Identity {
     /// Loads (or, on a fresh database, creates) the signing key and the
     /// audience; `audience` overrides the stored one.
     pub(crate) async fn load(
         store: Store,
+        key: &TokenKeySource,
         audience: Option<String>,
         lifetime: u64,
-    ) -> Result<Self, burrow_store::StoreError> {
-        let secret = store
-            .setting_or_init(SETTING_KEY, TokenKey::generate_hex)
-            .await?;
-        let key =
-            TokenKey::from_hex(&secret).ok_or_else(|| burrow_store::StoreError::NotFound {
-                what: "valid setting",
-                name: SETTING_KEY.into(),
-            })?;
+    ) -> Result<Self, TokenKeyError> {
+        let key = key.load(&store).await?;
         let audience = match audience {
             Some(a) => a,
             None => {

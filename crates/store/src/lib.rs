@@ -395,6 +395,9 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(redact_url(url)));
         };
+        if backend == Backend::Sqlite {
+            sqlite_files_private(url);
+        }
         let url = match backend {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_owned(),
@@ -518,6 +521,15 @@ impl Store {
                 what: "setting",
                 name: name.to_owned(),
             })
+    }
+
+    /// Removes a gateway-wide setting; true if there was one.
+    pub async fn remove_setting(&self, name: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM settings WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn setting(&self, name: &str) -> Result<Option<String>> {
@@ -949,3 +961,47 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Keeps a SQLite database readable by its owner only: a missing file is
+/// created with mode 0600 (SQLite gives its `-wal` and `-shm` files the
+/// database file's mode), and an existing one, with its `-wal` and `-shm`,
+/// loses group and other permissions. `url` is `sqlite://PATH[?…]` or
+/// `sqlite:PATH`; in-memory databases are left alone.
+fn sqlite_files_private(url: &str) {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let db = std::path::Path::new(path);
+        if !db.exists() {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(db);
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let f = std::path::PathBuf::from(format!("{path}{suffix}"));
+            let Ok(meta) = std::fs::metadata(&f) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                match std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode & 0o700)) {
+                    Ok(()) => {
+                        tracing::info!(path = %f.display(), "database file made private (mode 0600): it holds key hashes and the audit trail")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %f.display(), error = %e, "database file is readable by other users and could not be made private; run: chmod 600 on it")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -2,7 +2,6 @@
 //! the data directory, or imported from PEM files; reloadable.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -106,22 +105,11 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// Writes `data` to `path` with mode 0600, through a temporary file so a
-/// crash never leaves half a key behind.
 fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
-    let io = |source| TlsError::Write {
+    crate::files::write_private(path, data).map_err(|source| TlsError::Write {
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp).map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 /// Creates the data directory (mode 0700) if it is missing.
@@ -185,15 +173,7 @@ pub fn generated_paths(dir: &Path, role: &str) -> (PathBuf, PathBuf) {
 }
 
 fn warn_if_readable(key: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(m) = fs::metadata(key)
-            && m.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(path = %key.display(), "private key file is readable by other users; run: chmod 600 {}", key.display());
-        }
-    }
+    crate::files::warn_if_readable(key);
 }
 
 /// Thumbprint of the first certificate in a PEM file.
