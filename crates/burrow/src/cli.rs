@@ -57,12 +57,14 @@ pub enum LogFormat {
 }
 
 /// Subcommands.
+// Parsed once per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway: the TLS tunnel endpoint agents dial (or that dials
     /// listening agents), and TCP forwards that carry connections through
     /// them.
-    Gateway(Box<GatewayArgs>),
+    Gateway(GatewayArgs),
     /// Run the agent: dial the gateway (or, with --listen, let the gateway
     /// dial in) and connect the targets it asks for (those the allow-list
     /// permits).
@@ -505,7 +507,7 @@ pub fn init_logging(args: &LogArgs) -> Result<()> {
 /// Runs the chosen subcommand.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Gateway(args) => gateway(*args).await,
+        Command::Gateway(args) => gateway(args).await,
         Command::Run(args) => agent(args).await,
         Command::Demo(args) => demo(args).await,
         Command::Thumbprint(args) => crate::identity::thumbprint(args),
