@@ -274,6 +274,37 @@ async fn the_gateway_port_serves_published_hosts_and_refuses_what_it_must() -> R
     let out = exchange_to_close(gw, smuggle).await?;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(!out.contains("smuggled"), "{out}");
+    // Framing fields whose values are not text, which a lenient service
+    // could read differently; and bare LF in chunked framing.
+    let inner = "GET /smuggled HTTP/1.1\r\nHost: app.tunnel.test\r\n\r\n";
+    for head in [
+        [
+            format!("Content-Length: {}", inner.len()).as_bytes(),
+            b"\xff",
+        ]
+        .concat(),
+        b"Transfer-Encoding: \xff, chunked\r\nContent-Length: 40".to_vec(),
+    ] {
+        let mut raw = b"POST /s HTTP/1.1\r\nHost: app.tunnel.test\r\n".to_vec();
+        raw.extend_from_slice(&head);
+        raw.extend_from_slice(b"\r\n\r\n0\r\n\r\n");
+        raw.extend_from_slice(inner.as_bytes());
+        let out = exchange_to_close(gw, &raw).await?;
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(
+            !out.contains("smuggled") && !out.contains("length "),
+            "{out}"
+        );
+    }
+    let bare = format!(
+        "POST /s HTTP/1.1\r\nHost: app.tunnel.test\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n{inner}"
+    );
+    let out = exchange_to_close(gw, bare.as_bytes()).await?;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(
+        !out.contains("smuggled") && !out.contains("chunked "),
+        "{out}"
+    );
     let big = format!(
         "GET / HTTP/1.1\r\nHost: app.tunnel.test\r\nX-Big: {}\r\n\r\n",
         "x".repeat(70 * 1024)

@@ -101,6 +101,15 @@ fn eq(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// Are all field values text (UTF-8)? A value that is not is refused
+/// whole rather than skipped: a lenient server behind the edge could read
+/// framing from a field the edge ignored (`Content-Length: 40\xff`,
+/// `Transfer-Encoding: \xff, chunked`) and find a second request in the
+/// body.
+fn all_text(headers: &[httparse::Header<'_>]) -> bool {
+    headers.iter().all(|h| std::str::from_utf8(h.value).is_ok())
+}
+
 /// Comma-separated tokens of every `name` field, trimmed (compare them
 /// without regard to case).
 fn tokens<'a>(
@@ -198,6 +207,9 @@ fn parse_request(
         return Err(bad("The request line is incomplete."));
     };
     let headers = &*req.headers;
+    if !all_text(headers) {
+        return Err(bad("A header field's value is not valid text."));
+    }
 
     // The target in origin form, and the host an absolute form names.
     let (target, authority) = match target.get(..8).map(str::to_ascii_lowercase) {
@@ -364,6 +376,9 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>
         return Err("its response is not valid HTTP/1.1");
     };
     let headers = &*res.headers;
+    if !all_text(headers) {
+        return Err("a header field's value in its response is not valid text");
+    }
     let connection: Vec<&str> = tokens(headers, "connection").collect();
     let has = |t: &str| connection.iter().any(|c| eq(c, t));
     let close = has("close") || (version == 0 && !has("keep-alive"));
@@ -414,6 +429,10 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>
     }))
 }
 
+/// Every line of chunked framing ends in CRLF (RFC 9112 §7.1): a bare LF
+/// is read differently by different servers, so it is refused.
+const BARE_LF: &str = "a chunked body's line ends in a bare LF";
+
 /// Follows chunked framing over bytes passing through, to find where the
 /// body ends.
 #[derive(Debug, Default)]
@@ -435,6 +454,7 @@ enum ChunkState {
     DataLf,
     TrailerStart,
     TrailerLine,
+    TrailerLf,
     EndLf,
     Done,
 }
@@ -459,12 +479,12 @@ impl Chunked {
                     }
                     b';' | b' ' | b'\t' if self.digits > 0 => self.state = Extension,
                     b'\r' if self.digits > 0 => self.state = SizeLf,
-                    b'\n' if self.digits > 0 => self.end_size_line(),
+                    b'\n' => return Err(BARE_LF),
                     _ => return Err("a chunk size is malformed"),
                 },
                 Extension => match b {
                     b'\r' => self.state = SizeLf,
-                    b'\n' => self.end_size_line(),
+                    b'\n' => return Err(BARE_LF),
                     _ => {}
                 },
                 SizeLf => {
@@ -486,7 +506,7 @@ impl Chunked {
                 }
                 DataCr => match b {
                     b'\r' => self.state = DataLf,
-                    b'\n' => self.state = Size,
+                    b'\n' => return Err(BARE_LF),
                     _ => return Err("a chunk is longer than its size"),
                 },
                 DataLf => {
@@ -497,17 +517,20 @@ impl Chunked {
                 }
                 TrailerStart => match b {
                     b'\r' => self.state = EndLf,
-                    b'\n' => self.state = Done,
+                    b'\n' => return Err(BARE_LF),
                     _ => self.state = TrailerLine,
                 },
-                TrailerLine => {
+                TrailerLine | TrailerLf => {
                     self.trailer_bytes += 1;
                     if self.trailer_bytes > MAX_TRAILERS {
                         return Err("the trailer section is too large");
                     }
-                    if b == b'\n' {
-                        self.state = TrailerStart;
-                    }
+                    self.state = match (self.state, b) {
+                        (_, b'\r') => TrailerLf,
+                        (TrailerLf, b'\n') => TrailerStart,
+                        (_, b'\n') => return Err(BARE_LF),
+                        _ => TrailerLine,
+                    };
                 }
                 EndLf => {
                     if b != b'\n' {
@@ -598,6 +621,9 @@ enum Failed {
     Unanswered,
     /// The visitor went away, or the response broke off midway.
     Broken,
+    /// The visitor's request body is not framed as its head says: it
+    /// gets a 400 page, and neither connection is used again.
+    BadBody,
 }
 
 /// What one exchange did.
@@ -811,6 +837,24 @@ where
                 });
                 return Outcome::Done;
             }
+            Err(Failed::BadBody) => {
+                let _ = write_page(
+                    &mut w,
+                    head.head_request,
+                    400,
+                    "Bad request",
+                    "The request's body is not framed as its header says.",
+                    true,
+                )
+                .await;
+                state.record(burrow_store::Traffic {
+                    status: 400,
+                    duration_ms: elapsed_ms(started),
+                    ..record
+                });
+                linger(&mut r, &mut w).await;
+                return Outcome::Done;
+            }
             Err(Failed::Broken) => {
                 state.record(burrow_store::Traffic {
                     duration_ms: elapsed_ms(started),
@@ -898,7 +942,7 @@ where
     let sent_head = head.out.len() as u64;
     // The request head, with the body bytes already read if they end it.
     let mut req_left = BodyLeft::new(head.framing);
-    let k = req_left.take(buf).map_err(|_| Failed::Broken)?;
+    let k = req_left.take(buf).map_err(|_| Failed::BadBody)?;
     let first = if k == 0 {
         // Most requests: the head alone, shared, not copied.
         head.out.clone()
@@ -928,7 +972,7 @@ where
                 if buf.is_empty() && read_more(r, buf).await.map_err(|_| Failed::Broken)? == 0 {
                     return Err(Failed::Broken);
                 }
-                let k = req_left.take(buf).map_err(|_| Failed::Broken)?;
+                let k = req_left.take(buf).map_err(|_| Failed::BadBody)?;
                 to_service += k as u64;
                 stream
                     .send(buf.split_to(k).freeze())

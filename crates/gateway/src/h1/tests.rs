@@ -281,10 +281,47 @@ fn chunked_framing_finds_the_end_whole_or_byte_by_byte() {
     let mut c = Chunked::default();
     assert_eq!(c.feed(b"0\r\n\r\nrest"), Ok(5));
     assert!(c.done());
-    // Bare LF line ends are tolerated.
-    let mut c = Chunked::default();
-    assert_eq!(c.feed(b"3\nabc\n0\n\n"), Ok(9));
-    assert!(c.done());
+}
+
+#[test]
+fn bare_lf_in_chunked_framing_is_refused() {
+    for bad in [
+        &b"3\nabc\r\n0\r\n\r\n"[..],
+        b"3;x\nabc\r\n0\r\n\r\n",
+        b"3\r\nabc\n0\r\n\r\n",
+        b"0\r\n\n",
+        b"0\r\nX-T: t\n\r\n",
+    ] {
+        assert_eq!(
+            Chunked::default().feed(bad),
+            Err(BARE_LF),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn header_values_that_are_not_text_are_refused() {
+    for raw in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \xff, chunked\r\nContent-Length: 40\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 40\xff\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Anything: \xc3\x28\r\n\r\n",
+    ] {
+        let r = parse_request(raw, "127.0.0.1", Front::Edge);
+        assert!(
+            matches!(&r, Err(f) if f.status == 400),
+            "{:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    // UTF-8 text in an ordinary field still passes.
+    let ok = "GET / HTTP/1.1\r\nHost: a\r\nX-Name: Zoë\r\n\r\n";
+    assert!(matches!(
+        parse_request(ok.as_bytes(), "127.0.0.1", Front::Edge),
+        Ok(Some(_))
+    ));
+    assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 4\xff\r\n\r\n", false).is_err());
 }
 
 #[test]
