@@ -36,6 +36,9 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (Unix seconds).
     pub exp: u64,
+    /// Not valid before (Unix seconds), if the client says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Unique id, for replay detection.
     pub jti: String,
 }
@@ -92,6 +95,14 @@ pub enum AssertionError {
     /// Issued in the future.
     #[error("the client assertion was issued {0} s in the future: check the agent's clock")]
     FromTheFuture(u64),
+    /// `nbf` still ahead (RFC 7523 §3).
+    #[error("the client assertion is not valid for another {0} s (nbf): check the agent's clock")]
+    NotYetValid(u64),
+    /// A `crit` header names extensions this gateway does not implement.
+    #[error(
+        "the client assertion's header lists critical extensions ({0}) this gateway does not understand: sign without crit"
+    )]
+    UnknownCritical(String),
     /// Lives too long.
     #[error("the client assertion lives {0} s; at most {MAX_LIFETIME} s is accepted")]
     TooLong(u64),
@@ -130,6 +141,8 @@ fn part<T: serde::de::DeserializeOwned>(token: &str, idx: usize) -> Result<T, As
 struct RawHeader {
     alg: String,
     kid: Option<String>,
+    /// Extensions the recipient must understand (RFC 7515 §4.1.11).
+    crit: Option<serde_json::Value>,
 }
 
 /// Signs an assertion with a PEM private key (RSA, EC P-256 or Ed25519),
@@ -161,6 +174,7 @@ pub fn sign(
         aud: audience.into(),
         iat: now,
         exp: now + lifetime.min(MAX_LIFETIME),
+        nbf: None,
         jti: hex::encode(jti),
     };
     let mut header = Header::new(alg);
@@ -229,6 +243,11 @@ pub fn verify(
         a if a.eq_ignore_ascii_case("none") => return Err(AssertionError::AlgNone),
         other => return Err(AssertionError::UnsupportedAlg(other.into())),
     };
+    // No extension is understood here, so any `crit` is refused; an empty
+    // or malformed one is refused too (§4.1.11: it must not be empty).
+    if let Some(crit) = &header.crit {
+        return Err(AssertionError::UnknownCritical(crit.to_string()));
+    }
     let kid = header.kid.filter(|k| !k.is_empty());
     // Claims before the signature only to find the key; nothing is trusted
     // until the signature verifies below.
@@ -295,6 +314,11 @@ pub fn verify(
     }
     if claims.exp.saturating_add(LEEWAY) < now {
         return Err(AssertionError::Expired(now - claims.exp));
+    }
+    if let Some(nbf) = claims.nbf
+        && nbf > now.saturating_add(LEEWAY)
+    {
+        return Err(AssertionError::NotYetValid(nbf - now));
     }
     if claims.exp.saturating_sub(claims.iat) > MAX_LIFETIME {
         return Err(AssertionError::TooLong(

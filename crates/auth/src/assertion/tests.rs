@@ -65,6 +65,58 @@ fn b64(v: &serde_json::Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
+/// Signs `header` and `claims` as given with an RSA key.
+fn sign_raw(private: &str, header: serde_json::Value, claims: serde_json::Value) -> String {
+    let input = format!("{}.{}", b64(&header), b64(&claims));
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::RS256).unwrap();
+    format!("{input}.{sig}")
+}
+
+#[test]
+fn nbf_ahead_and_critical_extensions_are_refused() {
+    let rsa = pair(&rcgen::PKCS_RSA_SHA256);
+    let reg = Registry(HashMap::from([("k1".to_owned(), rsa.public.clone())]));
+    let claims = |nbf: Option<u64>, jti: &str| {
+        let mut c = serde_json::json!({"iss": "cid-edge", "sub": "cid-edge", "aud": AUD,
+            "iat": NOW, "exp": NOW + 60, "jti": jti});
+        if let Some(n) = nbf {
+            c["nbf"] = n.into();
+        }
+        c
+    };
+    let header = serde_json::json!({"alg": "RS256", "kid": "k1"});
+    // The same assertion passes without the claim or header in question.
+    let plain = sign_raw(&rsa.private, header.clone(), claims(None, "a"));
+    assert!(verify(&plain, &reg, AUD, NOW).is_ok());
+    let soon = sign_raw(&rsa.private, header.clone(), claims(Some(NOW + 30), "b"));
+    assert!(verify(&soon, &reg, AUD, NOW).is_ok(), "within the leeway");
+    let later = sign_raw(&rsa.private, header.clone(), claims(Some(NOW + 3600), "c"));
+    assert_eq!(
+        verify(&later, &reg, AUD, NOW),
+        Err(AssertionError::NotYetValid(3600))
+    );
+    for crit in [
+        serde_json::json!(["exp"]),
+        serde_json::json!(["urn:example:unknown"]),
+        serde_json::json!([]),
+        serde_json::json!("b64"),
+    ] {
+        let mut h = header.clone();
+        h["crit"] = crit.clone();
+        h["urn:example:unknown"] = true.into();
+        let t = sign_raw(&rsa.private, h, claims(None, "d"));
+        assert!(
+            matches!(
+                verify(&t, &reg, AUD, NOW),
+                Err(AssertionError::UnknownCritical(_))
+            ),
+            "{crit}"
+        );
+    }
+}
+
 #[test]
 fn every_refusal_has_its_own_error() {
     let rsa = pair(&rcgen::PKCS_RSA_SHA256);
@@ -198,6 +250,7 @@ fn every_refusal_has_its_own_error() {
         aud: AUD.into(),
         iat: NOW,
         exp: NOW + 3600,
+        nbf: None,
         jti: "j".into(),
     };
     let t5 = jsonwebtoken::encode(
