@@ -183,6 +183,14 @@ pub struct GatewayArgs {
     /// postgres://USER@HOST/DB. Default: burrow.db in the data directory.
     #[arg(long, env = "BURROW_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// File holding the database URL (first line), for a URL with a
+    /// password.
+    #[arg(
+        long,
+        env = "BURROW_DATABASE_URL_FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<PathBuf>,
     /// Most agents that may be registered.
     #[arg(long, env = "BURROW_MAX_AGENTS", default_value_t = burrow_store::DEFAULT_MAX_AGENTS)]
     pub max_agents: usize,
@@ -190,6 +198,9 @@ pub struct GatewayArgs {
     /// (bk_<12 hex>_<secret>, e.g. from a secret store).
     #[arg(long, env = "BURROW_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+    /// File holding that admin API key (first line).
+    #[arg(long, env = "BURROW_ADMIN_KEY_FILE", conflicts_with = "admin_key")]
+    pub admin_key_file: Option<PathBuf>,
     /// File holding the access-token signing key (64+ hex characters,
     /// e.g. `openssl rand -hex 32`), the same on every replica. Default:
     /// `token-key` in the data directory (created, mode 0600) with SQLite;
@@ -209,7 +220,10 @@ pub struct GatewayArgs {
     /// Credentials egress proxy clients must present: USER:PASSWORD (HTTP
     /// Basic proxy auth, SOCKS5 user/password).
     #[arg(long, env = "BURROW_PROXY_AUTH", hide_env_values = true)]
-    pub proxy_auth: Option<burrow_gateway::ProxyAuth>,
+    pub proxy_auth: Option<String>,
+    /// File holding the proxy credentials, USER:PASSWORD (first line).
+    #[arg(long, env = "BURROW_PROXY_AUTH_FILE", conflicts_with = "proxy_auth")]
+    pub proxy_auth_file: Option<PathBuf>,
     /// The edge's plain HTTP port: redirects visitors to HTTPS; `off`
     /// disables it.
     #[arg(long, env = "BURROW_EDGE_HTTP_LISTEN", default_value = "0.0.0.0:17280", value_parser = parse_listen_or_off)]
@@ -425,6 +439,7 @@ pub struct KeyPairArgs {
         long,
         env = "AUTH_SERVER_PRIVATE_KEY_PEM",
         hide_env_values = true,
+        allow_hyphen_values = true,
         conflicts_with = "private_key_pem_path"
     )]
     pub private_key_pem: Option<String>,
@@ -551,13 +566,34 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     let data_dir = args.identity.data_dir();
     burrow_transport::tls::ensure_dir(&data_dir)?;
     burrow_transport::files::warn_if_shared_dir(&data_dir);
-    let store = match &args.database_url {
+    let database_url = crate::secrets::value_or_file(
+        args.database_url.clone(),
+        args.database_url_file.as_deref(),
+        "database URL",
+        false,
+    )?;
+    let admin_key = crate::secrets::value_or_file(
+        args.admin_key.clone(),
+        args.admin_key_file.as_deref(),
+        "admin API key",
+        false,
+    )?;
+    let proxy_auth = crate::secrets::value_or_file(
+        args.proxy_auth.clone(),
+        args.proxy_auth_file.as_deref(),
+        "proxy credentials",
+        false,
+    )?
+    .map(|v| v.parse::<burrow_gateway::ProxyAuth>())
+    .transpose()
+    .map_err(anyhow::Error::msg)?;
+    let store = match &database_url {
         Some(url) => burrow_store::Store::open(url).await,
         None => burrow_store::Store::open_in(&data_dir).await,
     }
     .context("cannot open the database")?;
     let token_key = token_key_source(args.token_key_file.as_deref(), store.backend(), &data_dir)?;
-    match burrow_gateway::admin::bootstrap(&store, args.admin_key.as_deref())
+    match burrow_gateway::admin::bootstrap(&store, admin_key.as_deref())
         .await
         .map_err(anyhow::Error::msg)?
     {
@@ -636,7 +672,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         reload_on_sighup(id.clone());
         config.edge_tls = Some(id);
     }
-    config.proxy_auth = args.proxy_auth;
+    config.proxy_auth = proxy_auth;
     config.access_token_lifetime = args.access_token_lifetime_seconds;
     config.trust = trust;
     config.require_agent_certificate = args.require_agent_certificate;

@@ -8,6 +8,7 @@ mod cli;
 mod identity;
 mod keygen;
 mod manage;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -20,7 +21,22 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            // clap quotes values it refuses: never a secret's.
+            let text = secrets::redact(&e.render().to_string(), &args);
+            if e.use_stderr() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     // Long-running commands log their fatal error too (log shippers see
     // it); one-shot commands print it once.
     let daemon = matches!(
@@ -33,6 +49,9 @@ fn main() -> ExitCode {
         eprintln!("burrow: {e:#}");
         return ExitCode::from(2);
     }
+    for w in secrets::flag_warnings(&args) {
+        tracing::warn!("{w}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -43,10 +62,11 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let text = secrets::redact(&format!("{e:#}"), &args);
             if daemon {
-                tracing::error!("{e:#}");
+                tracing::error!("{text}");
             }
-            eprintln!("burrow: {e:#}");
+            eprintln!("burrow: {text}");
             // Bad input is a usage error (2), as clap's own are.
             if e.downcast_ref::<manage::UsageError>().is_some() {
                 ExitCode::from(2)

@@ -37,9 +37,13 @@ pub struct ApiArgs {
         long,
         env = "BURROW_ADMIN_KEY",
         hide_env_values = true,
-        visible_alias = "api-key"
+        visible_alias = "api-key",
+        required_unless_present = "admin_key_file"
     )]
-    pub admin_key: String,
+    pub admin_key: Option<String>,
+    /// File holding the admin API key (first line).
+    #[arg(long, env = "BURROW_ADMIN_KEY_FILE", conflicts_with = "admin_key")]
+    pub admin_key_file: Option<PathBuf>,
     /// Trust only the gateway certificate with this SHA-256 thumbprint
     /// (the gateway prints it at start). Without it (or --ca-file), the
     /// system's CA roots are used.
@@ -307,7 +311,15 @@ impl Api {
         let client = HttpClient::new(&origin, tls, &ProxyEnv::from_env()?)?;
         Ok(Api {
             client,
-            key: a.admin_key.trim().to_owned(),
+            key: crate::secrets::value_or_file(
+                a.admin_key.clone(),
+                a.admin_key_file.as_deref(),
+                "admin API key",
+                false,
+            )?
+            .context("no admin API key: set BURROW_ADMIN_KEY_FILE or BURROW_ADMIN_KEY")?
+            .trim()
+            .to_owned(),
             json: a.json,
         })
     }

@@ -315,3 +315,225 @@ async fn the_token_key_is_readable_by_the_gateways_user_only() -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// One HTTP/1.1 exchange over plain TCP from `from` (a loopback address of
+/// the test's choosing): the whole answer, read until the server closes or
+/// 10 s pass.
+async fn http_from(from: std::net::IpAddr, to: SocketAddr, req: String) -> Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(from, 0))?;
+    let mut s = sock.connect(to).await?;
+    s.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+const ME: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+const OTHER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// Sends `n` requests made by `make(i)` at once from ME; their answers.
+async fn burst(to: SocketAddr, n: usize, make: impl Fn(usize) -> String) -> Result<Vec<String>> {
+    let all = futures_util::future::join_all((0..n).map(|i| http_from(ME, to, make(i)))).await;
+    all.into_iter().collect()
+}
+
+#[tokio::test]
+async fn credential_guessing_is_throttled_per_address_and_logged_as_a_rate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let psk_file = dir.path().join("psk");
+    std::fs::write(&psk_file, burrow_e2e::random_psk())?;
+    let psk_arg = psk_file.display().to_string();
+    let st = setup(
+        &bin(),
+        &["--no-tls", "--psk-file", &psk_arg, "--proxy-auth-file", &{
+            let f = dir.path().join("proxy-auth");
+            std::fs::write(&f, "user:right-password\n")?;
+            f.display().to_string()
+        }],
+        &[],
+        false,
+    )
+    .await?;
+    let gw = tunnel_addr(&st)?;
+    let proxy = st.proxy;
+    let admin = &st.env[1].1;
+    let marks = st.gateway.mark();
+    const N: usize = 60;
+
+    // The egress proxy: wrong Basic credentials, all at once.
+    let bad = base64_basic("user:wrong");
+    let out = burst(proxy, N, |_| {
+        format!("GET http://example.test/ HTTP/1.1\r\nHost: example.test\r\nProxy-Authorization: Basic {bad}\r\n\r\n")
+    })
+    .await?;
+    let throttled = out
+        .iter()
+        .filter(|o| o.contains("too many wrong proxy credentials"))
+        .count();
+    assert!(
+        throttled >= N / 4,
+        "{throttled} of {N} throttled: {:?}",
+        &out[..2]
+    );
+    assert!(
+        out.iter().all(|o| o.starts_with("HTTP/1.1 407")),
+        "{:?}",
+        &out[..2]
+    );
+    // Another address's client with the right credentials is served at
+    // once (the rule is missing, so the proxy answers, not 407).
+    let good = base64_basic("user:right-password");
+    let o = http_from(OTHER, proxy, format!("GET http://example.test/ HTTP/1.1\r\nHost: example.test\r\nProxy-Authorization: Basic {good}\r\n\r\n")).await?;
+    assert!(!o.starts_with("HTTP/1.1 407"), "{o}");
+
+    // The admin API: wrong keys; the right key from another address works.
+    let out = burst(gw, N, |i| {
+        format!("GET /api/v1/agents HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer bk_000000000000_wrong{i}\r\nConnection: close\r\n\r\n")
+    })
+    .await?;
+    let throttled = out.iter().filter(|o| o.starts_with("HTTP/1.1 429")).count();
+    assert!(throttled >= N / 4, "{throttled} of {N}: {:?}", &out[..2]);
+    let o = http_from(OTHER, gw, format!("GET /api/v1/agents HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n")).await?;
+    assert!(o.starts_with("HTTP/1.1 200") && o.contains("edge"), "{o}");
+
+    // The token endpoint: a new client id for every guess gains nothing.
+    let out = burst(gw, N, |i| {
+        let claims = base64_url(&format!("{{\"iss\":\"c{i}\",\"sub\":\"c{i}\",\"aud\":\"x\",\"iat\":1,\"exp\":2,\"jti\":\"j\"}}"));
+        let body = format!("grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln");
+        format!("POST /oauth2/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    })
+    .await?;
+    let throttled = out.iter().filter(|o| o.starts_with("HTTP/1.1 429")).count();
+    assert!(throttled >= N / 4, "{throttled} of {N}: {:?}", &out[..2]);
+
+    // The tunnel endpoint: a wrong key closes the connection, so one
+    // keep-alive connection carries one guess; many connections are
+    // throttled.
+    let upgrade = |key: &str| {
+        format!(
+            "GET /tunnel HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {key}\r\n\r\n"
+        )
+    };
+    let two = format!("{}{}", upgrade("wrong-1"), upgrade("wrong-2"));
+    let o = http_from(OTHER, gw, two).await?;
+    assert_eq!(o.matches("HTTP/1.1 401").count(), 1, "{o}");
+    let out = burst(gw, N, |i| upgrade(&format!("wrong-{i}"))).await?;
+    let throttled = out.iter().filter(|o| o.starts_with("HTTP/1.1 429")).count();
+    assert!(throttled >= N / 4, "{throttled} of {N}: {:?}", &out[..2]);
+
+    // Logged as a rate: per check and address, one line now and the rest
+    // counted, not a line per failure.
+    let lines = st.gateway.count_logs("credential refused")
+        + st.gateway
+            .count_logs("credential failures from one address");
+    assert!(st.gateway.mark() > marks);
+    assert!(
+        lines <= 4 * 2 + 2,
+        "{lines} log lines for {} failures",
+        4 * N
+    );
+    Ok(())
+}
+
+fn base64_basic(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[tokio::test]
+async fn secrets_on_the_command_line_are_warned_about_and_never_echoed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().display().to_string();
+    let (code, _, err) = run(
+        bin().to_str().context("path")?,
+        &["keygen", "--agent-name", "s", "--out-dir", &d],
+        dir.path(),
+        &[],
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    let pem = std::fs::read_to_string(dir.path().join("ConnectionAgent-s.pem"))?;
+    // The key as a flag value (it starts with dashes): accepted, warned
+    // about, and no line of it is printed even when the command fails.
+    let (code, out, err) = run(
+        bin().to_str().context("path")?,
+        &[
+            "run",
+            "--private-key-pem",
+            &pem,
+            "--client-id",
+            "c1",
+            "--connect-url",
+            "wss://127.0.0.1:1/connect",
+            "--data-dir",
+            &d,
+        ],
+        dir.path(),
+        &[],
+    )
+    .await?;
+    assert_ne!(code, 0);
+    assert!(err.contains("API_AUDIENCE is not set"), "{err}");
+    assert!(
+        err.contains("--private-key-pem was given on the command line")
+            && err.contains("AUTH_SERVER_PRIVATE_KEY_PEM_PATH"),
+        "{err}"
+    );
+    for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(
+            !err.contains(line) && !out.contains(line),
+            "key line echoed"
+        );
+    }
+    // Every secret of the gateway has a file form: --proxy-auth-file and
+    // --admin-key-file work, and a flag gets the warning.
+    let auth = dir.path().join("auth");
+    std::fs::write(&auth, "bad-without-colon\n")?;
+    let (code, _, err) = run(
+        bin().to_str().context("path")?,
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &d,
+            "--proxy-auth-file",
+            &auth.display().to_string(),
+        ],
+        dir.path(),
+        &[],
+    )
+    .await?;
+    assert_ne!(code, 0);
+    assert!(err.contains("USER:PASSWORD"), "{err}");
+    assert!(!err.contains("bad-without-colon"), "{err}");
+    let (code, _, err) = run(
+        bin().to_str().context("path")?,
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &d,
+            "--proxy-auth",
+            "also-bad-no-colon",
+        ],
+        dir.path(),
+        &[],
+    )
+    .await?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--proxy-auth was given on the command line"),
+        "{err}"
+    );
+    assert!(!err.contains("also-bad-no-colon"), "{err}");
+    Ok(())
+}

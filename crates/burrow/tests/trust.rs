@@ -297,7 +297,7 @@ async fn agent_certificates_are_pinned_with_two_trusted_during_rotation() -> Res
         "{e}"
     );
     assert!(e.contains("--trust-agent edge="), "{e}");
-    let g = gw.wait_log("agent link refused").await?;
+    let g = gw.wait_log("credential refused").await?;
     assert!(
         g["reason"]
             .as_str()

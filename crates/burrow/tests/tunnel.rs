@@ -286,8 +286,9 @@ async fn a_wrong_key_is_refused_with_401_and_one_log_line() -> Result<()> {
             .contains("refused the credentials"),
         "{v}"
     );
-    let g = gw.wait_log("refused agent link").await?;
+    let g = gw.wait_log("credential refused").await?;
     assert_eq!(g["reason"], "wrong pre-shared key");
+    assert_eq!(g["check"], "agent link");
     assert_eq!(gw.count_logs("agent link up"), 0);
     // The key never appears in either log.
     assert!(!gw.output().contains(&psk) && !gw.output().contains(&wrong));

@@ -62,8 +62,14 @@ fn store_error(e: &StoreError) -> Refusal {
     error(status, e.to_string())
 }
 
-/// Who is calling: the admin key id, after checking the key.
-async fn authenticate(store: &Store, req: &Request<Incoming>) -> Result<String, Refusal> {
+/// Who is calling: the admin key id, after checking the key. Wrong keys
+/// are throttled per address; a request with no key at all is not a guess.
+async fn authenticate(
+    state: &State,
+    store: &Store,
+    req: &Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Result<String, Refusal> {
     let unauthorized = |m: &str| error(StatusCode::UNAUTHORIZED, m);
     let token = req
         .headers()
@@ -71,6 +77,36 @@ async fn authenticate(store: &Store, req: &Request<Incoming>) -> Result<String, 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("no admin API key: send Authorization: Bearer bk_..."))?;
+    let attempt =
+        state
+            .throttles
+            .admin
+            .attempt(peer.ip())
+            .await
+            .map_err(|crate::throttle::Refused(s)| {
+                error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("too many wrong admin API keys from this address: retry in {s} s"),
+                )
+            })?;
+    match check_admin_key(store, token).await {
+        Ok(id) => {
+            attempt.succeeded();
+            Ok(id)
+        }
+        Err(r) if r.0 == StatusCode::UNAUTHORIZED => {
+            attempt.failed(&r.1);
+            Err(r)
+        }
+        Err(r) => {
+            attempt.succeeded();
+            Err(r)
+        }
+    }
+}
+
+async fn check_admin_key(store: &Store, token: &str) -> Result<String, Refusal> {
+    let unauthorized = |m: &str| error(StatusCode::UNAUTHORIZED, m);
     let (id, secret) = admin_key::parse(token).map_err(|e| unauthorized(&e.to_string()))?;
     let key = store
         .admin_key(id)
@@ -240,7 +276,11 @@ struct NewAdminKeyReq {
 }
 
 /// Serves one `/api/v1/...` request.
-pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let origin = req.headers().get(header::ORIGIN).cloned();
     let allowed = origin
         .as_ref()
@@ -268,7 +308,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
         }
         return r;
     }
-    let mut r = serve_authenticated(&state, req).await;
+    let mut r = serve_authenticated(&state, req, peer).await;
     if let Some(a) = allowed {
         r.headers_mut()
             .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, a);
@@ -291,7 +331,11 @@ fn cors_allow(allowed: &[String], origin: &http::HeaderValue) -> Option<http::He
         .then(|| origin.clone())
 }
 
-async fn serve_authenticated(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn serve_authenticated(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let Some(store) = state.config.store.clone() else {
         return error(
             StatusCode::NOT_FOUND,
@@ -299,7 +343,7 @@ async fn serve_authenticated(state: &Arc<State>, req: Request<Incoming>) -> Resp
         )
         .response();
     };
-    let actor = match authenticate(&store, &req).await {
+    let actor = match authenticate(state, &store, &req, peer).await {
         Ok(a) => a,
         Err(r) => return r.response(),
     };

@@ -469,19 +469,35 @@ async fn http(state: &State, mut tcp: TcpStream, first: Vec<u8>, client: SocketA
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
-    if let Some(auth) = &state.config.proxy_auth
-        && !basic_ok(auth, header("proxy-authorization"))
-    {
-        warn!(%client, "proxy client refused: missing or wrong proxy credentials");
-        reply(
-            &mut tcp,
-            407,
-            "Proxy Authentication Required",
-            "Proxy-Authenticate: Basic realm=\"burrow\"\r\n",
-            "burrow: proxy credentials required\n",
-        )
-        .await;
-        return;
+    if let Some(auth) = &state.config.proxy_auth {
+        let given = header("proxy-authorization");
+        // A request without credentials is the usual first leg of the
+        // challenge, not a guess: it is not counted.
+        let refused = match given {
+            None => Some("proxy credentials required"),
+            Some(_) => match state.throttles.proxy.attempt(client.ip()).await {
+                Err(_) => Some("too many wrong proxy credentials from this address: retry later"),
+                Ok(attempt) if basic_ok(auth, given) => {
+                    attempt.succeeded();
+                    None
+                }
+                Ok(attempt) => {
+                    attempt.failed("wrong proxy credentials (HTTP)");
+                    Some("wrong proxy credentials")
+                }
+            },
+        };
+        if let Some(why) = refused {
+            reply(
+                &mut tcp,
+                407,
+                "Proxy Authentication Required",
+                "Proxy-Authenticate: Basic realm=\"burrow\"\r\n",
+                &format!("burrow: {why}\n"),
+            )
+            .await;
+            return;
+        }
     }
     let connect = method.eq_ignore_ascii_case("CONNECT");
     let (host, port, rewritten) = if connect {
@@ -726,11 +742,16 @@ async fn socks5(state: &State, mut tcp: Buffered, client: SocketAddr) {
         if read_exact(&mut tcp, &mut pass).await.is_none() {
             return;
         }
+        let Ok(attempt) = state.throttles.proxy.attempt(client.ip()).await else {
+            let _ = send(&mut tcp, &[1, 1]).await;
+            return;
+        };
         if !auth.check(&user, &pass) {
             let _ = send(&mut tcp, &[1, 1]).await;
-            warn!(%client, "SOCKS5 client refused: wrong proxy credentials");
+            attempt.failed("wrong proxy credentials (SOCKS5)");
             return;
         }
+        attempt.succeeded();
         if send(&mut tcp, &[1, 0]).await.is_err() {
             return;
         }

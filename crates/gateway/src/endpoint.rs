@@ -153,16 +153,45 @@ async fn serve_general<I>(
             }
             let boxed = |r: Response<Body>| r.map(|b| b.map_err(|e| match e {}).boxed());
             if req.uri().path().starts_with("/api/v1/") {
-                return Ok(boxed(crate::admin::handle(state, req).await));
+                return Ok(boxed(crate::admin::handle(state, req, peer).await));
             }
             if req.uri().path() == crate::tokens::TOKEN_PATH {
                 return Ok(boxed(match &state.identity {
-                    Some(id) => id.token_endpoint(req, peer).await,
+                    Some(id) => id.token_endpoint(req, peer, &state.throttles.token).await,
                     None => text(
                         StatusCode::NOT_FOUND,
                         "this gateway runs without a database: no key-pair agents\n",
                     ),
                 }));
+            }
+            if ws::TUNNEL_PATHS.contains(&req.uri().path()) && state.config.psk.is_some() {
+                // Checked before the upgrade: throttled per address, and a
+                // refusal ends the connection, so one connection cannot
+                // carry guess after guess.
+                let throttles = state.throttles.clone();
+                let Ok(attempt) = throttles.tunnel.attempt(peer.ip()).await else {
+                    return Ok(boxed(closing(text(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many refused agent links from this address: retry later\n",
+                    ))));
+                };
+                let r = route::<I>(state, peer, cert, req);
+                if r.status() == StatusCode::UNAUTHORIZED {
+                    let why = String::from_utf8_lossy(
+                        &r.body()
+                            .clone()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default(),
+                    )
+                    .trim()
+                    .to_owned();
+                    attempt.failed(&why);
+                    return Ok(boxed(closing(r)));
+                }
+                attempt.succeeded();
+                return Ok(boxed(r));
             }
             Ok(boxed(route::<I>(state, peer, cert, req)))
         }
@@ -173,6 +202,13 @@ async fn serve_general<I>(
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     let _ = conn.await;
+}
+
+/// The response, with the connection closed after it.
+fn closing(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 fn route<I>(
@@ -250,7 +286,6 @@ where
                 Some(_) => "wrong pre-shared key",
                 None => "no pre-shared key presented",
             };
-            warn!(%peer, reason = why, "refused agent link");
             return text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
         }
     }
@@ -350,6 +385,39 @@ async fn authorize(
     }
 }
 
+/// [`authorize`], throttled per source address: a link from an address
+/// with many refusals waits its turn (or is refused at once), and each
+/// refusal is counted there and logged as a rate.
+async fn authorize_throttled(
+    state: &State,
+    hello: &Hello,
+    cert: Option<Thumbprint>,
+    peer: Option<SocketAddr>,
+) -> Result<Option<String>, String> {
+    let Some(ip) = peer.map(|p| p.ip()) else {
+        return authorize(state, hello, cert).await;
+    };
+    let attempt =
+        state
+            .throttles
+            .tunnel
+            .attempt(ip)
+            .await
+            .map_err(|crate::throttle::Refused(s)| {
+                format!("too many refused links from this address: retry in {s} s")
+            })?;
+    match authorize(state, hello, cert).await {
+        Ok(k) => {
+            attempt.succeeded();
+            Ok(k)
+        }
+        Err(why) => {
+            attempt.failed(&format!("agent {}: {why}", hello.agent_name));
+            Err(why)
+        }
+    }
+}
+
 /// Runs the hello on a new link, authorizes it, and serves it until it
 /// closes. `expected` is the agent name a gateway-dialed link must carry.
 pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&str>) {
@@ -376,7 +444,10 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
                 "the gateway dialed agent {want}, but this agent calls itself {agent}: fix --agent-endpoint or --agent-name"
             ),
         ))
-    } else if let Err(why) = authorize(&state, &hello, cert).await.map(|k| key = k) {
+    } else if let Err(why) = authorize_throttled(&state, &hello, cert, peer)
+        .await
+        .map(|k| key = k)
+    {
         Some((RejectCode::Unauthorized, why))
     } else if state.registry.link_count(&agent) >= state.config.max_links_per_agent {
         Some((
@@ -390,7 +461,10 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         None
     };
     if let Some((code, message)) = refusal {
-        warn!(%agent, reason = %message, "agent link refused");
+        if code != RejectCode::Unauthorized {
+            // Credential refusals are logged as a rate by the throttle.
+            warn!(%agent, reason = %message, "agent link refused");
+        }
         handshake::reject(&mut link, Reject { code, message }).await;
         return;
     }

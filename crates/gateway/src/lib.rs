@@ -32,6 +32,7 @@ mod h1;
 mod outbound;
 pub mod registry;
 mod shard;
+mod throttle;
 mod tokens;
 mod traffic;
 mod trust;
@@ -244,6 +245,8 @@ pub(crate) struct State {
     pub(crate) traffic: Option<Arc<traffic::Recorder>>,
     /// Where connections and links are served.
     pub(crate) shards: shard::Shards,
+    /// Credential failures per source address, for every check.
+    pub(crate) throttles: Arc<throttle::Throttles>,
 }
 
 impl State {
@@ -364,6 +367,7 @@ impl Gateway {
         };
         let shards = shard::Shards::start(shard::default_count());
         let state = Arc::new(State {
+            throttles: Arc::new(throttle::Throttles::default()),
             shards,
             traffic: recorder,
             rules: std::sync::RwLock::new(Arc::new(Vec::new())),
@@ -463,6 +467,10 @@ impl Gateway {
         }
         if state.identity.is_some() {
             accept_loops.spawn(tokens::maintenance(state.clone()));
+        }
+        {
+            let (throttles, stop) = (state.throttles.clone(), state.stop_accepting.clone());
+            accept_loops.spawn(async move { throttles.report(stop).await });
         }
         if let Some(listener) = proxy {
             if let Ok(addr) = listener.local_addr() {

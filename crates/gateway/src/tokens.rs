@@ -41,54 +41,6 @@ pub(crate) struct Identity {
     /// The tunnel audience (`API_AUDIENCE`).
     pub(crate) audience: String,
     lifetime: u64,
-    failures: Failures,
-}
-
-/// Refused token requests per (client address, claimed client id) in the
-/// current window: past [`MAX_FAILURES`], more are answered 429 without
-/// any signature check or database write until the window ends. Keyed by
-/// both, so guessing at one client id from one address does not lock out
-/// the agent that owns it elsewhere.
-#[derive(Debug, Default)]
-struct Failures(std::sync::Mutex<HashMap<(std::net::IpAddr, String), (std::time::Instant, u32)>>);
-
-/// Refused token requests allowed per key and window.
-const MAX_FAILURES: u32 = 20;
-/// The window.
-const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-/// Most keys tracked; beyond it, expired windows are dropped first.
-const MAX_TRACKED: usize = 10_000;
-
-impl Failures {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(std::net::IpAddr, String), (std::time::Instant, u32)>>
-    {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Seconds until `key` may try again, if it is over the limit.
-    fn blocked(&self, key: &(std::net::IpAddr, String)) -> Option<u64> {
-        let map = self.lock();
-        let (start, n) = map.get(key)?;
-        let left = FAILURE_WINDOW.saturating_sub(start.elapsed());
-        (*n >= MAX_FAILURES && !left.is_zero()).then(|| left.as_secs().max(1))
-    }
-
-    fn record(&self, key: (std::net::IpAddr, String)) {
-        let mut map = self.lock();
-        if map.len() >= MAX_TRACKED {
-            map.retain(|_, (start, _)| start.elapsed() < FAILURE_WINDOW);
-            if map.len() >= MAX_TRACKED {
-                map.clear();
-            }
-        }
-        let e = map.entry(key).or_insert((std::time::Instant::now(), 0));
-        if e.0.elapsed() >= FAILURE_WINDOW {
-            *e = (std::time::Instant::now(), 0);
-        }
-        e.1 += 1;
-    }
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -264,7 +216,6 @@ impl Identity {
             key,
             audience,
             lifetime: lifetime.max(1),
-            failures: Failures::default(),
         })
     }
 
@@ -313,6 +264,7 @@ impl Identity {
         &self,
         req: Request<Incoming>,
         peer: std::net::SocketAddr,
+        throttle: &crate::throttle::Throttle,
     ) -> Response<Body> {
         if req.method() != http::Method::POST {
             return oauth_error(
@@ -353,29 +305,32 @@ impl Identity {
                 "client_assertion is missing",
             );
         };
-        let limit_key = (
-            peer.ip(),
-            assertion::claimed_client_id(token).unwrap_or_default(),
-        );
-        if let Some(wait) = self.failures.blocked(&limit_key) {
-            let mut r = oauth_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "slow_down",
-                &format!(
-                    "more than {MAX_FAILURES} refused token requests from this address for this client id within {} s: retry in {wait} s",
-                    FAILURE_WINDOW.as_secs()
-                ),
-            );
-            if let Ok(v) = http::HeaderValue::from_str(&wait.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
+        // Throttled per address, whatever client id is claimed: changing
+        // it gains an attacker nothing, and an agent's valid assertion from
+        // a busy address is slowed, not refused.
+        let attempt = match throttle.attempt(peer.ip()).await {
+            Ok(a) => a,
+            Err(crate::throttle::Refused(wait)) => {
+                let mut r = oauth_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "slow_down",
+                    &format!(
+                        "too many refused token requests from this address: retry in {wait} s"
+                    ),
+                );
+                if let Ok(v) = http::HeaderValue::from_str(&wait.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return r;
             }
-            return r;
-        }
+        };
         let (agent, key) = match self.check_assertion(token).await {
-            Ok(v) => v,
+            Ok(v) => {
+                attempt.succeeded();
+                v
+            }
             Err(why) => {
-                warn!(%peer, reason = %why, "token request refused");
-                self.failures.record(limit_key);
+                attempt.failed(&why);
                 return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &why);
             }
         };

@@ -371,6 +371,7 @@ fn bare_state() -> Arc<State> {
         streams: tokio_util::task::TaskTracker::new(),
         links: tokio_util::task::TaskTracker::new(),
         shards: crate::shard::Shards::default(),
+        throttles: Default::default(),
     })
 }
 
