@@ -313,6 +313,21 @@ pub struct GatewayArgs {
     /// Most forwarded connections open at once; more are refused.
     #[arg(long, env = "BURROW_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Most connections open at once on the tunnel endpoint (agent links,
+    /// admin API, token endpoint); more are closed at accept.
+    #[arg(long, env = "BURROW_TUNNEL_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tunnel_max_connections: u32,
+    /// Most connections open at once on each edge port (HTTPS, HTTP).
+    #[arg(long, env = "BURROW_EDGE_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub edge_max_connections: u32,
+    /// Most connections open at once on the egress proxy.
+    #[arg(long, env = "BURROW_PROXY_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub proxy_max_connections: u32,
+    /// Most connections one source address may hold open on each of those
+    /// listeners (the tunnel endpoint allows twice as many: agents behind
+    /// one NAT).
+    #[arg(long, env = "BURROW_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
 }
 
 /// Agent flags.
@@ -683,6 +698,14 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     config.heartbeat = args.heartbeat_interval_seconds;
     config.drain_timeout = args.drain_timeout_seconds;
     config.max_connections = args.max_connections;
+    let per = args.max_connections_per_address as usize;
+    let caps = |total: u32, per: usize| burrow_gateway::Caps {
+        total: total as usize,
+        per_address: per.min(total as usize),
+    };
+    config.tunnel_caps = caps(args.tunnel_max_connections, per.saturating_mul(2));
+    config.edge_caps = caps(args.edge_max_connections, per);
+    config.proxy_caps = caps(args.proxy_max_connections, per);
     let gw = Gateway::bind(config, args.listen).await?;
     info!(
         version = env!("CARGO_PKG_VERSION"),

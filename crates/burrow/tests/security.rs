@@ -537,3 +537,79 @@ async fn secrets_on_the_command_line_are_warned_about_and_never_echoed() -> Resu
     assert!(!err.contains("also-bad-no-colon"), "{err}");
     Ok(())
 }
+
+/// Opens a TCP connection from `from`; true if the gateway keeps it open
+/// (idle) for half a second, false if it closes it at once.
+async fn stays_open(
+    from: std::net::IpAddr,
+    to: SocketAddr,
+) -> Result<(bool, tokio::net::TcpStream)> {
+    use tokio::io::AsyncReadExt as _;
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(from, 0))?;
+    let mut s = sock.connect(to).await?;
+    let mut b = [0u8; 1];
+    let open = tokio::time::timeout(std::time::Duration::from_millis(500), s.read(&mut b))
+        .await
+        .is_err();
+    Ok((open, s))
+}
+
+#[tokio::test]
+async fn idle_connection_floods_stop_at_the_caps() -> Result<()> {
+    let mut st = setup(
+        &bin(),
+        &[
+            "--edge-https-listen",
+            "127.0.0.1:0",
+            "--edge-max-connections",
+            "30",
+            "--max-connections-per-address",
+            "10",
+            "--public-domain",
+            "tunnel.test",
+        ],
+        &[],
+        true,
+    )
+    .await?;
+    let edge = st.edge.context("edge")?;
+    // Probed all at once: an idle TLS connection is closed after 10 s.
+    // One address: 10 stay open, the rest are closed at once.
+    let mut held = Vec::new();
+    let mine = futures_util::future::join_all((0..15).map(|_| stays_open(ME, edge))).await;
+    let mut open = 0;
+    for r in mine {
+        let (o, s) = r?;
+        open += usize::from(o);
+        held.push(s);
+    }
+    assert_eq!(open, 10, "per-address cap");
+    // Other addresses fill the listener's cap of 30.
+    let others = futures_util::future::join_all((0..25u8).map(|i| {
+        let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, 1 + i / 8));
+        stays_open(from, edge)
+    }))
+    .await;
+    let mut open = 0;
+    for r in others {
+        let (o, s) = r?;
+        open += usize::from(o);
+        held.push(s);
+    }
+    assert_eq!(open, 20, "listener cap");
+    st.gateway
+        .wait_log_after(0, "connections refused at", |v| {
+            v["listener"] == "edge https" && v["refused_total"].as_u64().is_some_and(|n| n >= 1)
+        })
+        .await?;
+    // The tunnel endpoint has caps of its own: the admin API still works.
+    let agents = st.ok(&["list-agents"]).await?;
+    assert!(agents.contains("edge"), "{agents}");
+    // Closing them frees the places.
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (o, _s) = stays_open(ME, edge).await?;
+    assert!(o, "a place is free again");
+    Ok(())
+}

@@ -751,8 +751,10 @@ pub(crate) async fn serve_https(
     listener: TcpListener,
     tls: tokio_rustls::TlsAcceptor,
 ) {
+    let limiter = crate::limits::Limiter::new("edge https", state.config.edge_caps);
     loop {
-        let Some((tcp, client)) = crate::accept(&state, &listener, "edge https").await else {
+        let Some((tcp, client, permit)) = crate::limits::accept(&state, &listener, &limiter).await
+        else {
             return;
         };
         let _ = tcp.set_nodelay(true);
@@ -762,6 +764,7 @@ pub(crate) async fn serve_https(
         let tls = tls.clone();
         let conn = state.clone();
         state.shards.serve_least_busy(tcp, move |tcp| async move {
+            let _permit = permit;
             let state = conn;
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
@@ -801,11 +804,14 @@ pub(crate) async fn serve_https(
 
 /// Plain HTTP: redirects every request to HTTPS.
 pub(crate) async fn serve_http(state: Arc<State>, listener: TcpListener, https_port: u16) {
+    let limiter = crate::limits::Limiter::new("edge http", state.config.edge_caps);
     loop {
-        let Some((tcp, _)) = crate::accept(&state, &listener, "edge http").await else {
+        let Some((tcp, _, permit)) = crate::limits::accept(&state, &listener, &limiter).await
+        else {
             return;
         };
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = service_fn(move |req: Request<Incoming>| async move {
                 let host = request_host(&req).unwrap_or_default();
                 let path = req

@@ -344,13 +344,16 @@ async fn open(
 }
 
 pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
+    let limiter = crate::limits::Limiter::new("egress proxy", state.config.proxy_caps);
     loop {
-        let Some((tcp, client)) = crate::accept(&state, &listener, "egress proxy").await else {
+        let Some((tcp, client, permit)) = crate::limits::accept(&state, &listener, &limiter).await
+        else {
             return;
         };
         let _ = tcp.set_nodelay(true);
         let state2 = state.clone();
         state.streams.spawn(async move {
+            let _permit = permit;
             let mut tcp = tcp;
             let mut buf = vec![0u8; 4096];
             let n = match tokio::time::timeout(REQUEST_TIMEOUT, tcp.read(&mut buf)).await {

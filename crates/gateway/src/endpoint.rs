@@ -35,8 +35,10 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
 }
 
 pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
+    let limiter = crate::limits::Limiter::new("tunnel endpoint", state.config.tunnel_caps);
     loop {
-        let Some((tcp, peer)) = crate::accept(&state, &listener, "tunnel endpoint").await else {
+        let Some((tcp, peer, permit)) = crate::limits::accept(&state, &listener, &limiter).await
+        else {
             return;
         };
         let _ = tcp.set_nodelay(true);
@@ -45,6 +47,7 @@ pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
         };
         let conn = state.clone();
         state.shards.serve_least_busy(tcp, move |tcp| async move {
+            let _permit = permit;
             let state = conn;
             let Some(acceptor) = state.acceptor.clone() else {
                 return serve_http(state, tcp, peer, local, None).await;

@@ -29,6 +29,7 @@ mod egress;
 mod endpoint;
 mod forward;
 mod h1;
+mod limits;
 mod outbound;
 pub mod registry;
 mod shard;
@@ -53,6 +54,7 @@ pub use caddy::CaddyConfig;
 pub use edge::OwnNames;
 pub use egress::ProxyAuth;
 pub use forward::{ForwardSpec, ForwardSpecError};
+pub use limits::Caps;
 pub use registry::Registry;
 pub use tokens::{TokenKeyError, TokenKeySource};
 pub use traffic::AuditConfig;
@@ -156,6 +158,12 @@ pub struct GatewayConfig {
     pub drain_timeout: Duration,
     /// Most forwarded connections open at once; more are refused.
     pub max_connections: usize,
+    /// Caps on the tunnel endpoint's connections.
+    pub tunnel_caps: Caps,
+    /// Caps on each edge listener's (HTTPS, HTTP) connections.
+    pub edge_caps: Caps,
+    /// Caps on the egress proxy's connections.
+    pub proxy_caps: Caps,
     /// Most live links one agent may hold.
     pub max_links_per_agent: usize,
 }
@@ -193,6 +201,18 @@ impl GatewayConfig {
             heartbeat: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            tunnel_caps: Caps {
+                total: 4096,
+                per_address: 512,
+            },
+            edge_caps: Caps {
+                total: 4096,
+                per_address: 256,
+            },
+            proxy_caps: Caps {
+                total: 1024,
+                per_address: 256,
+            },
             max_links_per_agent: 16,
         }
     }
