@@ -19,6 +19,16 @@ use tracing::{debug, warn};
 
 use crate::AgentState;
 
+/// Is `ip` the agent host itself: loopback (127.0.0.0/8, ::1) or the
+/// unspecified address (0.0.0.0, ::, which connects to this host)?
+pub fn is_loopback_or_unspecified(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    ip.is_loopback() || ip.is_unspecified()
+}
+
 /// Is `ip` link-local or a cloud metadata address (169.254.0.0/16,
 /// fe80::/10, fd00:ec2::254)?
 pub fn is_link_local_or_metadata(ip: IpAddr) -> bool {
@@ -91,19 +101,28 @@ async fn resolve(state: &AgentState, host: &str, port: u16) -> Result<Vec<Socket
     if addrs.is_empty() {
         return Err(Failure::Dns(format!("{host} has no address")));
     }
-    if state.config.allow_link_local {
-        return Ok(addrs);
-    }
-    let (blocked, ok): (Vec<_>, Vec<_>) = addrs
-        .into_iter()
-        .partition(|a| is_link_local_or_metadata(a.ip()));
+    let forbidden = |ip: IpAddr| {
+        if !state.config.allow_link_local && is_link_local_or_metadata(ip) {
+            Some(
+                "a link-local or cloud metadata address; the agent never connects there (--allow-link-local to override)",
+            )
+        } else if !state.config.allow_loopback && is_loopback_or_unspecified(ip) {
+            Some(
+                "the agent's own host (loopback or unspecified); the agent connects there only with --allow-loopback",
+            )
+        } else {
+            None
+        }
+    };
+    let (blocked, ok): (Vec<_>, Vec<_>) =
+        addrs.into_iter().partition(|a| forbidden(a.ip()).is_some());
     if ok.is_empty() {
-        let ip = blocked
+        let (ip, why) = blocked
             .first()
-            .map(|a| a.ip().to_string())
+            .map(|a| (a.ip().to_string(), forbidden(a.ip()).unwrap_or_default()))
             .unwrap_or_default();
         return Err(Failure::NotAllowed(format!(
-            "{host} resolves to {ip}, a link-local or cloud metadata address; the agent never connects there (--allow-link-local to override)"
+            "{host} resolves to {ip}, {why}"
         )));
     }
     Ok(ok)
@@ -308,6 +327,77 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_agents_own_host_is_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "0.0.0.0",
+            "::",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(
+                is_loopback_or_unspecified(ip.parse().unwrap_or(IpAddr::from([8, 8, 8, 8]))),
+                "{ip}"
+            );
+        }
+        for ip in ["10.0.0.5", "169.254.169.254", "8.8.8.8", "fe80::1"] {
+            assert!(
+                !is_loopback_or_unspecified(ip.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))),
+                "{ip}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn names_that_resolve_to_the_agents_own_host_are_refused_unless_allowed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let rules = vec![
+            AgentRule {
+                pattern: "self.test".into(),
+                tls: false,
+                insecure: false,
+            },
+            AgentRule {
+                pattern: "zero.test".into(),
+                tls: false,
+                insecure: false,
+            },
+        ];
+        for allow in [false, true] {
+            let mode = crate::AgentMode::Listen {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                gateway: Vec::new(),
+            };
+            let mut config = crate::AgentConfig::new(mode, None, "edge".into());
+            config.allow_loopback = allow;
+            config
+                .map_hosts
+                .insert("self.test".into(), IpAddr::from([127, 0, 0, 1]));
+            config
+                .map_hosts
+                .insert("zero.test".into(), IpAddr::from([0, 0, 0, 0]));
+            let state = AgentState::new(config);
+            *state.rules.write().expect("rules") = rules.clone();
+            for host in ["self.test", "zero.test"] {
+                let r = resolve(&state, host, port).await;
+                if allow {
+                    assert!(r.is_ok(), "{host}: {:?}", r.err().map(|f| f.line()));
+                } else {
+                    let why = r.err().map(|f| f.line()).unwrap_or_default();
+                    assert!(
+                        why.starts_with("not-allowed") && why.contains("--allow-loopback"),
+                        "{host}: {why}"
+                    );
+                }
+            }
+        }
+    }
+
     /// The agent end of a link over an in-memory pipe, and the gateway's.
     fn linked(state: &Arc<AgentState>) -> burrow_mux::Session {
         use tokio_util::codec::{FramedRead, FramedWrite};
@@ -370,6 +460,8 @@ mod tests {
             gateway: Vec::new(),
         };
         let mut config = crate::AgentConfig::new(mode, None, "edge".into());
+        // The echo service is on this host.
+        config.allow_loopback = true;
         config
             .map_hosts
             .insert("allowed.test".into(), IpAddr::from([127, 0, 0, 1]));

@@ -38,7 +38,7 @@ use tracing::info;
 pub use allow::{AllowList, AllowRule, AllowRuleError};
 pub use burrow_transport::Backoff;
 pub use burrow_transport::tls::AppTls;
-pub use egress::is_link_local_or_metadata;
+pub use egress::{is_link_local_or_metadata, is_loopback_or_unspecified};
 pub use token::{KeyPairAuth, TOKEN_PATH, TokenError};
 
 /// Who opens the links.
@@ -92,6 +92,8 @@ pub struct AgentConfig {
     pub map_hosts: std::collections::HashMap<String, std::net::IpAddr>,
     /// Let egress reach link-local and cloud metadata addresses.
     pub allow_link_local: bool,
+    /// Let egress reach this host's loopback and unspecified addresses.
+    pub allow_loopback: bool,
     /// TLS towards applications (TLS origination, checks).
     pub app_tls: Option<AppTls>,
     /// Routes this agent publishes: (public host name, internal URL).
@@ -117,6 +119,7 @@ impl AgentConfig {
             drain_timeout: Duration::from_secs(10),
             map_hosts: std::collections::HashMap::new(),
             allow_link_local: false,
+            allow_loopback: false,
             app_tls: None,
             routes: Vec::new(),
         }

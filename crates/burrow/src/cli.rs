@@ -394,6 +394,12 @@ pub struct AgentArgs {
     /// (169.254.0.0/16, fe80::/10, fd00:ec2::254), refused by default.
     #[arg(long, env = "BURROW_ALLOW_LINK_LOCAL")]
     pub allow_link_local: bool,
+    /// Let egress and routes reach this host itself: loopback
+    /// (127.0.0.0/8, ::1) and the unspecified address (0.0.0.0, ::),
+    /// refused by default, whether a name resolves there (DNS or
+    /// --map-host) or a route names it.
+    #[arg(long, env = "BURROW_ALLOW_LOOPBACK")]
+    pub allow_loopback: bool,
     /// Publish an internal HTTP service from here: HOSTNAME=URL, e.g.
     /// app.tunnel.example.com=http://10.0.0.5:8080. The gateway accepts
     /// names under its public domain (BURROW_PUBLIC_DOMAIN). Repeatable or
@@ -873,6 +879,7 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     c.map_hosts = args.map_hosts.into_iter().collect();
     c.routes = args.routes;
     c.allow_link_local = args.allow_link_local;
+    c.allow_loopback = args.allow_loopback;
     let roots = match &args.egress_ca_file {
         Some(f) => match roots_from_pem_file(f)? {
             ServerTrust::Roots(r) => r,

@@ -613,3 +613,46 @@ async fn idle_connection_floods_stop_at_the_caps() -> Result<()> {
     assert!(o, "a place is free again");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_agents_own_host_is_refused_unless_allowed() -> Result<()> {
+    let (_svc, port, _root) = hijacker().await?;
+    let st = setup(
+        &bin(),
+        &[],
+        &[
+            "--map-host",
+            "self.test=127.0.0.1",
+            "--map-host",
+            "zero.test=0.0.0.0",
+            "--no-loopback",
+        ],
+        true,
+    )
+    .await?;
+    st.add_fqdn("self.test", &[]).await?;
+    st.add_fqdn("zero.test", &[]).await?;
+    for host in ["self.test", "zero.test"] {
+        let url = format!("http://{host}:{port}/");
+        let (_, out, err) = run(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "-x",
+                &st.proxy_url(),
+                &url,
+            ],
+            Path::new("/"),
+            &[],
+        )
+        .await?;
+        assert!(!out.contains("hijacker"), "{host}: {out} {err}");
+        let code = out.rsplit('\n').next().unwrap_or_default();
+        assert!(code == "403" || code == "502", "{host}: {out}");
+    }
+    Ok(())
+}

@@ -312,6 +312,10 @@ pub async fn setup(
             .display()
             .to_string();
         env.push(("AUTH_SERVER_PRIVATE_KEY_PEM_PATH".into(), private));
+        // The feature tests' services listen on this host's loopback.
+        if !agent_extra.contains(&"--no-loopback") {
+            env.push(("BURROW_ALLOW_LOOPBACK".into(), "true".into()));
+        }
         // Kept for tests that start the agent again.
         let lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         std::fs::write(st.dir.path().join("agent.env"), lines)?;
@@ -323,7 +327,7 @@ pub async fn setup(
             &bin,
             &s(&["run"])
                 .into_iter()
-                .chain(s(agent_extra))
+                .chain(s(agent_extra).into_iter().filter(|a| a != "--no-loopback"))
                 .collect::<Vec<_>>(),
             &env_ref,
         )?;
