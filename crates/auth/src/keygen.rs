@@ -94,10 +94,35 @@ pub fn generate(kind: KeyKind) -> Result<KeyPair, KeygenError> {
         }
         KeyKind::Ed25519 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(gen_err)?,
     };
+    let private_pem = match kind {
+        KeyKind::Ed25519 => ed25519_pkcs8_v1_pem(&pair.serialize_der())
+            .ok_or_else(|| KeygenError::Generate("unexpected Ed25519 key encoding".into()))?,
+        _ => pair.serialize_pem(),
+    };
     Ok(KeyPair {
-        private_pem: pair.serialize_pem(),
+        private_pem,
         public: KeyInfo::from_pem(&pair.public_key_pem())?,
     })
+}
+
+/// The DER prefix of a PKCS#8 v1 Ed25519 private key (RFC 8410 §7), up to
+/// the 32-byte seed; the same bytes open the seed in a v2 document.
+const ED25519_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// An Ed25519 key as PKCS#8 v1 PEM, from the v2 document (RFC 5958, with
+/// the public key) the generator writes: OpenSSL 3.0 cannot read v2
+/// Ed25519 keys, and every reader reads v1.
+fn ed25519_pkcs8_v1_pem(v2: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    // The seed follows `OCTET STRING (34) { OCTET STRING (32) }`.
+    let at = v2.windows(4).position(|w| w == [0x04, 0x22, 0x04, 0x20])? + 4;
+    let seed = v2.get(at..at + 32)?;
+    let mut der = ED25519_V1_PREFIX.to_vec();
+    der.extend_from_slice(seed);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    Some(format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"))
 }
 
 #[cfg(test)]
@@ -125,6 +150,15 @@ mod tests {
             Err(KeygenError::Size(1024))
         ));
         assert_eq!("RSA4096".parse::<KeyKind>(), Ok(KeyKind::Rsa(4096)));
+        // Ed25519 keys are PKCS#8 v1: version 0, no public key attribute.
+        use base64::Engine as _;
+        let k = generate(KeyKind::Ed25519).expect("generates");
+        let b64: String = k.private_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[..16], ED25519_V1_PREFIX);
         assert!("dsa".parse::<KeyKind>().is_err());
     }
 }

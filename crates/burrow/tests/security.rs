@@ -656,3 +656,32 @@ async fn the_agents_own_host_is_refused_unless_allowed() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn ed25519_keys_are_written_so_openssl_3_reads_them() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().display().to_string();
+    let b = bin();
+    let b = b.to_str().context("path")?;
+    let (code, _, err) = run(
+        b,
+        &["keygen", "--agent-name", "e", "--key-type", "ed25519", "--out-dir", &d],
+        dir.path(),
+        &[],
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    let (code, public, err) = run(
+        "openssl",
+        &["pkey", "-in", "ConnectionAgent-e.pem", "-pubout"],
+        dir.path(),
+        &[],
+    )
+    .await?;
+    assert_eq!(code, 0, "openssl cannot read the key: {err}");
+    assert_eq!(
+        public,
+        std::fs::read_to_string(dir.path().join("ConnectionAgent-e.pem.pub"))?
+    );
+    Ok(())
+}
