@@ -122,7 +122,9 @@ fn ed25519_pkcs8_v1_pem(v2: &[u8]) -> Option<String> {
     let mut der = ED25519_V1_PREFIX.to_vec();
     der.extend_from_slice(seed);
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    Some(format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"))
+    Some(format!(
+        "-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"
+    ))
 }
 
 #[cfg(test)]
@@ -153,7 +155,11 @@ mod tests {
         // Ed25519 keys are PKCS#8 v1: version 0, no public key attribute.
         use base64::Engine as _;
         let k = generate(KeyKind::Ed25519).expect("generates");
-        let b64: String = k.private_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let b64: String = k
+            .private_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
         let der = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .expect("base64");

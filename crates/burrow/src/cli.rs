@@ -523,7 +523,14 @@ async fn shutdown_signal() {
 
 /// Sets up the global subscriber; logs go to stderr.
 pub fn init_logging(args: &LogArgs) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+    // rustls warns of every client that sends an IP literal as SNI (a
+    // client's quirk, not a fault here): quiet unless asked for by name.
+    let directives = if args.log_level.contains("rustls") {
+        args.log_level.clone()
+    } else {
+        format!("{},rustls::msgs::handshake=error", args.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

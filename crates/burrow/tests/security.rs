@@ -665,7 +665,15 @@ async fn ed25519_keys_are_written_so_openssl_3_reads_them() -> Result<()> {
     let b = b.to_str().context("path")?;
     let (code, _, err) = run(
         b,
-        &["keygen", "--agent-name", "e", "--key-type", "ed25519", "--out-dir", &d],
+        &[
+            "keygen",
+            "--agent-name",
+            "e",
+            "--key-type",
+            "ed25519",
+            "--out-dir",
+            &d,
+        ],
         dir.path(),
         &[],
     )
@@ -683,5 +691,75 @@ async fn ed25519_keys_are_written_so_openssl_3_reads_them() -> Result<()> {
         public,
         std::fs::read_to_string(dir.path().join("ConnectionAgent-e.pem.pub"))?
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_ip_literal_as_sni_is_not_a_warning() -> Result<()> {
+    let st = setup(&bin(), &[], &[], false).await?;
+    let addr = tunnel_addr(&st)?.to_string();
+    let mark = st.gateway.mark();
+    let mut child = tokio::process::Command::new("openssl")
+        .args(["s_client", "-connect", &addr, "-servername", "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    tokio::time::timeout(std::time::Duration::from_secs(20), child.wait()).await??;
+    // The admin API answers after it: the log is up to date.
+    st.ok(&["list-agents"]).await?;
+    let out = st.gateway.output();
+    let tail: Vec<&str> = out.lines().skip(mark).collect();
+    assert!(
+        !tail.iter().any(|l| l.contains("Illegal SNI")),
+        "{}",
+        tail.join("\n")
+    );
+    Ok(())
+}
+
+/// A service that answers with the Host it was sent.
+const HOST_ECHO: &str = r#"
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("hosts=" + "|".join(self.headers.get_all("Host") or [])).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+#[tokio::test]
+async fn an_absolute_uri_sets_the_host_and_one_host_only() -> Result<()> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut svc = tokio::process::Command::new("python3")
+        .args(["-c", HOST_ECHO])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(svc.stdout.take().context("stdout")?)
+        .read_line(&mut line)
+        .await?;
+    let port: u16 = line.trim().parse()?;
+    let st = setup(&bin(), &[], &["--map-host", "svc.test=127.0.0.1"], true).await?;
+    st.add_fqdn("svc.test", &[]).await?;
+    let req = format!(
+        "GET http://svc.test:{port}/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    );
+    let out = http_from(ME, st.proxy, req).await?;
+    assert!(out.contains(&format!("hosts=svc.test:{port}")), "{out}");
+    assert!(!out.contains("evil"), "{out}");
+    let two = format!(
+        "GET http://svc.test:{port}/ HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n"
+    );
+    let out = http_from(ME, st.proxy, two).await?;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     Ok(())
 }

@@ -541,13 +541,37 @@ async fn http(state: &State, mut tcp: TcpStream, first: Vec<u8>, client: SocketA
                     .await;
                     return;
                 };
+                if req
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("host"))
+                    .count()
+                    > 1
+                {
+                    reply(
+                        &mut tcp,
+                        400,
+                        "Bad Request",
+                        "",
+                        "burrow: more than one Host field\n",
+                    )
+                    .await;
+                    return;
+                }
                 let path = uri.path_and_query().map_or("/", |p| p.as_str());
-                let mut head = format!("{method} {path} HTTP/1.1\r\n");
+                // The URI's authority is the host (RFC 9112 §3.2.2): the
+                // client's Host field, whatever it says, is replaced.
+                let authority = a.as_str().rsplit('@').next().unwrap_or_default();
+                let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
                 for h in req.headers.iter() {
                     let n = h.name.to_ascii_lowercase();
                     if matches!(
                         n.as_str(),
-                        "proxy-authorization" | "proxy-connection" | "connection" | "keep-alive"
+                        "host"
+                            | "proxy-authorization"
+                            | "proxy-connection"
+                            | "connection"
+                            | "keep-alive"
                     ) {
                         continue;
                     }
