@@ -247,13 +247,9 @@ fn check_hostname(state: &State, hostname: &str) -> Result<(), Refusal> {
 /// A host name a route may be stored under (before the own-name and
 /// public-domain checks, which apply to new routes only).
 fn check_route_name(hostname: &str) -> Result<(), Refusal> {
-    if burrow_wire::egress::valid_pattern(hostname) && !hostname.starts_with("*.") {
-        Ok(())
-    } else {
-        Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid host name {hostname:?}: use a name such as app.tunnel.example.com"),
-        ))
+    match crate::edge::route_name_syntax_refusal(hostname) {
+        Some(why) => Err(error(StatusCode::BAD_REQUEST, why)),
+        None => Ok(()),
     }
 }
 

@@ -188,7 +188,10 @@ pub(crate) fn hostname_refusal(
         .rsplit('.')
         .next()
         .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
-    if !burrow_wire::egress::valid_pattern(hostname) || hostname.starts_with("*.") || ip_like {
+    if let Some(why) = route_name_syntax_refusal(hostname) {
+        return Some(why);
+    }
+    if ip_like {
         return Some(format!(
             "invalid host name {hostname:?}: use a name such as app.tunnel.example.com"
         ));
@@ -206,6 +209,14 @@ pub(crate) fn hostname_refusal(
         format!(
             "{hostname} is not under this gateway's public domain {domain} (BURROW_PUBLIC_DOMAIN): use NAME.{domain}"
         )
+    })
+}
+
+/// Why `hostname` is not even written as a route's name (a host name, no
+/// wildcard), if it is not: the check a stored route's name passes too.
+pub(crate) fn route_name_syntax_refusal(hostname: &str) -> Option<String> {
+    (!burrow_wire::egress::valid_pattern(hostname) || hostname.starts_with("*.")).then(|| {
+        format!("invalid host name {hostname:?}: use a name such as app.tunnel.example.com")
     })
 }
 
