@@ -211,6 +211,12 @@ async fn reach(state: &AgentState, t: &Target) -> Result<Connected, Failure> {
             t.host
         )));
     }
+    if let Some(p) = rule.ports.as_ref().filter(|p| !p.allows(t.port)) {
+        return Err(Failure::NotAllowed(format!(
+            "the rule for {} allows ports {p}, not {}",
+            t.host, t.port
+        )));
+    }
     let addrs = resolve(state, &t.host, t.port).await?;
     let mut tcp = connect(state, &t.host, &addrs).await?;
     let _ = tcp.set_nodelay(true);
@@ -361,11 +367,13 @@ mod tests {
                 pattern: "self.test".into(),
                 tls: false,
                 insecure: false,
+                ports: None,
             },
             AgentRule {
                 pattern: "zero.test".into(),
                 tls: false,
                 insecure: false,
+                ports: None,
             },
         ];
         for allow in [false, true] {
@@ -468,6 +476,9 @@ mod tests {
         config
             .map_hosts
             .insert("meta.test".into(), IpAddr::from([169, 254, 169, 254]));
+        config
+            .map_hosts
+            .insert("narrow.test".into(), IpAddr::from([127, 0, 0, 1]));
         let state = AgentState::new(config);
         let gw = linked(&state);
         let code = |r: Result<MuxStream, burrow_mux::MuxError>| match r {
@@ -482,11 +493,21 @@ mod tests {
                 pattern: "allowed.test".into(),
                 tls: false,
                 insecure: false,
+                ports: None,
             },
             AgentRule {
                 pattern: "meta.test".into(),
                 tls: false,
                 insecure: false,
+                ports: None,
+            },
+            AgentRule {
+                pattern: "narrow.test".into(),
+                tls: false,
+                insecure: false,
+                ports: Some(burrow_wire::egress::Ports::single(
+                    echo_port.wrapping_add(1).max(1),
+                )),
             },
         ];
         gw.send_control(
@@ -496,7 +517,7 @@ mod tests {
         .await
         .expect("rules");
         for _ in 0..500 {
-            if state.rules.read().map(|r| r.len()).unwrap_or(0) == 2 {
+            if state.rules.read().map(|r| r.len()).unwrap_or(0) == 3 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
@@ -517,6 +538,11 @@ mod tests {
         );
         assert_eq!(
             code(open(&gw, "egress:meta.test:80").await),
+            Some(ResetCode::NotAllowed)
+        );
+        // A port the rule does not list, though the host is reachable.
+        assert_eq!(
+            code(open(&gw, &format!("egress:narrow.test:{echo_port}")).await),
             Some(ResetCode::NotAllowed)
         );
         assert_eq!(

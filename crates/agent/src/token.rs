@@ -23,7 +23,7 @@ const ASSERTION_LIFETIME: u64 = 60;
 /// Longest a token request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What a key-pair agent needs (the Connection Agent seed's variables).
+/// What a key-pair agent needs (Octopus Connection Agent's variables).
 #[derive(Clone)]
 pub struct KeyPairAuth {
     /// `https://AUTH_SERVER_DOMAIN`, reached like the gateway (same proxy

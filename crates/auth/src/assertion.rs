@@ -3,7 +3,7 @@
 //! The agent signs a JWT with its private key: header `alg` (RS256, ES256
 //! or EdDSA) and, optionally, `kid` (the key's registered name; without
 //! it the gateway tries each of the agent's keys, so an agent needs no more
-//! than the seed's variables); claims `iss` = `sub` =
+//! than Octopus Connection Agent's variables); claims `iss` = `sub` =
 //! its client id, `aud` = the token endpoint's audience, `iat`, `exp` (at
 //! most [`MAX_LIFETIME`] later) and a random `jti`. The gateway checks it
 //! against that agent's registered key of that name. Replays (a `jti` seen

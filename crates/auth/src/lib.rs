@@ -6,7 +6,7 @@
 //!   short-lived JWT with its private key (RS256, ES256 or EdDSA), the
 //!   gateway verifies it against the agent's registered keys, each failure
 //!   with its own error.
-//! - [`keygen`]: new key pairs, as the seed's openssl commands make them.
+//! - [`keygen`]: new key pairs, as Octopus Connection Agent's openssl commands make them.
 //! - [`access`]: the short-lived access tokens the token endpoint issues.
 //! - [`admin_key`]: admin API keys: generated once, stored as a hash,
 //!   compared in constant time.

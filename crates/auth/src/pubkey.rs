@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-/// Smallest RSA key accepted (the Connection Agent seed's limit).
+/// Smallest RSA key accepted (Octopus Connection Agent's limit).
 pub const MIN_RSA_BITS: usize = 2048;
 
 /// Largest PEM accepted, so a hostile upload cannot make us parse megabytes.

@@ -901,7 +901,7 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     Ok(c)
 }
 
-/// Key-pair settings from the seed's variables, checked now so a typo is a
+/// Key-pair settings from Octopus Connection Agent's variables, checked now so a typo is a
 /// start-up error, not a retry loop.
 fn key_pair_auth(
     args: KeyPairArgs,

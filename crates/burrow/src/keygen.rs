@@ -1,5 +1,5 @@
-//! `burrow keygen`: an agent key pair, named and written as the Connection
-//! Agent seed's openssl commands write it.
+//! `burrow keygen`: an agent key pair, named and written as Octopus Connection
+//! Agent's openssl commands write it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The management commands (the Connection Agent seed's `register`,
+//! The management commands (Octopus Connection Agent's `register`,
 //! `unregister`, `list-agents`, `add-key`, `remove-key`, `list-keys`, plus
 //! `admin-key create`): thin clients of the gateway's admin API.
 //!
@@ -155,6 +155,12 @@ pub enum Manage {
         /// certificate (always done on port 443 and for --tls rules).
         #[arg(long)]
         check_tls: bool,
+        /// The only ports workloads may reach through this rule, as
+        /// 22,443,8000-8100 (default: any port). Anything else is refused
+        /// with 403 at the gateway and again by the agent. Updating a rule
+        /// without --ports allows any port again.
+        #[arg(long, value_name = "PORTS")]
+        ports: Option<burrow_wire::egress::Ports>,
     },
     /// Remove an FQDN rule: new connections to it are refused at once;
     /// open ones go on.
@@ -536,6 +542,11 @@ fn agents_table(v: &Value) -> String {
     )
 }
 
+/// A rule's ports for people: the list, or `any`.
+fn ports_text(v: &Value) -> String {
+    v.as_str().map_or_else(|| "any".to_owned(), str::to_owned)
+}
+
 fn rules_table(v: &Value) -> String {
     let rows = rows(v, |r| {
         let mut opts = Vec::new();
@@ -554,6 +565,7 @@ fn rules_table(v: &Value) -> String {
         let mut row = vec![
             s(&r["fqdn"]),
             s(&r["agent_name"]),
+            ports_text(&r["ports"]),
             if opts.is_empty() {
                 "-".into()
             } else {
@@ -566,8 +578,8 @@ fn rules_table(v: &Value) -> String {
         }
         row
     });
-    let checked = rows.first().is_some_and(|r| r.len() == 5);
-    let mut header = vec!["FQDN", "AGENT", "OPTIONS", "CHANGED (UTC)"];
+    let checked = rows.first().is_some_and(|r| r.len() == 6);
+    let mut header = vec!["FQDN", "AGENT", "PORTS", "OPTIONS", "CHANGED (UTC)"];
     if checked {
         header.push("CHECK");
     }
@@ -679,24 +691,35 @@ pub async fn run(cmd: Manage) -> Result<()> {
             tls,
             check_port,
             check_tls,
+            ports,
         } => {
             check_name("agent", &agent_name)?;
             check_fqdn(&fqdn)?;
+            if let (Some(p), Some(c)) = (&ports, check_port)
+                && !p.allows(c)
+            {
+                return Err(UsageError(format!(
+                    "--check-port {c} is not among --ports {p}: the check could never connect"
+                ))
+                .into());
+            }
             let a = Api::new(&api)?;
             let v = a
                 .call(
                     Method::PUT,
                     &format!("/fqdn-rules/{}", fqdn.to_ascii_lowercase()),
                     Some(json!({ "agent_name": agent_name, "tls": tls, "check_port": check_port, "check_tls": check_tls,
+                                 "ports": ports.map(|p| p.to_string()),
                                  "ignore_certificate_validation_errors": ignore_certificate_validation_errors })),
                 )
                 .await?;
             a.print(&v, |v| {
                 let verb = added_or_updated(v);
                 format!(
-                    "{verb} FQDN rule {} -> agent {}\n",
+                    "{verb} FQDN rule {} -> agent {} (ports: {})\n",
                     s(&v["fqdn"]),
-                    s(&v["agent_name"])
+                    s(&v["agent_name"]),
+                    ports_text(&v["ports"])
                 )
             });
         }

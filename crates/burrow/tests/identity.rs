@@ -204,7 +204,7 @@ fn agent_row<'a>(list: &'a Value, name: &str) -> &'a Value {
 }
 
 #[tokio::test]
-async fn the_seeds_whole_flow_keygen_register_run_traffic_list() -> Result<()> {
+async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let echo = servers::echo().await;
     let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
@@ -440,7 +440,7 @@ async fn key_rotation_under_load_fails_no_request() -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = load(gw.forward, stop.clone(), 5_000, Duration::from_secs(60));
 
-    // The seed's procedure: add the new key, start the agent on it, stop
+    // Octopus Connection Agent's procedure: add the new key, start the agent on it, stop
     // the old one, check the keys, remove the old key.
     let (new_private, new_public, new_fp) = keygen(&new_dir, "edge-1").await?;
     let (code, _, err) = gw
@@ -1147,7 +1147,7 @@ async fn the_same_flow_runs_on_postgresql() -> Result<()> {
         let echo = servers::echo().await;
         let db = [("BURROW_DATABASE_URL", url.as_str())];
         let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &db).await?;
-        // A key pair made by openssl, as the seed makes it.
+        // A key pair made by openssl, as Octopus Connection Agent's commands make it.
         let d = dir.path();
         for args in [
             vec!["genrsa", "-out", "ConnectionAgent-edge-1.pem", "2048"],

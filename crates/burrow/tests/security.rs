@@ -763,3 +763,136 @@ async fn an_absolute_uri_sets_the_host_and_one_host_only() -> Result<()> {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     Ok(())
 }
+
+/// curl through the proxy (`via`: `-x URL` or `--socks5-hostname ADDR`):
+/// (curl's exit code, body, status).
+async fn curl_via(via: &[&str], url: &str) -> Result<(i32, String, String)> {
+    let mut args = vec!["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20"];
+    args.extend_from_slice(via);
+    args.push(url);
+    let (code, out, _) = run("curl", &args, Path::new("/"), &[]).await?;
+    let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
+    Ok((code, body.to_owned(), status.trim().to_owned()))
+}
+
+#[tokio::test]
+async fn a_rule_reaches_only_the_ports_it_names() -> Result<()> {
+    let (_open_svc, open_port, _r1) = hijacker().await?;
+    let (_other_svc, other_port, _r2) = hijacker().await?;
+    let st = setup(&bin(), &[], &["--map-host", "svc.test=127.0.0.1"], true).await?;
+    let ports = format!("{open_port},22");
+    st.add_fqdn("svc.test", &["--ports", &ports]).await?;
+    let list = st.ok(&["list-fqdn"]).await?;
+    let mut want = [open_port, 22];
+    want.sort_unstable();
+    let shown = format!("{},{}", want[0], want[1]);
+    assert!(list.contains("PORTS") && list.contains(&shown), "{list}");
+    let rules_before = st.api_get("/fqdn-rules").await?;
+    assert_eq!(rules_before[0]["ports"], shown.as_str(), "{rules_before}");
+
+    let proxy = st.proxy_url();
+    let socks = st.proxy.to_string();
+    let open_url = format!("http://svc.test:{open_port}/");
+    let other_url = format!("http://svc.test:{other_port}/");
+    // The named port: served, by forwarding and by CONNECT.
+    let (_, body, status) = curl_via(&["-x", &proxy], &open_url).await?;
+    assert_eq!((status.as_str(), body.trim()), ("200", "hijacker"));
+    let (_, body, status) = curl_via(&["-p", "-x", &proxy], &open_url).await?;
+    assert_eq!((status.as_str(), body.trim()), ("200", "hijacker"));
+    // Another port of the same host: refused at the gateway, saying why,
+    // by forwarding, CONNECT and SOCKS5 alike.
+    let (_, body, status) = curl_via(&["-x", &proxy], &other_url).await?;
+    assert_eq!(status, "403", "{body}");
+    assert!(
+        body.contains(&format!("allows ports {shown}, not {other_port}"))
+            && !body.contains("hijacker"),
+        "{body}"
+    );
+    let (code, body, _) = curl_via(&["-p", "-x", &proxy], &other_url).await?;
+    assert!(
+        code != 0 && !body.contains("hijacker"),
+        "CONNECT: {code} {body}"
+    );
+    let (code, body, _) = curl_via(&["--socks5-hostname", &socks], &other_url).await?;
+    assert!(
+        code != 0 && !body.contains("hijacker"),
+        "SOCKS5: {code} {body}"
+    );
+    // Nothing else changed: the rule is as it was, other clients still served.
+    assert_eq!(st.api_get("/fqdn-rules").await?, rules_before);
+    let (_, body, _) = curl_via(&["--socks5-hostname", &socks], &open_url).await?;
+    assert_eq!(body.trim(), "hijacker");
+
+    // Malformed port lists are refused by the CLI and by the API.
+    for bad in ["0", "22-", "http", "100-10", ""] {
+        let (code, _, err) = st
+            .cli(&[
+                "add-fqdn",
+                "--agent-name",
+                "edge",
+                "--fqdn",
+                "svc.test",
+                "--ports",
+                bad,
+            ])
+            .await?;
+        assert!(code != 0 && err.contains("port"), "{bad:?}: {code} {err}");
+    }
+    let (code, _, err) = st
+        .cli(&[
+            "add-fqdn",
+            "--agent-name",
+            "edge",
+            "--fqdn",
+            "svc.test",
+            "--ports",
+            "25",
+            "--check-port",
+            "443",
+        ])
+        .await?;
+    assert!(code != 0 && err.contains("--check-port 443"), "{err}");
+    let connect = &st.env[0].1;
+    let api = connect
+        .replace("wss://", "https://")
+        .replace("ws://", "http://")
+        .replace("/connect", "/api/v1/fqdn-rules/svc.test");
+    let auth = format!("Authorization: Bearer {}", st.env[1].1);
+    for body in [
+        r#"{"agent_name":"edge","ports":"70000"}"#,
+        r#"{"agent_name":"edge","ports":"25","check_port":443}"#,
+        r#"{"agent_name":"edge","ports":7}"#,
+    ] {
+        let (_, out, _) = run(
+            "curl",
+            &[
+                "-sk",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "PUT",
+                "-H",
+                &auth,
+                "-H",
+                "content-type: application/json",
+                "-d",
+                body,
+                &api,
+            ],
+            Path::new("/"),
+            &[],
+        )
+        .await?;
+        assert!(out.ends_with("\n400"), "{body}: {out}");
+    }
+    assert_eq!(st.api_get("/fqdn-rules").await?, rules_before);
+
+    // Updated without --ports: any port again.
+    st.add_fqdn("svc.test", &[]).await?;
+    let (_, body, status) = curl_via(&["-x", &proxy], &other_url).await?;
+    assert_eq!((status.as_str(), body.trim()), ("200", "hijacker"));
+    assert!(st.ok(&["list-fqdn"]).await?.contains("any"));
+    Ok(())
+}

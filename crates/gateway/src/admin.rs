@@ -206,12 +206,15 @@ struct RuleReq {
     tls: bool,
     check_port: Option<u16>,
     check_tls: Option<bool>,
+    /// `22,443,8000-8100`; absent or null: any port.
+    ports: Option<String>,
 }
 
 fn rule_json(r: &burrow_store::FqdnRule) -> Value {
     json!({ "fqdn": r.fqdn, "agent_name": r.agent,
             "ignore_certificate_validation_errors": r.ignore_certificate_errors,
             "tls": r.tls, "check_port": r.check_port, "check_tls": r.check_tls,
+            "ports": r.ports.as_ref().map(ToString::to_string),
             "created_at": r.created_at, "updated_at": r.updated_at })
 }
 
@@ -439,6 +442,7 @@ async fn serve(
                     tls: false,
                     check_port: None,
                     check_tls: false,
+                    ports: None,
                     created_at: now_micros(),
                     updated_at: now_micros(),
                 };
@@ -598,6 +602,21 @@ async fn serve(
             if b.check_port == Some(0) {
                 return Err(error(StatusCode::BAD_REQUEST, "check_port must be 1-65535"));
             }
+            let ports = match b.ports.as_deref() {
+                None => None,
+                Some(p) => Some(
+                    p.parse::<burrow_store::Ports>()
+                        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("ports: {e}")))?,
+                ),
+            };
+            if let (Some(p), Some(c)) = (&ports, b.check_port)
+                && !p.allows(c)
+            {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("check_port {c} is not among the rule's ports {p}"),
+                ));
+            }
             let now = now_micros();
             let rule = burrow_store::FqdnRule {
                 fqdn: fqdn.clone(),
@@ -606,6 +625,7 @@ async fn serve(
                 tls: b.tls,
                 check_port: b.check_port.map(i64::from),
                 check_tls: b.check_tls.unwrap_or(false),
+                ports,
                 created_at: now,
                 updated_at: now,
             };
@@ -615,7 +635,11 @@ async fn serve(
                 .map_err(|e| store_error(&e))?;
             crate::egress::reload(state).await;
             let action = if created { "add-fqdn" } else { "update-fqdn" };
-            audit(action, fqdn.clone(), format!("agent {}", b.agent_name)).await;
+            let detail = match &rule.ports {
+                Some(p) => format!("agent {} ports {p}", b.agent_name),
+                None => format!("agent {}", b.agent_name),
+            };
+            audit(action, fqdn.clone(), detail).await;
             let status = if created {
                 StatusCode::CREATED
             } else {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use burrow_mux::{MuxError, MuxStream, ResetCode, pump};
 use burrow_store::FqdnRule;
-use burrow_wire::egress::{AgentRule, Target, best_match, encode_rules};
+use burrow_wire::egress::{AgentRule, Ports, Target, best_match, encode_rules};
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,7 +70,9 @@ impl ProxyAuth {
 }
 
 /// The rules one agent gets: its FQDN rules, and the internal hosts of its
-/// routes (the edge reaches them as egress targets).
+/// routes (the edge reaches them as egress targets, on the target's port).
+/// Entries for one pattern are joined: the options of either, the ports of
+/// both (any port if either allows any).
 fn agent_rules(rules: &[FqdnRule], routes: &[burrow_store::Route], agent: &str) -> Vec<AgentRule> {
     let fqdn = rules
         .iter()
@@ -79,6 +81,7 @@ fn agent_rules(rules: &[FqdnRule], routes: &[burrow_store::Route], agent: &str) 
             pattern: r.fqdn.clone(),
             tls: r.tls,
             insecure: r.ignore_certificate_errors,
+            ports: r.ports.clone(),
         });
     let routed = routes
         .iter()
@@ -88,11 +91,25 @@ fn agent_rules(rules: &[FqdnRule], routes: &[burrow_store::Route], agent: &str) 
             pattern: t.host,
             tls: t.tls,
             insecure: t.insecure,
+            ports: Some(Ports::single(t.port)),
         });
-    let mut all: Vec<AgentRule> = fqdn.chain(routed).collect();
-    all.sort_by(|a, b| a.pattern.cmp(&b.pattern));
-    all.dedup();
-    all
+    let mut joined: std::collections::BTreeMap<String, AgentRule> = Default::default();
+    for r in fqdn.chain(routed) {
+        match joined.get_mut(&r.pattern) {
+            Some(j) => {
+                j.tls |= r.tls;
+                j.insecure |= r.insecure;
+                j.ports = match (&j.ports, &r.ports) {
+                    (Some(a), Some(b)) => Some(a.union(b)),
+                    _ => None,
+                };
+            }
+            None => {
+                joined.insert(r.pattern.clone(), r);
+            }
+        }
+    }
+    joined.into_values().collect()
 }
 
 /// Sends `agent` its rules on every live link (or only on `session`).
@@ -194,6 +211,12 @@ pub(crate) async fn reload(state: &State) -> bool {
 enum Refusal {
     /// No rule for the host.
     NoRule(String),
+    /// The rule does not allow the port.
+    Port {
+        host: String,
+        port: u16,
+        allowed: Ports,
+    },
     /// The rule's agent has no live link.
     Offline { host: String, agent: String },
     /// The agent reported this.
@@ -214,6 +237,17 @@ impl Refusal {
                 "Forbidden",
                 format!(
                     "burrow: no FQDN rule for {h}: this gateway is not an open proxy. Route {h} through an agent with: burrow add-fqdn --agent-name AGENT --fqdn {h}\n"
+                ),
+            ),
+            Refusal::Port {
+                host,
+                port,
+                allowed,
+            } => (
+                403,
+                "Forbidden",
+                format!(
+                    "burrow: the FQDN rule for {host} allows ports {allowed}, not {port}. Allow it with: burrow add-fqdn --fqdn RULE --agent-name AGENT --ports {allowed},{port}\n"
                 ),
             ),
             Refusal::Offline { host, agent } => (
@@ -255,7 +289,7 @@ impl Refusal {
     /// SOCKS5 reply code (RFC 1928).
     fn socks(&self) -> u8 {
         match self {
-            Refusal::NoRule(_) => 0x02,
+            Refusal::NoRule(_) | Refusal::Port { .. } => 0x02,
             Refusal::Offline { .. } => 0x04,
             Refusal::Agent {
                 code: ResetCode::NotAllowed,
@@ -290,6 +324,13 @@ async fn open(
     let Some(rule) = rule else {
         return Err(Refusal::NoRule(host));
     };
+    if let Some(allowed) = rule.ports.as_ref().filter(|p| !p.allows(port)) {
+        return Err(Refusal::Port {
+            host,
+            port,
+            allowed: allowed.clone(),
+        });
+    }
     let tls = http_origination && rule.tls;
     let target = Target {
         host: host.clone(),
@@ -850,6 +891,15 @@ async fn socks5(state: &State, mut tcp: Buffered, client: SocketAddr) {
     record(state, started, agent, client, &host, port, &out);
 }
 
+/// The port a check probes when the rule names none: 443, or the rule's
+/// lowest allowed port if 443 is not allowed.
+pub(crate) fn default_check_port(ports: Option<&Ports>) -> u16 {
+    match ports {
+        Some(p) if !p.allows(443) => p.first(),
+        _ => 443,
+    }
+}
+
 /// Result of a reachability check for one rule.
 pub(crate) async fn check(state: &State, rule: &FqdnRule) -> String {
     if rule.fqdn.starts_with("*.") {
@@ -858,7 +908,7 @@ pub(crate) async fn check(state: &State, rule: &FqdnRule) -> String {
     let port = rule
         .check_port
         .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or(443);
+        .unwrap_or_else(|| default_check_port(rule.ports.as_ref()));
     let target = Target {
         host: rule.fqdn.clone(),
         port,

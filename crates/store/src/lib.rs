@@ -24,11 +24,13 @@ use std::path::Path;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub use burrow_wire::egress::Ports;
+
 pub use migrate::SCHEMA_VERSION;
 pub use traffic::MAX_TRAFFIC_OFFSET;
 
 /// Most agents a gateway accepts unless configured otherwise (the
-/// Connection Agent seed's limit).
+/// Octopus Connection Agent's limit).
 pub const DEFAULT_MAX_AGENTS: usize = 5;
 
 /// Which database a store runs on.
@@ -227,6 +229,8 @@ pub struct FqdnRule {
     pub check_port: Option<i64>,
     /// The check also completes a TLS handshake (always on port 443).
     pub check_tls: bool,
+    /// The ports workloads may reach through the rule; `None`: any.
+    pub ports: Option<Ports>,
     /// When it was added.
     pub created_at: i64,
     /// When it last changed.
@@ -364,7 +368,7 @@ async fn insert_agent(
 /// The insert of one FQDN rule, bound and ready to run.
 fn insert_fqdn_rule(rule: &FqdnRule) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query(
-        "INSERT INTO fqdn_rules (fqdn, agent, ignore_certificate_errors, tls, check_port, check_tls, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO fqdn_rules (fqdn, agent, ignore_certificate_errors, tls, check_port, check_tls, ports, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&rule.fqdn)
     .bind(&rule.agent)
@@ -372,6 +376,7 @@ fn insert_fqdn_rule(rule: &FqdnRule) -> sqlx::query::Query<'_, sqlx::Any, sqlx::
     .bind(i64::from(rule.tls))
     .bind(rule.check_port)
     .bind(i64::from(rule.check_tls))
+    .bind(rule.ports.as_ref().map(Ports::to_string))
     .bind(rule.created_at)
     .bind(rule.updated_at)
 }
@@ -771,13 +776,14 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
-            "UPDATE fqdn_rules SET agent = $1, ignore_certificate_errors = $2, tls = $3, check_port = $4, check_tls = $5, updated_at = $6 WHERE fqdn = $7",
+            "UPDATE fqdn_rules SET agent = $1, ignore_certificate_errors = $2, tls = $3, check_port = $4, check_tls = $5, ports = $6, updated_at = $7 WHERE fqdn = $8",
         )
         .bind(&rule.agent)
         .bind(i64::from(rule.ignore_certificate_errors))
         .bind(i64::from(rule.tls))
         .bind(rule.check_port)
         .bind(i64::from(rule.check_tls))
+        .bind(rule.ports.as_ref().map(Ports::to_string))
         .bind(rule.updated_at)
         .bind(&rule.fqdn)
         .execute(&mut *tx)
@@ -882,6 +888,14 @@ impl Store {
                     tls: r.try_get::<i64, _>("tls")? != 0,
                     check_port: r.try_get("check_port")?,
                     check_tls: r.try_get::<i64, _>("check_tls")? != 0,
+                    ports: r
+                        .try_get::<Option<String>, _>("ports")?
+                        .map(|p| p.parse::<Ports>())
+                        .transpose()
+                        .map_err(|e| sqlx::Error::ColumnDecode {
+                            index: "ports".into(),
+                            source: Box::new(e),
+                        })?,
                     created_at: r.try_get("created_at")?,
                     updated_at: r.try_get("updated_at")?,
                 })

@@ -37,10 +37,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "traffic_blocks",
         include_str!("../migrations/0007_traffic_blocks.sql"),
     ),
+    (
+        8,
+        "fqdn_ports",
+        include_str!("../migrations/0008_fqdn_ports.sql"),
+    ),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Arbitrary, fixed: the advisory lock id for migrations.
 const PG_LOCK: i64 = 0x6275_7272_6f77;

@@ -120,6 +120,7 @@ async fn exercise(s: &Store) {
         tls: false,
         check_port: None,
         check_tls: false,
+        ports: None,
         created_at: now_micros(),
         updated_at: now_micros(),
     };
@@ -134,6 +135,7 @@ async fn exercise(s: &Store) {
         ignore_certificate_errors: false,
         tls: true,
         check_port: Some(8443),
+        ports: Some("8443,22".parse().unwrap()),
         created_at: rule.created_at + 5,
         updated_at: rule.updated_at + 5,
         ..rule.clone()
@@ -143,6 +145,10 @@ async fn exercise(s: &Store) {
     assert_eq!(
         (got[0].tls, got[0].check_port, got[0].created_at),
         (true, Some(8443), rule.created_at)
+    );
+    assert_eq!(
+        got[0].ports.as_ref().map(|p| p.to_string()).as_deref(),
+        Some("22,8443")
     );
     let wild = FqdnRule {
         fqdn: "*.lan".into(),

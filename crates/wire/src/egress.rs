@@ -172,6 +172,124 @@ pub fn best_match<'a, T>(
         .max_by_key(|(p, _)| specificity(p))
 }
 
+/// The ports a rule allows: single ports and inclusive ranges, written
+/// `22,443,8000-8100`. A rule without a set allows any port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ports(Vec<(u16, u16)>);
+
+/// Why a port list was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortsError {
+    /// Nothing was listed.
+    #[error("no ports listed: give ports such as 22,443,8000-8100")]
+    Empty,
+    /// One item is not a port (1-65535) or a range of them.
+    #[error("{0:?} is not a port (1-65535) or a range such as 8000-8100")]
+    Bad(String),
+    /// A range runs backwards.
+    #[error("the range {0:?} runs backwards: write the lower port first")]
+    Backwards(String),
+    /// Too many items.
+    #[error("more than {MAX_PORT_ITEMS} ports or ranges: use ranges")]
+    TooMany,
+}
+
+/// The most items one port list may have.
+pub const MAX_PORT_ITEMS: usize = 64;
+
+impl Ports {
+    /// Does the set allow `port`?
+    pub fn allows(&self, port: u16) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port))
+    }
+
+    /// The lowest allowed port.
+    pub fn first(&self) -> u16 {
+        self.0.first().map_or(1, |(lo, _)| *lo)
+    }
+
+    /// The union of two sets.
+    pub fn union(&self, other: &Ports) -> Ports {
+        let mut all = self.0.clone();
+        all.extend_from_slice(&other.0);
+        Ports::normal(all)
+    }
+
+    /// One port.
+    pub fn single(port: u16) -> Ports {
+        Ports(vec![(port, port)])
+    }
+
+    /// Sorted, with overlapping and adjacent ranges joined.
+    fn normal(mut r: Vec<(u16, u16)>) -> Ports {
+        r.sort_unstable();
+        let mut out: Vec<(u16, u16)> = Vec::with_capacity(r.len());
+        for (lo, hi) in r {
+            match out.last_mut() {
+                Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
+                _ => out.push((lo, hi)),
+            }
+        }
+        Ports(out)
+    }
+}
+
+impl std::str::FromStr for Ports {
+    type Err = PortsError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let items: Vec<&str> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Err(PortsError::Empty);
+        }
+        if items.len() > MAX_PORT_ITEMS {
+            return Err(PortsError::TooMany);
+        }
+        let port = |p: &str, item: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| PortsError::Bad(item.to_owned()))
+        };
+        let mut ranges = Vec::with_capacity(items.len());
+        for item in items {
+            let (lo, hi) = match item.split_once('-') {
+                Some((a, b)) => (port(a, item)?, port(b, item)?),
+                None => {
+                    let p = port(item, item)?;
+                    (p, p)
+                }
+            };
+            if lo > hi {
+                return Err(PortsError::Backwards(item.to_owned()));
+            }
+            ranges.push((lo, hi));
+        }
+        Ok(Ports::normal(ranges))
+    }
+}
+
+impl std::fmt::Display for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One rule as an agent receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRule {
@@ -181,20 +299,26 @@ pub struct AgentRule {
     pub tls: bool,
     /// Certificate validation skipped.
     pub insecure: bool,
+    /// The ports it allows; `None`: any.
+    pub ports: Option<Ports>,
 }
 
 /// Encodes an agent's rules for [`crate::control::RULES`]: one line each,
-/// `pattern` and flags separated by a tab.
+/// `pattern` and flags separated by a tab (`tls`, `insecure`,
+/// `ports=22,443`). An agent that does not know a flag ignores it.
 pub fn encode_rules(rules: &[AgentRule]) -> String {
     let mut s = String::new();
     for r in rules {
         s.push_str(&r.pattern);
         s.push('\t');
-        let flags: Vec<&str> = [(r.tls, "tls"), (r.insecure, "insecure")]
+        let mut flags: Vec<String> = [(r.tls, "tls"), (r.insecure, "insecure")]
             .iter()
             .filter(|(on, _)| *on)
-            .map(|(_, f)| *f)
+            .map(|(_, f)| (*f).to_owned())
             .collect();
+        if let Some(p) = &r.ports {
+            flags.push(format!("ports={p}"));
+        }
         s.push_str(&flags.join(","));
         s.push('\n');
     }
@@ -202,16 +326,26 @@ pub fn encode_rules(rules: &[AgentRule]) -> String {
 }
 
 /// Decodes [`encode_rules`]; malformed lines are dropped (an agent then
-/// refuses what they would have allowed).
+/// refuses what they would have allowed), and so is a line whose port list
+/// does not parse (it must not widen to any port).
 pub fn decode_rules(body: &[u8]) -> Vec<AgentRule> {
     let text = String::from_utf8_lossy(body);
     text.lines()
         .filter_map(|l| {
             let (pattern, flags) = l.split_once('\t').unwrap_or((l, ""));
-            valid_pattern(pattern).then(|| AgentRule {
+            if !valid_pattern(pattern) {
+                return None;
+            }
+            // `ports=` is the last flag: its value holds commas itself.
+            let (flags, ports) = match flags.split_once("ports=") {
+                Some((f, p)) => (f, Some(p.parse::<Ports>().ok()?)),
+                None => (flags, None),
+            };
+            Some(AgentRule {
                 pattern: pattern.to_ascii_lowercase(),
                 tls: flags.split(',').any(|f| f == "tls"),
                 insecure: flags.split(',').any(|f| f == "insecure"),
+                ports,
             })
         })
         .collect()
@@ -346,14 +480,57 @@ mod tests {
                 pattern: "git.internal".into(),
                 tls: false,
                 insecure: false,
+                ports: None,
             },
             AgentRule {
                 pattern: "*.lan".into(),
                 tls: true,
                 insecure: true,
+                ports: Some("22,8000-8100,443".parse().expect("ports")),
+            },
+            AgentRule {
+                pattern: "smtp.lan".into(),
+                tls: false,
+                insecure: false,
+                ports: Some(Ports::single(25)),
             },
         ];
         assert_eq!(decode_rules(encode_rules(&rules).as_bytes()), rules);
+        // A port list that does not parse drops the line: never any port.
+        assert!(decode_rules(b"a.lan\tports=0\n").is_empty());
+        assert!(decode_rules(b"a.lan\ttls,ports=x\n").is_empty());
         assert_eq!(decode_rules(b"bad pattern\t\n*.ok\ttls\n").len(), 1);
+    }
+
+    #[test]
+    fn port_lists_parse_join_and_refuse() {
+        let p: Ports = " 443, 22 ,8000-8100,8050-8200,23".parse().expect("ports");
+        assert_eq!(p.to_string(), "22-23,443,8000-8200");
+        assert!(p.allows(22) && p.allows(23) && p.allows(8200) && p.allows(443));
+        assert!(!p.allows(24) && !p.allows(80) && !p.allows(8201));
+        assert_eq!(p.first(), 22);
+        assert_eq!("65535".parse::<Ports>().expect("ports").to_string(), "65535");
+        assert_eq!(
+            Ports::single(25).union(&Ports::single(26)).to_string(),
+            "25-26"
+        );
+        for (bad, want) in [
+            ("", PortsError::Empty),
+            (" , ", PortsError::Empty),
+            ("0", PortsError::Bad("0".into())),
+            ("65536", PortsError::Bad("65536".into())),
+            ("-5", PortsError::Bad("-5".into())),
+            ("22-", PortsError::Bad("22-".into())),
+            ("http", PortsError::Bad("http".into())),
+            ("1-2-3", PortsError::Bad("1-2-3".into())),
+            ("100-10", PortsError::Backwards("100-10".into())),
+        ] {
+            assert_eq!(bad.parse::<Ports>(), Err(want), "{bad:?}");
+        }
+        let many = (1..=65)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(many.parse::<Ports>(), Err(PortsError::TooMany));
     }
 }

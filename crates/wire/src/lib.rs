@@ -61,7 +61,7 @@ pub const MAX_DATA: usize = 32 * 1024;
 /// Largest target (`host:port`) in an `Open` frame.
 pub const MAX_TARGET_LEN: usize = 1024;
 
-/// Largest agent or key name (the Connection Agent seed's limit).
+/// Largest agent or key name (Octopus Connection Agent's limit).
 pub const MAX_NAME_LEN: usize = 200;
 
 /// Largest free-text field (software version, rejection message).

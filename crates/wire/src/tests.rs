@@ -226,7 +226,7 @@ fn trailing_bytes_in_a_message_are_refused() {
 }
 
 #[test]
-fn names_follow_the_seed_rules() {
+fn names_follow_octopus_connection_agents_rules() {
     assert!(valid_name("home"));
     assert!(valid_name("dc-1.eu.example"));
     assert!(valid_name(&"a".repeat(200)));

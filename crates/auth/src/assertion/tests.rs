@@ -276,7 +276,7 @@ fn openssl(args: &[&str], dir: &std::path::Path) {
 fn keys_made_by_openssl_work_and_small_rsa_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // The Connection Agent seed's commands.
+    // The Octopus Connection Agent's commands.
     openssl(&["genrsa", "-out", "key.pem", "2048"], d);
     openssl(&["rsa", "-in", "key.pem", "-pubout", "-out", "pub.pem"], d);
     let private = std::fs::read(d.join("key.pem")).unwrap();
