@@ -68,6 +68,15 @@ pub enum TokenError {
         /// `error_description`.
         reason: String,
     },
+    /// The gateway could not check the assertion now (its database is
+    /// down or its disk full); the agent retries.
+    #[error("the gateway cannot issue tokens now (HTTP {status}): {reason}; retrying")]
+    Unavailable {
+        /// HTTP status.
+        status: u16,
+        /// `error_description`.
+        reason: String,
+    },
     /// The answer made no sense.
     #[error("the token endpoint answered something that is not a token: {0}")]
     BadAnswer(String),
@@ -217,9 +226,11 @@ impl Tokens {
                     .take(300)
                     .collect(),
             };
-            return Err(TokenError::Refused {
-                status: res.status.as_u16(),
-                reason,
+            let status = res.status.as_u16();
+            return Err(if res.status.is_server_error() {
+                TokenError::Unavailable { status, reason }
+            } else {
+                TokenError::Refused { status, reason }
             });
         }
         let answer: TokenAnswer =

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)] // test support: a panic is a test failure
 
+pub mod disk;
 pub mod registered;
 pub mod servers;
 

@@ -51,6 +51,13 @@ fn store_error(e: &StoreError) -> Refusal {
     let status = match e {
         StoreError::Exists { .. } | StoreError::AgentLimit { .. } => StatusCode::CONFLICT,
         StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+        StoreError::DiskFull(_) => {
+            warn!(error = %e, "admin API change refused: the disk is full");
+            return error(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the gateway's disk is full, so the change was not made: free space on the gateway's data disk (or the database server's), then retry",
+            );
+        }
         _ => {
             warn!(error = %e, "admin API storage error");
             return error(

@@ -220,7 +220,7 @@ impl Identity {
     }
 
     /// Verifies a client assertion; returns (agent, key name, jti expiry).
-    async fn check_assertion(&self, token: &str) -> Result<(String, String), String> {
+    async fn check_assertion(&self, token: &str) -> Result<(String, String), NotAccepted> {
         let now = unix_now();
         let client_id = assertion::claimed_client_id(token).map_err(|e| e.to_string())?;
         let fetched = match self.store.agent_by_client_id(&client_id).await {
@@ -253,7 +253,7 @@ impl Identity {
         let until = i64::try_from(until).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
         match self.store.use_jti(&verified.claims.jti, until).await {
             Ok(true) => Ok((agent, verified.key_name)),
-            Ok(false) => Err(AssertionError::Replayed.to_string()),
+            Ok(false) => Err(AssertionError::Replayed.to_string().into()),
             Err(e) => Err(storage(&e)),
         }
     }
@@ -329,9 +329,20 @@ impl Identity {
                 attempt.succeeded();
                 v
             }
-            Err(why) => {
+            Err(NotAccepted::Refused(why)) => {
                 attempt.failed(&why);
                 return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &why);
+            }
+            Err(NotAccepted::Unavailable(why)) => {
+                attempt.succeeded();
+                let mut r = oauth_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    &why,
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                return r;
             }
         };
         if let Some(id) = get("client_id") {
@@ -386,7 +397,11 @@ impl Identity {
                 claims.sub
             ));
         }
-        let keys = self.store.keys(agent).await.map_err(|e| storage(&e))?;
+        let keys = self
+            .store
+            .keys(agent)
+            .await
+            .map_err(|e| storage(&e).into_text())?;
         if !keys.iter().any(|k| k.name == claims.key) {
             return Err(format!(
                 "key {:?} of agent {agent} was removed (or the agent unregistered): the access token it earned no longer works",
@@ -402,9 +417,37 @@ impl Identity {
     }
 }
 
-fn storage(e: &burrow_store::StoreError) -> String {
+/// Why an assertion was not accepted.
+enum NotAccepted {
+    /// The credential is wrong: 401, counted against the address.
+    Refused(String),
+    /// The database failed (unreachable, disk full): 503, not the
+    /// client's fault and not counted as a guess.
+    Unavailable(String),
+}
+
+impl NotAccepted {
+    fn into_text(self) -> String {
+        match self {
+            NotAccepted::Refused(t) | NotAccepted::Unavailable(t) => t,
+        }
+    }
+}
+
+impl From<String> for NotAccepted {
+    fn from(why: String) -> Self {
+        NotAccepted::Refused(why)
+    }
+}
+
+fn storage(e: &burrow_store::StoreError) -> NotAccepted {
     warn!(error = %e, "storage error while checking credentials");
-    "the gateway cannot reach its database; try again".into()
+    NotAccepted::Unavailable(match e {
+        burrow_store::StoreError::DiskFull(_) => {
+            "the gateway's disk is full, so it cannot record the assertion; try again later".into()
+        }
+        _ => "the gateway cannot reach its database; try again".into(),
+    })
 }
 
 /// Every few seconds: re-reads the FQDN rules (pushing changes to agents),

@@ -2,7 +2,10 @@
 //! written off the traffic path. Records go into a bounded queue (never
 //! waiting: when it is full the record is counted as dropped, and the log
 //! says so); a writer stores them in batches and keeps the table within
-//! its retention (age and count).
+//! its retention (age and count). A batch the database refuses (a full
+//! disk) is kept and retried, and the log says that, not "queue full";
+//! records are lost only to a full queue, or when the gateway stops while
+//! the database still refuses them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +13,7 @@ use std::time::Duration;
 
 use burrow_store::{Store, Traffic, now_micros};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Most records in one batch: one commit, one block per route in it.
 const BATCH: usize = 8_192;
@@ -91,6 +94,9 @@ const GATHER: Duration = Duration::from_millis(100);
 /// queue holds at most this long's records however long the gather is.
 const TICK: Duration = Duration::from_millis(10);
 
+/// How long the writer waits before retrying a batch the database refused.
+const RETRY: Duration = Duration::from_secs(1);
+
 /// How often retention is applied at the latest. Finding the count cutoff
 /// walks the time index, so it is not done per batch.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
@@ -112,6 +118,7 @@ pub(crate) async fn writer(
     let mut next_prune = tokio::time::Instant::now();
     let mut since_prune = 0i64;
     let prune_after = (cfg.max_records / 10).max(1);
+    let mut failing: Option<tokio::time::Instant> = None;
     loop {
         if tokio::time::Instant::now() >= next_prune {
             prune(&store, &cfg).await;
@@ -136,11 +143,14 @@ pub(crate) async fn writer(
                 }
             }
         }
-        if let Err(e) = store.insert_traffic(&batch).await {
+        if !write(&store, &batch, &mut rx, &mut failing).await {
             recorder
                 .dropped
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            warn!(error = %e, records = batch.len(), "traffic audit records not written");
+            warn!(
+                records = batch.len(),
+                "traffic audit records lost: the gateway stopped while the database refused them"
+            );
         }
         since_prune += i64::try_from(batch.len()).unwrap_or(i64::MAX);
         if since_prune >= prune_after {
@@ -160,6 +170,45 @@ pub(crate) async fn writer(
                 "traffic audit queue full: records dropped (traffic was not slowed)"
             );
             reported = dropped;
+        }
+    }
+}
+
+/// Writes one batch, retrying every [`RETRY`] while the database refuses
+/// it (records keep queueing meanwhile). The first refusal of a streak is
+/// logged, and its end. False if the queue closed (the gateway is
+/// stopping) while the database still refused the batch.
+async fn write(
+    store: &Store,
+    batch: &[Traffic],
+    rx: &mut mpsc::Receiver<Traffic>,
+    failing: &mut Option<tokio::time::Instant>,
+) -> bool {
+    loop {
+        match store.insert_traffic(batch).await {
+            Ok(()) => {
+                if let Some(since) = failing.take() {
+                    info!(
+                        after_s = since.elapsed().as_secs(),
+                        "traffic audit writes resumed"
+                    );
+                }
+                return true;
+            }
+            Err(e) => {
+                if failing.is_none() {
+                    warn!(
+                        error = %e,
+                        records = batch.len(),
+                        "traffic audit records not written: kept in memory and retried every second"
+                    );
+                    *failing = Some(tokio::time::Instant::now());
+                }
+                if rx.is_closed() {
+                    return false;
+                }
+                tokio::time::sleep(RETRY).await;
+            }
         }
     }
 }

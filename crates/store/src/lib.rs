@@ -18,6 +18,7 @@
 
 mod migrate;
 mod traffic;
+mod tx;
 
 use std::path::Path;
 
@@ -100,9 +101,41 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// The database's disk is full: the change was not made. Changes
+    /// succeed again once space is freed; nothing needs restarting.
+    #[error(
+        "the database's disk is full, so the change was not made: free space where the data directory (or the PostgreSQL server's data) is, then retry ({0})"
+    )]
+    DiskFull(sqlx::Error),
     /// Any other database error.
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_disk_full(&e) {
+            StoreError::DiskFull(e)
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
+/// SQLite's `SQLITE_FULL` (13; extended codes keep it in the low byte),
+/// PostgreSQL's `disk_full` (53100), or the OS's ENOSPC seen through I/O.
+fn is_disk_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let code = d.code();
+            let code = code.as_deref().unwrap_or_default();
+            code == "53100"
+                || code.parse::<i64>().is_ok_and(|c| c & 0xff == 13)
+                || d.message().contains("disk is full")
+        }
+        sqlx::Error::Io(io) => io.raw_os_error() == Some(28),
+        _ => false,
+    }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -327,13 +360,13 @@ pub struct AuditEntry {
 /// Inserts an agent inside `tx`, refusing a taken name and more than
 /// `max_agents` (counted in the same transaction).
 async fn insert_agent(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     name: &str,
     client_id: &str,
     max_agents: usize,
 ) -> Result<Agent> {
     let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM agents")
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?
         .try_get("n")?;
     if usize::try_from(count).unwrap_or(usize::MAX) >= max_agents {
@@ -344,7 +377,7 @@ async fn insert_agent(
         .bind(name)
         .bind(client_id)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await;
     match r {
         Err(e) if is_unique_violation(&e) => {
@@ -469,7 +502,7 @@ impl Store {
         client_id: &str,
         max_agents: usize,
     ) -> Result<Agent> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = tx::Tx::begin(&self.pool, self.backend).await?;
         let agent = insert_agent(&mut tx, name, client_id, max_agents).await?;
         tx.commit().await?;
         Ok(agent)
@@ -484,7 +517,7 @@ impl Store {
         first_key: &AgentKey,
         max_agents: usize,
     ) -> Result<Agent> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = tx::Tx::begin(&self.pool, self.backend).await?;
         let agent = insert_agent(&mut tx, name, client_id, max_agents).await?;
         sqlx::query(
             "INSERT INTO agent_keys (agent, name, algorithm, bits, fingerprint, public_pem, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -580,7 +613,7 @@ impl Store {
 
     /// Unregisters an agent with its keys, rules and routes.
     pub async fn delete_agent(&self, name: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = tx::Tx::begin(&self.pool, self.backend).await?;
         for q in [
             "DELETE FROM agent_keys WHERE agent = $1",
             "DELETE FROM fqdn_rules WHERE agent = $1",
@@ -774,7 +807,7 @@ impl Store {
                 name: rule.agent.clone(),
             });
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = tx::Tx::begin(&self.pool, self.backend).await?;
         let n = sqlx::query(
             "UPDATE fqdn_rules SET agent = $1, ignore_certificate_errors = $2, tls = $3, check_port = $4, check_tls = $5, ports = $6, updated_at = $7 WHERE fqdn = $8",
         )
@@ -805,7 +838,7 @@ impl Store {
                 name: route.agent.clone(),
             });
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = tx::Tx::begin(&self.pool, self.backend).await?;
         let n = sqlx::query(
             "UPDATE routes SET agent = $1, target = $2, ignore_certificate_errors = $3, proxy_protocol = $4, updated_at = $5 WHERE hostname = $6",
         )

@@ -535,3 +535,79 @@ async fn bad_urls_are_refused_without_their_password() {
     );
     assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
 }
+
+fn traffic_burst(n: usize, tag: &str) -> Vec<Traffic> {
+    (0..n)
+        .map(|i| Traffic {
+            at: now_micros() + i64::try_from(i).unwrap(),
+            kind: "http".into(),
+            agent: "a0".into(),
+            route: format!("r{tag}.example"),
+            path: format!("/{tag}/{i}/{}", "p".repeat(200)),
+            ..Traffic::default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_writes_and_acknowledges_only_what_lasts() {
+    let disk = burrow_e2e::disk::SmallDisk::new("2m").unwrap();
+    let s = Store::open_in(disk.path()).await.unwrap();
+    s.create_agent("a0", "cid-a0", 1000).await.unwrap();
+    disk.fill().unwrap();
+    // Every change is either refused (disk full) or durable.
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for i in 0..40 {
+        let name = format!("full{i}");
+        match s.create_agent(&name, &format!("cid-{name}"), 1000).await {
+            Ok(_) => acked.push(name),
+            Err(e) => {
+                assert!(matches!(e, StoreError::DiskFull(_)), "{e}");
+                assert!(e.to_string().contains("disk is full"), "{e}");
+                refused += 1;
+            }
+        }
+        let _ = s.insert_traffic(&traffic_burst(50, &i.to_string())).await;
+    }
+    assert!(refused > 0, "the disk never filled: {acked:?}");
+    disk.free().unwrap();
+    // Space is back: changes succeed again without a restart, and another
+    // process can take the write lock.
+    for i in 0..5 {
+        let name = format!("after{i}");
+        s.create_agent(&name, &format!("cid-{name}"), 1000)
+            .await
+            .unwrap();
+        acked.push(name);
+    }
+    let other = Store::open_in(disk.path()).await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        other.create_agent("other", "cid-other", 1000),
+    )
+    .await
+    .expect("the other process took the write lock")
+    .unwrap();
+    acked.push("other".into());
+    other.close().await;
+    s.close().await;
+    drop(s);
+    // After a restart: everything acknowledged is there, nothing else.
+    let s = Store::open_in(disk.path()).await.unwrap();
+    let names: Vec<String> = s
+        .agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    for n in &acked {
+        assert!(
+            names.contains(n),
+            "{n} was acknowledged and is gone: {names:?}"
+        );
+    }
+    assert_eq!(names.len(), acked.len() + 1, "{names:?}");
+    s.close().await;
+}

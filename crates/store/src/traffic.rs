@@ -270,7 +270,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.pool, self.backend).await?;
         insert_blocks(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
@@ -403,7 +403,7 @@ impl Store {
     /// Deletes the blocks where `cond` (a column and an operator) holds
     /// for `at`; returns how many records they held.
     async fn drop_blocks(&self, cond: &'static str, at: i64) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.pool, self.backend).await?;
         let records: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT CAST(COALESCE(SUM(record_count), 0) AS BIGINT) AS n FROM traffic_blocks WHERE {cond} $1"
         )))

@@ -509,7 +509,10 @@ mod tests {
         assert!(p.allows(22) && p.allows(23) && p.allows(8200) && p.allows(443));
         assert!(!p.allows(24) && !p.allows(80) && !p.allows(8201));
         assert_eq!(p.first(), 22);
-        assert_eq!("65535".parse::<Ports>().expect("ports").to_string(), "65535");
+        assert_eq!(
+            "65535".parse::<Ports>().expect("ports").to_string(),
+            "65535"
+        );
         assert_eq!(
             Ports::single(25).union(&Ports::single(26)).to_string(),
             "25-26"
