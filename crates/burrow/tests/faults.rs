@@ -117,3 +117,87 @@ async fn a_full_disk_refuses_changes_and_loses_none_it_acknowledged() -> Result<
     }
     Ok(())
 }
+
+/// Reads `conn` at about `rate` bytes per second until EOF, an error or
+/// `limit`; calls `at_half_second` once, half a second in. Returns the bytes
+/// read and how the read ended.
+async fn slow_read(
+    conn: &mut tokio::net::TcpStream,
+    rate: u64,
+    limit: std::time::Duration,
+    mut at_half_second: impl FnMut(),
+) -> (u64, std::io::Result<()>) {
+    use tokio::io::AsyncReadExt as _;
+    let start = tokio::time::Instant::now();
+    let mut got = 0u64;
+    let mut fired = false;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if !fired && start.elapsed() >= std::time::Duration::from_millis(500) {
+            at_half_second();
+            fired = true;
+        }
+        if start.elapsed() > limit {
+            return (got, Err(std::io::Error::other("read limit reached")));
+        }
+        match conn.read(&mut buf).await {
+            Ok(0) => return (got, Ok(())),
+            Ok(n) => got += n as u64,
+            Err(e) => return (got, Err(e)),
+        }
+        // Pace: sleep until the rate allows what was read.
+        let due = std::time::Duration::from_secs_f64(got as f64 / rate as f64);
+        tokio::time::sleep_until(start + due).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stream_cut_by_the_drain_ends_in_a_reset_not_an_eof() -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const SIZE: u64 = 100 << 20;
+    let (target, _hashes) = burrow_e2e::servers::hashing_peer(SIZE, 7).await;
+    let st = setup(
+        &bin(),
+        &["--drain-timeout-seconds", "1"],
+        &["--map-host", "bulk.test=127.0.0.1"],
+        true,
+    )
+    .await?;
+    st.add_fqdn("bulk.test", &[]).await?;
+    // A small receive buffer, so the gateway's writes to this client block.
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.set_recv_buffer_size(64 * 1024)?;
+    let mut conn = sock.connect(st.proxy).await?;
+    let port = target.port();
+    conn.write_all(
+        format!("CONNECT bulk.test:{port} HTTP/1.1\r\nHost: bulk.test:{port}\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        conn.read_exact(&mut b).await?;
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // 5 MB/s: the 100 MiB download cannot finish within the drain.
+    let (got, end) = slow_read(
+        &mut conn,
+        5_000_000,
+        std::time::Duration::from_secs(30),
+        || {
+            st.gateway.term().unwrap();
+        },
+    )
+    .await;
+    assert!(got < SIZE, "the download finished: the test did not cut it");
+    let e = end.expect_err(&format!(
+        "the stream was cut at {got} of {SIZE} bytes and ended in a clean EOF (silent truncation)"
+    ));
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    Ok(())
+}

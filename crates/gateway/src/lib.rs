@@ -559,6 +559,10 @@ impl Gateway {
         state.registry.close_all();
         state.links.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.links.wait()).await;
+        // Streams left at the drain's end broke with their links; let their
+        // tasks reset their clients (RST) before the process exits, which
+        // would close those sockets with a clean FIN: silent truncation.
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.streams.wait()).await;
         if let (Some(rec), Some(writer)) = (&state.traffic, audit_writer) {
             rec.flush(Duration::from_secs(3)).await;
             writer.abort();

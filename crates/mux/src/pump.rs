@@ -83,7 +83,14 @@ pub async fn pump(stream: MuxStream, tcp: TcpStream) -> PumpOutcome {
     let down = async {
         while let Some(chunk) = stream.recv().await.map_err(Broke::Stream)? {
             down_n += chunk.len() as u64;
-            write_all(tcp, &chunk).await.map_err(Broke::Tcp)?;
+            // A slow client can keep this write waiting for long; a stream
+            // that breaks meanwhile must reset the client now, not when the
+            // write completes (or never, at shutdown: the process would exit
+            // and the kernel would close the socket with a clean FIN).
+            tokio::select! {
+                r = write_all(tcp, &chunk) => r.map_err(Broke::Tcp)?,
+                e = stream.broken() => return Err(Broke::Stream(e)),
+            }
         }
         socket2::SockRef::from(&tcp)
             .shutdown(std::net::Shutdown::Write)

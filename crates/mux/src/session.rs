@@ -289,7 +289,13 @@ async fn read_loop<R>(
     let mut ticker = tokio::time::interval(hb.unwrap_or(std::time::Duration::from_secs(3600)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.reset();
+    // Dead once silent for MISSED_HEARTBEATS intervals, to the instant: the
+    // deadline is re-armed lazily (when it fires early because frames came
+    // since), not on every frame.
+    let dead_after = hb.unwrap_or_default() * MISSED_HEARTBEATS;
     let mut last_seen = Instant::now();
+    let deadline = tokio::time::sleep_until(last_seen + dead_after);
+    tokio::pin!(deadline);
     let mut nonce = 0u64;
     let reason = loop {
         tokio::select! {
@@ -308,11 +314,14 @@ async fn read_loop<R>(
                     }
                 }
             },
-            _ = ticker.tick(), if hb.is_some() => {
-                let interval = hb.unwrap_or_default();
-                if last_seen.elapsed() >= interval * MISSED_HEARTBEATS {
+            () = &mut deadline, if hb.is_some() => {
+                let due = last_seen + dead_after;
+                if Instant::now() >= due {
                     break CloseReason::HeartbeatTimeout;
                 }
+                deadline.as_mut().reset(due);
+            }
+            _ = ticker.tick(), if hb.is_some() => {
                 nonce = nonce.wrapping_add(1);
                 shared.push_control(Frame::Ping { nonce });
             }

@@ -346,6 +346,24 @@ impl MuxStream {
         poll_fn(|cx| self.poll_chunk(cx, usize::MAX)).await
     }
 
+    /// Resolves with the error [`MuxStream::recv`] would return once the
+    /// stream is reset or its link lost (data the peer finished sending
+    /// before a lost link still counts as readable). For a task that waits
+    /// on something else, e.g. writing received data to a slow client, and
+    /// must stop at once when the stream breaks. Cancel-safe; shares the
+    /// read waker, so do not poll it while another task is in `recv`.
+    pub async fn broken(&self) -> MuxError {
+        poll_fn(|cx| {
+            let mut st = self.shared.state();
+            if let Some(code) = st.read_error() {
+                return Poll::Ready(self.err(code));
+            }
+            st.read_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Tells the opener that the target is connected, if it asked to know
     /// ([`crate::Session::open_with_ack`]); otherwise does nothing.
     pub async fn confirm_opened(&self) -> Result<(), MuxError> {

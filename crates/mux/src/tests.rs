@@ -347,9 +347,45 @@ async fn a_silent_peer_is_dropped_after_three_heartbeats() {
     assert_eq!(s.closed().await, CloseReason::HeartbeatTimeout);
     let waited = start.elapsed();
     assert!(
-        waited >= Duration::from_secs(90) && waited <= Duration::from_secs(120),
+        waited >= Duration::from_secs(90) && waited <= Duration::from_millis(90_010),
         "dropped after {waited:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_falls_silent_is_dropped_at_three_intervals_not_four() {
+    // The peer answers pings, then stops at a moment that falls just after
+    // a ping: the worst case for a check made only at ping times.
+    let (x, y) = tokio::io::duplex(64 * 1024);
+    let (s, _i) = session_over(
+        x,
+        Config {
+            heartbeat: Some(Duration::from_secs(5)),
+            ..Config::default()
+        },
+    );
+    let (r, w) = tokio::io::split(y);
+    let mut w = FramedWrite::new(w, FrameCodec);
+    let mut r = FramedRead::new(r, FrameCodec);
+    let mut last_answer = tokio::time::Instant::now();
+    for _ in 0..4 {
+        match r.next().await.expect("frame").expect("decoded") {
+            Frame::Ping { nonce } => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                w.send(Frame::Pong { nonce }).await.expect("pong");
+                last_answer = tokio::time::Instant::now();
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Silent from here (the halves stay open).
+    assert_eq!(s.closed().await, CloseReason::HeartbeatTimeout);
+    let silent = last_answer.elapsed();
+    assert!(
+        silent >= Duration::from_secs(15) && silent <= Duration::from_millis(15_010),
+        "dropped {silent:?} after the last frame; 3 intervals are 15 s"
+    );
+    drop((w, r));
 }
 
 #[tokio::test(start_paused = true)]
@@ -602,5 +638,52 @@ async fn frames_queued_in_one_turn_go_out_in_one_write() {
     assert!(
         (1..=2).contains(&during),
         "{during} writes for 8 frames queued in one turn"
+    );
+}
+
+#[tokio::test]
+async fn a_pump_blocked_on_a_slow_client_resets_it_as_soon_as_the_stream_breaks() {
+    let ((a, _ai), (_b, mut bi)) = pair();
+    // A TCP client that does not read, with small buffers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(16 * 1024).expect("rcvbuf");
+    let mut client = sock.connect(addr).await.expect("connect");
+    let (server_side, _) = listener.accept().await.expect("accept");
+    let s = a.open("download").await.expect("open");
+    let pumped = tokio::spawn(crate::pump(s, server_side));
+    let remote = bi.accept().await.expect("accepted");
+    // Fill every buffer on the way, so the pump waits to write.
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    for _ in 0..64 {
+        if tokio::time::timeout(Duration::from_millis(200), remote.send(chunk.clone()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    remote.reset(ResetCode::ConnectionReset);
+    // The pump ends now, not when the client reads.
+    let out = tokio::time::timeout(Duration::from_secs(5), pumped)
+        .await
+        .expect("the pump noticed the reset while waiting to write")
+        .expect("joined");
+    assert!(out.error.is_some(), "{out:?}");
+    // The client reads what reached it, then a reset, never a clean EOF.
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        match client.read(&mut buf).await {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    assert_eq!(
+        end.expect_err("a clean EOF after a broken stream").kind(),
+        std::io::ErrorKind::ConnectionReset
     );
 }
