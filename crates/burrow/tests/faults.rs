@@ -201,3 +201,68 @@ async fn a_stream_cut_by_the_drain_ends_in_a_reset_not_an_eof() -> Result<()> {
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
     Ok(())
 }
+
+#[tokio::test]
+async fn requests_to_a_frozen_agent_are_refused_at_once_not_after_heartbeats() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    std::fs::write(root.path().join("index.html"), "served\n")?;
+    let (_svc, port) = burrow_e2e::registered::static_server(root.path(), None).await?;
+    // Default 30 s heartbeats: noticing a dead link by them takes 90 s.
+    let mut st = setup(&bin(), &[], &["--map-host", "svc.test=127.0.0.1"], true).await?;
+    st.add_fqdn("svc.test", &[]).await?;
+    let proxy = st.proxy_url();
+    let url = format!("http://svc.test:{port}/");
+    let fetch = || async {
+        let (_, out, _) = run(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--max-time",
+                "10",
+                "-x",
+                &proxy,
+                &url,
+            ],
+            Path::new("/"),
+            &[],
+        )
+        .await?;
+        anyhow::Ok(out)
+    };
+    assert!(fetch().await?.ends_with("\n200"));
+    let pid = st
+        .agent
+        .as_ref()
+        .and_then(|a| a.pid())
+        .context("agent pid")?;
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+    };
+    // Frozen: its links stay open but nothing answers on them.
+    let mark = st.gateway.mark();
+    assert!(signal("-STOP")?.success());
+    let out = fetch().await?;
+    assert!(
+        out.ends_with("\n502") && out.contains("offline"),
+        "a frozen agent's links are given up on while the client waits: {out}"
+    );
+    st.gateway
+        .wait_log_after(mark, "agent link down", |v| {
+            v.to_string().contains("answered neither")
+        })
+        .await?;
+    // Thawed: it dials again and is served.
+    let mark = st.gateway.mark();
+    assert!(signal("-CONT")?.success());
+    st.gateway
+        .wait_log_after(mark, "agent link up", |_| true)
+        .await?;
+    assert!(fetch().await?.ends_with("\n200"));
+    Ok(())
+}

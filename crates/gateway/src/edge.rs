@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use burrow_mux::{MuxError, MuxStream, ResetCode};
+use burrow_mux::{MuxStream, ResetCode};
 use burrow_store::Route;
 use burrow_wire::egress::Target;
 use bytes::Bytes;
@@ -25,11 +25,9 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::State;
+use crate::open::OpenFailure;
 
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
-
-/// Longest the agent may take to connect the internal service.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn full(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
@@ -627,17 +625,13 @@ pub(crate) async fn open_stream(
     host: &str,
     target: &Target,
 ) -> Result<MuxStream, String> {
-    let Some(session) = state.registry.pick(&route.agent) else {
-        info!(%host, agent = %route.agent, "edge request: agent offline");
-        return Err("its tunnel agent is offline".into());
-    };
-    let stream = match session.open_with_ack(&target.encode()).await {
-        Ok(s) => s,
-        Err(e) => return Err(e.to_string()),
-    };
-    match tokio::time::timeout(OPEN_TIMEOUT, stream.opened()).await {
-        Ok(Ok(())) => Ok(stream),
-        Ok(Err(MuxError::Reset(code))) => {
+    match crate::open::open(&state.registry, &route.agent, target).await {
+        Ok(stream) => Ok(stream),
+        Err(OpenFailure::Offline) => {
+            info!(%host, agent = %route.agent, "edge request: agent offline");
+            Err("its tunnel agent is offline".into())
+        }
+        Err(OpenFailure::Reset(code)) => {
             info!(%host, agent = %route.agent, ?code, "edge request: the agent could not connect the service");
             let why = match code {
                 ResetCode::Refused => "the internal service refused the connection",
@@ -646,11 +640,8 @@ pub(crate) async fn open_stream(
             };
             Err(why.into())
         }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => {
-            stream.reset(ResetCode::Cancelled);
-            Err("the internal service did not answer in time".into())
-        }
+        Err(OpenFailure::Timeout) => Err("the internal service did not answer in time".into()),
+        Err(OpenFailure::Failed(why)) => Err(why),
     }
 }
 

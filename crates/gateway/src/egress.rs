@@ -22,13 +22,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use crate::State;
+use crate::open::{OPEN_TIMEOUT, OpenFailure};
 
 /// Largest HTTP request head the proxy reads.
 const MAX_HEAD: usize = 64 * 1024;
 /// Longest a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest the agent may take to connect the application.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Client credentials the proxy asks for (HTTP Basic, SOCKS5 user/pass).
 #[derive(Clone)]
@@ -340,48 +339,26 @@ async fn open(
         check: false,
         proxy: None,
     };
-    let offline = || Refusal::Offline {
-        host: host.clone(),
-        agent: rule.agent.clone(),
-    };
-    for _ in 0..3 {
-        let Some(session) = state.registry.pick(&rule.agent) else {
-            return Err(offline());
-        };
-        let stream = match session.open_with_ack(&target.encode()).await {
-            Ok(s) => s,
-            Err(MuxError::Closed(_)) => continue,
-            Err(e) => {
-                return Err(Refusal::Failed {
-                    host,
-                    why: e.to_string(),
-                });
-            }
-        };
-        return match tokio::time::timeout(OPEN_TIMEOUT, stream.opened()).await {
-            Ok(Ok(())) => Ok((stream, rule.agent.clone())),
-            Ok(Err(MuxError::Reset(code))) => Err(Refusal::Agent {
-                host,
-                agent: rule.agent.clone(),
-                code,
-            }),
-            Ok(Err(e)) => Err(Refusal::Failed {
-                host,
-                why: e.to_string(),
-            }),
-            Err(_) => {
-                stream.reset(ResetCode::Cancelled);
-                Err(Refusal::Failed {
-                    host,
-                    why: format!(
-                        "agent {} did not connect within {OPEN_TIMEOUT:?}",
-                        rule.agent
-                    ),
-                })
-            }
-        };
+    match crate::open::open(&state.registry, &rule.agent, &target).await {
+        Ok(stream) => Ok((stream, rule.agent.clone())),
+        Err(OpenFailure::Offline) => Err(Refusal::Offline {
+            host,
+            agent: rule.agent.clone(),
+        }),
+        Err(OpenFailure::Reset(code)) => Err(Refusal::Agent {
+            host,
+            agent: rule.agent.clone(),
+            code,
+        }),
+        Err(OpenFailure::Timeout) => Err(Refusal::Failed {
+            host,
+            why: format!(
+                "agent {} did not connect within {OPEN_TIMEOUT:?}",
+                rule.agent
+            ),
+        }),
+        Err(OpenFailure::Failed(why)) => Err(Refusal::Failed { host, why }),
     }
-    Err(offline())
 }
 
 pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {

@@ -30,6 +30,7 @@ mod endpoint;
 mod forward;
 mod h1;
 mod limits;
+mod open;
 mod outbound;
 pub mod registry;
 mod shard;

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use burrow_wire::{Frame, ResetCode};
 use bytes::Bytes;
@@ -24,6 +25,10 @@ pub enum CloseReason {
     PeerClosed,
     /// Nothing arrived for [`MISSED_HEARTBEATS`] heartbeat intervals.
     HeartbeatTimeout,
+    /// A stream's open went unanswered and so did a ping sent after it
+    /// ([`Session::answered`]): the link is dead, though heartbeats have not
+    /// noticed yet.
+    NoAnswer,
     /// The peer broke the protocol; the text says how.
     Protocol(String),
     /// The carrier failed.
@@ -39,6 +44,9 @@ impl std::fmt::Display for CloseReason {
                 f,
                 "no heartbeat from peer for {MISSED_HEARTBEATS} intervals"
             ),
+            CloseReason::NoAnswer => {
+                f.write_str("the peer answered neither a stream's open nor a ping after it")
+            }
             CloseReason::Protocol(why) => write!(f, "protocol violation: {why}"),
             CloseReason::Io(why) => write!(f, "i/o error: {why}"),
         }
@@ -60,6 +68,35 @@ pub(crate) struct Shared {
     pub(crate) cancel: CancellationToken,
     /// Set when the writer task has ended (queued frames sent or given up).
     writer_done: CancellationToken,
+    /// Pings in flight and the round trip they measured.
+    pings: Mutex<Pings>,
+}
+
+/// Probe nonces have the top bit set; heartbeat nonces count from 1.
+const PROBE_BIT: u64 = 1 << 63;
+
+/// Shortest and (without heartbeats) longest wait for a probe's answer.
+const PROBE_MIN: Duration = Duration::from_millis(500);
+const PROBE_NO_HEARTBEAT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Pings {
+    /// The last heartbeat ping: nonce and when it was sent.
+    heartbeat: Option<(u64, Instant)>,
+    /// Probes waiting for their pong.
+    probes: HashMap<u64, tokio::sync::oneshot::Sender<()>>,
+    next_probe: u64,
+    /// Smoothed round trip (RFC 6298's 1/8 gain), once measured.
+    srtt: Option<Duration>,
+}
+
+impl Pings {
+    fn measured(&mut self, rtt: Duration) {
+        self.srtt = Some(match self.srtt {
+            Some(s) => (s * 7 + rtt) / 8,
+            None => rtt,
+        });
+    }
 }
 
 /// Poisoning only follows a panic elsewhere; the state under these locks is
@@ -87,6 +124,31 @@ impl Shared {
 
     pub(crate) fn close_reason(&self) -> CloseReason {
         self.table().closed.clone().unwrap_or(CloseReason::Local)
+    }
+
+    /// How long a probe waits for its pong: four smoothed round trips, at
+    /// least [`PROBE_MIN`], at most one heartbeat interval (one interval
+    /// until a round trip has been measured).
+    fn probe_bound(&self) -> Duration {
+        let hb = self.config.heartbeat.unwrap_or(PROBE_NO_HEARTBEAT);
+        match lock(&self.pings).srtt {
+            Some(rtt) => (rtt * 4).clamp(PROBE_MIN.min(hb), hb),
+            None => hb,
+        }
+    }
+
+    fn on_pong(&self, nonce: u64) {
+        let mut p = lock(&self.pings);
+        if nonce & PROBE_BIT != 0 {
+            if let Some(tx) = p.probes.remove(&nonce) {
+                let _ = tx.send(());
+            }
+        } else if let Some((n, at)) = p.heartbeat
+            && n == nonce
+        {
+            p.heartbeat = None;
+            p.measured(at.elapsed());
+        }
     }
 
     /// Ends the session: every stream sees `LinkLost`, the tasks stop.
@@ -176,6 +238,7 @@ impl Session {
             control_notify: Notify::new(),
             cancel: cancel.clone(),
             writer_done: CancellationToken::new(),
+            pings: Mutex::new(Pings::default()),
         });
         tokio::spawn(read_loop(shared.clone(), reader, accept_tx, control_tx));
         tokio::spawn(write_loop(shared.clone(), writer, data_rx));
@@ -262,6 +325,55 @@ impl Session {
         self.shared.close_reason()
     }
 
+    /// Waits until the peer answers `stream`'s open, as
+    /// [`MuxStream::opened`] does, but does not wait on a dead link: if no
+    /// answer comes within a few round trips (at most one heartbeat
+    /// interval), a ping is sent, and if that goes unanswered for as long
+    /// again, the session is closed ([`CloseReason::NoAnswer`]) and
+    /// `Closed` returned, so the caller can use another link now instead of
+    /// after heartbeats notice. An answering link with a slow target is
+    /// waited on; bound the whole wait with a timeout.
+    pub async fn answered(&self, stream: &MuxStream) -> Result<(), MuxError> {
+        let bound = self.shared.probe_bound();
+        let opened = stream.opened();
+        tokio::pin!(opened);
+        if let Ok(r) = tokio::time::timeout(bound, &mut opened).await {
+            return r;
+        }
+        tokio::select! {
+            r = &mut opened => r,
+            alive = self.probe(bound) => {
+                if alive {
+                    opened.await
+                } else {
+                    self.shared.close(CloseReason::NoAnswer);
+                    Err(MuxError::Closed(self.shared.close_reason()))
+                }
+            }
+        }
+    }
+
+    /// Pings the peer; whether the pong came within `within`.
+    async fn probe(&self, within: Duration) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let nonce = {
+            let mut p = lock(&self.shared.pings);
+            p.next_probe = p.next_probe.wrapping_add(1);
+            let nonce = PROBE_BIT | p.next_probe;
+            p.probes.insert(nonce, tx);
+            nonce
+        };
+        let sent = Instant::now();
+        self.shared.push_control(Frame::Ping { nonce });
+        let ok = matches!(tokio::time::timeout(within, rx).await, Ok(Ok(())));
+        let mut p = lock(&self.shared.pings);
+        p.probes.remove(&nonce);
+        if ok {
+            p.measured(sent.elapsed());
+        }
+        ok
+    }
+
     /// Streams open right now.
     pub fn stream_count(&self) -> usize {
         self.shared.table().streams.len()
@@ -288,7 +400,8 @@ async fn read_loop<R>(
     let hb = shared.config.heartbeat;
     let mut ticker = tokio::time::interval(hb.unwrap_or(std::time::Duration::from_secs(3600)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ticker.reset();
+    // The first tick is now: one ping at the start measures the round trip
+    // that bounds [`Session::answered`]'s probes from the first stream on.
     // Dead once silent for MISSED_HEARTBEATS intervals, to the instant: the
     // deadline is re-armed lazily (when it fires early because frames came
     // since), not on every frame.
@@ -322,7 +435,8 @@ async fn read_loop<R>(
                 deadline.as_mut().reset(due);
             }
             _ = ticker.tick(), if hb.is_some() => {
-                nonce = nonce.wrapping_add(1);
+                nonce = nonce.wrapping_add(1) & !PROBE_BIT;
+                lock(&shared.pings).heartbeat = Some((nonce, Instant::now()));
                 shared.push_control(Frame::Ping { nonce });
             }
         }
@@ -419,7 +533,7 @@ fn on_frame(
             }
         }
         Frame::Ping { nonce } => shared.push_control(Frame::Pong { nonce }),
-        Frame::Pong { .. } => {}
+        Frame::Pong { nonce } => shared.on_pong(nonce),
         Frame::Control { kind, body } => {
             if control_tx.try_send((kind, body)).is_err() {
                 warn!(kind, "dropping control message: consumer is behind");

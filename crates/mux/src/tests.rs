@@ -687,3 +687,59 @@ async fn a_pump_blocked_on_a_slow_client_resets_it_as_soon_as_the_stream_breaks(
         std::io::ErrorKind::ConnectionReset
     );
 }
+
+/// A raw peer over a fresh session with 5 s heartbeats: answers `pongs`
+/// pings (20 ms later each), then keeps answering only if `keep_answering`.
+async fn peer_that_answers(keep_answering: bool) -> (Session, tokio::task::JoinHandle<()>) {
+    let (x, y) = tokio::io::duplex(64 * 1024);
+    let (s, _i) = session_over(
+        x,
+        Config {
+            heartbeat: Some(Duration::from_secs(5)),
+            ..Config::default()
+        },
+    );
+    let (r, w) = tokio::io::split(y);
+    let mut w = FramedWrite::new(w, FrameCodec);
+    let mut r = FramedRead::new(r, FrameCodec);
+    for _ in 0..2 {
+        loop {
+            if let Frame::Ping { nonce } = r.next().await.expect("frame").expect("decoded") {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                w.send(Frame::Pong { nonce }).await.expect("pong");
+                break;
+            }
+        }
+    }
+    let task = tokio::spawn(async move {
+        while let Some(Ok(f)) = r.next().await {
+            if let (Frame::Ping { nonce }, true) = (f, keep_answering) {
+                let _ = w.send(Frame::Pong { nonce }).await;
+            }
+        }
+    });
+    (s, task)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_on_a_dead_link_fails_within_a_few_round_trips_not_heartbeats() {
+    let (s, _peer) = peer_that_answers(false).await;
+    let stream = s.open_with_ack("somewhere").await.expect("open");
+    let start = tokio::time::Instant::now();
+    let r = s.answered(&stream).await;
+    let waited = start.elapsed();
+    assert_eq!(r, Err(MuxError::Closed(CloseReason::NoAnswer)));
+    assert!(s.is_closed());
+    // Two probe bounds of 4 x 20 ms, floored at 500 ms each; heartbeats
+    // would have taken 15 s.
+    assert!(waited <= Duration::from_millis(1_010), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_on_a_live_link_with_a_slow_target_is_waited_on() {
+    let (s, _peer) = peer_that_answers(true).await;
+    let stream = s.open_with_ack("slow").await.expect("open");
+    let r = tokio::time::timeout(Duration::from_secs(12), s.answered(&stream)).await;
+    assert!(r.is_err(), "still waiting for the target: {r:?}");
+    assert!(!s.is_closed(), "a live link is kept");
+}
