@@ -29,6 +29,10 @@ struct State {
     recv_window: u32,
     /// Bytes consumed by the application and not yet granted back.
     unacked: u32,
+    /// Bytes received and not yet read (in `recv` and `tail`).
+    queued: usize,
+    /// Everything queued is in buffers of its own (see `on_data`).
+    owned: bool,
     remote_fin: bool,
     local_fin: bool,
     reset: Option<ResetCode>,
@@ -116,8 +120,28 @@ impl StreamShared {
         }
         st.recv_window -= n;
         st.opened = true;
+        st.queued += payload.len();
+        // A reader that keeps up takes payloads as they came: slices of the
+        // carrier's read buffers. One that falls behind would keep those
+        // whole buffers (and the other streams' frames in them) alive for as
+        // long as it stalls: past a quarter window queued, what is queued is
+        // copied into buffers of its own, once, and so is what comes until
+        // the reader catches up. A stalled stream then holds its window and
+        // no more; a fast reader never pays for a copy.
+        let backlogged = st.queued > self.window as usize / 4;
+        if backlogged && !st.owned {
+            for chunk in st.recv.iter_mut() {
+                *chunk = Bytes::copy_from_slice(chunk);
+            }
+            st.owned = true;
+        }
         if payload.len() >= SMALL {
             st.flush_tail();
+            let payload = if backlogged {
+                Bytes::copy_from_slice(&payload)
+            } else {
+                payload
+            };
             st.recv.push_back(payload);
         } else if !payload.is_empty() {
             // A small payload is a slice of the carrier's whole read buffer;
@@ -330,6 +354,10 @@ impl MuxStream {
             } else {
                 front.split_to(max)
             };
+            st.queued = st.queued.saturating_sub(chunk.len());
+            if st.queued == 0 {
+                st.owned = false;
+            }
             self.consumed(&mut st, chunk.len());
             return Poll::Ready(Ok(Some(chunk)));
         }
