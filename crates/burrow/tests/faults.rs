@@ -77,6 +77,7 @@ async fn a_full_disk_refuses_changes_and_loses_none_it_acknowledged() -> Result<
         );
     }
     assert!(!refused.is_empty(), "the disk never filled: {acked:?}");
+    let acked_full = acked.len() - 1;
     let now = listed(&st).await?;
     for f in &refused {
         assert!(!now.contains(f), "{f} was refused and is listed: {now:?}");
@@ -115,6 +116,17 @@ async fn a_full_disk_refuses_changes_and_loses_none_it_acknowledged() -> Result<
             "{f} was refused and is stored: {after:?}"
         );
     }
+    burrow_e2e::relay::report(
+        "disk-full",
+        &format!(
+            "# A full disk under the gateway's database\n\n\
+             The data directory on an 8 MiB tmpfs, filled to ENOSPC; 12 `add-fqdn` with traffic between them, space freed, 3 more, restart.\n\n\
+             | added while full | refused (507, disk is full) | added after freeing | acknowledged and lost after restart |\n\
+             |---|---|---|---|\n\
+             | {acked_full} | {} | 3 | 0 |\n",
+            refused.len()
+        ),
+    )?;
     Ok(())
 }
 
@@ -195,6 +207,19 @@ async fn a_stream_cut_by_the_drain_ends_in_a_reset_not_an_eof() -> Result<()> {
     )
     .await;
     assert!(got < SIZE, "the download finished: the test did not cut it");
+    burrow_e2e::relay::report(
+        "drain",
+        &format!(
+            "# A download cut by the drain\n\n\
+             A 100 MiB CONNECT download read at 5 MB/s; the gateway gets SIGTERM half a second in, with a 1 s drain.\n\n\
+             | bytes read when cut | how the client's read ended |\n|---|---|\n\
+             | {got} | {} |\n",
+            match &end {
+                Ok(()) => "clean EOF (silent truncation)".to_owned(),
+                Err(e) => format!("{:?}", e.kind()),
+            }
+        ),
+    )?;
     let e = end.expect_err(&format!(
         "the stream was cut at {got} of {SIZE} bytes and ended in a clean EOF (silent truncation)"
     ));
@@ -347,10 +372,18 @@ async fn a_stalled_stream_holds_one_window_and_gives_it_back() -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let after = settled_rss(pid).await?;
-    eprintln!(
-        "gateway RSS: {base} KiB with one stalled stream, {stalled} KiB with {} ({per_stream} KiB each), {after} KiB after they closed",
-        STALLED + 1
-    );
+    burrow_e2e::relay::report(
+        "stalled-streams",
+        &format!(
+            "# Stalled streams\n\n\
+             {} CONNECT downloads whose clients never read (1 MiB stream window).\n\n\
+             | gateway RSS, one stalled | with {} | per stalled stream | after they closed (and a few new connections) |\n\
+             |---|---|---|---|\n\
+             | {base} KiB | {stalled} KiB | {per_stream} KiB | {after} KiB |\n",
+            STALLED + 1,
+            STALLED + 1
+        ),
+    )?;
     assert!(
         per_stream <= WINDOW_KIB + WINDOW_KIB / 4,
         "a stalled stream costs {per_stream} KiB; its window is {WINDOW_KIB} KiB"
@@ -359,5 +392,318 @@ async fn a_stalled_stream_holds_one_window_and_gives_it_back() -> Result<()> {
         after <= base + (stalled - base) / 4,
         "memory was not given back: {after} KiB after, {base} KiB before"
     );
+    Ok(())
+}
+
+/// Outcomes of whole-file reads through a forward while faults happen.
+#[derive(Default, Debug)]
+struct Reads {
+    complete: u32,
+    reset: u32,
+    corrupt: u32,
+    hung: u32,
+}
+
+impl Reads {
+    /// One read of `size` pattern bytes through `fwd`, bounded in time.
+    async fn one(&mut self, fwd: std::net::SocketAddr, size: u64, want: [u8; 32]) {
+        let Ok(mut conn) = tokio::net::TcpStream::connect(fwd).await else {
+            self.reset += 1;
+            return;
+        };
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            burrow_e2e::relay::read_hashed(&mut conn),
+        )
+        .await
+        {
+            Err(_) => self.hung += 1,
+            Ok((_, _, Err(_))) => self.reset += 1,
+            Ok((n, h, Ok(()))) if n == size && h == want => self.complete += 1,
+            // A clean end with the wrong bytes, or too few: silent corruption.
+            Ok((n, _, Ok(()))) => {
+                eprintln!("clean EOF after {n} of {size} bytes, or a wrong hash");
+                self.corrupt += 1;
+            }
+        }
+    }
+}
+
+fn relay_opts(scheme: &'static str, extra: &[&str]) -> burrow_e2e::TunnelOpts {
+    let mut agent_extra = burrow_e2e::strings(&[
+        "--reconnect-delay-seconds",
+        "0.2",
+        "--max-reconnect-delay-seconds",
+        "1",
+    ]);
+    agent_extra.extend(burrow_e2e::strings(extra));
+    burrow_e2e::TunnelOpts {
+        scheme,
+        relay: true,
+        agent_extra,
+        gateway_extra: burrow_e2e::strings(extra),
+        ..burrow_e2e::TunnelOpts::default()
+    }
+}
+
+#[tokio::test]
+async fn link_kills_during_checksummed_transfers_corrupt_and_hang_nothing() -> Result<()> {
+    const SIZE: u64 = 32 << 20;
+    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 11).await;
+    let want = burrow_e2e::servers::pattern_hash(SIZE, 11);
+    let mut t = burrow_e2e::Tunnel::start(bin(), &[target], relay_opts("wss", &[])).await?;
+    let fwd = t.forwards[0];
+    let mut reads = Reads::default();
+    let mut reconnect_ms = Vec::new();
+    const KILLS: usize = 5;
+    for _ in 0..KILLS {
+        // A transfer in flight when the links die.
+        let mut during = Reads::default();
+        let read = during.one(fwd, SIZE, want);
+        let kill = async {
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            let mark = t.gateway.mark();
+            let at = std::time::Instant::now();
+            t.relay.as_ref().context("relay")?.kill_all();
+            t.wait_links(mark, 2).await?;
+            anyhow::Ok(at.elapsed().as_millis())
+        };
+        let ((), back) = tokio::join!(read, kill);
+        reconnect_ms.push(back?);
+        reads.complete += during.complete;
+        reads.reset += during.reset;
+        reads.corrupt += during.corrupt;
+        reads.hung += during.hung;
+        // And one after: the tunnel works again.
+        reads.one(fwd, SIZE, want).await;
+    }
+    let stats = &t.relay.as_ref().context("relay")?.stats;
+    let killed = stats.killed.load(std::sync::atomic::Ordering::Relaxed);
+    let moved = stats.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    burrow_e2e::relay::report(
+        "link-kills",
+        &format!(
+            "# Link kills during checksummed transfers\n\n\
+             {KILLS} times, every link through the relay reset 150 ms into a {} MiB download over wss (2 links), then one more download.\n\n\
+             | complete | reset | corrupt | hung | connections killed | bytes relayed | reconnect (ms, each kill) |\n\
+             |---|---|---|---|---|---|---|\n\
+             | {} | {} | {} | {} | {killed} | {moved} | {:?} |\n",
+            SIZE >> 20,
+            reads.complete,
+            reads.reset,
+            reads.corrupt,
+            reads.hung,
+            reconnect_ms
+        ),
+    )?;
+    assert_eq!((reads.corrupt, reads.hung), (0, 0), "{reads:?}");
+    assert!(
+        killed >= 2 * KILLS as u64,
+        "the relay killed {killed} connections"
+    );
+    assert!(reads.complete >= KILLS as u32, "{reads:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_blackholed_path_is_noticed_by_heartbeats_and_recovers() -> Result<()> {
+    const SIZE: u64 = 4 << 20;
+    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 12).await;
+    let want = burrow_e2e::servers::pattern_hash(SIZE, 12);
+    let mut t = burrow_e2e::Tunnel::start(
+        bin(),
+        &[target],
+        relay_opts("wss", &["--heartbeat-interval-seconds", "1"]),
+    )
+    .await?;
+    let fwd = t.forwards[0];
+    let mut reads = Reads::default();
+    reads.one(fwd, SIZE, want).await;
+    let mark = t.gateway.mark();
+    let at = std::time::Instant::now();
+    t.relay.as_ref().context("relay")?.blackhole(true);
+    t.gateway
+        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .await?;
+    let noticed = at.elapsed();
+    let reasons: Vec<String> = t
+        .gateway
+        .output()
+        .lines()
+        .filter(|l| l.contains("agent link down"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        reasons.iter().all(|l| l.contains("heartbeat")),
+        "links dropped for another reason: {reasons:?}"
+    );
+    // The path comes back: the agent dials again and transfers are whole.
+    let mark = t.gateway.mark();
+    t.relay.as_ref().context("relay")?.blackhole(false);
+    t.wait_links(mark, 2).await?;
+    let back = at.elapsed();
+    for _ in 0..3 {
+        reads.one(fwd, SIZE, want).await;
+    }
+    burrow_e2e::relay::report(
+        "blackhole",
+        &format!(
+            "# A blackholed path\n\n\
+             The relay stops moving bytes both ways (connections stay open); heartbeats every 1 s on both sides.\n\n\
+             | links dropped by heartbeat after | path restored, both links back after | downloads whole after |\n\
+             |---|---|---|\n\
+             | {:.2} s (3 intervals: 3 s) | {:.2} s | {} of 3 |\n",
+            noticed.as_secs_f64(),
+            back.as_secs_f64(),
+            reads.complete - 1
+        ),
+    )?;
+    assert_eq!(reads.complete, 4, "{reads:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bytes_flipped_past_tcp_are_refused_by_tls_never_delivered() -> Result<()> {
+    const SIZE: u64 = 16 << 20;
+    for scheme in ["wss", "tls"] {
+        let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 13).await;
+        let want = burrow_e2e::servers::pattern_hash(SIZE, 13);
+        let mut t = burrow_e2e::Tunnel::start(bin(), &[target], relay_opts(scheme, &[])).await?;
+        let fwd = t.forwards[0];
+        let mut reads = Reads::default();
+        const FLIPS: u64 = 3;
+        for _ in 0..FLIPS {
+            let mut during = Reads::default();
+            // Armed before the download starts, the flip lands in its data
+            // (or in the agent's answer to its open).
+            let mark = t.gateway.mark();
+            t.relay.as_ref().context("relay")?.corrupt(1);
+            let read = during.one(fwd, SIZE, want);
+            let flip = async {
+                // The gateway refuses the record and drops the link; the
+                // agent dials again.
+                t.gateway
+                    .wait_log_after(mark, "agent link down", |_| true)
+                    .await?;
+                t.wait_links(mark, 2).await?;
+                anyhow::Ok(())
+            };
+            let ((), flipped) = tokio::join!(read, flip);
+            flipped?;
+            reads.complete += during.complete;
+            reads.reset += during.reset;
+            reads.corrupt += during.corrupt;
+            reads.hung += during.hung;
+            reads.one(fwd, SIZE, want).await;
+        }
+        let corrupted = t
+            .relay
+            .as_ref()
+            .context("relay")?
+            .stats
+            .corrupted
+            .load(std::sync::atomic::Ordering::Relaxed);
+        burrow_e2e::relay::report(
+            &format!("corruption-{scheme}"),
+            &format!(
+                "# Bytes flipped past TCP ({scheme}://)\n\n\
+                 {FLIPS} times, one byte flipped in the agent-to-gateway stream as a {} MiB download starts (in its data or the agent's answer to its open) (TCP's checksum cannot see it: the relay flips after TCP), then one more download.\n\n\
+                 | bytes flipped | complete | reset | corrupt | hung |\n|---|---|---|---|---|\n\
+                 | {corrupted} | {} | {} | {} | {} |\n",
+                SIZE >> 20,
+                reads.complete,
+                reads.reset,
+                reads.corrupt,
+                reads.hung
+            ),
+        )?;
+        assert_eq!(corrupted, FLIPS, "{scheme}");
+        assert_eq!((reads.corrupt, reads.hung), (0, 0), "{scheme}: {reads:?}");
+        assert!(reads.complete >= FLIPS as u32, "{scheme}: {reads:?}");
+    }
+    Ok(())
+}
+
+/// Polls (bounded) until `p` has logged `msg` `n` times after `mark`.
+async fn logged_after(p: &burrow_e2e::Proc, mark: usize, msg: &str, n: usize) -> Result<()> {
+    for _ in 0..600 {
+        let seen = p.lines_after(mark, msg);
+        if seen >= n {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{msg:?} logged {} of {n} times", p.lines_after(mark, msg))
+}
+
+#[tokio::test]
+async fn a_hundred_agents_come_back_after_the_gateway_is_killed() -> Result<()> {
+    const AGENTS: usize = 100;
+    const SIZE: u64 = 1 << 20;
+    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 14).await;
+    let want = burrow_e2e::servers::pattern_hash(SIZE, 14);
+    let mut t = burrow_e2e::Tunnel::start(bin(), &[target], relay_opts("wss", &[])).await?;
+    // 99 more agents of other names (one link each) on the same gateway.
+    let mut others = Vec::new();
+    let mark = t.gateway.mark();
+    for i in 1..AGENTS {
+        let mut args = t.agent_args.clone();
+        let at = args
+            .iter()
+            .position(|a| a == "--agent-name")
+            .context("--agent-name")?
+            + 1;
+        args[at] = format!("extra-{i}");
+        let links = args
+            .iter()
+            .position(|a| a == "--links")
+            .context("--links")?
+            + 1;
+        args[links] = "1".into();
+        let data = args
+            .iter()
+            .position(|a| a == "--data-dir")
+            .context("--data-dir")?
+            + 1;
+        args[data] = t
+            .dir
+            .path()
+            .join(format!("agent-{i}"))
+            .display()
+            .to_string();
+        others.push(burrow_e2e::Proc::spawn(
+            "agent",
+            &t.bin,
+            &args,
+            &[("BURROW_PSK", &t.psk), ("BURROW_LOG", "warn")],
+        )?);
+    }
+    logged_after(&t.gateway, mark, "agent link up", AGENTS - 1).await?;
+    let links = AGENTS + 1;
+    // kill -9: no drain, no goodbye.
+    t.gateway.kill().await;
+    let at = std::time::Instant::now();
+    t.restart_gateway().await?;
+    logged_after(&t.gateway, 0, "agent link up", links).await?;
+    let back = at.elapsed();
+    let mut reads = Reads::default();
+    for _ in 0..3 {
+        reads.one(t.forwards[0], SIZE, want).await;
+    }
+    burrow_e2e::relay::report(
+        "gateway-kill",
+        &format!(
+            "# The gateway killed under {AGENTS} agents\n\n\
+             {AGENTS} agent processes ({links} links) on one gateway; `kill -9` the gateway and start it again on the same ports.\n\n\
+             | all {links} links back after | downloads whole after |\n|---|---|\n\
+             | {:.2} s (reconnect delay 0.2 s, at most 1 s) | {} of 3 |\n",
+            back.as_secs_f64(),
+            reads.complete
+        ),
+    )?;
+    assert_eq!(reads.complete, 3, "{reads:?}");
+    for mut o in others {
+        o.kill().await;
+    }
     Ok(())
 }

@@ -14,6 +14,7 @@
 
 pub mod disk;
 pub mod registered;
+pub mod relay;
 pub mod servers;
 
 use std::net::SocketAddr;
@@ -287,10 +288,16 @@ impl Proc {
 
     /// Log lines whose message contains `msg`.
     pub fn count_logs(&self, msg: &str) -> usize {
+        self.lines_after(0, msg)
+    }
+
+    /// How many log lines after `mark` have a message containing `msg`.
+    pub fn lines_after(&self, mark: usize, msg: &str) -> usize {
         self.lines
             .lock()
             .unwrap()
             .iter()
+            .skip(mark)
             .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(msg)))
             .count()
     }
@@ -370,6 +377,8 @@ pub struct Tunnel {
     pub gateway_thumbprint: String,
     /// Holds the data directories (`gateway/`, `agent/`).
     pub dir: tempfile::TempDir,
+    /// The fault relay the agent dials, with [`TunnelOpts::relay`].
+    pub relay: Option<relay::FaultRelay>,
 }
 
 /// Options for [`Tunnel::start`].
@@ -385,6 +394,8 @@ pub struct TunnelOpts {
     pub agent_log: String,
     /// Carrier: `wss` (default), `tls`, or `ws` (gateway with `--no-tls`).
     pub scheme: &'static str,
+    /// The agent dials a [`relay::FaultRelay`] in front of the gateway.
+    pub relay: bool,
 }
 
 impl Default for TunnelOpts {
@@ -395,6 +406,7 @@ impl Default for TunnelOpts {
             gateway_extra: Vec::new(),
             agent_log: "info".into(),
             scheme: "wss",
+            relay: false,
         }
     }
 }
@@ -442,9 +454,15 @@ impl Tunnel {
             pinned.push(format!("{f}={agent_name}:{t}"));
         }
         pinned.extend(opts.gateway_extra.iter().cloned());
+        let relay = if opts.relay {
+            Some(relay::FaultRelay::start(tunnel_addr).await?)
+        } else {
+            None
+        };
+        let dial = relay.as_ref().map_or(tunnel_addr, |r| r.addr);
         let url = match opts.scheme {
-            "tls" => format!("tls://{tunnel_addr}"),
-            s => format!("{s}://{tunnel_addr}/tunnel"),
+            "tls" => format!("tls://{dial}"),
+            s => format!("{s}://{dial}/tunnel"),
         };
         let mut agent_args = vec![
             "run".into(),
@@ -485,6 +503,7 @@ impl Tunnel {
             url,
             gateway_thumbprint,
             dir,
+            relay,
         };
         t.wait_links(0, opts.links).await?;
         Ok(t)
