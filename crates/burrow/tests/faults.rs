@@ -707,3 +707,55 @@ async fn a_hundred_agents_come_back_after_the_gateway_is_killed() -> Result<()> 
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_forwarded_connection_to_a_frozen_agent_is_reset_at_once() -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const SIZE: u64 = 1 << 20;
+    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 15).await;
+    let want = burrow_e2e::servers::pattern_hash(SIZE, 15);
+    // Default 30 s heartbeats: noticing a dead link by them takes 90 s.
+    let mut t = burrow_e2e::Tunnel::start(bin(), &[target], relay_opts("wss", &[])).await?;
+    let fwd = t.forwards[0];
+    let mut reads = Reads::default();
+    reads.one(fwd, SIZE, want).await;
+    assert_eq!(reads.complete, 1);
+    let pid = t.agent.pid().context("agent pid")?;
+    let mark = t.gateway.mark();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()?
+            .success()
+    );
+    // Each of the agent's links is given up on by the connection that finds
+    // it dead; the client is reset, not left waiting.
+    for _ in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(fwd).await?;
+        conn.write_all(b"hello").await?;
+        let mut buf = [0u8; 1024];
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .context("the client was left waiting on a dead link")?;
+        assert!(
+            matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+                || matches!(end, Ok(0)),
+            "{end:?}"
+        );
+    }
+    t.gateway
+        .wait_log_after(mark, "agent link down", |v| {
+            v.to_string().contains("answered neither")
+        })
+        .await?;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid.to_string()])
+            .status()?
+            .success()
+    );
+    t.wait_links(mark, 2).await?;
+    reads.one(fwd, SIZE, want).await;
+    assert_eq!(reads.complete, 2, "{reads:?}");
+    Ok(())
+}

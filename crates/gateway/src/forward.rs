@@ -153,11 +153,23 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                     let Some(session) = next.take().or_else(|| state2.registry.pick(&spec.agent)) else {
                         break;
                     };
-                    match session.open(&spec.target).await {
+                    // Asked to confirm, so a dead link is noticed within a
+                    // few round trips (the watch closes it and the pump resets
+                    // the client) instead of after heartbeats; the bytes flow
+                    // at once either way.
+                    match session.open_with_ack(&spec.target).await {
                         Ok(stream) => {
                             let id = stream.id();
                             let (at, started) = (burrow_store::now_micros(), std::time::Instant::now());
-                            let out = pump(stream, tcp).await;
+                            let watch = stream.opened_watch();
+                            let watched = async {
+                                let _ = session.answered_watch(&watch).await;
+                                std::future::pending().await
+                            };
+                            let out = tokio::select! {
+                                out = pump(stream, tcp) => out,
+                                out = watched => out,
+                            };
                             debug!(stream = id, up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "stream closed");
                             state2.record(burrow_store::Traffic {
                                 at,

@@ -30,7 +30,7 @@ mod stream;
 pub use burrow_wire::{Frame, ResetCode};
 pub use pump::{PumpOutcome, pump};
 pub use session::{CloseReason, Event, Incoming, Session};
-pub use stream::MuxStream;
+pub use stream::{MuxStream, OpenedWatch};
 
 use std::time::Duration;
 

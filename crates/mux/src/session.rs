@@ -13,7 +13,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
-use crate::stream::{MuxStream, StreamShared};
+use crate::stream::{MuxStream, OpenedWatch, StreamShared};
 use crate::{Config, MISSED_HEARTBEATS, MuxError};
 
 /// Why a session ended.
@@ -334,8 +334,13 @@ impl Session {
     /// after heartbeats notice. An answering link with a slow target is
     /// waited on; bound the whole wait with a timeout.
     pub async fn answered(&self, stream: &MuxStream) -> Result<(), MuxError> {
+        self.answered_watch(&stream.opened_watch()).await
+    }
+
+    /// As [`Session::answered`], for a stream another task holds.
+    pub async fn answered_watch(&self, watch: &OpenedWatch) -> Result<(), MuxError> {
         let bound = self.shared.probe_bound();
-        let opened = stream.opened();
+        let opened = watch.opened();
         tokio::pin!(opened);
         if let Ok(r) = tokio::time::timeout(bound, &mut opened).await {
             return r;

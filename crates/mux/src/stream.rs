@@ -204,6 +204,39 @@ impl StreamShared {
     }
 }
 
+/// Waits for a stream's open to be answered ([`MuxStream::opened_watch`]).
+pub struct OpenedWatch {
+    shared: Arc<StreamShared>,
+    session: Arc<Shared>,
+}
+
+impl OpenedWatch {
+    /// As [`MuxStream::opened`].
+    pub async fn opened(&self) -> Result<(), MuxError> {
+        poll_fn(|cx| {
+            let mut st = self.shared.state();
+            if let Some(code) = st.reset {
+                return Poll::Ready(Err(stream_error(&self.session, code)));
+            }
+            if st.opened {
+                return Poll::Ready(Ok(()));
+            }
+            st.open_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// The error for a stream reset with `code`: a lost link reads as the
+/// session's close.
+fn stream_error(session: &Shared, code: ResetCode) -> MuxError {
+    if code == ResetCode::LinkLost && session.cancel.is_cancelled() {
+        return MuxError::Closed(session.close_reason());
+    }
+    MuxError::Reset(code)
+}
+
 /// One stream of a [`crate::Session`].
 ///
 /// Implements `AsyncRead + AsyncWrite`; `poll_shutdown` half-closes (the
@@ -256,10 +289,7 @@ impl MuxStream {
     }
 
     fn err(&self, code: ResetCode) -> MuxError {
-        if code == ResetCode::LinkLost && self.session.cancel.is_cancelled() {
-            return MuxError::Closed(self.session.close_reason());
-        }
-        MuxError::Reset(code)
+        stream_error(&self.session, code)
     }
 
     fn closed_err(&self) -> MuxError {
@@ -412,18 +442,16 @@ impl MuxStream {
     /// [`crate::Session::open_with_ack`] only data, a half-close or a reset
     /// resolve it.
     pub async fn opened(&self) -> Result<(), MuxError> {
-        poll_fn(|cx| {
-            let mut st = self.shared.state();
-            if let Some(code) = st.reset {
-                return Poll::Ready(Err(self.err(code)));
-            }
-            if st.opened {
-                return Poll::Ready(Ok(()));
-            }
-            st.open_waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        self.opened_watch().opened().await
+    }
+
+    /// A handle that waits as [`MuxStream::opened`] does without holding
+    /// the stream, for a task that watches while another moves the bytes.
+    pub fn opened_watch(&self) -> OpenedWatch {
+        OpenedWatch {
+            shared: self.shared.clone(),
+            session: self.session.clone(),
+        }
     }
 
     /// Whether nothing has happened on the receiving side: no data queued,
