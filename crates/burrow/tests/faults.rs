@@ -759,3 +759,51 @@ async fn a_forwarded_connection_to_a_frozen_agent_is_reset_at_once() -> Result<(
     assert_eq!(reads.complete, 2, "{reads:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_slow_path_delays_but_breaks_nothing() -> Result<()> {
+    const SIZE: u64 = 256 << 10;
+    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 16).await;
+    let want = burrow_e2e::servers::pattern_hash(SIZE, 16);
+    let mut t = burrow_e2e::Tunnel::start(
+        bin(),
+        &[target],
+        relay_opts("wss", &["--heartbeat-interval-seconds", "1"]),
+    )
+    .await?;
+    let fwd = t.forwards[0];
+    // 100 ms on every chunk (of up to 16 KiB) each way: a slow path with a
+    // tenth of a heartbeat interval of latency, about 160 KB/s.
+    let mark = t.gateway.mark();
+    t.relay
+        .as_ref()
+        .context("relay")?
+        .delay(std::time::Duration::from_millis(100));
+    let mut reads = Reads::default();
+    let at = std::time::Instant::now();
+    for _ in 0..2 {
+        reads.one(fwd, SIZE, want).await;
+    }
+    let took = at.elapsed();
+    // Heartbeats held over the whole time (several intervals).
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let dropped = t.gateway.lines_after(mark, "agent link down");
+    t.relay
+        .as_ref()
+        .context("relay")?
+        .delay(std::time::Duration::ZERO);
+    burrow_e2e::relay::report(
+        "slow-path",
+        &format!(
+            "# A slow path\n\n\
+             100 ms added to every chunk (up to 16 KiB) each way between agent and gateway, chunks in order: about 160 KB/s; heartbeats every 1 s.\n\n\
+             | downloads of {} KiB whole | time for both | links dropped |\n|---|---|---|\n\
+             | {} of 2 | {:.1} s | {dropped} |\n",
+            SIZE >> 10,
+            reads.complete,
+            took.as_secs_f64()
+        ),
+    )?;
+    assert_eq!((reads.complete, dropped), (2, 0), "{reads:?}");
+    Ok(())
+}
