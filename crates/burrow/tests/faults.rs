@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burrow_e2e::disk::SmallDisk;
-use burrow_e2e::registered::{run, setup};
+use burrow_e2e::registered::{curl_via, setup};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
@@ -44,14 +44,8 @@ async fn a_full_disk_refuses_changes_and_loses_none_it_acknowledged() -> Result<
     let proxy = st.proxy_url();
     let url = format!("http://svc.test:{port}/");
     let fetch = || async {
-        let (_, out, _) = run(
-            "curl",
-            &["-s", "--max-time", "20", "-x", &proxy, &url],
-            Path::new("/"),
-            &[],
-        )
-        .await?;
-        anyhow::Ok(out)
+        let (_, body, _) = curl_via(&["-x", &proxy], &url).await?;
+        anyhow::Ok(body)
     };
     assert_eq!(fetch().await?.trim(), "served");
 
@@ -165,7 +159,6 @@ async fn slow_read(
 
 #[tokio::test]
 async fn a_stream_cut_by_the_drain_ends_in_a_reset_not_an_eof() -> Result<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     const SIZE: u64 = 100 << 20;
     let (target, _hashes) = burrow_e2e::servers::hashing_peer(SIZE, 7).await;
     let st = setup(
@@ -177,25 +170,7 @@ async fn a_stream_cut_by_the_drain_ends_in_a_reset_not_an_eof() -> Result<()> {
     .await?;
     st.add_fqdn("bulk.test", &[]).await?;
     // A small receive buffer, so the gateway's writes to this client block.
-    let sock = tokio::net::TcpSocket::new_v4()?;
-    sock.set_recv_buffer_size(64 * 1024)?;
-    let mut conn = sock.connect(st.proxy).await?;
-    let port = target.port();
-    conn.write_all(
-        format!("CONNECT bulk.test:{port} HTTP/1.1\r\nHost: bulk.test:{port}\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        conn.read_exact(&mut b).await?;
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let mut conn = connect_through(st.proxy, target.port(), 64 * 1024).await?;
     // 5 MB/s: the 100 MiB download cannot finish within the drain.
     let (got, end) = slow_read(
         &mut conn,
@@ -237,28 +212,12 @@ async fn requests_to_a_frozen_agent_are_refused_at_once_not_after_heartbeats() -
     st.add_fqdn("svc.test", &[]).await?;
     let proxy = st.proxy_url();
     let url = format!("http://svc.test:{port}/");
+    // Within 10 s: heartbeats alone would take 90 s to give up.
     let fetch = || async {
-        let (_, out, _) = run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "-",
-                "-w",
-                "\n%{http_code}",
-                "--max-time",
-                "10",
-                "-x",
-                &proxy,
-                &url,
-            ],
-            Path::new("/"),
-            &[],
-        )
-        .await?;
-        anyhow::Ok(out)
+        let (_, body, status) = curl_via(&["--max-time", "10", "-x", &proxy], &url).await?;
+        anyhow::Ok((body, status))
     };
-    assert!(fetch().await?.ends_with("\n200"));
+    assert_eq!(fetch().await?.1, "200");
     let pid = st
         .agent
         .as_ref()
@@ -272,10 +231,10 @@ async fn requests_to_a_frozen_agent_are_refused_at_once_not_after_heartbeats() -
     // Frozen: its links stay open but nothing answers on them.
     let mark = st.gateway.mark();
     assert!(signal("-STOP")?.success());
-    let out = fetch().await?;
+    let (body, status) = fetch().await?;
     assert!(
-        out.ends_with("\n502") && out.contains("offline"),
-        "a frozen agent's links are given up on while the client waits: {out}"
+        status == "502" && body.contains("offline"),
+        "a frozen agent's links are given up on while the client waits: {status} {body}"
     );
     st.gateway
         .wait_log_after(mark, "agent link down", |v| {
@@ -288,7 +247,7 @@ async fn requests_to_a_frozen_agent_are_refused_at_once_not_after_heartbeats() -
     st.gateway
         .wait_log_after(mark, "agent link up", |_| true)
         .await?;
-    assert!(fetch().await?.ends_with("\n200"));
+    assert_eq!(fetch().await?.1, "200");
     Ok(())
 }
 
@@ -322,14 +281,19 @@ async fn settled_rss(pid: u32) -> Result<u64> {
     Ok(last)
 }
 
-/// A CONNECT through the proxy whose client then never reads.
-async fn stalled_client(proxy: std::net::SocketAddr, port: u16) -> Result<tokio::net::TcpStream> {
+/// A CONNECT to `bulk.test:PORT` through the proxy, from a client with a
+/// receive buffer of `rcvbuf` bytes; the connection after the `200`.
+async fn connect_through(
+    proxy: std::net::SocketAddr,
+    port: u16,
+    rcvbuf: u32,
+) -> Result<tokio::net::TcpStream> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let sock = tokio::net::TcpSocket::new_v4()?;
-    sock.set_recv_buffer_size(4096)?;
+    sock.set_recv_buffer_size(rcvbuf)?;
     let mut conn = sock.connect(proxy).await?;
     conn.write_all(
-        format!("CONNECT bulk.test:{port} HTTP/1.1\r\nHost: bulk.test\r\n\r\n").as_bytes(),
+        format!("CONNECT bulk.test:{port} HTTP/1.1\r\nHost: bulk.test:{port}\r\n\r\n").as_bytes(),
     )
     .await?;
     let mut head = Vec::new();
@@ -344,6 +308,11 @@ async fn stalled_client(proxy: std::net::SocketAddr, port: u16) -> Result<tokio:
         String::from_utf8_lossy(&head)
     );
     Ok(conn)
+}
+
+/// A CONNECT through the proxy whose client then never reads.
+async fn stalled_client(proxy: std::net::SocketAddr, port: u16) -> Result<tokio::net::TcpStream> {
+    connect_through(proxy, port, 4096).await
 }
 
 #[tokio::test]
@@ -405,6 +374,13 @@ struct Reads {
 }
 
 impl Reads {
+    fn add(&mut self, o: &Reads) {
+        self.complete += o.complete;
+        self.reset += o.reset;
+        self.corrupt += o.corrupt;
+        self.hung += o.hung;
+    }
+
     /// One read of `size` pattern bytes through `fwd`, bounded in time.
     async fn one(&mut self, fwd: std::net::SocketAddr, size: u64, want: [u8; 32]) {
         let Ok(mut conn) = tokio::net::TcpStream::connect(fwd).await else {
@@ -446,12 +422,29 @@ fn relay_opts(scheme: &'static str, extra: &[&str]) -> burrow_e2e::TunnelOpts {
     }
 }
 
+/// A server sending `size` pattern bytes (`seed`) per connection, and a
+/// tunnel (wss or tls, `extra` flags on both sides) to it whose agent dials
+/// through a fault relay: (the server's reports, the bytes' hash, tunnel).
+async fn relayed(
+    size: u64,
+    seed: u64,
+    scheme: &'static str,
+    extra: &[&str],
+) -> Result<(
+    tokio::sync::mpsc::Receiver<burrow_e2e::servers::Hashes>,
+    [u8; 32],
+    burrow_e2e::Tunnel,
+)> {
+    let (target, peer) = burrow_e2e::servers::hashing_peer(size, seed).await;
+    let want = burrow_e2e::servers::pattern_hash(size, seed);
+    let t = burrow_e2e::Tunnel::start(bin(), &[target], relay_opts(scheme, extra)).await?;
+    Ok((peer, want, t))
+}
+
 #[tokio::test]
 async fn link_kills_during_checksummed_transfers_corrupt_and_hang_nothing() -> Result<()> {
     const SIZE: u64 = 32 << 20;
-    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 11).await;
-    let want = burrow_e2e::servers::pattern_hash(SIZE, 11);
-    let mut t = burrow_e2e::Tunnel::start(bin(), &[target], relay_opts("wss", &[])).await?;
+    let (_peer, want, mut t) = relayed(SIZE, 11, "wss", &[]).await?;
     let fwd = t.forwards[0];
     let mut reads = Reads::default();
     let mut reconnect_ms = Vec::new();
@@ -470,10 +463,7 @@ async fn link_kills_during_checksummed_transfers_corrupt_and_hang_nothing() -> R
         };
         let ((), back) = tokio::join!(read, kill);
         reconnect_ms.push(back?);
-        reads.complete += during.complete;
-        reads.reset += during.reset;
-        reads.corrupt += during.corrupt;
-        reads.hung += during.hung;
+        reads.add(&during);
         // And one after: the tunnel works again.
         reads.one(fwd, SIZE, want).await;
     }
@@ -508,14 +498,8 @@ async fn link_kills_during_checksummed_transfers_corrupt_and_hang_nothing() -> R
 #[tokio::test]
 async fn a_blackholed_path_is_noticed_by_heartbeats_and_recovers() -> Result<()> {
     const SIZE: u64 = 4 << 20;
-    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 12).await;
-    let want = burrow_e2e::servers::pattern_hash(SIZE, 12);
-    let mut t = burrow_e2e::Tunnel::start(
-        bin(),
-        &[target],
-        relay_opts("wss", &["--heartbeat-interval-seconds", "1"]),
-    )
-    .await?;
+    let (_peer, want, mut t) =
+        relayed(SIZE, 12, "wss", &["--heartbeat-interval-seconds", "1"]).await?;
     let fwd = t.forwards[0];
     let mut reads = Reads::default();
     reads.one(fwd, SIZE, want).await;
@@ -566,9 +550,7 @@ async fn a_blackholed_path_is_noticed_by_heartbeats_and_recovers() -> Result<()>
 async fn bytes_flipped_past_tcp_are_refused_by_tls_never_delivered() -> Result<()> {
     const SIZE: u64 = 16 << 20;
     for scheme in ["wss", "tls"] {
-        let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 13).await;
-        let want = burrow_e2e::servers::pattern_hash(SIZE, 13);
-        let mut t = burrow_e2e::Tunnel::start(bin(), &[target], relay_opts(scheme, &[])).await?;
+        let (_peer, want, mut t) = relayed(SIZE, 13, scheme, &[]).await?;
         let fwd = t.forwards[0];
         let mut reads = Reads::default();
         const FLIPS: u64 = 3;
@@ -590,10 +572,7 @@ async fn bytes_flipped_past_tcp_are_refused_by_tls_never_delivered() -> Result<(
             };
             let ((), flipped) = tokio::join!(read, flip);
             flipped?;
-            reads.complete += during.complete;
-            reads.reset += during.reset;
-            reads.corrupt += during.corrupt;
-            reads.hung += during.hung;
+            reads.add(&during);
             reads.one(fwd, SIZE, want).await;
         }
         let corrupted = t
@@ -640,9 +619,7 @@ async fn logged_after(p: &burrow_e2e::Proc, mark: usize, msg: &str, n: usize) ->
 async fn a_hundred_agents_come_back_after_the_gateway_is_killed() -> Result<()> {
     const AGENTS: usize = 100;
     const SIZE: u64 = 1 << 20;
-    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 14).await;
-    let want = burrow_e2e::servers::pattern_hash(SIZE, 14);
-    let mut t = burrow_e2e::Tunnel::start(bin(), &[target], relay_opts("wss", &[])).await?;
+    let (_peer, want, mut t) = relayed(SIZE, 14, "wss", &[]).await?;
     // 99 more agents of other names (one link each) on the same gateway.
     let mut others = Vec::new();
     let mark = t.gateway.mark();
@@ -712,10 +689,8 @@ async fn a_hundred_agents_come_back_after_the_gateway_is_killed() -> Result<()> 
 async fn a_forwarded_connection_to_a_frozen_agent_is_reset_at_once() -> Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     const SIZE: u64 = 1 << 20;
-    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 15).await;
-    let want = burrow_e2e::servers::pattern_hash(SIZE, 15);
     // Default 30 s heartbeats: noticing a dead link by them takes 90 s.
-    let mut t = burrow_e2e::Tunnel::start(bin(), &[target], relay_opts("wss", &[])).await?;
+    let (_peer, want, mut t) = relayed(SIZE, 15, "wss", &[]).await?;
     let fwd = t.forwards[0];
     let mut reads = Reads::default();
     reads.one(fwd, SIZE, want).await;
@@ -763,14 +738,7 @@ async fn a_forwarded_connection_to_a_frozen_agent_is_reset_at_once() -> Result<(
 #[tokio::test]
 async fn a_slow_path_delays_but_breaks_nothing() -> Result<()> {
     const SIZE: u64 = 256 << 10;
-    let (target, _h) = burrow_e2e::servers::hashing_peer(SIZE, 16).await;
-    let want = burrow_e2e::servers::pattern_hash(SIZE, 16);
-    let mut t = burrow_e2e::Tunnel::start(
-        bin(),
-        &[target],
-        relay_opts("wss", &["--heartbeat-interval-seconds", "1"]),
-    )
-    .await?;
+    let (_peer, want, t) = relayed(SIZE, 16, "wss", &["--heartbeat-interval-seconds", "1"]).await?;
     let fwd = t.forwards[0];
     // 100 ms on every chunk (of up to 16 KiB) each way: a slow path with a
     // tenth of a heartbeat interval of latency, about 160 KB/s.

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use burrow_e2e::registered::{Setup, run, setup};
+use burrow_e2e::registered::{Setup, curl_via, run, setup};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
@@ -764,17 +764,6 @@ async fn an_absolute_uri_sets_the_host_and_one_host_only() -> Result<()> {
     Ok(())
 }
 
-/// curl through the proxy (`via`: `-x URL` or `--socks5-hostname ADDR`):
-/// (curl's exit code, body, status).
-async fn curl_via(via: &[&str], url: &str) -> Result<(i32, String, String)> {
-    let mut args = vec!["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20"];
-    args.extend_from_slice(via);
-    args.push(url);
-    let (code, out, _) = run("curl", &args, Path::new("/"), &[]).await?;
-    let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
-    Ok((code, body.to_owned(), status.trim().to_owned()))
-}
-
 #[tokio::test]
 async fn a_rule_reaches_only_the_ports_it_names() -> Result<()> {
     let (_open_svc, open_port, _r1) = hijacker().await?;
@@ -824,68 +813,41 @@ async fn a_rule_reaches_only_the_ports_it_names() -> Result<()> {
     assert_eq!(body.trim(), "hijacker");
 
     // Malformed port lists are refused by the CLI and by the API.
-    for bad in ["0", "22-", "http", "100-10", ""] {
-        let (code, _, err) = st
-            .cli(&[
-                "add-fqdn",
-                "--agent-name",
-                "edge",
-                "--fqdn",
-                "svc.test",
-                "--ports",
-                bad,
-            ])
-            .await?;
-        assert!(code != 0 && err.contains("port"), "{bad:?}: {code} {err}");
+    let add = ["add-fqdn", "--agent-name", "edge", "--fqdn", "svc.test"];
+    for (bad, why) in [
+        (&["--ports", "0"][..], "port"),
+        (&["--ports", "22-"], "port"),
+        (&["--ports", "http"], "port"),
+        (&["--ports", "100-10"], "port"),
+        (&["--ports", ""], "port"),
+        (
+            &["--ports", "25", "--check-port", "443"],
+            "--check-port 443",
+        ),
+    ] {
+        let (code, _, err) = st.cli(&[&add[..], bad].concat()).await?;
+        assert!(code != 0 && err.contains(why), "{bad:?}: {code} {err}");
     }
-    let (code, _, err) = st
-        .cli(&[
-            "add-fqdn",
-            "--agent-name",
-            "edge",
-            "--fqdn",
-            "svc.test",
-            "--ports",
-            "25",
-            "--check-port",
-            "443",
-        ])
-        .await?;
-    assert!(code != 0 && err.contains("--check-port 443"), "{err}");
-    let connect = &st.env[0].1;
-    let api = connect
-        .replace("wss://", "https://")
-        .replace("ws://", "http://")
-        .replace("/connect", "/api/v1/fqdn-rules/svc.test");
-    let auth = format!("Authorization: Bearer {}", st.env[1].1);
+    let api = st.api_url("/fqdn-rules/svc.test");
+    let auth = st.auth_header();
     for body in [
         r#"{"agent_name":"edge","ports":"70000"}"#,
         r#"{"agent_name":"edge","ports":"25","check_port":443}"#,
         r#"{"agent_name":"edge","ports":7}"#,
     ] {
-        let (_, out, _) = run(
-            "curl",
-            &[
-                "-sk",
-                "-o",
-                "-",
-                "-w",
-                "\n%{http_code}",
-                "-X",
-                "PUT",
-                "-H",
-                &auth,
-                "-H",
-                "content-type: application/json",
-                "-d",
-                body,
-                &api,
-            ],
-            Path::new("/"),
-            &[],
-        )
-        .await?;
-        assert!(out.ends_with("\n400"), "{body}: {out}");
+        let via = [
+            "-k",
+            "-X",
+            "PUT",
+            "-H",
+            &auth,
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+        ];
+        let (_, out, status) = curl_via(&via, &api).await?;
+        assert_eq!(status, "400", "{body}: {out}");
     }
     assert_eq!(st.api_get("/fqdn-rules").await?, rules_before);
 

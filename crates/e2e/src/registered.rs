@@ -53,6 +53,17 @@ pub async fn must(cmd: &str, args: &[&str], dir: &Path) -> Result<String> {
     Ok(out)
 }
 
+/// curl (20 s at most) with `via` flags (`-x PROXY`, `--socks5-hostname
+/// ADDR`, `-p`, headers): (curl's exit code, body, HTTP status).
+pub async fn curl_via(via: &[&str], url: &str) -> Result<(i32, String, String)> {
+    let mut args = vec!["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20"];
+    args.extend_from_slice(via);
+    args.push(url);
+    let (code, out, _) = run("curl", &args, Path::new("/"), &[]).await?;
+    let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
+    Ok((code, body.to_owned(), status.trim().to_owned()))
+}
+
 /// A gateway, one registered agent running with key-pair auth, and the
 /// egress proxy's address.
 pub struct Setup {
@@ -117,15 +128,25 @@ impl Setup {
         self.ok(&args).await.map(|_| ())
     }
 
-    /// GET on the admin API (`/api/v1` + `path`) with curl; the JSON.
-    pub async fn api_get(&self, path: &str) -> Result<serde_json::Value> {
-        let connect = &self.env[0].1;
-        let base = connect
+    /// The admin API's URL for `path` (`/api/v1` + `path`).
+    pub fn api_url(&self, path: &str) -> String {
+        let base = self.env[0]
+            .1
             .replace("wss://", "https://")
             .replace("ws://", "http://")
             .replace("/connect", "");
-        let auth = format!("Authorization: Bearer {}", self.env[1].1);
-        let url = format!("{base}/api/v1{path}");
+        format!("{base}/api/v1{path}")
+    }
+
+    /// The admin key as an `Authorization` header for curl.
+    pub fn auth_header(&self) -> String {
+        format!("Authorization: Bearer {}", self.env[1].1)
+    }
+
+    /// GET on the admin API (`/api/v1` + `path`) with curl; the JSON.
+    pub async fn api_get(&self, path: &str) -> Result<serde_json::Value> {
+        let auth = self.auth_header();
+        let url = self.api_url(path);
         let (code, out, err) =
             run("curl", &["-sSk", "-H", &auth, &url], Path::new("/"), &[]).await?;
         if code != 0 {

@@ -352,10 +352,11 @@ async fn a_silent_peer_is_dropped_after_three_heartbeats() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_peer_that_falls_silent_is_dropped_at_three_intervals_not_four() {
-    // The peer answers pings, then stops at a moment that falls just after
-    // a ping: the worst case for a check made only at ping times.
+type RawWrite = FramedWrite<tokio::io::WriteHalf<DuplexStream>, FrameCodec>;
+type RawRead = FramedRead<tokio::io::ReadHalf<DuplexStream>, FrameCodec>;
+
+/// A session with 5 s heartbeats, and the raw frames of its peer.
+fn heartbeating_raw_peer() -> (Session, RawWrite, RawRead) {
     let (x, y) = tokio::io::duplex(64 * 1024);
     let (s, _i) = session_over(
         x,
@@ -365,8 +366,18 @@ async fn a_peer_that_falls_silent_is_dropped_at_three_intervals_not_four() {
         },
     );
     let (r, w) = tokio::io::split(y);
-    let mut w = FramedWrite::new(w, FrameCodec);
-    let mut r = FramedRead::new(r, FrameCodec);
+    (
+        s,
+        FramedWrite::new(w, FrameCodec),
+        FramedRead::new(r, FrameCodec),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_falls_silent_is_dropped_at_three_intervals_not_four() {
+    // The peer answers pings, then stops at a moment that falls just after
+    // a ping: the worst case for a check made only at ping times.
+    let (s, mut w, mut r) = heartbeating_raw_peer();
     let mut last_answer = tokio::time::Instant::now();
     for _ in 0..4 {
         match r.next().await.expect("frame").expect("decoded") {
@@ -688,20 +699,10 @@ async fn a_pump_blocked_on_a_slow_client_resets_it_as_soon_as_the_stream_breaks(
     );
 }
 
-/// A raw peer over a fresh session with 5 s heartbeats: answers `pongs`
-/// pings (20 ms later each), then keeps answering only if `keep_answering`.
+/// A raw peer over a fresh session with 5 s heartbeats: answers two pings
+/// (20 ms later each), then keeps answering only if `keep_answering`.
 async fn peer_that_answers(keep_answering: bool) -> (Session, tokio::task::JoinHandle<()>) {
-    let (x, y) = tokio::io::duplex(64 * 1024);
-    let (s, _i) = session_over(
-        x,
-        Config {
-            heartbeat: Some(Duration::from_secs(5)),
-            ..Config::default()
-        },
-    );
-    let (r, w) = tokio::io::split(y);
-    let mut w = FramedWrite::new(w, FrameCodec);
-    let mut r = FramedRead::new(r, FrameCodec);
+    let (s, mut w, mut r) = heartbeating_raw_peer();
     for _ in 0..2 {
         loop {
             if let Frame::Ping { nonce } = r.next().await.expect("frame").expect("decoded") {
