@@ -1015,7 +1015,9 @@ async fn demo(args: DemoArgs) -> Result<()> {
         public_pem: pair.public.pem.clone(),
         created_at: burrow_store::now_micros(),
     };
-    store.register_agent("demo", &client_id, &key, 1).await?;
+    store
+        .register_agent("demo", &client_id, &key, 1, &[])
+        .await?;
 
     let ephemeral = |name: &str| {
         LiveIdentity::load(IdentitySource::Ephemeral {

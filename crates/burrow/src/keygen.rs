@@ -20,7 +20,8 @@ pub struct KeygenArgs {
     /// rsa4096, p256 or ed25519.
     #[arg(long, default_value = "rsa2048")]
     pub key_type: KeyKind,
-    /// Directory to write the two files to.
+    /// Directory to write the two files to; created (readable by you only)
+    /// if missing.
     #[arg(long, default_value = ".")]
     pub out_dir: PathBuf,
     /// Print JSON instead of text.
@@ -64,6 +65,14 @@ pub fn run(args: KeygenArgs) -> Result<()> {
                 p.display()
             );
         }
+    }
+    if !args.out_dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&args.out_dir)
+            .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     }
     let pair = generate(args.key_type)?;
     write_new(&private, &pair.private_pem, 0o600)?;

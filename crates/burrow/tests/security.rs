@@ -858,3 +858,61 @@ async fn a_rule_reaches_only_the_ports_it_names() -> Result<()> {
     assert!(st.ok(&["list-fqdn"]).await?.contains("any"));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_registration_whose_rule_is_taken_leaves_nothing_behind() -> Result<()> {
+    let st = setup(&bin(), &[], &[], false).await?;
+    st.add_fqdn("taken.test", &[]).await?;
+    let agents_before = st.api_get("/agents").await?;
+    let rules_before = st.api_get("/fqdn-rules").await?;
+    let out_dir = st.dir.path().join("other");
+    let out = out_dir.display().to_string();
+    // keygen makes a missing --out-dir, readable by its user only.
+    st.ok(&["keygen", "--agent-name", "other", "--out-dir", &out])
+        .await?;
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&out_dir)?.permissions().mode() & 0o777,
+        0o700
+    );
+    let key = out_dir.join("ConnectionAgent-other.pem.pub");
+    let (code, _, err) = st
+        .cli(&[
+            "register",
+            "--agent-name",
+            "other",
+            "--key-name",
+            "k1",
+            "--public-key",
+            &key.display().to_string(),
+            "--fqdn",
+            "fresh.test",
+            "--fqdn",
+            "taken.test",
+        ])
+        .await?;
+    assert!(code != 0 && err.contains("taken.test"), "{code} {err}");
+    assert_eq!(st.api_get("/agents").await?, agents_before);
+    assert_eq!(st.api_get("/fqdn-rules").await?, rules_before);
+    // The same registration without the taken rule goes through whole.
+    st.ok(&[
+        "register",
+        "--agent-name",
+        "other",
+        "--key-name",
+        "k1",
+        "--public-key",
+        &key.display().to_string(),
+        "--fqdn",
+        "fresh.test",
+    ])
+    .await?;
+    let rules = st.api_get("/fqdn-rules").await?;
+    assert!(
+        rules.as_array().is_some_and(|r| r
+            .iter()
+            .any(|r| r["fqdn"] == "fresh.test" && r["agent_name"] == "other")),
+        "{rules}"
+    );
+    Ok(())
+}

@@ -437,12 +437,11 @@ async fn serve(
             let info = parse_key(&b.public_key)?;
             let client_id = format!("burrow-{}", hex_id());
             let key = key_row(&b.agent_name, &b.key_name, &info);
-            store
-                .register_agent(&b.agent_name, &client_id, &key, state.config.max_agents)
-                .await
-                .map_err(|e| store_error(&e))?;
-            for f in &b.fqdns {
-                let rule = burrow_store::FqdnRule {
+            let now = now_micros();
+            let rules: Vec<burrow_store::FqdnRule> = b
+                .fqdns
+                .iter()
+                .map(|f| burrow_store::FqdnRule {
                     fqdn: f.to_ascii_lowercase(),
                     agent: b.agent_name.clone(),
                     ignore_certificate_errors: false,
@@ -450,14 +449,23 @@ async fn serve(
                     check_port: None,
                     check_tls: false,
                     ports: None,
-                    created_at: now_micros(),
-                    updated_at: now_micros(),
-                };
-                if let Err(e) = store.add_fqdn_rule(&rule).await {
-                    // Nothing half-done: the agent goes with its rules.
-                    let _ = store.delete_agent(&b.agent_name).await;
-                    return Err(store_error(&e));
-                }
+                    created_at: now,
+                    updated_at: now,
+                })
+                .collect();
+            // One transaction: the agent, its key and its rules, or nothing.
+            store
+                .register_agent(
+                    &b.agent_name,
+                    &client_id,
+                    &key,
+                    state.config.max_agents,
+                    &rules,
+                )
+                .await
+                .map_err(|e| store_error(&e))?;
+            if !rules.is_empty() {
+                crate::egress::reload(state).await;
             }
             audit(
                 "register",

@@ -508,14 +508,16 @@ impl Store {
         Ok(agent)
     }
 
-    /// Registers an agent with its first key in one transaction: either
-    /// both are stored or neither.
+    /// Registers an agent with its first key and its FQDN rules in one
+    /// transaction: all are stored or none (a taken name, the agent limit,
+    /// or a rule another agent has refuse the whole registration).
     pub async fn register_agent(
         &self,
         name: &str,
         client_id: &str,
         first_key: &AgentKey,
         max_agents: usize,
+        rules: &[FqdnRule],
     ) -> Result<Agent> {
         let mut tx = tx::Tx::begin(&self.pool, self.backend).await?;
         let agent = insert_agent(&mut tx, name, client_id, max_agents).await?;
@@ -531,6 +533,17 @@ impl Store {
         .bind(first_key.created_at)
         .execute(&mut *tx)
         .await?;
+        for rule in rules {
+            match insert_fqdn_rule(rule).execute(&mut *tx).await {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Exists {
+                        what: "FQDN rule",
+                        name: rule.fqdn.clone(),
+                    });
+                }
+                r => r?,
+            };
+        }
         tx.commit().await?;
         Ok(agent)
     }

@@ -246,22 +246,78 @@ async fn exercise(s: &Store) {
 
     // Registration with a first key is all or nothing: past the limit,
     // or with a taken name, neither the agent nor the key is stored.
-    s.register_agent("edge-9", "cid-9", &key("edge-9", "k1"), 2)
+    s.register_agent("edge-9", "cid-9", &key("edge-9", "k1"), 2, &[])
         .await
         .unwrap();
     assert_eq!(s.keys("edge-9").await.unwrap().len(), 1);
     let e = s
-        .register_agent("edge-10", "cid-10", &key("edge-10", "k1"), 2)
+        .register_agent("edge-10", "cid-10", &key("edge-10", "k1"), 2, &[])
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::AgentLimit { max: 2 }), "{e}");
     assert!(s.keys("edge-10").await.unwrap().is_empty());
     let e = s
-        .register_agent("edge-9", "cid-11", &key("edge-9", "k2"), 5)
+        .register_agent("edge-9", "cid-11", &key("edge-9", "k2"), 5, &[])
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Exists { .. }), "{e}");
     assert_eq!(s.keys("edge-9").await.unwrap().len(), 1);
+    // With its rules: a rule another agent holds refuses the whole
+    // registration; nothing of it is left.
+    let rule = |fqdn: &str, agent: &str| FqdnRule {
+        fqdn: fqdn.into(),
+        agent: agent.into(),
+        ignore_certificate_errors: false,
+        tls: false,
+        check_port: None,
+        check_tls: false,
+        ports: None,
+        created_at: now_micros(),
+        updated_at: now_micros(),
+    };
+    s.add_fqdn_rule(&rule("taken.example", "edge-9"))
+        .await
+        .unwrap();
+    let before = s.fqdn_rules().await.unwrap();
+    let e = s
+        .register_agent(
+            "edge-12",
+            "cid-12",
+            &key("edge-12", "k1"),
+            50,
+            &[
+                rule("fresh.example", "edge-12"),
+                rule("taken.example", "edge-12"),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Exists {
+                what: "FQDN rule",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(s.agent("edge-12").await.unwrap().is_none());
+    assert!(s.keys("edge-12").await.unwrap().is_empty());
+    assert_eq!(s.fqdn_rules().await.unwrap(), before);
+    s.register_agent(
+        "edge-12",
+        "cid-12",
+        &key("edge-12", "k1"),
+        50,
+        &[rule("fresh.example", "edge-12")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.fqdn_rules().await.unwrap().len(), before.len() + 1);
+    s.remove_fqdn_rule("fresh.example").await.unwrap();
+    s.remove_fqdn_rule("taken.example").await.unwrap();
+    s.delete_agent("edge-12").await.unwrap();
 
     // Settings: initialised once, then stable.
     let v = s
