@@ -16,7 +16,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 fn record(i: i64) -> Traffic {
     Traffic {
         at: now_micros() + i,
-        kind: "http".into(),
+        kind: burrow_store::TrafficKind::Http,
         agent: "home".into(),
         route: "app.tunnel.example.com".into(),
         client: "203.0.113.7:51234".into(),

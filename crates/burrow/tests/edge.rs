@@ -550,6 +550,10 @@ async fn the_traffic_audit_is_bounded_by_count() -> Result<()> {
     let deep = st.api_get("/traffic?offset=100001").await?;
     let why = deep["error"].as_str().unwrap_or_default();
     assert!(why.contains("page further back with until"), "{deep}");
+    // An unknown kind is refused, not answered with an empty page.
+    let bad = st.api_get("/traffic?kind=bogus").await?;
+    let why = bad["error"].as_str().unwrap_or_default();
+    assert!(why.contains("unknown traffic kind"), "{bad}");
     Ok(())
 }
 

@@ -698,8 +698,13 @@ async fn serve(
                     ),
                 ));
             }
+            let kind = q
+                .get("kind")
+                .map(|k| k.parse::<burrow_store::TrafficKind>())
+                .transpose()
+                .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
             let filter = burrow_store::TrafficFilter {
-                kind: q.get("kind").cloned(),
+                kind,
                 agent: q.get("agent").cloned(),
                 host: q.get("host").cloned(),
                 status: num("status")?,
@@ -712,7 +717,7 @@ async fn serve(
             let list: Vec<Value> = records
                 .iter()
                 .map(|t| {
-                    json!({ "at": t.at, "kind": t.kind, "agent_name": t.agent, "route": t.route,
+                    json!({ "at": t.at, "kind": t.kind.as_str(), "agent_name": t.agent, "route": t.route,
                             "client": t.client, "method": t.method, "host": t.host, "path": t.path,
                             "status": t.status, "target": t.target, "bytes_in": t.bytes_in,
                             "bytes_out": t.bytes_out, "duration_ms": t.duration_ms })

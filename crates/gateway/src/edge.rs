@@ -380,7 +380,7 @@ pub(crate) fn http_record(
 ) -> burrow_store::Traffic {
     burrow_store::Traffic {
         at: burrow_store::now_micros(),
-        kind: "http".into(),
+        kind: burrow_store::TrafficKind::Http,
         agent: route.agent.clone(),
         route: route.hostname.clone(),
         client,

@@ -681,7 +681,7 @@ fn record(
 ) {
     state.record(burrow_store::Traffic {
         at,
-        kind: "egress".into(),
+        kind: burrow_store::TrafficKind::Egress,
         agent,
         client: client.to_string(),
         target: format!("{host}:{port}"),

@@ -173,7 +173,7 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                             debug!(stream = id, up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "stream closed");
                             state2.record(burrow_store::Traffic {
                                 at,
-                                kind: "forward".into(),
+                                kind: burrow_store::TrafficKind::Forward,
                                 agent: spec.agent.clone(),
                                 client: client.to_string(),
                                 target: spec.target.clone(),

@@ -240,7 +240,7 @@ mod tests {
         for i in 0..8 {
             r.record(Traffic {
                 at: now_micros() + i,
-                kind: "http".into(),
+                kind: burrow_store::TrafficKind::Http,
                 path: format!("/n{i}"),
                 ..Traffic::default()
             });

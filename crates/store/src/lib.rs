@@ -290,13 +290,60 @@ pub struct Route {
     pub updated_at: i64,
 }
 
+/// What a traffic record is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TrafficKind {
+    /// An HTTP request on the edge.
+    #[default]
+    Http,
+    /// A connection through a fixed forward.
+    Forward,
+    /// A connection through the egress proxy.
+    Egress,
+}
+
+impl TrafficKind {
+    /// The name stored and shown: `http`, `forward`, `egress`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficKind::Http => "http",
+            TrafficKind::Forward => "forward",
+            TrafficKind::Egress => "egress",
+        }
+    }
+}
+
+impl std::fmt::Display for TrafficKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A traffic kind that is none of `http`, `forward`, `egress`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown traffic kind {0:?}: use http, forward or egress")]
+pub struct UnknownTrafficKind(pub String);
+
+impl std::str::FromStr for TrafficKind {
+    type Err = UnknownTrafficKind;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "http" => Ok(TrafficKind::Http),
+            "forward" => Ok(TrafficKind::Forward),
+            "egress" => Ok(TrafficKind::Egress),
+            other => Err(UnknownTrafficKind(other.to_owned())),
+        }
+    }
+}
+
 /// One tunneled HTTP request or TCP stream.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Traffic {
     /// When it started (Unix microseconds).
     pub at: i64,
-    /// `http` (edge), `forward` (fixed forward) or `egress` (proxy).
-    pub kind: String,
+    /// Edge request, fixed forward or egress proxy.
+    pub kind: TrafficKind,
     /// The agent that carried it.
     pub agent: String,
     /// The route (host name) for `http`.
@@ -325,7 +372,7 @@ pub struct Traffic {
 #[derive(Debug, Clone, Default)]
 pub struct TrafficFilter {
     /// Only this kind.
-    pub kind: Option<String>,
+    pub kind: Option<TrafficKind>,
     /// Only this agent.
     pub agent: Option<String>,
     /// Only this HTTP host.

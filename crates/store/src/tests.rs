@@ -336,7 +336,11 @@ async fn exercise(s: &Store) {
     let batch: Vec<Traffic> = (0..6)
         .map(|i| Traffic {
             at: base + i,
-            kind: if i % 2 == 0 { "http" } else { "egress" }.into(),
+            kind: if i % 2 == 0 {
+                TrafficKind::Http
+            } else {
+                TrafficKind::Egress
+            },
             agent: "edge-2".into(),
             host: "app.example".into(),
             path: "/p".into(),
@@ -356,7 +360,7 @@ async fn exercise(s: &Store) {
     assert_eq!(got[0].at, base + 5, "newest first");
     let http = s
         .traffic(&TrafficFilter {
-            kind: Some("http".into()),
+            kind: Some(TrafficKind::Http),
             ..all.clone()
         })
         .await
@@ -365,7 +369,7 @@ async fn exercise(s: &Store) {
     let bad = s
         .traffic(&TrafficFilter {
             status: Some(502),
-            kind: Some("http".into()),
+            kind: Some(TrafficKind::Http),
             ..all.clone()
         })
         .await
@@ -388,14 +392,14 @@ async fn exercise(s: &Store) {
     let many: Vec<Traffic> = (0..150)
         .map(|i| Traffic {
             at: base - 1_000_000 + i,
-            kind: "forward".into(),
+            kind: TrafficKind::Forward,
             ..Traffic::default()
         })
         .collect();
     s.insert_traffic(&many).await.unwrap();
     let forwards = s
         .traffic(&TrafficFilter {
-            kind: Some("forward".into()),
+            kind: Some(TrafficKind::Forward),
             limit: 1000,
             ..all.clone()
         })
@@ -419,7 +423,10 @@ async fn exercise(s: &Store) {
     // (3 more) does not.
     assert_eq!(s.prune_traffic(0, 4).await.unwrap(), 3, "by count");
     let left = s.traffic(&all).await.unwrap();
-    assert!(left.iter().all(|t| t.kind == "egress"), "{left:?}");
+    assert!(
+        left.iter().all(|t| t.kind == TrafficKind::Egress),
+        "{left:?}"
+    );
     assert_eq!(left.len(), 3);
     assert_eq!(s.prune_traffic(0, 0).await.unwrap(), 3, "keep none");
     assert!(s.traffic(&all).await.unwrap().is_empty());
@@ -433,7 +440,7 @@ async fn exercise(s: &Store) {
                 // Batches overlap in time; records of one batch are not
                 // in time order.
                 at: base + b * 3 + (i * 7) % 40,
-                kind: "http".into(),
+                kind: TrafficKind::Http,
                 agent: format!("a{}", b % 3),
                 route: "r".into(),
                 host: format!("h{}", i % 2),
@@ -596,7 +603,7 @@ fn traffic_burst(n: usize, tag: &str) -> Vec<Traffic> {
     (0..n)
         .map(|i| Traffic {
             at: now_micros() + i64::try_from(i).unwrap(),
-            kind: "http".into(),
+            kind: TrafficKind::Http,
             agent: "a0".into(),
             route: format!("r{tag}.example"),
             path: format!("/{tag}/{i}/{}", "p".repeat(200)),

@@ -11,7 +11,7 @@
 use futures_util::TryStreamExt;
 use sqlx::{AnyConnection, Row};
 
-use crate::{Result, Store, StoreError, Traffic, TrafficFilter};
+use crate::{Result, Store, StoreError, Traffic, TrafficFilter, TrafficKind};
 
 #[cfg(test)]
 mod pack_tests;
@@ -173,6 +173,17 @@ fn unpack_where(text: &str, keep: impl Fn(i64, &str, i64) -> bool) -> Result<Vec
 /// The columns a block fixes: kind, agent, route, target.
 type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
 
+/// A stored kind, read back; one this build does not know is a decode
+/// error (the database was written by a newer Burrow, or by hand).
+fn kind_of(stored: String) -> std::result::Result<TrafficKind, sqlx::Error> {
+    stored
+        .parse()
+        .map_err(|e: crate::UnknownTrafficKind| sqlx::Error::ColumnDecode {
+            index: "kind".into(),
+            source: Box::new(e),
+        })
+}
+
 /// Stores `batch` as one block per (kind, agent, route, target), in the
 /// order each first appears.
 pub(crate) async fn insert_blocks(
@@ -240,7 +251,7 @@ pub(crate) async fn adopt_v6_rows(
             .map(|r| {
                 Ok(Traffic {
                     at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
+                    kind: kind_of(r.try_get("kind")?)?,
                     agent: r.try_get("agent")?,
                     route: r.try_get("route")?,
                     client: r.try_get("client")?,
@@ -294,7 +305,8 @@ impl Store {
             n += 1;
             format!(" AND {col} {op} ${n}")
         };
-        let texts = [("kind", &f.kind), ("agent", &f.agent)];
+        let kind = f.kind.map(|k| k.as_str().to_owned());
+        let texts = [("kind", &kind), ("agent", &f.agent)];
         for (col, v) in texts {
             if v.is_some() {
                 sql.push_str(&next(col, "="));
@@ -340,8 +352,8 @@ impl Store {
             }
             let entries: String = row.try_get("entries")?;
             let entries = unpack_where(&entries, keep)?;
-            let (kind, agent, route, target): (String, String, String, String) = (
-                row.try_get("kind")?,
+            let (kind, agent, route, target): (TrafficKind, String, String, String) = (
+                kind_of(row.try_get("kind")?)?,
                 row.try_get("agent")?,
                 row.try_get("route")?,
                 row.try_get("target")?,
@@ -350,7 +362,7 @@ impl Store {
                 let (at, client, method, host, path, status, bytes_in, bytes_out, duration_ms) = e;
                 found.push(Traffic {
                     at,
-                    kind: kind.clone(),
+                    kind,
                     agent: agent.clone(),
                     route: route.clone(),
                     client,

@@ -3,7 +3,7 @@ use super::{Entry, Traffic, pack, unpack, unpack_where};
 fn record(at: i64, client: &str, path: &str, status: i64) -> Traffic {
     Traffic {
         at,
-        kind: "http".into(),
+        kind: crate::TrafficKind::Http,
         client: client.into(),
         method: "GET".into(),
         host: "app.example.com".into(),
