@@ -876,37 +876,26 @@ async fn a_registration_whose_rule_is_taken_leaves_nothing_behind() -> Result<()
         0o700
     );
     let key = out_dir.join("ConnectionAgent-other.pem.pub");
-    let (code, _, err) = st
-        .cli(&[
-            "register",
-            "--agent-name",
-            "other",
-            "--key-name",
-            "k1",
-            "--public-key",
-            &key.display().to_string(),
-            "--fqdn",
-            "fresh.test",
-            "--fqdn",
-            "taken.test",
-        ])
-        .await?;
-    assert!(code != 0 && err.contains("taken.test"), "{code} {err}");
-    assert_eq!(st.api_get("/agents").await?, agents_before);
-    assert_eq!(st.api_get("/fqdn-rules").await?, rules_before);
-    // The same registration without the taken rule goes through whole.
-    st.ok(&[
+    let key = key.display().to_string();
+    let register = [
         "register",
         "--agent-name",
         "other",
         "--key-name",
         "k1",
         "--public-key",
-        &key.display().to_string(),
+        &key,
         "--fqdn",
         "fresh.test",
-    ])
-    .await?;
+    ];
+    let (code, _, err) = st
+        .cli(&[&register[..], &["--fqdn", "taken.test"]].concat())
+        .await?;
+    assert!(code != 0 && err.contains("taken.test"), "{code} {err}");
+    assert_eq!(st.api_get("/agents").await?, agents_before);
+    assert_eq!(st.api_get("/fqdn-rules").await?, rules_before);
+    // The same registration without the taken rule goes through whole.
+    st.ok(&register).await?;
     let rules = st.api_get("/fqdn-rules").await?;
     assert!(
         rules.as_array().is_some_and(|r| r

@@ -55,6 +55,21 @@ impl PgSchema {
     }
 }
 
+/// A plain FQDN rule (no options) for `agent`.
+fn plain_rule(fqdn: &str, agent: &str) -> FqdnRule {
+    FqdnRule {
+        fqdn: fqdn.into(),
+        agent: agent.into(),
+        ignore_certificate_errors: false,
+        tls: false,
+        check_port: None,
+        check_tls: false,
+        ports: None,
+        created_at: now_micros(),
+        updated_at: now_micros(),
+    }
+}
+
 fn key(agent: &str, name: &str) -> AgentKey {
     AgentKey {
         agent: agent.into(),
@@ -114,15 +129,8 @@ async fn exercise(s: &Store) {
 
     // FQDN rules follow their agent.
     let rule = FqdnRule {
-        fqdn: "git.internal.example".into(),
-        agent: "edge-1".into(),
         ignore_certificate_errors: true,
-        tls: false,
-        check_port: None,
-        check_tls: false,
-        ports: None,
-        created_at: now_micros(),
-        updated_at: now_micros(),
+        ..plain_rule("git.internal.example", "edge-1")
     };
     s.add_fqdn_rule(&rule).await.unwrap();
     assert!(matches!(
@@ -264,18 +272,7 @@ async fn exercise(s: &Store) {
     assert_eq!(s.keys("edge-9").await.unwrap().len(), 1);
     // With its rules: a rule another agent holds refuses the whole
     // registration; nothing of it is left.
-    let rule = |fqdn: &str, agent: &str| FqdnRule {
-        fqdn: fqdn.into(),
-        agent: agent.into(),
-        ignore_certificate_errors: false,
-        tls: false,
-        check_port: None,
-        check_tls: false,
-        ports: None,
-        created_at: now_micros(),
-        updated_at: now_micros(),
-    };
-    s.add_fqdn_rule(&rule("taken.example", "edge-9"))
+    s.add_fqdn_rule(&plain_rule("taken.example", "edge-9"))
         .await
         .unwrap();
     let before = s.fqdn_rules().await.unwrap();
@@ -286,8 +283,8 @@ async fn exercise(s: &Store) {
             &key("edge-12", "k1"),
             50,
             &[
-                rule("fresh.example", "edge-12"),
-                rule("taken.example", "edge-12"),
+                plain_rule("fresh.example", "edge-12"),
+                plain_rule("taken.example", "edge-12"),
             ],
         )
         .await
@@ -310,7 +307,7 @@ async fn exercise(s: &Store) {
         "cid-12",
         &key("edge-12", "k1"),
         50,
-        &[rule("fresh.example", "edge-12")],
+        &[plain_rule("fresh.example", "edge-12")],
     )
     .await
     .unwrap();
