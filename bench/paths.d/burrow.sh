@@ -49,7 +49,14 @@ _burrow_start() {  # SCHEME PUB BACK
   spawn_client burrow-agent env BURROW_PSK="$BURROW_BENCH_PSK" BURROW_DATA_DIR="$PATH_DIR/agent" \
     "$BURROW_BIN" run "${pin[@]}" \
     --connect-url "$url" --agent-name bench --allow "127.0.0.1:$back" || return 1
-  _burrow_wait_links "$PATH_DIR/burrow-gateway.log" 10
+  _burrow_wait_links "$PATH_DIR/burrow-gateway.log" 10 || return 1
+  local i
+  for i in $(seq 1 50); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$pub/small.bin")" = 200 ] && return 0
+    sleep 0.2
+  done
+  echo "burrow-edge: the route did not come up" >&2
+  return 1
 }
 
 path_burrow_describe() { echo "burrow $(_burrow_version), WebSocket transport without TLS (ws://), 2 links, pre-shared key"; }
@@ -66,11 +73,17 @@ path_burrow_tls_start() { _burrow_start tls "$1" "$2"; }
 # so wrk's Host header matches) → tunnel → the backend. The agent is
 # registered with a key pair and dials the gateway as "localhost", so its
 # own requests are not routed. Phases without an HTTP backend (iperf,
-# hold) use the plain `burrow` path instead.
+# hold) use the plain `burrow` path instead. Routes may not be named by an
+# IP address (`add-route` refuses one), but wrk always sends `Host:
+# 127.0.0.1`: the path writes that route straight into its own gateway's
+# SQLite database, which the gateway reads within its 2 s sweep.
+# burrow-edge-hyper: the same, with HTTP/1.1 visitors served by the hyper
+# path (BURROW_EDGE_HTTP1=hyper) instead of the pass-through one.
 _burrow_edge_start() {  # PUB BACK
   local pub=$1 back=$2 admin url
   admin="bk_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
   spawn_server burrow-gateway env BURROW_ADMIN_KEY="$admin" BURROW_DATA_DIR="$PATH_DIR/gw" \
+    BURROW_EDGE_HTTP1="${BURROW_EDGE_HTTP1:-passthrough}" \
     BURROW_PROXY_LISTEN=off BURROW_EDGE_HTTP_LISTEN=off BURROW_EDGE_HTTPS_LISTEN=off \
     "$BURROW_BIN" gateway --no-tls --listen "127.0.0.1:$pub" || return 1
   wait_listen "$pub" 10 || return 1
@@ -79,8 +92,13 @@ _burrow_edge_start() {  # PUB BACK
   "$BURROW_BIN" keygen --agent-name bench --out-dir "$PATH_DIR" >/dev/null || return 1
   CONNECT_URL="$url" BURROW_ADMIN_KEY="$admin" "$BURROW_BIN" register --agent-name bench --key-name k \
     --public-key "$PATH_DIR/ConnectionAgent-bench.pem.pub" > "$PATH_DIR/agent.env" || return 1
-  CONNECT_URL="$url" BURROW_ADMIN_KEY="$admin" "$BURROW_BIN" add-route --hostname 127.0.0.1 \
-    --agent-name bench --target "http://127.0.0.1:$back" >/dev/null || return 1
+  python3 - "$PATH_DIR/gw/burrow.db" "http://127.0.0.1:$back" <<'PY' || return 1
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=10)
+now = int(time.time() * 1e6)
+db.execute("INSERT OR REPLACE INTO routes (hostname, agent, target, created_at, updated_at) VALUES ('127.0.0.1', 'bench', ?, ?, ?)", (sys.argv[2], now, now))
+db.commit()
+PY
   # shellcheck disable=SC2046
   spawn_client burrow-agent env $(grep -v '^AUTH_SERVER_DOMAIN=' "$PATH_DIR/agent.env") \
     AUTH_SERVER_DOMAIN="http://localhost:$pub" AUTH_SERVER_PRIVATE_KEY_PEM_PATH="$PATH_DIR/ConnectionAgent-bench.pem" \
@@ -92,3 +110,6 @@ path_burrow_edge_describe() { echo "burrow $(_burrow_version), HTTP edge with Ho
 path_burrow_edge_start() {
   if [ "$2" = "${BACK_HTTP:-18080}" ]; then _burrow_edge_start "$1" "$2"; else _burrow_start ws "$1" "$2"; fi
 }
+
+path_burrow_edge_hyper_describe() { echo "burrow $(_burrow_version), as burrow-edge with HTTP/1.1 visitors on the hyper path (BURROW_EDGE_HTTP1=hyper)"; }
+path_burrow_edge_hyper_start() { BURROW_EDGE_HTTP1=hyper path_burrow_edge_start "$@"; }

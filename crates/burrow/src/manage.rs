@@ -10,13 +10,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use burrow_api::types::{
+    AdminKeyCreated, Agent, ErrorBody, Key, KeyRemoved, NewAdminKey, NewAgent, NewKey, Registered,
+    Route, RouteRemoved, RouteRequest, Rule, RuleRemoved, RuleRequest, Unregistered,
+};
+use burrow_api::{Endpoint, validate};
 use burrow_transport::client::{HttpClient, HttpResponse};
 use burrow_transport::proxy::ProxyEnv;
 use burrow_transport::tls::{ALPN_HTTP1, Thumbprint, client_config};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http::{Method, StatusCode, header};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Bad input: exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -332,37 +338,53 @@ impl Api {
 
     /// Calls the API; a refusal becomes an error with the gateway's
     /// message (exit 2 for bad input, 1 otherwise).
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
         let mut headers = vec![(header::AUTHORIZATION, format!("Bearer {}", self.key))];
         let bytes = match body {
             Some(v) => {
                 headers.push((header::CONTENT_TYPE, "application/json".into()));
-                Bytes::from(v.to_string())
+                Bytes::from(serde_json::to_vec(v)?)
             }
             None => Bytes::new(),
         };
+        let method = Method::from_bytes(endpoint.method().as_bytes())?;
         let HttpResponse { status, body } = self
             .client
             .request(
                 method,
-                &format!("/api/v1{path}"),
+                &endpoint.path_and_query(),
                 &headers,
                 bytes,
                 Duration::from_secs(30),
             )
             .await
             .with_context(|| format!("cannot reach the admin API at {}", self.client.base()))?;
-        let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-            json!({ "error": String::from_utf8_lossy(&body).trim().chars().take(300).collect::<String>() })
-        });
         if status.is_success() {
-            return Ok(v);
+            return serde_json::from_slice(&body).with_context(|| {
+                format!(
+                    "the gateway's answer to {} {} is not what this burrow expects (a different version?)",
+                    endpoint.method(),
+                    endpoint.path_and_query()
+                )
+            });
         }
-        let msg = v
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("no reason given")
-            .to_owned();
+        let msg = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => e.error,
+            Err(_) => String::from_utf8_lossy(&body)
+                .trim()
+                .chars()
+                .take(300)
+                .collect::<String>(),
+        };
+        let msg = if msg.is_empty() {
+            "no reason given".to_owned()
+        } else {
+            msg
+        };
         let msg = format!("the gateway refused (HTTP {}): {msg}", status.as_u16());
         if status == StatusCode::BAD_REQUEST {
             return Err(UsageError(msg).into());
@@ -370,7 +392,7 @@ impl Api {
         Err(anyhow::anyhow!(msg))
     }
 
-    fn print(&self, v: &Value, table: impl FnOnce(&Value) -> String) {
+    fn print<T: Serialize>(&self, v: &T, table: impl FnOnce(&T) -> String) {
         if self.json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         } else {
@@ -379,24 +401,15 @@ impl Api {
     }
 }
 
+/// No request body.
+const NONE: Option<&()> = None;
+
 fn check_name(what: &str, name: &str) -> Result<(), UsageError> {
-    if burrow_wire::valid_name(name) {
-        Ok(())
-    } else {
-        Err(UsageError(format!(
-            "invalid {what} name {name:?}: use 1-200 letters, digits, '-' and '.', not only dots"
-        )))
-    }
+    validate::name(what, name).map_err(|e| UsageError(e.message))
 }
 
 fn check_fqdn(fqdn: &str) -> Result<(), UsageError> {
-    if burrow_wire::egress::valid_pattern(fqdn) {
-        Ok(())
-    } else {
-        Err(UsageError(format!(
-            "invalid FQDN {fqdn:?}: use a host name such as git.internal.example.com, or *.internal.example.com"
-        )))
-    }
+    validate::fqdn(fqdn).map_err(|e| UsageError(e.message))
 }
 
 /// The public key's PEM: the text given, or the file it names.
@@ -415,8 +428,8 @@ fn public_key(arg: &str) -> Result<String, UsageError> {
 }
 
 /// Micros since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
-fn time(v: &Value) -> String {
-    let Some(us) = v.as_i64() else {
+fn time(us: Option<i64>) -> String {
+    let Some(us) = us else {
         return "-".into();
     };
     let secs = us.div_euclid(1_000_000);
@@ -440,20 +453,17 @@ fn time(v: &Value) -> String {
 }
 
 /// "added" or "updated", from a create-or-update answer's `created`.
-fn added_or_updated(v: &Value) -> &'static str {
-    if v["created"].as_bool() == Some(true) {
+fn added_or_updated(created: Option<bool>) -> &'static str {
+    if created == Some(true) {
         "added"
     } else {
         "updated"
     }
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// An optional value for a table: `-` when absent.
+fn opt(v: Option<&str>) -> String {
+    v.map_or_else(|| "-".to_owned(), str::to_owned)
 }
 
 /// Left-aligned columns, two spaces apart.
@@ -482,23 +492,19 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-/// One table row per element of a JSON array (none for anything else).
-fn rows(v: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
-    v.as_array()
-        .map(|a| a.iter().map(row).collect())
-        .unwrap_or_default()
-}
-
-fn keys_table(v: &Value) -> String {
-    let rows = rows(v, |k| {
-        vec![
-            s(&k["key_name"]),
-            s(&k["algorithm"]),
-            s(&k["bits"]),
-            s(&k["fingerprint"]),
-            time(&k["created_at"]),
-        ]
-    });
+fn keys_table(keys: &[Key]) -> String {
+    let rows = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.key_name.clone(),
+                k.algorithm.clone(),
+                k.bits.to_string(),
+                k.fingerprint.clone(),
+                time(Some(k.created_at)),
+            ]
+        })
+        .collect();
     table(
         &[
             "KEY NAME",
@@ -511,23 +517,26 @@ fn keys_table(v: &Value) -> String {
     )
 }
 
-fn agents_table(v: &Value) -> String {
-    let rows = rows(v, |g| {
-        let state = if g["connected"].as_bool() == Some(true) {
-            "connected"
-        } else {
-            "disconnected"
-        };
-        vec![
-            s(&g["agent_name"]),
-            state.into(),
-            s(&g["links"]),
-            time(&g["last_seen"]),
-            s(&g["version"]),
-            s(&g["remote_address"]),
-            s(&g["client_id"]),
-        ]
-    });
+fn agents_table(agents: &[Agent]) -> String {
+    let rows = agents
+        .iter()
+        .map(|g| {
+            let state = if g.connected {
+                "connected"
+            } else {
+                "disconnected"
+            };
+            vec![
+                g.agent_name.clone(),
+                state.into(),
+                g.links.to_string(),
+                time(g.last_seen),
+                opt(g.version.as_deref()),
+                opt(g.remote_address.as_deref()),
+                g.client_id.clone(),
+            ]
+        })
+        .collect();
     table(
         &[
             "AGENT",
@@ -543,47 +552,81 @@ fn agents_table(v: &Value) -> String {
 }
 
 /// A rule's ports for people: the list, or `any`.
-fn ports_text(v: &Value) -> String {
-    v.as_str().map_or_else(|| "any".to_owned(), str::to_owned)
+fn ports_text(ports: Option<&str>) -> String {
+    ports.map_or_else(|| "any".to_owned(), str::to_owned)
 }
 
-fn rules_table(v: &Value) -> String {
-    let rows = rows(v, |r| {
-        let mut opts = Vec::new();
-        if r["tls"].as_bool() == Some(true) {
-            opts.push("tls".to_owned());
-        }
-        if r["ignore_certificate_validation_errors"].as_bool() == Some(true) {
-            opts.push("ignore-certificate-validation-errors".to_owned());
-        }
-        if let Some(p) = r["check_port"].as_i64() {
-            opts.push(format!("check-port={p}"));
-        }
-        if r["check_tls"].as_bool() == Some(true) {
-            opts.push("check-tls".to_owned());
-        }
-        let mut row = vec![
-            s(&r["fqdn"]),
-            s(&r["agent_name"]),
-            ports_text(&r["ports"]),
-            if opts.is_empty() {
-                "-".into()
-            } else {
-                opts.join(",")
-            },
-            time(&r["updated_at"]),
-        ];
-        if !r["check"].is_null() {
-            row.push(s(&r["check"]));
-        }
-        row
-    });
+fn rules_table(rules: &[Rule]) -> String {
+    let rows: Vec<Vec<String>> = rules
+        .iter()
+        .map(|r| {
+            let mut opts = Vec::new();
+            if r.tls {
+                opts.push("tls".to_owned());
+            }
+            if r.ignore_certificate_validation_errors {
+                opts.push("ignore-certificate-validation-errors".to_owned());
+            }
+            if let Some(p) = r.check_port {
+                opts.push(format!("check-port={p}"));
+            }
+            if r.check_tls {
+                opts.push("check-tls".to_owned());
+            }
+            let mut row = vec![
+                r.fqdn.clone(),
+                r.agent_name.clone(),
+                ports_text(r.ports.as_deref()),
+                if opts.is_empty() {
+                    "-".into()
+                } else {
+                    opts.join(",")
+                },
+                time(Some(r.updated_at)),
+            ];
+            if let Some(c) = &r.check {
+                row.push(c.clone());
+            }
+            row
+        })
+        .collect();
     let checked = rows.first().is_some_and(|r| r.len() == 6);
     let mut header = vec!["FQDN", "AGENT", "PORTS", "OPTIONS", "CHANGED (UTC)"];
     if checked {
         header.push("CHECK");
     }
     table(&header, rows)
+}
+
+fn routes_table(routes: &[Route]) -> String {
+    let rows = routes
+        .iter()
+        .map(|r| {
+            let mut o = Vec::new();
+            if r.ignore_certificate_validation_errors {
+                o.push("ignore-certificate-validation-errors");
+            }
+            if r.proxy_protocol {
+                o.push("proxy-protocol");
+            }
+            let opts = if o.is_empty() {
+                "-".to_owned()
+            } else {
+                o.join(",")
+            };
+            vec![
+                r.hostname.clone(),
+                r.agent_name.clone(),
+                r.target.clone(),
+                opts,
+                time(Some(r.updated_at)),
+            ]
+        })
+        .collect();
+    table(
+        &["HOSTNAME", "AGENT", "TARGET", "OPTIONS", "CHANGED (UTC)"],
+        rows,
+    )
 }
 
 /// Runs a management command.
@@ -600,46 +643,41 @@ pub async fn run(cmd: Manage) -> Result<()> {
             let pem = public_key(&key.public_key)?;
             let connect_url = api.connect_url.clone();
             let a = Api::new(&api)?;
-            let mut v = a
-                .call(
-                    Method::POST,
-                    "/agents",
-                    Some(json!({ "agent_name": agent_name, "key_name": key.key_name,
-                                 "public_key": pem, "fqdns": fqdn })),
-                )
-                .await?;
+            let req = NewAgent {
+                agent_name,
+                key_name: key.key_name,
+                public_key: pem,
+                fqdns: fqdn,
+            };
+            let mut v: Registered = a.call(&Endpoint::Register, Some(&req)).await?;
             // The agent dials what the operator dialed.
-            v["env"]["CONNECT_URL"] = json!(connect_url);
+            v.env.CONNECT_URL = connect_url;
             a.print(&v, |v| {
-                let env = &v["env"];
-                [
-                    "AUTH_SERVER_DOMAIN",
-                    "AUTH_SERVER_CLIENT_ID",
-                    "API_AUDIENCE",
-                    "CONNECT_URL",
-                ]
-                .iter()
-                .map(|k| format!("{k}={}\n", s(&env[*k])))
-                .collect()
+                let e = &v.env;
+                format!(
+                    "AUTH_SERVER_DOMAIN={}\nAUTH_SERVER_CLIENT_ID={}\nAPI_AUDIENCE={}\nCONNECT_URL={}\n",
+                    e.AUTH_SERVER_DOMAIN, e.AUTH_SERVER_CLIENT_ID, e.API_AUDIENCE, e.CONNECT_URL
+                )
             });
         }
         Manage::Unregister { api, agent_name } => {
             check_name("agent", &agent_name)?;
             let a = Api::new(&api)?;
-            let v = a
-                .call(Method::DELETE, &format!("/agents/{agent_name}"), None)
-                .await?;
+            let e = Endpoint::Unregister {
+                agent: agent_name.clone(),
+            };
+            let v: Unregistered = a.call(&e, NONE).await?;
             a.print(&v, |v| {
                 format!(
                     "unregistered agent {agent_name} ({} live links closed)\n",
-                    s(&v["links_closed"])
+                    v.links_closed
                 )
             });
         }
         Manage::ListAgents { api } => {
             let a = Api::new(&api)?;
-            let v = a.call(Method::GET, "/agents", None).await?;
-            a.print(&v, agents_table);
+            let v: Vec<Agent> = a.call(&Endpoint::ListAgents, NONE).await?;
+            a.print(&v, |v| agents_table(v));
         }
         Manage::AddKey {
             api,
@@ -650,14 +688,13 @@ pub async fn run(cmd: Manage) -> Result<()> {
             check_name("key", &key.key_name)?;
             let pem = public_key(&key.public_key)?;
             let a = Api::new(&api)?;
-            let v = a
-                .call(
-                    Method::POST,
-                    &format!("/agents/{agent_name}/keys"),
-                    Some(json!({ "key_name": key.key_name, "public_key": pem })),
-                )
-                .await?;
-            a.print(&v, |v| keys_table(&json!([v])));
+            let req = NewKey {
+                key_name: key.key_name,
+                public_key: pem,
+            };
+            let e = Endpoint::AddKey { agent: agent_name };
+            let v: Key = a.call(&e, Some(&req)).await?;
+            a.print(&v, |v| keys_table(std::slice::from_ref(v)));
         }
         Manage::RemoveKey {
             api,
@@ -668,18 +705,16 @@ pub async fn run(cmd: Manage) -> Result<()> {
             check_name("agent", &agent_name)?;
             check_name("key", &key_name)?;
             let a = Api::new(&api)?;
-            let q = if force { "?force=true" } else { "" };
-            let v = a
-                .call(
-                    Method::DELETE,
-                    &format!("/agents/{agent_name}/keys/{key_name}{q}"),
-                    None,
-                )
-                .await?;
+            let e = Endpoint::RemoveKey {
+                agent: agent_name.clone(),
+                key: key_name.clone(),
+                force,
+            };
+            let v: KeyRemoved = a.call(&e, NONE).await?;
             a.print(&v, |v| {
                 format!(
                     "removed key {key_name} of agent {agent_name} ({} live links closed)\n",
-                    s(&v["links_closed"])
+                    v.links_closed
                 )
             });
         }
@@ -704,22 +739,25 @@ pub async fn run(cmd: Manage) -> Result<()> {
                 .into());
             }
             let a = Api::new(&api)?;
-            let v = a
-                .call(
-                    Method::PUT,
-                    &format!("/fqdn-rules/{}", fqdn.to_ascii_lowercase()),
-                    Some(json!({ "agent_name": agent_name, "tls": tls, "check_port": check_port, "check_tls": check_tls,
-                                 "ports": ports.map(|p| p.to_string()),
-                                 "ignore_certificate_validation_errors": ignore_certificate_validation_errors })),
-                )
-                .await?;
+            let req = RuleRequest {
+                agent_name,
+                ignore_certificate_validation_errors,
+                tls,
+                check_port,
+                check_tls: Some(check_tls),
+                ports: ports.map(|p| p.to_string()),
+            };
+            let e = Endpoint::PutRule {
+                fqdn: fqdn.to_ascii_lowercase(),
+            };
+            let v: Rule = a.call(&e, Some(&req)).await?;
             a.print(&v, |v| {
-                let verb = added_or_updated(v);
                 format!(
-                    "{verb} FQDN rule {} -> agent {} (ports: {})\n",
-                    s(&v["fqdn"]),
-                    s(&v["agent_name"]),
-                    ports_text(&v["ports"])
+                    "{} FQDN rule {} -> agent {} (ports: {})\n",
+                    added_or_updated(v.created),
+                    v.fqdn,
+                    v.agent_name,
+                    ports_text(v.ports.as_deref())
                 )
             });
         }
@@ -732,31 +770,24 @@ pub async fn run(cmd: Manage) -> Result<()> {
             let fqdn = fqdn.to_ascii_lowercase();
             let a = Api::new(&api)?;
             if let Some(agent) = &agent_name {
-                let rules = a.call(Method::GET, "/fqdn-rules", None).await?;
+                let rules: Vec<Rule> = a.call(&Endpoint::ListRules { check: false }, NONE).await?;
                 let owner = rules
-                    .as_array()
-                    .and_then(|r| r.iter().find(|r| r["fqdn"] == fqdn.as_str()))
-                    .map(|r| s(&r["agent_name"]));
+                    .into_iter()
+                    .find(|r| r.fqdn == fqdn)
+                    .map(|r| r.agent_name);
                 if let Some(owner) = owner.filter(|o| o != agent) {
                     anyhow::bail!(
                         "the rule for {fqdn} belongs to agent {owner}, not {agent}; nothing removed"
                     );
                 }
             }
-            let v = a
-                .call(Method::DELETE, &format!("/fqdn-rules/{fqdn}"), None)
-                .await?;
-            a.print(&v, |v| format!("removed FQDN rule {}\n", s(&v["fqdn"])));
+            let v: RuleRemoved = a.call(&Endpoint::RemoveRule { fqdn }, NONE).await?;
+            a.print(&v, |v| format!("removed FQDN rule {}\n", v.fqdn));
         }
         Manage::ListFqdn { api, check } => {
             let a = Api::new(&api)?;
-            let path = if check {
-                "/fqdn-rules?check=true"
-            } else {
-                "/fqdn-rules"
-            };
-            let v = a.call(Method::GET, path, None).await?;
-            a.print(&v, rules_table);
+            let v: Vec<Rule> = a.call(&Endpoint::ListRules { check }, NONE).await?;
+            a.print(&v, |v| rules_table(v));
         }
         Manage::AddRoute {
             api,
@@ -767,80 +798,47 @@ pub async fn run(cmd: Manage) -> Result<()> {
             proxy_protocol,
         } => {
             check_name("agent", &agent_name)?;
-            if !burrow_wire::egress::valid_pattern(&hostname) || hostname.starts_with("*.") {
-                return Err(UsageError(format!(
-                    "invalid host name {hostname:?}: use a name such as app.tunnel.example.com"
-                ))
-                .into());
-            }
+            validate::route_name(&hostname).map_err(|e| UsageError(e.message))?;
             let a = Api::new(&api)?;
-            let v = a
-                .call(
-                    Method::PUT,
-                    &format!("/routes/{}", hostname.to_ascii_lowercase()),
-                    Some(json!({ "proxy_protocol": proxy_protocol,  "agent_name": agent_name, "target": target,
-                                 "ignore_certificate_validation_errors": ignore_certificate_validation_errors })),
-                )
-                .await?;
+            let req = RouteRequest {
+                agent_name,
+                target,
+                ignore_certificate_validation_errors,
+                proxy_protocol,
+            };
+            let e = Endpoint::PutRoute {
+                hostname: hostname.to_ascii_lowercase(),
+            };
+            let v: Route = a.call(&e, Some(&req)).await?;
             a.print(&v, |v| {
-                let verb = added_or_updated(v);
                 format!(
-                    "{verb} route https://{} -> agent {} -> {}\n",
-                    s(&v["hostname"]),
-                    s(&v["agent_name"]),
-                    s(&v["target"])
+                    "{} route https://{} -> agent {} -> {}\n",
+                    added_or_updated(v.created),
+                    v.hostname,
+                    v.agent_name,
+                    v.target
                 )
             });
         }
         Manage::RemoveRoute { api, hostname } => {
             let a = Api::new(&api)?;
-            let v = a
-                .call(
-                    Method::DELETE,
-                    &format!("/routes/{}", hostname.to_ascii_lowercase()),
-                    None,
-                )
-                .await?;
-            a.print(&v, |v| format!("removed route {}\n", s(&v["hostname"])));
+            let e = Endpoint::RemoveRoute {
+                hostname: hostname.to_ascii_lowercase(),
+            };
+            let v: RouteRemoved = a.call(&e, NONE).await?;
+            a.print(&v, |v| format!("removed route {}\n", v.hostname));
         }
         Manage::ListRoutes { api } => {
             let a = Api::new(&api)?;
-            let v = a.call(Method::GET, "/routes", None).await?;
-            a.print(&v, |v| {
-                let rows = rows(v, |r| {
-                    let mut o = Vec::new();
-                    if r["ignore_certificate_validation_errors"].as_bool() == Some(true) {
-                        o.push("ignore-certificate-validation-errors");
-                    }
-                    if r["proxy_protocol"].as_bool() == Some(true) {
-                        o.push("proxy-protocol");
-                    }
-                    let opts = if o.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        o.join(",")
-                    };
-                    vec![
-                        s(&r["hostname"]),
-                        s(&r["agent_name"]),
-                        s(&r["target"]),
-                        opts,
-                        time(&r["updated_at"]),
-                    ]
-                });
-                table(
-                    &["HOSTNAME", "AGENT", "TARGET", "OPTIONS", "CHANGED (UTC)"],
-                    rows,
-                )
-            });
+            let v: Vec<Route> = a.call(&Endpoint::ListRoutes, NONE).await?;
+            a.print(&v, |v| routes_table(v));
         }
         Manage::ListKeys { api, agent_name } => {
             check_name("agent", &agent_name)?;
             let a = Api::new(&api)?;
-            let v = a
-                .call(Method::GET, &format!("/agents/{agent_name}/keys"), None)
-                .await?;
-            a.print(&v, keys_table);
+            let e = Endpoint::ListKeys { agent: agent_name };
+            let v: Vec<Key> = a.call(&e, NONE).await?;
+            a.print(&v, |v| keys_table(v));
         }
     }
     Ok(())
@@ -856,23 +854,19 @@ pub async fn admin_key(cmd: AdminKeyCmd) -> Result<()> {
         } => {
             check_name("admin key", &name)?;
             let a = Api::new(&api)?;
-            let v = a
-                .call(
-                    Method::POST,
-                    "/admin-keys",
-                    Some(json!({ "name": name, "expires_in_seconds": expires_in.map(|d| d.as_secs()) })),
-                )
-                .await?;
+            let req = NewAdminKey {
+                name,
+                expires_in_seconds: expires_in.map(|d| d.as_secs()),
+            };
+            let v: AdminKeyCreated = a.call(&Endpoint::CreateAdminKey, Some(&req)).await?;
             a.print(&v, |v| {
-                let expires = if v["expires_at"].is_null() {
-                    "never expires".to_owned()
-                } else {
-                    format!("expires {} UTC", time(&v["expires_at"]))
+                let expires = match v.expires_at {
+                    None => "never expires".to_owned(),
+                    Some(t) => format!("expires {} UTC", time(Some(t))),
                 };
                 format!(
                     "{}\n# admin API key {} ({expires}); shown once, keep it safe\n",
-                    s(&v["key"]),
-                    s(&v["id"])
+                    v.key, v.id
                 )
             });
         }
@@ -914,12 +908,9 @@ mod tests {
 
     #[test]
     fn times_print_in_utc() {
-        assert_eq!(time(&json!(0)), "1970-01-01 00:00:00");
-        assert_eq!(
-            time(&json!(1_700_000_000_000_000_i64)),
-            "2023-11-14 22:13:20"
-        );
-        assert_eq!(time(&Value::Null), "-");
+        assert_eq!(time(Some(0)), "1970-01-01 00:00:00");
+        assert_eq!(time(Some(1_700_000_000_000_000_i64)), "2023-11-14 22:13:20");
+        assert_eq!(time(None), "-");
     }
 
     #[test]

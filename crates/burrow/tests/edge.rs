@@ -105,6 +105,7 @@ async fn curl(
 
 #[tokio::test]
 async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<()> {
+    burrow_e2e::require!("curl");
     let mut st = setup(&bin(), &EDGE, &[], true).await?;
     let edge = st.edge.context("edge address")?;
     let (_a, a_port) = service("alpha").await?;
@@ -459,6 +460,7 @@ async fn caddy_and_gateway(dir: &Path, extra: &[&str]) -> Result<(Caddy, Setup)>
 
 #[tokio::test]
 async fn caddy_mode_keeps_caddy_routes_in_step() -> Result<()> {
+    burrow_e2e::require!("caddy");
     let dir = tempfile::tempdir()?;
     let (mut caddy, mut st) =
         caddy_and_gateway(dir.path(), &["--public-domain", "tunnel.test"]).await?;
@@ -502,6 +504,7 @@ async fn caddy_mode_keeps_caddy_routes_in_step() -> Result<()> {
 
 #[tokio::test]
 async fn caddy_routes_follow_their_agent_when_asked_to() -> Result<()> {
+    burrow_e2e::require!("caddy");
     let dir = tempfile::tempdir()?;
     let (caddy, mut st) =
         caddy_and_gateway(dir.path(), &["--remove-routes-on-tunnel-unavailable"]).await?;
@@ -529,6 +532,7 @@ async fn caddy_routes_follow_their_agent_when_asked_to() -> Result<()> {
 
 #[tokio::test]
 async fn the_traffic_audit_is_bounded_by_count() -> Result<()> {
+    burrow_e2e::require!("curl");
     let mut flags = EDGE.to_vec();
     flags.extend(["--audit-max-records", "3"]);
     let st = setup(&bin(), &flags, &[], true).await?;
@@ -606,6 +610,7 @@ async fn proxy_protocol_service() -> Result<u16> {
 
 #[tokio::test]
 async fn proxy_protocol_v2_tells_the_service_the_visitors_address() -> Result<()> {
+    burrow_e2e::require!("curl");
     let st = setup(&bin(), &EDGE, &[], true).await?;
     let edge = st.edge.context("edge address")?;
     let port = proxy_protocol_service().await?;
@@ -642,6 +647,7 @@ async fn proxy_protocol_v2_tells_the_service_the_visitors_address() -> Result<()
 
 #[tokio::test]
 async fn an_agent_publishes_its_own_routes_under_the_public_domain() -> Result<()> {
+    burrow_e2e::require!("curl");
     let (_svc, port) = service("own").await?;
     let own = format!("own.tunnel.test=http://127.0.0.1:{port}");
     let outside = format!("evil.example.com=http://127.0.0.1:{port}");
@@ -683,6 +689,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn a_200_mb_download_streams_with_flat_memory() -> Result<()> {
+    burrow_e2e::require!("curl");
     let st = setup(&bin(), &EDGE, &[], true).await?;
     let edge = st.edge.context("edge address")?;
     let (_svc, port) = service("big").await?;
@@ -747,6 +754,7 @@ async fn a_200_mb_download_streams_with_flat_memory() -> Result<()> {
 
 #[tokio::test]
 async fn https_services_are_validated_unless_the_route_says_not_to() -> Result<()> {
+    burrow_e2e::require!("openssl", "curl");
     let pre = tempfile::tempdir()?;
     let (_ca, cert, key) = burrow_e2e::ca_and_server_cert(pre.path(), &["nas.lan"]).await?;
     let st = setup(&bin(), &EDGE, &["--map-host", "nas.lan=127.0.0.1"], true).await?;
@@ -800,6 +808,7 @@ async fn https_services_are_validated_unless_the_route_says_not_to() -> Result<(
 /// carried over that link serves a large download intact.
 #[tokio::test]
 async fn an_agent_link_through_caddy_carries_a_route() -> Result<()> {
+    burrow_e2e::require!("curl", "caddy");
     let dir = tempfile::tempdir()?;
     let caddy = Caddy::start(dir.path()).await?;
     let mut st = setup(&bin(), &["--no-tls"], &[], true).await?;

@@ -109,6 +109,7 @@ async fn curl(edge: SocketAddr, path: &str, extra: &[&str]) -> Result<(i32, Stri
 
 #[tokio::test]
 async fn http1_bodies_pass_through_with_their_framing() -> Result<()> {
+    burrow_e2e::require!("curl");
     let flags = [
         "--edge-https-listen",
         "127.0.0.1:0",
@@ -234,6 +235,7 @@ async fn read_response(s: &mut TcpStream) -> Result<String> {
 
 #[tokio::test]
 async fn the_gateway_port_serves_published_hosts_and_refuses_what_it_must() -> Result<()> {
+    burrow_e2e::require!("curl");
     let mut st = setup(&bin(), &["--no-tls"], &[], true).await?;
     let gw = gateway_addr(&st)?;
     let (_svc, port) = service().await?;

@@ -48,6 +48,7 @@ async fn cert(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
 
 #[tokio::test]
 async fn git_clones_over_https_through_the_proxy_and_checks_report_each_failure() -> Result<()> {
+    burrow_e2e::require!("openssl", "git");
     let pre = tempfile::tempdir()?;
     let (ca_path, c, k) = cert(pre.path()).await?;
     let ca = ca_path.display().to_string();
@@ -211,6 +212,7 @@ with open(os.path.join(out, "simple", "burrowdemo", "index.html"), "w") as f:
 
 #[tokio::test]
 async fn pip_installs_from_a_private_https_index_through_the_proxy() -> Result<()> {
+    burrow_e2e::require!("openssl", "pip");
     let pre = tempfile::tempdir()?;
     let (ca, c, k) = cert(pre.path()).await?;
     let st = setup(&[], &["--map-host", "pypi.internal.test=127.0.0.1"], true).await?;
@@ -272,6 +274,7 @@ asyncio.run(main())
 
 #[tokio::test]
 async fn swaks_sends_mail_through_socks5_with_remote_name_resolution() -> Result<()> {
+    burrow_e2e::require!("swaks", "ncat", "python3:aiosmtpd");
     let st = setup(&[], &["--map-host", "smtp.internal.test=127.0.0.1"], true).await?;
     let d = st.dir.path();
     let kept = d.join("message.eml");
@@ -373,6 +376,7 @@ async fn echo_over(s: &mut TcpStream, msg: &[u8]) -> Result<Vec<u8>> {
 
 #[tokio::test]
 async fn curl_reaches_services_by_socks5_connect_plain_http_and_tls_origination() -> Result<()> {
+    burrow_e2e::require!("openssl", "curl");
     let pre = tempfile::tempdir()?;
     let (ca_path, c, k) = cert(pre.path()).await?;
     let ca = ca_path.display().to_string();
@@ -433,6 +437,7 @@ async fn curl_reaches_services_by_socks5_connect_plain_http_and_tls_origination(
 
 #[tokio::test]
 async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
+    burrow_e2e::require!("curl");
     let st = setup(
         &[],
         &[
@@ -533,6 +538,7 @@ async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
 
 #[tokio::test]
 async fn rule_changes_apply_to_new_connections_and_spare_open_ones() -> Result<()> {
+    burrow_e2e::require!("curl");
     let st = setup(&[], &["--map-host", "echo.internal.test=127.0.0.1"], true).await?;
     let echo = servers::echo().await;
     let target = format!("echo.internal.test:{}", echo.port());
@@ -617,6 +623,7 @@ async fn rule_changes_apply_to_new_connections_and_spare_open_ones() -> Result<(
 
 #[tokio::test]
 async fn proxy_credentials_are_required_when_set() -> Result<()> {
+    burrow_e2e::require!("curl");
     let st = setup(
         &["--proxy-auth", "ci:s3cret-pass"],
         &["--map-host", "echo.internal.test=127.0.0.1"],

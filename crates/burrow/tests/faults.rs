@@ -26,6 +26,7 @@ async fn listed(st: &burrow_e2e::registered::Setup) -> Result<Vec<String>> {
 
 #[tokio::test]
 async fn a_full_disk_refuses_changes_and_loses_none_it_acknowledged() -> Result<()> {
+    burrow_e2e::require!("curl", "root");
     let disk = SmallDisk::new("8m")?;
     let data = disk.path().join("gw");
     let data_arg = data.display().to_string();
@@ -204,6 +205,7 @@ async fn a_stream_cut_by_the_drain_ends_in_a_reset_not_an_eof() -> Result<()> {
 
 #[tokio::test]
 async fn requests_to_a_frozen_agent_are_refused_at_once_not_after_heartbeats() -> Result<()> {
+    burrow_e2e::require!("curl");
     let root = tempfile::tempdir()?;
     std::fs::write(root.path().join("index.html"), "served\n")?;
     let (_svc, port) = burrow_e2e::registered::static_server(root.path(), None).await?;

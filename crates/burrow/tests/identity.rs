@@ -205,6 +205,7 @@ fn agent_row<'a>(list: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test]
 async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list() -> Result<()> {
+    burrow_e2e::require!("curl");
     let dir = tempfile::tempdir()?;
     let echo = servers::echo().await;
     let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
@@ -706,6 +707,7 @@ fn b64(v: &Value) -> String {
 
 #[tokio::test]
 async fn each_bad_assertion_is_refused_with_its_own_reason() -> Result<()> {
+    burrow_e2e::require!("curl");
     use burrow_auth::assertion::sign;
     let dir = tempfile::tempdir()?;
     let echo = servers::echo().await;
@@ -845,6 +847,7 @@ async fn each_bad_assertion_is_refused_with_its_own_reason() -> Result<()> {
 
 #[tokio::test]
 async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result<()> {
+    burrow_e2e::require!("openssl");
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let echo = servers::echo().await;
@@ -1122,6 +1125,7 @@ async fn the_bootstrap_key_is_printed_once_and_a_killed_gateway_loses_nothing() 
 
 #[tokio::test]
 async fn the_same_flow_runs_on_postgresql() -> Result<()> {
+    burrow_e2e::require!("openssl", "psql", "postgres");
     let base = std::env::var("BURROW_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("burrow_e2e_{}", &admin_key()[3..15]);
@@ -1269,6 +1273,7 @@ async fn api_headers(gw: &Gw, method: &str, origin: &str, auth: bool) -> Result<
 
 #[tokio::test]
 async fn the_admin_api_answers_browsers_from_allowed_origins_only() -> Result<()> {
+    burrow_e2e::require!("curl");
     let dir = tempfile::tempdir()?;
     let echo = servers::echo().await;
     // Default: any origin.

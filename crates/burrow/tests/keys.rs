@@ -24,6 +24,9 @@ fn openssl(args: &[&str], dir: &Path) -> Output {
 
 #[test]
 fn keygen_writes_the_pair_openssl_would_and_never_overwrites() {
+    if !burrow_e2e::needs::needs(&["openssl"]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = burrow(&["keygen", "--agent-name", "edge-1"], d);

@@ -70,6 +70,7 @@ async fn hijacker() -> Result<(tokio::process::Child, u16, tempfile::TempDir)> {
 
 #[tokio::test]
 async fn an_agent_cannot_publish_the_gateways_own_names() -> Result<()> {
+    burrow_e2e::require!("curl");
     let (_svc, port, _root) = hijacker().await?;
     let own = format!("gw.tunnel.test=http://127.0.0.1:{port}");
     let fine = format!("app.tunnel.test=http://127.0.0.1:{port}");
@@ -129,6 +130,7 @@ async fn an_agent_cannot_publish_the_gateways_own_names() -> Result<()> {
 
 #[tokio::test]
 async fn a_stored_route_on_an_own_name_is_never_served() -> Result<()> {
+    burrow_e2e::require!("curl");
     // A route stored before the name was the gateway's: restart the
     // gateway with the name and the route is ignored, with a warning.
     let (_svc, port, _root) = hijacker().await?;
@@ -159,6 +161,7 @@ async fn a_stored_route_on_an_own_name_is_never_served() -> Result<()> {
 
 #[tokio::test]
 async fn dot_names_and_dot_segments_are_refused() -> Result<()> {
+    burrow_e2e::require!("curl");
     let st = setup(&bin(), &[], &[], false).await?;
     let pubkey = st.dir.path().join("ConnectionAgent-edge.pem.pub");
     let pem = std::fs::read_to_string(&pubkey)?;
@@ -616,6 +619,7 @@ async fn idle_connection_floods_stop_at_the_caps() -> Result<()> {
 
 #[tokio::test]
 async fn the_agents_own_host_is_refused_unless_allowed() -> Result<()> {
+    burrow_e2e::require!("curl");
     let (_svc, port, _root) = hijacker().await?;
     let st = setup(
         &bin(),
@@ -659,6 +663,7 @@ async fn the_agents_own_host_is_refused_unless_allowed() -> Result<()> {
 
 #[tokio::test]
 async fn ed25519_keys_are_written_so_openssl_3_reads_them() -> Result<()> {
+    burrow_e2e::require!("openssl");
     let dir = tempfile::tempdir()?;
     let d = dir.path().display().to_string();
     let b = bin();
@@ -696,6 +701,7 @@ async fn ed25519_keys_are_written_so_openssl_3_reads_them() -> Result<()> {
 
 #[tokio::test]
 async fn an_ip_literal_as_sni_is_not_a_warning() -> Result<()> {
+    burrow_e2e::require!("openssl");
     let st = setup(&bin(), &[], &[], false).await?;
     let addr = tunnel_addr(&st)?.to_string();
     let mark = st.gateway.mark();
@@ -766,6 +772,7 @@ async fn an_absolute_uri_sets_the_host_and_one_host_only() -> Result<()> {
 
 #[tokio::test]
 async fn a_rule_reaches_only_the_ports_it_names() -> Result<()> {
+    burrow_e2e::require!("curl");
     let (_open_svc, open_port, _r1) = hijacker().await?;
     let (_other_svc, other_port, _r2) = hijacker().await?;
     let st = setup(&bin(), &[], &["--map-host", "svc.test=127.0.0.1"], true).await?;
@@ -861,6 +868,7 @@ async fn a_rule_reaches_only_the_ports_it_names() -> Result<()> {
 
 #[tokio::test]
 async fn a_registration_whose_rule_is_taken_leaves_nothing_behind() -> Result<()> {
+    burrow_e2e::require!("curl");
     let st = setup(&bin(), &[], &[], false).await?;
     st.add_fqdn("taken.test", &[]).await?;
     let agents_before = st.api_get("/agents").await?;

@@ -117,6 +117,7 @@ fn error_of(v: &serde_json::Value) -> String {
 
 #[tokio::test]
 async fn the_gateway_serves_tls_by_default_with_its_thumbprint_on_a_page() -> Result<()> {
+    burrow_e2e::require!("curl");
     let echo = servers::echo().await;
     let mut t = Tunnel::start(bin(), &[echo], TunnelOpts::default()).await?;
     assert_eq!(t.gateway_thumbprint.len(), 64);
@@ -179,6 +180,7 @@ async fn a_restarted_gateway_keeps_its_certificate_and_the_pinned_agent_returns(
 
 #[tokio::test]
 async fn a_wrong_gateway_thumbprint_is_refused_by_the_agent_which_says_why() -> Result<()> {
+    burrow_e2e::require!("openssl");
     let dir = tempfile::tempdir()?;
     let other = make_cert(dir.path(), "impostor").await?;
     let psk = random_psk();
@@ -234,6 +236,7 @@ fn write_trust(path: &Path, lines: &[(&str, &str)], mtime_secs: u64) -> Result<(
 
 #[tokio::test]
 async fn agent_certificates_are_pinned_with_two_trusted_during_rotation() -> Result<()> {
+    burrow_e2e::require!("openssl");
     let dir = tempfile::tempdir()?;
     let (old, new, stranger) = (
         make_cert(dir.path(), "old").await?,
@@ -344,6 +347,7 @@ async fn agent_certificates_are_pinned_with_two_trusted_during_rotation() -> Res
 
 #[tokio::test]
 async fn the_gateway_certificate_rotates_on_sighup_while_links_stay_up() -> Result<()> {
+    burrow_e2e::require!("openssl", "curl");
     let dir = tempfile::tempdir()?;
     let (old, new) = (
         make_cert(dir.path(), "gw-old").await?,
@@ -520,6 +524,7 @@ fn dialing_gateway(
 
 #[tokio::test]
 async fn listening_mode_end_to_end_with_both_sides_verified() -> Result<()> {
+    burrow_e2e::require!("openssl", "curl");
     let dir = tempfile::tempdir()?;
     let (gw_cert, agent_cert, rogue) = (
         make_cert(dir.path(), "gateway").await?,
@@ -609,6 +614,7 @@ async fn listening_mode_refuses_to_start_without_a_gateway_thumbprint() -> Resul
 
 #[tokio::test]
 async fn every_tls_listener_refuses_old_versions_and_offers_only_aead() -> Result<()> {
+    burrow_e2e::require!("openssl");
     let echo = servers::echo().await;
     let t = Tunnel::start(bin(), &[echo], TunnelOpts::default()).await?;
     check_tls_policy(t.tunnel_addr).await
@@ -672,6 +678,7 @@ impl Tinyproxy {
 
 #[tokio::test]
 async fn the_agent_reaches_the_gateway_through_an_http_connect_proxy() -> Result<()> {
+    burrow_e2e::require!("tinyproxy");
     let echo = servers::echo().await;
     let proxy = tinyproxy("").await?;
     let proxy_url = format!("http://{}", proxy.addr);
@@ -745,6 +752,7 @@ async fn the_agent_reaches_the_gateway_through_an_http_connect_proxy() -> Result
 
 #[tokio::test]
 async fn a_gateway_with_a_ca_issued_certificate_is_validated_against_the_ca_file() -> Result<()> {
+    burrow_e2e::require!("openssl");
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     // A private CA, and a gateway certificate for "localhost" signed by it.
@@ -790,6 +798,7 @@ async fn a_gateway_with_a_ca_issued_certificate_is_validated_against_the_ca_file
 
 #[tokio::test]
 async fn certificates_alone_authenticate_agents_when_the_gateway_has_no_key() -> Result<()> {
+    burrow_e2e::require!("openssl");
     let dir = tempfile::tempdir()?;
     let edge = make_cert(dir.path(), "edge").await?;
     let echo = servers::echo().await;

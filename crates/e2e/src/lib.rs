@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used)] // test support: a panic is a test failure
 
 pub mod disk;
+pub mod needs;
 pub mod registered;
 pub mod relay;
 pub mod servers;

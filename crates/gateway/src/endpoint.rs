@@ -23,7 +23,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::State;
+use crate::io::Rewind;
+use crate::state::State;
 
 type Body = Full<Bytes>;
 
@@ -37,8 +38,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
 pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
     let limiter = crate::limits::Limiter::new("tunnel endpoint", state.config.tunnel_caps);
     loop {
-        let Some((tcp, peer, permit)) = crate::limits::accept(&state, &listener, &limiter).await
-        else {
+        let Some((tcp, peer, permit)) = state.accepting().accept(&listener, &limiter).await else {
             return;
         };
         let _ = tcp.set_nodelay(true);
@@ -102,16 +102,11 @@ async fn serve_http<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let any_routes = !state
-        .routes
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_empty();
-    let io = if any_routes {
+    let io = if state.catalog.any_routes() && !crate::edge::hyper_for_http1() {
         let front = crate::edge::Front::Proxy;
         let idle = Duration::from_secs(10);
-        match crate::h1::serve(
-            state.clone(),
+        match crate::edge::h1::serve(
+            state.http.clone(),
             io,
             bytes::BytesMut::new(),
             peer,
@@ -121,11 +116,11 @@ async fn serve_http<I>(
         )
         .await
         {
-            crate::h1::Outcome::Done => return,
-            crate::h1::Outcome::Handover(io, read) => crate::h1::Rewind::new(read, io),
+            crate::edge::h1::Outcome::Done => return,
+            crate::edge::h1::Outcome::Handover(io, read) => Rewind::new(read, io),
         }
     } else {
-        crate::h1::Rewind::new(bytes::BytesMut::new(), io)
+        Rewind::new(bytes::BytesMut::new(), io)
     };
     serve_general(state, io, peer, local, cert).await;
 }
@@ -142,21 +137,22 @@ async fn serve_general<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cache = Arc::new(crate::edge::BackendCache::default());
+    let cache = Arc::new(crate::edge::h2::BackendCache::default());
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
         let cache = cache.clone();
         async move {
             // A published host (behind Caddy, which proxies routes here).
-            if crate::edge::has_route(&state, &req) {
+            if crate::edge::h2::has_route(&state.http, &req) {
                 let front = crate::edge::Front::Proxy;
                 return Ok::<_, Infallible>(
-                    crate::edge::proxy(state, req, peer, local, front, &cache).await,
+                    crate::edge::h2::proxy(state.http.clone(), req, peer, local, front, &cache)
+                        .await,
                 );
             }
             let boxed = |r: Response<Body>| r.map(|b| b.map_err(|e| match e {}).boxed());
             if req.uri().path().starts_with("/api/v1/") {
-                return Ok(boxed(crate::admin::handle(state, req, peer).await));
+                return Ok(boxed(crate::admin::handle(&state.admin, req, peer).await));
             }
             if req.uri().path() == crate::tokens::TOKEN_PATH {
                 return Ok(boxed(match &state.identity {
@@ -494,8 +490,8 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     let shard = crate::shard::current().map_or_else(|| "main".to_owned(), |i| i.to_string());
     info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, %shard, "agent link up");
     touch(&state, &agent, &hello.software_version, peer).await;
-    crate::egress::push(&state, &agent, Some(&session)).await;
-    state.caddy_kick.notify_one();
+    state.catalog.push(&agent, Some(&session)).await;
+    state.catalog.routes_changed();
     tokio::spawn(control_loop(
         state.clone(),
         agent.clone(),
@@ -505,7 +501,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     ));
     let reason = session.closed().await;
     let left = state.registry.remove(&agent, id);
-    state.caddy_kick.notify_one();
+    state.catalog.routes_changed();
     touch(&state, &agent, &hello.software_version, peer).await;
     info!(%agent, link = id, links = left, %reason, "agent link down");
 }
@@ -542,7 +538,7 @@ async fn control_loop(
                     .await;
             }
             burrow_mux::Event::Control(burrow_wire::control::ROUTES, body) => {
-                crate::edge::declared(&state, &agent, &body).await;
+                state.catalog.declare(&agent, &body).await;
             }
             burrow_mux::Event::Control(kind, _) => {
                 debug!(%agent, kind, "ignoring unknown control message");

@@ -2,38 +2,55 @@
 //!
 //! Agents dial the tunnel endpoint (`wss://…/tunnel` or `/connect`, or raw
 //! `tls://`, told apart by ALPN on one TLS port) and keep links open; or the
-//! gateway dials agents that listen ([`AgentEndpoint`]). TCP forwards
-//! accept connections and carry each one as a stream over one of the named
-//! agent's live links.
+//! gateway dials agents that listen ([`AgentEndpoint`]). Through those links
+//! it serves TCP forwards, the egress proxy and the HTTP edge.
 //!
 //! # Layout
+//! Modules, not crates: the parts share one runtime setup and one set of
+//! listeners, and each takes a narrow context, not the gateway's state.
+//!
+//! The core (files at the top):
 //! - [`Gateway`]: binds listeners ([`Gateway::bind`]), then serves until a
 //!   shutdown future resolves ([`Gateway::run`]), draining open streams.
 //! - `endpoint.rs`: the tunnel port: TLS, then the raw carrier or HTTP
 //!   (WebSocket upgrade, status page); `admit` authorizes every link.
 //! - `outbound.rs`: links the gateway dials to listening agents.
 //! - `forward.rs`: TCP forwards (`LISTEN=AGENT:HOST:PORT`).
-//! - [`Trust`]: agent certificate thumbprints trusted per agent name.
 //! - [`registry`]: live links by agent, round-robin link choice.
-//! - `shard.rs`: single-threaded runtimes, one per core, that serve
-//!   connections and links (accepted on the main runtime, then handed over).
-//! - `tokens.rs`: the RFC 7523 token endpoint and access-token checks.
+//! - `open.rs`: one open of a stream through an agent, with ack and timeout.
+//! - `catalog.rs`: FQDN rules and routes, with their one reload.
+//! - `names.rs`: the gateway's own names; which host names may be routes.
+//! - [`Trust`], `tokens.rs`, `throttle.rs`: agent certificates, the RFC
+//!   7523 token endpoint, credential-failure throttles.
+//! - `limits.rs`, `shard.rs`, `io.rs`: connection caps and accept loops,
+//!   per-core runtimes, the head reader and rewinding reader.
+//! - `traffic.rs`: the audit sink and its writer.
+//!
+//! The parts:
+//! - `edge/`: the HTTP edge (HTTP/1.1, HTTP/2, routes, pages, Caddy).
+//! - `egress/`: the egress proxy (CONNECT, absolute-URI HTTP, SOCKS5,
+//!   reachability checks).
 //! - [`admin`]: the admin API (`/api/v1`).
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
-mod caddy;
+mod catalog;
+mod config;
 mod edge;
 mod egress;
 mod endpoint;
 mod forward;
-mod h1;
+mod forward_spec;
+mod io;
 mod limits;
+mod names;
 mod open;
 mod outbound;
 pub mod registry;
 mod shard;
+mod state;
+mod sweep;
 mod throttle;
 mod tokens;
 mod traffic;
@@ -43,241 +60,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use burrow_transport::tls::LiveIdentity;
-use burrow_transport::{Secret, TunnelUrl};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-pub use caddy::CaddyConfig;
-pub use edge::OwnNames;
+use state::State;
+
+pub use config::{AgentEndpoint, GatewayConfig, GatewayError};
+pub use edge::caddy::CaddyConfig;
 pub use egress::ProxyAuth;
-pub use forward::{ForwardSpec, ForwardSpecError};
+pub use forward_spec::{ForwardSpec, ForwardSpecError};
 pub use limits::Caps;
+pub use names::OwnNames;
 pub use registry::Registry;
 pub use tokens::{TokenKeyError, TokenKeySource};
 pub use traffic::AuditConfig;
 pub use trust::{Trust, TrustEntry, TrustError};
-
-/// A listening agent the gateway dials: `NAME=tls://host:port`.
-#[derive(Debug, Clone)]
-pub struct AgentEndpoint {
-    /// The agent's name (its hello must say the same).
-    pub name: String,
-    /// Where it listens.
-    pub url: TunnelUrl,
-}
-
-impl std::str::FromStr for AgentEndpoint {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, url) = s.split_once('=').ok_or_else(|| {
-            format!("invalid agent endpoint {s:?}: expected NAME=tls://HOST:PORT")
-        })?;
-        if !burrow_wire::valid_name(name) {
-            return Err(format!(
-                "invalid agent endpoint {s:?}: agent names are 1-200 letters, digits, '-' and '.', not only dots"
-            ));
-        }
-        let url = TunnelUrl::parse(url).map_err(|e| e.to_string())?;
-        if url.scheme != burrow_transport::Scheme::Tls {
-            return Err(format!(
-                "invalid agent endpoint {s:?}: listening agents are dialed with tls://HOST:PORT"
-            ));
-        }
-        Ok(AgentEndpoint {
-            name: name.to_owned(),
-            url,
-        })
-    }
-}
-
-/// Gateway settings, validated by the binary before use.
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// Pre-shared key agents must present, if any.
-    pub psk: Option<Secret>,
-    /// The gateway's certificate; `None` serves plain `ws://` (behind a TLS
-    /// proxy only).
-    pub tls: Option<Arc<LiveIdentity>>,
-    /// Agent certificates trusted per agent name.
-    pub trust: Trust,
-    /// Refuse agents that present no trusted certificate, even with the key.
-    pub require_agent_certificate: bool,
-    /// Listening agents to dial.
-    pub agent_endpoints: Vec<AgentEndpoint>,
-    /// Registered agents, keys, admin keys; `None` disables the admin API.
-    pub store: Option<burrow_store::Store>,
-    /// Most agents that may be registered.
-    pub max_agents: usize,
-    /// The tunnel audience access tokens are issued for (`API_AUDIENCE`);
-    /// `None` keeps the one stored on first start.
-    pub audience: Option<String>,
-    /// How long an access token lives.
-    pub access_token_lifetime: Duration,
-    /// Where the access-token signing key lives.
-    pub token_key: TokenKeySource,
-    /// How often live links are checked against the stored keys, so a key
-    /// removed through another replica (or the database) closes its links;
-    /// FQDN rules are re-read as often.
-    pub revocation_check: Duration,
-    /// Where the egress proxy listens (HTTP CONNECT, absolute http://,
-    /// SOCKS5); `None`: no proxy.
-    pub proxy_listen: Option<SocketAddr>,
-    /// Credentials proxy clients must present.
-    pub proxy_auth: Option<ProxyAuth>,
-    /// Where the HTTP edge redirects visitors to HTTPS; `None`: not served.
-    pub edge_http: Option<SocketAddr>,
-    /// Where the HTTPS edge serves routes; `None`: not served.
-    pub edge_https: Option<SocketAddr>,
-    /// The edge's certificate (a wildcard for the public domain).
-    pub edge_tls: Option<Arc<LiveIdentity>>,
-    /// Routes must be under this domain (`BURROW_PUBLIC_DOMAIN`), if set.
-    pub public_domain: Option<String>,
-    /// The gateway's own host names, which can never be routes.
-    pub own_names: OwnNames,
-    /// Caddy mode: keep routes in Caddy through its Admin API.
-    pub caddy: Option<CaddyConfig>,
-    /// Origins browsers may call the admin API from (`*`: any).
-    pub allowed_origins: Vec<String>,
-    /// The traffic audit trail's queue and retention.
-    pub audit: AuditConfig,
-    /// Links to keep to each listening agent.
-    pub links_per_endpoint: usize,
-    /// First delay before redialing a listening agent; doubles per failure.
-    pub reconnect_delay: Duration,
-    /// Cap on that delay.
-    pub max_reconnect_delay: Duration,
-    /// TCP forwards to serve.
-    pub forwards: Vec<ForwardSpec>,
-    /// Heartbeat interval on agent links; three silent intervals drop one.
-    pub heartbeat: Duration,
-    /// On shutdown, how long open streams may take to finish.
-    pub drain_timeout: Duration,
-    /// Most forwarded connections open at once; more are refused.
-    pub max_connections: usize,
-    /// Caps on the tunnel endpoint's connections.
-    pub tunnel_caps: Caps,
-    /// Caps on each edge listener's (HTTPS, HTTP) connections.
-    pub edge_caps: Caps,
-    /// Caps on the egress proxy's connections.
-    pub proxy_caps: Caps,
-    /// Most live links one agent may hold.
-    pub max_links_per_agent: usize,
-}
-
-impl GatewayConfig {
-    /// Settings with the documented defaults, the given key and TLS
-    /// identity.
-    pub fn new(psk: Option<Secret>, tls: Option<Arc<LiveIdentity>>) -> Self {
-        GatewayConfig {
-            psk,
-            tls,
-            trust: Trust::default(),
-            require_agent_certificate: false,
-            agent_endpoints: Vec::new(),
-            store: None,
-            max_agents: burrow_store::DEFAULT_MAX_AGENTS,
-            audience: None,
-            access_token_lifetime: Duration::from_secs(burrow_auth::access::DEFAULT_LIFETIME),
-            token_key: TokenKeySource::default(),
-            revocation_check: Duration::from_secs(2),
-            proxy_listen: None,
-            proxy_auth: None,
-            edge_http: None,
-            edge_https: None,
-            edge_tls: None,
-            public_domain: None,
-            own_names: OwnNames::new(["localhost"]),
-            caddy: None,
-            allowed_origins: vec!["*".into()],
-            audit: AuditConfig::default(),
-            links_per_endpoint: 2,
-            reconnect_delay: Duration::from_secs(5),
-            max_reconnect_delay: Duration::from_secs(300),
-            forwards: Vec::new(),
-            heartbeat: Duration::from_secs(30),
-            drain_timeout: Duration::from_secs(10),
-            max_connections: 10_000,
-            tunnel_caps: Caps {
-                total: 4096,
-                per_address: 512,
-            },
-            edge_caps: Caps {
-                total: 4096,
-                per_address: 256,
-            },
-            proxy_caps: Caps {
-                total: 1024,
-                per_address: 256,
-            },
-            max_links_per_agent: 16,
-        }
-    }
-}
-
-/// Errors starting a gateway.
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    /// TLS could not be set up.
-    #[error(transparent)]
-    Tls(#[from] burrow_transport::tls::TlsError),
-    /// The database could not provide the token settings.
-    #[error("database: {0}")]
-    Store(#[from] burrow_store::StoreError),
-    /// The access-token key could not be had.
-    #[error(transparent)]
-    TokenKey(#[from] TokenKeyError),
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// Address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
-pub(crate) struct State {
-    pub(crate) config: GatewayConfig,
-    pub(crate) registry: Registry,
-    /// Stops accept loops (first step of shutdown).
-    pub(crate) stop_accepting: CancellationToken,
-    /// Forwarded connections, waited for while draining.
-    pub(crate) streams: TaskTracker,
-    /// Link tasks.
-    pub(crate) links: TaskTracker,
-    pub(crate) conn_limit: Arc<Semaphore>,
-    pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
-    /// Token endpoint and token checks; present with a store.
-    pub(crate) identity: Option<tokens::Identity>,
-    /// FQDN rules, as last read from the store.
-    pub(crate) rules: std::sync::RwLock<Arc<Vec<burrow_store::FqdnRule>>>,
-    /// Routes, as last read from the store, less those on own names.
-    pub(crate) routes: std::sync::RwLock<Arc<Vec<burrow_store::Route>>>,
-    /// Stored routes left out because they name the gateway itself.
-    pub(crate) shadowed_routes: std::sync::atomic::AtomicUsize,
-    /// Wakes the Caddy reconciler (a route or an agent changed).
-    pub(crate) caddy_kick: tokio::sync::Notify,
-    /// The traffic audit trail; present with a store.
-    pub(crate) traffic: Option<Arc<traffic::Recorder>>,
-    /// Where connections and links are served.
-    pub(crate) shards: shard::Shards,
-    /// Credential failures per source address, for every check.
-    pub(crate) throttles: Arc<throttle::Throttles>,
-}
-
-impl State {
-    /// Records one tunneled request or stream, without waiting.
-    pub(crate) fn record(&self, t: burrow_store::Traffic) {
-        if let Some(r) = &self.traffic {
-            r.record(t);
-        }
-    }
-}
 
 /// A gateway with its listeners bound.
 pub struct Gateway {
@@ -305,28 +105,6 @@ pub async fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
-}
-
-/// Next connection on `listener`, or `None` once the gateway stops
-/// accepting. A failed accept (EMFILE and friends) is logged and retried
-/// after a pause instead of spinning.
-pub(crate) async fn accept(
-    state: &State,
-    listener: &TcpListener,
-    what: &'static str,
-) -> Option<(tokio::net::TcpStream, SocketAddr)> {
-    loop {
-        tokio::select! {
-            _ = state.stop_accepting.cancelled() => return None,
-            r = listener.accept() => match r {
-                Ok(c) => return Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, listener = what, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
@@ -386,20 +164,57 @@ impl Gateway {
             }
             None => (None, None),
         };
-        let shards = shard::Shards::start(shard::default_count());
+        let shards = Arc::new(shard::Shards::start(shard::default_count()));
+        let registry = Arc::new(Registry::default());
+        let throttles = Arc::new(throttle::Throttles::default());
+        let audit = traffic::AuditSink::new(recorder);
+        let catalog = Arc::new(catalog::Catalog::new(
+            config.store.clone(),
+            config.own_names.clone(),
+            config.public_domain.clone(),
+            registry.clone(),
+        ));
+        let edge_ctx = Arc::new(edge::Http {
+            catalog: catalog.clone(),
+            links: registry.clone(),
+            audit: audit.clone(),
+        });
+        let proxy_ctx = Arc::new(egress::Proxy {
+            catalog: catalog.clone(),
+            links: registry.clone(),
+            audit: audit.clone(),
+            auth: config.proxy_auth.clone(),
+            throttles: throttles.clone(),
+        });
+        let admin = Arc::new(admin::Admin {
+            store: config.store.clone(),
+            links: registry.clone(),
+            catalog: catalog.clone(),
+            audit: audit.clone(),
+            throttles: throttles.clone(),
+            max_agents: config.max_agents,
+            own_names: config.own_names.clone(),
+            public_domain: config.public_domain.clone(),
+            allowed_origins: config.allowed_origins.clone(),
+            tls: acceptor.is_some(),
+            audience: identity
+                .as_ref()
+                .map(|i: &tokens::Identity| i.audience.clone())
+                .unwrap_or_default(),
+        });
         let state = Arc::new(State {
-            throttles: Arc::new(throttle::Throttles::default()),
+            admin,
+            throttles,
             shards,
-            traffic: recorder,
-            rules: std::sync::RwLock::new(Arc::new(Vec::new())),
-            routes: std::sync::RwLock::new(Arc::new(Vec::new())),
-            shadowed_routes: std::sync::atomic::AtomicUsize::new(0),
-            caddy_kick: tokio::sync::Notify::new(),
+            audit,
+            catalog,
+            http: edge_ctx,
+            proxy: proxy_ctx,
             identity,
             acceptor,
             conn_limit: Arc::new(Semaphore::new(config.max_connections)),
             config,
-            registry: Registry::default(),
+            registry,
             stop_accepting: CancellationToken::new(),
             streams: TaskTracker::new(),
             links: TaskTracker::new(),
@@ -452,7 +267,7 @@ impl Gateway {
             edge_https,
             audit_rx,
         } = self;
-        let audit_writer = match (audit_rx, &state.config.store, &state.traffic) {
+        let audit_writer = match (audit_rx, &state.config.store, state.audit.recorder()) {
             (Some(rx), Some(store), Some(rec)) => Some(tokio::spawn(traffic::writer(
                 store.clone(),
                 rx,
@@ -461,7 +276,7 @@ impl Gateway {
             ))),
             _ => None,
         };
-        egress::reload(&state).await;
+        state.catalog.reload().await;
         let tunnel_addr = tunnel.local_addr().ok();
         if let Ok(addr) = tunnel.local_addr() {
             match &state.config.tls {
@@ -487,7 +302,7 @@ impl Gateway {
             accept_loops.spawn(forward::serve(state.clone(), spec, listener));
         }
         if state.identity.is_some() {
-            accept_loops.spawn(tokens::maintenance(state.clone()));
+            accept_loops.spawn(sweep::run(state.clone()));
         }
         {
             let (throttles, stop) = (state.throttles.clone(), state.stop_accepting.clone());
@@ -505,7 +320,12 @@ impl Gateway {
                     warn!(%addr, "the egress proxy listens beyond loopback without client credentials: anyone who reaches it may use the FQDN rules (set --proxy-auth)");
                 }
             }
-            accept_loops.spawn(egress::serve(state.clone(), listener));
+            accept_loops.spawn(egress::serve(
+                state.proxy.clone(),
+                state.accepting(),
+                state.config.proxy_caps,
+                listener,
+            ));
         }
         let https_port = edge_https
             .as_ref()
@@ -515,13 +335,24 @@ impl Gateway {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "edge listening (HTTPS, HTTP/2 and HTTP/1.1, routes by host)");
             }
-            accept_loops.spawn(edge::serve_https(state.clone(), listener, tls));
+            accept_loops.spawn(edge::serve_https(
+                state.http.clone(),
+                state.accepting(),
+                state.config.edge_caps,
+                listener,
+                tls,
+            ));
         }
         if let Some(listener) = edge_http {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "edge listening (HTTP, redirects to HTTPS)");
             }
-            accept_loops.spawn(edge::serve_http(state.clone(), listener, https_port));
+            accept_loops.spawn(edge::serve_http(
+                state.accepting(),
+                state.config.edge_caps,
+                listener,
+                https_port,
+            ));
         }
         if let Some(mut cfg) = state.config.caddy.clone() {
             if cfg.upstream.is_empty() {
@@ -534,7 +365,11 @@ impl Gateway {
                     cfg.upstream = a.to_string();
                 }
             }
-            accept_loops.spawn(caddy::run(state.clone(), cfg));
+            accept_loops.spawn(edge::caddy::run(
+                state.http.clone(),
+                state.stop_accepting.clone(),
+                cfg,
+            ));
         }
         accept_loops.close();
         for ep in &state.config.agent_endpoints {
@@ -564,7 +399,7 @@ impl Gateway {
         // tasks reset their clients (RST) before the process exits, which
         // would close those sockets with a clean FIN: silent truncation.
         let _ = tokio::time::timeout(Duration::from_secs(2), state.streams.wait()).await;
-        if let (Some(rec), Some(writer)) = (&state.traffic, audit_writer) {
+        if let (Some(rec), Some(writer)) = (state.audit.recorder(), audit_writer) {
             rec.flush(Duration::from_secs(3)).await;
             writer.abort();
         }

@@ -1,6 +1,7 @@
 //! Connection caps per listener and per source address: an idle flood on
 //! one port (20,000 connections is 400 MB and every file descriptor) is
-//! refused at accept, and counted in the log once per interval.
+//! refused at accept, and counted in the log once per interval. And what
+//! every accept loop takes: when to stop, where to serve.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +14,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::State;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::shard::Shards;
 
 /// How often refusals at a cap are summed up in the log.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -124,21 +128,56 @@ impl Limiter {
     }
 }
 
-/// Next connection on `listener` that fits under `limiter`'s caps, or
-/// `None` once the gateway stops accepting. Connections over a cap are
-/// closed at once.
-pub(crate) async fn accept(
-    state: &State,
-    listener: &TcpListener,
-    limiter: &Arc<Limiter>,
-) -> Option<(TcpStream, SocketAddr, Permit)> {
-    loop {
-        let (tcp, peer) = crate::accept(state, listener, limiter.what).await?;
-        match limiter.admit(peer.ip()) {
-            Ok(permit) => return Some((tcp, peer, permit)),
-            Err(over) => {
-                limiter.refused(peer.ip(), over);
-                drop(tcp);
+/// What an accept loop uses of the gateway.
+#[derive(Clone)]
+pub(crate) struct Accepting {
+    /// Cancelled when the gateway stops accepting.
+    pub(crate) stop: CancellationToken,
+    /// Where connections are served.
+    pub(crate) shards: Arc<Shards>,
+    /// Tasks waited for while draining.
+    pub(crate) streams: TaskTracker,
+}
+
+impl Accepting {
+    /// Next connection on `listener`, or `None` once the gateway stops
+    /// accepting. A failed accept (EMFILE and friends) is logged and
+    /// retried after a pause instead of spinning.
+    pub(crate) async fn next(
+        &self,
+        listener: &TcpListener,
+        what: &'static str,
+    ) -> Option<(TcpStream, SocketAddr)> {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return None,
+                r = listener.accept() => match r {
+                    Ok(c) => return Some(c),
+                    Err(e) => {
+                        warn!(error = %e, listener = what, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Next connection on `listener` that fits under `limiter`'s caps, or
+    /// `None` once the gateway stops accepting. Connections over a cap are
+    /// closed at once.
+    pub(crate) async fn accept(
+        &self,
+        listener: &TcpListener,
+        limiter: &Arc<Limiter>,
+    ) -> Option<(TcpStream, SocketAddr, Permit)> {
+        loop {
+            let (tcp, peer) = self.next(listener, limiter.what).await?;
+            match limiter.admit(peer.ip()) {
+                Ok(permit) => return Some((tcp, peer, permit)),
+                Err(over) => {
+                    limiter.refused(peer.ip(), over);
+                    drop(tcp);
+                }
             }
         }
     }

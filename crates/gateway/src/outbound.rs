@@ -11,7 +11,9 @@ use burrow_transport::{Backoff, Dialer, Link, TransportError, proxy::ProxyEnv};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::{AgentEndpoint, State, endpoint};
+use crate::config::AgentEndpoint;
+use crate::endpoint;
+use crate::state::State;
 
 const DIAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A link up this long resets the backoff.

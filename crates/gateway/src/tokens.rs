@@ -89,7 +89,7 @@ fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response<Bo
 
 /// A JSON response that caches nowhere (RFC 6749 5.1).
 fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
-    let mut r = crate::admin::reply(status, v);
+    let mut r = burrow_transport::page::respond(status, "application/json", format!("{v}\n"));
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-store"),
@@ -448,33 +448,4 @@ fn storage(e: &burrow_store::StoreError) -> NotAccepted {
         }
         _ => "the gateway cannot reach its database; try again".into(),
     })
-}
-
-/// Every few seconds: re-reads the FQDN rules (pushing changes to agents),
-/// and closes live links whose key was removed, or whose agent was
-/// unregistered, also when that happened through another replica or
-/// straight in the database. A database error leaves links as they are.
-pub(crate) async fn maintenance(state: std::sync::Arc<crate::State>) {
-    let Some(id) = &state.identity else {
-        return;
-    };
-    let mut tick = tokio::time::interval(state.config.revocation_check);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = state.stop_accepting.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        crate::egress::reload(&state).await;
-        for agent in state.registry.keyed_agents() {
-            let Ok(keys) = id.store.keys(&agent).await else {
-                continue;
-            };
-            let names: Vec<String> = keys.into_iter().map(|k| k.name).collect();
-            let closed = state.registry.close_unless_key(&agent, &names);
-            if closed > 0 {
-                warn!(%agent, closed, "closed links whose key is no longer registered");
-            }
-        }
-    }
 }

@@ -84,6 +84,30 @@ impl Recorder {
     }
 }
 
+/// The audit sink the traffic paths (edge, egress, forwards) record into:
+/// a recorder when the gateway has a store, nothing otherwise.
+#[derive(Clone, Default)]
+pub(crate) struct AuditSink(Option<std::sync::Arc<Recorder>>);
+
+impl AuditSink {
+    /// A sink into `recorder`.
+    pub(crate) fn new(recorder: Option<std::sync::Arc<Recorder>>) -> Self {
+        AuditSink(recorder)
+    }
+
+    /// Records one tunneled request or stream, without waiting.
+    pub(crate) fn record(&self, t: Traffic) {
+        if let Some(r) = &self.0 {
+            r.record(t);
+        }
+    }
+
+    /// The recorder, if there is one.
+    pub(crate) fn recorder(&self) -> Option<&std::sync::Arc<Recorder>> {
+        self.0.as_ref()
+    }
+}
+
 /// How long the writer lets records gather before writing them: fewer,
 /// larger blocks and commits (each commit also rewrites the table's and
 /// the index's last pages, and half fills a last overflow page), at the

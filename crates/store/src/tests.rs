@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use sqlx::Row;
 
 fn pg_base() -> String {
     std::env::var("BURROW_TEST_POSTGRES_URL")
@@ -530,6 +531,9 @@ async fn sqlite_store_does_everything() {
 
 #[tokio::test]
 async fn postgres_store_does_everything() {
+    if !burrow_e2e::needs::needs(&["postgres"]) {
+        return;
+    }
     let pg = PgSchema::new().await;
     let s = Store::open(&pg.url).await.unwrap();
     assert_eq!(s.backend(), Backend::Postgres);
@@ -559,6 +563,9 @@ async fn committed_writes_survive_a_reopen_and_migrations_run_once() {
 
 #[tokio::test]
 async fn a_newer_schema_is_refused_and_postgres_replicas_migrate_once() {
+    if !burrow_e2e::needs::needs(&["postgres"]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open_in(dir.path()).await.unwrap();
     sqlx::query("INSERT INTO burrow_schema (version, name, applied_at) VALUES (99, 'future', 0)")
@@ -611,6 +618,9 @@ fn traffic_burst(n: usize, tag: &str) -> Vec<Traffic> {
 
 #[tokio::test]
 async fn a_full_disk_fails_writes_and_acknowledges_only_what_lasts() {
+    if !burrow_e2e::needs::needs(&["root"]) {
+        return;
+    }
     let disk = burrow_e2e::disk::SmallDisk::new("2m").unwrap();
     let s = Store::open_in(disk.path()).await.unwrap();
     s.create_agent("a0", "cid-a0", 1000).await.unwrap();

@@ -11,7 +11,106 @@
 use futures_util::TryStreamExt;
 use sqlx::{AnyConnection, Row};
 
-use crate::{Result, Store, StoreError, Traffic, TrafficFilter, TrafficKind};
+use crate::{Result, Store, StoreError};
+
+/// What a traffic record is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TrafficKind {
+    /// An HTTP request on the edge.
+    #[default]
+    Http,
+    /// A connection through a fixed forward.
+    Forward,
+    /// A connection through the egress proxy.
+    Egress,
+}
+
+impl TrafficKind {
+    /// The name stored and shown: `http`, `forward`, `egress`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficKind::Http => "http",
+            TrafficKind::Forward => "forward",
+            TrafficKind::Egress => "egress",
+        }
+    }
+}
+
+impl std::fmt::Display for TrafficKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A traffic kind that is none of `http`, `forward`, `egress`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown traffic kind {0:?}: use http, forward or egress")]
+pub struct UnknownTrafficKind(pub String);
+
+impl std::str::FromStr for TrafficKind {
+    type Err = UnknownTrafficKind;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "http" => Ok(TrafficKind::Http),
+            "forward" => Ok(TrafficKind::Forward),
+            "egress" => Ok(TrafficKind::Egress),
+            other => Err(UnknownTrafficKind(other.to_owned())),
+        }
+    }
+}
+
+/// One tunneled HTTP request or TCP stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Traffic {
+    /// When it started (Unix microseconds).
+    pub at: i64,
+    /// Edge request, fixed forward or egress proxy.
+    pub kind: TrafficKind,
+    /// The agent that carried it.
+    pub agent: String,
+    /// The route (host name) for `http`.
+    pub route: String,
+    /// The client's address.
+    pub client: String,
+    /// HTTP method, for `http`.
+    pub method: String,
+    /// HTTP host, for `http`.
+    pub host: String,
+    /// HTTP path without the query string, for `http`.
+    pub path: String,
+    /// HTTP status, for `http` (0 otherwise, or when none came).
+    pub status: i64,
+    /// Where the agent connected (`host:port` or URL).
+    pub target: String,
+    /// Bytes from the client.
+    pub bytes_in: i64,
+    /// Bytes to the client.
+    pub bytes_out: i64,
+    /// How long it lasted.
+    pub duration_ms: i64,
+}
+
+/// Which traffic records to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct TrafficFilter {
+    /// Only this kind.
+    pub kind: Option<TrafficKind>,
+    /// Only this agent.
+    pub agent: Option<String>,
+    /// Only this HTTP host.
+    pub host: Option<String>,
+    /// Only this status.
+    pub status: Option<i64>,
+    /// Not before (Unix microseconds).
+    pub since: Option<i64>,
+    /// Before (Unix microseconds).
+    pub until: Option<i64>,
+    /// At most this many (capped at 1000).
+    pub limit: i64,
+    /// Skip this many.
+    pub offset: i64,
+}
 
 #[cfg(test)]
 mod pack_tests;
@@ -20,9 +119,20 @@ mod pack_tests;
 /// memory, so deeper pages are reached by narrowing `until` instead.
 pub const MAX_TRAFFIC_OFFSET: i64 = 100_000;
 
-/// What a block's columns do not fix: at, client, method, host, path,
-/// status, bytes in, bytes out, duration (ms).
-type Entry = (i64, String, String, String, String, i64, i64, i64, i64);
+/// One record of a block: what the block's columns do not fix. The oldest
+/// form stores it as a JSON array of these nine values, in this order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+struct Entry {
+    at: i64,
+    client: String,
+    method: String,
+    host: String,
+    path: String,
+    status: i64,
+    bytes_in: i64,
+    bytes_out: i64,
+    duration_ms: i64,
+}
 
 /// First element of a packed `entries` text in the form builds of
 /// 2026-12-01 wrote: nine integers per record (still read).
@@ -95,7 +205,10 @@ fn unpack_where(text: &str, keep: impl Fn(i64, &str, i64) -> bool) -> Result<Vec
         .is_some_and(|rest| rest.trim_start().starts_with(|c: char| c.is_ascii_digit()));
     if !packed {
         let all: Vec<Entry> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        return Ok(all.into_iter().filter(|e| keep(e.0, &e.3, e.5)).collect());
+        return Ok(all
+            .into_iter()
+            .filter(|e| keep(e.at, &e.host, e.status))
+            .collect());
     }
     let (form, t0, strings, ints): (i64, i64, Vec<String>, Vec<i64>) =
         serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
@@ -121,17 +234,17 @@ fn unpack_where(text: &str, keep: impl Fn(i64, &str, i64) -> bool) -> Result<Vec
         );
         if keep(at, host, f[4]) {
             let own = str::to_owned;
-            out.push((
+            out.push(Entry {
                 at,
-                own(client),
-                own(method),
-                own(host),
-                own(path),
-                f[4],
-                f[5],
-                f[6],
-                f[7],
-            ));
+                client: own(client),
+                method: own(method),
+                host: own(host),
+                path: own(path),
+                status: f[4],
+                bytes_in: f[5],
+                bytes_out: f[6],
+                duration_ms: f[7],
+            });
         }
         Ok(())
     };
@@ -359,7 +472,17 @@ impl Store {
                 row.try_get("target")?,
             );
             for e in entries {
-                let (at, client, method, host, path, status, bytes_in, bytes_out, duration_ms) = e;
+                let Entry {
+                    at,
+                    client,
+                    method,
+                    host,
+                    path,
+                    status,
+                    bytes_in,
+                    bytes_out,
+                    duration_ms,
+                } = e;
                 found.push(Traffic {
                     at,
                     kind,

@@ -12,7 +12,6 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::tungstenite;
 use tokio_util::codec::{Framed, FramedParts};
 
 use crate::{Link, TransportError, TunnelUrl};
@@ -60,9 +59,16 @@ where
     link(io, read, Role::Server, peer)
 }
 
-/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2:
+/// base64 of the SHA-1 of the key and the protocol's GUID).
 pub fn accept_key(key: &[u8]) -> String {
-    tungstenite::handshake::derive_accept_key(key)
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut h = sha1::Sha1::new();
+    h.update(key);
+    h.update(GUID);
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
 /// Client side: the WebSocket upgrade over a connected stream, with
@@ -158,4 +164,16 @@ where
         ));
     }
     Ok(link(io, &buf[len..], Role::Client, peer))
+}
+
+#[cfg(test)]
+mod accept_tests {
+    #[test]
+    fn the_accept_key_is_rfc_6455s() {
+        // RFC 6455 §1.3's example.
+        assert_eq!(
+            super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
 }

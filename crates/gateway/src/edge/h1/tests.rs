@@ -354,24 +354,18 @@ fn body_tracking_counts_lengths_and_leaves_the_rest() {
     assert!(BodyLeft::new(Framing::Length(0)).done());
 }
 
-/// A gateway state with no routes, store or links.
-fn bare_state() -> Arc<State> {
-    Arc::new(State {
-        traffic: None,
-        rules: std::sync::RwLock::new(Arc::new(Vec::new())),
-        routes: std::sync::RwLock::new(Arc::new(Vec::new())),
-        shadowed_routes: std::sync::atomic::AtomicUsize::new(0),
-        caddy_kick: tokio::sync::Notify::new(),
-        identity: None,
-        acceptor: None,
-        conn_limit: Arc::new(tokio::sync::Semaphore::new(10)),
-        config: crate::GatewayConfig::new(None, None),
-        registry: crate::registry::Registry::default(),
-        stop_accepting: tokio_util::sync::CancellationToken::new(),
-        streams: tokio_util::task::TaskTracker::new(),
-        links: tokio_util::task::TaskTracker::new(),
-        shards: crate::shard::Shards::default(),
-        throttles: Default::default(),
+/// An edge context with no routes, store or links.
+fn bare_http() -> Arc<Http> {
+    let links = Arc::new(crate::registry::Registry::default());
+    Arc::new(Http {
+        catalog: Arc::new(crate::catalog::Catalog::new(
+            None,
+            crate::names::OwnNames::default(),
+            None,
+            links.clone(),
+        )),
+        links,
+        audit: crate::traffic::AuditSink::default(),
     })
 }
 
@@ -412,7 +406,7 @@ async fn the_idle_limit_counts_from_the_last_answer_and_closes_a_head_left_unfin
     let local: SocketAddr = "127.0.0.1:443".parse().unwrap();
     let idle = Duration::from_secs(10);
     let server = tokio::spawn(serve(
-        bare_state(),
+        bare_http(),
         io,
         BytesMut::new(),
         client(),

@@ -19,9 +19,10 @@ use burrow_transport::proxy::ProxyEnv;
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::State;
+use super::backend::Http;
 
 /// Prefix of the `@id` of every route Burrow manages.
 pub const ID_PREFIX: &str = "burrow-route-";
@@ -87,18 +88,14 @@ impl Admin {
 
 /// One reconcile pass. Returns what it changed, or why it could not.
 async fn reconcile(
-    state: &State,
+    http: &Http,
     cfg: &CaddyConfig,
     admin: &Admin,
 ) -> Result<(usize, usize), String> {
-    let routes = state
-        .routes
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let routes = http.catalog.routes();
     let desired: BTreeMap<String, Value> = routes
         .iter()
-        .filter(|r| !cfg.remove_when_unavailable || state.registry.link_count(&r.agent) > 0)
+        .filter(|r| !cfg.remove_when_unavailable || http.links.link_count(&r.agent) > 0)
         .map(|r| {
             (
                 format!("{ID_PREFIX}{}", r.hostname),
@@ -164,7 +161,7 @@ async fn reconcile(
 }
 
 /// Keeps Caddy's routes in step until the gateway stops.
-pub(crate) async fn run(state: Arc<State>, cfg: CaddyConfig) {
+pub(crate) async fn run(http: Arc<Http>, stop: CancellationToken, cfg: CaddyConfig) {
     let base = cfg.admin_url.trim_end_matches('/').to_owned();
     let client = match HttpClient::new(&base, None, &ProxyEnv::default()) {
         Ok(c) => c,
@@ -177,7 +174,7 @@ pub(crate) async fn run(state: Arc<State>, cfg: CaddyConfig) {
     info!(admin = %admin.base, server = %cfg.server, upstream = %cfg.upstream, remove_when_unavailable = cfg.remove_when_unavailable, "Caddy mode: routes are kept in Caddy");
     let mut last_error: Option<String> = None;
     loop {
-        match reconcile(&state, &cfg, &admin).await {
+        match reconcile(&http, &cfg, &admin).await {
             Ok((added, removed)) => {
                 if added + removed > 0 {
                     info!(added, removed, "Caddy routes updated");
@@ -194,8 +191,8 @@ pub(crate) async fn run(state: Arc<State>, cfg: CaddyConfig) {
             }
         }
         tokio::select! {
-            _ = state.stop_accepting.cancelled() => return,
-            _ = state.caddy_kick.notified() => {}
+            _ = stop.cancelled() => return,
+            _ = http.catalog.changed() => {}
             _ = tokio::time::sleep(cfg.interval) => {}
         }
     }

@@ -27,12 +27,16 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
-use crate::State;
+use super::backend::{Http, down_text, http_record};
 // Hop-by-hop fields go; `Transfer-Encoding` and `Content-Length` stay:
 // bodies pass through as they are framed.
-use crate::edge::{
-    Front, HOP_BY_HOP, http_record, normalize_host, open_stream, page_html, route_for, route_target,
+use super::forwarding::{
+    self, Bodies, Field, Front, Policy, forwarded_for, last_forwarded, visitor,
 };
+use super::pages::page_html;
+use crate::catalog::route_target;
+use crate::io::{Head, read_head, read_more};
+use crate::names::normalize_host;
 
 /// Largest request or response head.
 const MAX_HEAD: usize = 64 * 1024;
@@ -40,8 +44,6 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Largest trailer section of a chunked body.
 const MAX_TRAILERS: usize = 64 * 1024;
-/// Bytes read from the visitor at a time.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// How a visitor connection ended.
 pub(crate) enum Outcome<I> {
@@ -116,13 +118,12 @@ fn tokens<'a>(
     headers: &'a [httparse::Header<'a>],
     name: &'static str,
 ) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .iter()
-        .filter(move |h| eq(h.name, name))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    forwarding::tokens(
+        headers
+            .iter()
+            .filter(move |h| eq(h.name, name))
+            .filter_map(|h| std::str::from_utf8(h.value).ok()),
+    )
 }
 
 /// Whether the last coding `Transfer-Encoding` lists is chunked; `None`
@@ -276,47 +277,34 @@ fn parse_request(
     });
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let policy = Policy {
+        front,
+        upgrade,
+        connection: &connection,
+        bodies: Bodies::AsFramed,
+    };
     let mut prior_xff: Vec<&str> = Vec::new();
     let mut has_proto = false;
     for h in headers {
-        let n = h.name;
-        if eq(n, "x-forwarded-for") {
-            if let Ok(v) = std::str::from_utf8(h.value) {
-                prior_xff.push(v.trim());
+        match policy.request_field(h.name) {
+            Field::Keep => {
+                has_proto |= eq(h.name, "x-forwarded-proto");
+                push_field(&mut out, h.name, h.value);
             }
-            continue;
-        }
-        if eq(n, "x-forwarded-proto") {
-            if front == Front::Edge {
-                continue;
+            Field::Drop => {}
+            Field::ForwardedFor => {
+                if let Ok(v) = std::str::from_utf8(h.value) {
+                    prior_xff.push(v);
+                }
             }
-            has_proto = true;
-        }
-        let skip = eq(n, "host")
-            || eq(n, "x-forwarded-host")
-            || HOP_BY_HOP.iter().any(|hop| eq(n, hop))
-            || (eq(n, "upgrade") && !upgrade)
-            || connection
-                .iter()
-                .any(|c| eq(n, c) && !(upgrade && eq(c, "upgrade")));
-        if !skip {
-            push_field(&mut out, n, h.value);
         }
     }
-    let forwarded_for = prior_xff
-        .last()
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|ip| ip.trim().parse().ok());
+    let forwarded_for_ip = last_forwarded(&prior_xff);
     out.extend_from_slice(b"x-forwarded-for: ");
-    for p in &prior_xff {
-        out.extend_from_slice(p.as_bytes());
-        out.extend_from_slice(b", ");
-    }
-    out.extend_from_slice(client_ip.as_bytes());
-    if front == Front::Edge {
-        out.extend_from_slice(b"\r\nx-forwarded-proto: https");
-    } else if !has_proto {
-        out.extend_from_slice(b"\r\nx-forwarded-proto: http");
+    out.extend_from_slice(forwarded_for(&prior_xff, client_ip).as_bytes());
+    if let Some(proto) = policy.proto(has_proto) {
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(proto.as_bytes());
     }
     out.extend_from_slice(b"\r\nx-forwarded-host: ");
     out.extend_from_slice(host.as_bytes());
@@ -336,7 +324,7 @@ fn parse_request(
         upgrade,
         close,
         out: Bytes::from(out),
-        forwarded_for,
+        forwarded_for: forwarded_for_ip,
     }))
 }
 
@@ -410,14 +398,15 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>
     ]);
     out.extend_from_slice(res.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
+    let policy = Policy {
+        front: Front::Edge,
+        upgrade: status == 101,
+        connection: &connection,
+        bodies: Bodies::AsFramed,
+    };
     for h in headers {
-        let n = h.name;
-        let skip = eq(n, "connection")
-            || eq(n, "keep-alive")
-            || eq(n, "proxy-connection")
-            || connection.iter().any(|c| eq(n, c));
-        if !skip {
-            push_field(&mut out, n, h.value);
+        if policy.response_field(h.name) {
+            push_field(&mut out, h.name, h.value);
         }
     }
     Ok(Some(ResponseHead {
@@ -642,7 +631,7 @@ struct Exchange {
 /// Serves HTTP/1.1 visitor requests on `io`, whose first bytes may already
 /// be in `buf`. `idle` bounds the wait for each request head.
 pub(crate) async fn serve<I>(
-    state: Arc<State>,
+    http: Arc<Http>,
     io: I,
     mut buf: BytesMut,
     client: SocketAddr,
@@ -665,37 +654,24 @@ where
     loop {
         // The next request head, whole within `idle`.
         let deadline = tokio::time::Instant::now() + idle;
-        let mut head = loop {
-            match parse_request(&buf, &client_ip, front) {
-                Ok(Some(h)) => break h,
-                Ok(None) => {}
-                Err(no) => {
-                    if write_page(&mut w, false, no.status, no.title, no.text, true)
-                        .await
-                        .is_ok()
-                    {
-                        linger(&mut r, &mut w).await;
-                    }
-                    return Outcome::Done;
+        let mut head = match read_head(&mut r, &mut buf, deadline, &mut timer, |b| {
+            parse_request(b, &client_ip, front)
+        })
+        .await
+        {
+            Head::Read(h) => h,
+            Head::Refused(no) => {
+                if write_page(&mut w, false, no.status, no.title, no.text, true)
+                    .await
+                    .is_ok()
+                {
+                    linger(&mut r, &mut w).await;
                 }
+                return Outcome::Done;
             }
-            let read = loop {
-                tokio::select! {
-                    n = read_more(&mut r, &mut buf) => break Some(n),
-                    () = &mut timer => {
-                        if tokio::time::Instant::now() >= deadline {
-                            break None;
-                        }
-                        timer.as_mut().reset(deadline);
-                    }
-                }
-            };
-            match read {
-                Some(Ok(n)) if n > 0 => {}
-                _ => return Outcome::Done,
-            }
+            Head::Ended => return Outcome::Done,
         };
-        let Some(route) = route_for(&state, &head.host) else {
+        let Some(route) = http.route_for(&head.host) else {
             if front == Front::Proxy {
                 return Outcome::Handover(r.unsplit(w), buf);
             }
@@ -720,21 +696,12 @@ where
             head.host.clone(),
             std::mem::take(&mut head.path),
         );
-        let down = |why: &str| {
-            format!(
-                "The service at {} is not reachable right now: {why}. Try again later.",
-                head.host
-            )
-        };
+        let down = |why: &str| down_text(&head.host, why);
         // With PROXY protocol the service connection states one visitor:
         // a kept one serves only requests from that visitor.
-        let proxy = route.proxy_protocol.then(|| {
-            let visitor = match (front, head.forwarded_for) {
-                (Front::Proxy, Some(ip)) => SocketAddr::new(ip, 0),
-                _ => client,
-            };
-            (visitor, local)
-        });
+        let proxy = route
+            .proxy_protocol
+            .then(|| (visitor(front, head.forwarded_for, client), local));
         // The kept service connection if it is for this host and route as
         // they are now, and unused; else a new one. A kept one the service
         // closed meanwhile gets the request again on a new one, when
@@ -758,7 +725,7 @@ where
                         break Err(Failed::Service("its internal URL is not usable".into()));
                     };
                     target.proxy = proxy;
-                    match open_stream(&state, &route, &head.host, &target).await {
+                    match http.open(&route, &head.host, &target).await {
                         Ok(stream) => Backend {
                             host: head.host.clone(),
                             agent: route.agent.clone(),
@@ -782,7 +749,7 @@ where
         };
         match result {
             Ok((x, conn)) => {
-                state.record(burrow_store::Traffic {
+                http.record(burrow_store::Traffic {
                     status: i64::from(x.status),
                     bytes_in: i64::try_from(x.to_service).unwrap_or(i64::MAX),
                     bytes_out: i64::try_from(x.from_service).unwrap_or(i64::MAX),
@@ -810,7 +777,7 @@ where
                     close,
                 )
                 .await;
-                state.record(burrow_store::Traffic {
+                http.record(burrow_store::Traffic {
                     status: 502,
                     duration_ms: elapsed_ms(started),
                     ..record
@@ -830,7 +797,7 @@ where
                     true,
                 )
                 .await;
-                state.record(burrow_store::Traffic {
+                http.record(burrow_store::Traffic {
                     status: 502,
                     duration_ms: elapsed_ms(started),
                     ..record
@@ -847,7 +814,7 @@ where
                     true,
                 )
                 .await;
-                state.record(burrow_store::Traffic {
+                http.record(burrow_store::Traffic {
                     status: 400,
                     duration_ms: elapsed_ms(started),
                     ..record
@@ -856,7 +823,7 @@ where
                 return Outcome::Done;
             }
             Err(Failed::Broken) => {
-                state.record(burrow_store::Traffic {
+                http.record(burrow_store::Traffic {
                     duration_ms: elapsed_ms(started),
                     ..record
                 });
@@ -893,14 +860,6 @@ fn elapsed_ms(t: Instant) -> i64 {
     i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 
-async fn read_more<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
-    }
-    r.read_buf(buf).await
-}
-
-/// Answers a request with one of the edge's pages.
 async fn write_page<W: AsyncWrite + Unpin>(
     w: &mut W,
     head_only: bool,
@@ -1163,70 +1122,6 @@ where
         n
     };
     tokio::join!(up, down)
-}
-
-/// A connection with bytes already read from it put back in front.
-pub(crate) struct Rewind<I> {
-    pre: BytesMut,
-    io: I,
-}
-
-impl<I> Rewind<I> {
-    pub(crate) fn new(pre: BytesMut, io: I) -> Self {
-        Rewind { pre, io }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        if !self.pre.is_empty() {
-            let n = self.pre.len().min(buf.remaining());
-            let front = self.pre.split_to(n);
-            buf.put_slice(&front);
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,371 @@
+//! Burrow's admin API (`/api/v1` on the gateway's tunnel port), typed at
+//! both ends: the gateway parses requests into an [`Endpoint`] and answers
+//! with the [`types`]; the `burrow` CLI builds the same [`Endpoint`] and
+//! reads the same types back. [`openapi::document`] describes every
+//! endpoint as OpenAPI 3.1 (`docs/api.json`, held against the server by a
+//! test).
+//!
+//! Names in paths are checked as they are when created ([`validate`]);
+//! every query parameter is checked, and an unknown one is refused, with a
+//! 400 that names it.
+
+#![forbid(unsafe_code)]
+
+pub mod openapi;
+pub mod types;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+pub use validate::Invalid;
+
+/// Where the API lives.
+pub const PREFIX: &str = "/api/v1";
+
+/// `GET /traffic` filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrafficQuery {
+    /// `http`, `egress` or `forward`.
+    pub kind: Option<String>,
+    /// Records of this agent.
+    pub agent: Option<String>,
+    /// Records for this host (HTTP).
+    pub host: Option<String>,
+    /// Records with this status.
+    pub status: Option<i64>,
+    /// Records at or after this time (µs).
+    pub since: Option<i64>,
+    /// Records before this time (µs).
+    pub until: Option<i64>,
+    /// Most records (1-1000, default 100).
+    pub limit: Option<i64>,
+    /// Records skipped (0-100000).
+    pub offset: Option<i64>,
+}
+
+/// Most records one traffic page holds.
+pub const MAX_TRAFFIC_LIMIT: i64 = 1000;
+/// Deepest traffic offset: page further back with `until`.
+pub const MAX_TRAFFIC_OFFSET: i64 = 100_000;
+
+/// One admin API call: what it acts on, with its path and query checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /agents`: [`Vec<types::Agent>`].
+    ListAgents,
+    /// `POST /agents` with [`types::NewAgent`]: [`types::Registered`].
+    Register,
+    /// `DELETE /agents/{agent}`: [`types::Unregistered`].
+    Unregister {
+        /// The agent.
+        agent: String,
+    },
+    /// `GET /agents/{agent}/keys`: [`Vec<types::Key>`].
+    ListKeys {
+        /// The agent.
+        agent: String,
+    },
+    /// `POST /agents/{agent}/keys` with [`types::NewKey`]: [`types::Key`].
+    AddKey {
+        /// The agent.
+        agent: String,
+    },
+    /// `DELETE /agents/{agent}/keys/{key}[?force=true]`: [`types::KeyRemoved`].
+    RemoveKey {
+        /// The agent.
+        agent: String,
+        /// The key.
+        key: String,
+        /// Remove the agent's last key too.
+        force: bool,
+    },
+    /// `GET /fqdn-rules[?check=true]`: [`Vec<types::Rule>`].
+    ListRules {
+        /// Run each rule's reachability check.
+        check: bool,
+    },
+    /// `PUT /fqdn-rules/{fqdn}` with [`types::RuleRequest`]: [`types::Rule`].
+    PutRule {
+        /// The rule's host name or `*.domain`, lowercase.
+        fqdn: String,
+    },
+    /// `DELETE /fqdn-rules/{fqdn}`: [`types::RuleRemoved`].
+    RemoveRule {
+        /// The rule, lowercase.
+        fqdn: String,
+    },
+    /// `GET /routes`: [`Vec<types::Route>`].
+    ListRoutes,
+    /// `PUT /routes/{hostname}` with [`types::RouteRequest`]: [`types::Route`].
+    PutRoute {
+        /// The public host name, lowercase.
+        hostname: String,
+    },
+    /// `DELETE /routes/{hostname}`: [`types::RouteRemoved`].
+    RemoveRoute {
+        /// The route, lowercase.
+        hostname: String,
+    },
+    /// `GET /traffic?…`: [`types::TrafficPage`].
+    Traffic(TrafficQuery),
+    /// `POST /admin-keys` with [`types::NewAdminKey`]: [`types::AdminKeyCreated`].
+    CreateAdminKey,
+}
+
+/// `.` or `..`, as such or percent-encoded (`%2e`, RFC 3986 §2.3).
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+    decoded == "." || decoded == ".."
+}
+
+/// Query parameters, each at most once.
+fn query_params(query: Option<&str>) -> Result<BTreeMap<String, String>, Invalid> {
+    let mut out = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if out.insert(k.to_string(), v.into_owned()).is_some() {
+            return Err(Invalid::bad_request(format!(
+                "query parameter {k} is given more than once"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses parameters the endpoint does not take.
+fn only(q: &BTreeMap<String, String>, known: &[&str]) -> Result<(), Invalid> {
+    match q.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) if known.is_empty() => Err(Invalid::bad_request(format!(
+            "unknown query parameter {k}: this endpoint takes none"
+        ))),
+        Some(k) => Err(Invalid::bad_request(format!(
+            "unknown query parameter {k}: this endpoint takes {}",
+            known.join(", ")
+        ))),
+    }
+}
+
+fn flag(q: &BTreeMap<String, String>, name: &str) -> Result<bool, Invalid> {
+    match q.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(Invalid::bad_request(format!(
+            "query parameter {name} must be true or false, not {v:?}"
+        ))),
+    }
+}
+
+fn number(
+    q: &BTreeMap<String, String>,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<i64>, Invalid> {
+    let Some(v) = q.get(name) else {
+        return Ok(None);
+    };
+    match v.parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(Invalid::bad_request(format!(
+            "query parameter {name} must be a number from {} to {}, not {v:?}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+impl TrafficQuery {
+    fn parse(q: &BTreeMap<String, String>) -> Result<Self, Invalid> {
+        only(
+            q,
+            &[
+                "kind", "agent", "host", "status", "since", "until", "limit", "offset",
+            ],
+        )?;
+        let kind = q.get("kind").cloned();
+        if let Some(k) = &kind
+            && !["http", "egress", "forward"].contains(&k.as_str())
+        {
+            return Err(Invalid::bad_request(format!(
+                "query parameter kind: unknown traffic kind {k:?}: use http, egress or forward"
+            )));
+        }
+        let time = 0..=i64::MAX;
+        let offset = number(q, "offset", 0..=MAX_TRAFFIC_OFFSET).map_err(|e| {
+            Invalid::bad_request(format!("{}: page further back with until", e.message))
+        })?;
+        Ok(TrafficQuery {
+            kind,
+            agent: q.get("agent").cloned(),
+            host: q.get("host").cloned(),
+            status: number(q, "status", 0..=999)?,
+            since: number(q, "since", time.clone())?,
+            until: number(q, "until", time)?,
+            limit: number(q, "limit", 1..=MAX_TRAFFIC_LIMIT)?,
+            offset,
+        })
+    }
+
+    fn encode(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        let nums = [
+            ("status", self.status),
+            ("since", self.since),
+            ("until", self.until),
+            ("limit", self.limit),
+            ("offset", self.offset),
+        ];
+        for (k, v) in [
+            ("kind", &self.kind),
+            ("agent", &self.agent),
+            ("host", &self.host),
+        ] {
+            if let Some(v) = v {
+                s.append_pair(k, v);
+            }
+        }
+        for (k, v) in nums {
+            if let Some(v) = v {
+                s.append_pair(k, &v.to_string());
+            }
+        }
+        s.finish()
+    }
+}
+
+impl Endpoint {
+    /// Parses a request's method, path (with [`PREFIX`]) and query. A path
+    /// no endpoint serves is a 404; a bad name or parameter a 400.
+    pub fn parse(method: &str, path: &str, query: Option<&str>) -> Result<Self, Invalid> {
+        let Some(rest) = path.strip_prefix(PREFIX) else {
+            return Err(Invalid::not_found());
+        };
+        let rest = rest.trim_end_matches('/');
+        // `.` and `..` (also percent-encoded) are dot segments: a client or
+        // proxy that normalises the path would act on another resource than
+        // the one named, so they are refused rather than interpreted.
+        if rest.split('/').any(is_dot_segment) {
+            return Err(Invalid::bad_request(
+                "paths with `.` or `..` segments are refused: name the resource itself",
+            ));
+        }
+        let parts: Vec<&str> = rest.split('/').skip(1).collect();
+        // Every name in the path is checked as names are when created.
+        match parts.as_slice() {
+            ["agents", name, ..] => validate::name("agent", name)?,
+            ["fqdn-rules", fqdn] => validate::fqdn(fqdn)?,
+            ["routes", hostname] => validate::route_name(hostname)?,
+            _ => {}
+        }
+        if let ["agents", _, "keys", key] = parts.as_slice() {
+            validate::name("key", key)?;
+        }
+        let q = query_params(query)?;
+        let owned = |s: &str| s.to_owned();
+        let e = match (method, parts.as_slice()) {
+            ("GET", ["agents"]) => Endpoint::ListAgents,
+            ("POST", ["agents"]) => Endpoint::Register,
+            ("DELETE", ["agents", a]) => Endpoint::Unregister { agent: owned(a) },
+            ("GET", ["agents", a, "keys"]) => Endpoint::ListKeys { agent: owned(a) },
+            ("POST", ["agents", a, "keys"]) => Endpoint::AddKey { agent: owned(a) },
+            ("DELETE", ["agents", a, "keys", k]) => {
+                only(&q, &["force"])?;
+                return Ok(Endpoint::RemoveKey {
+                    agent: owned(a),
+                    key: owned(k),
+                    force: flag(&q, "force")?,
+                });
+            }
+            ("GET", ["fqdn-rules"]) => {
+                only(&q, &["check"])?;
+                return Ok(Endpoint::ListRules {
+                    check: flag(&q, "check")?,
+                });
+            }
+            ("PUT", ["fqdn-rules", f]) => Endpoint::PutRule {
+                fqdn: f.to_ascii_lowercase(),
+            },
+            ("DELETE", ["fqdn-rules", f]) => Endpoint::RemoveRule {
+                fqdn: f.to_ascii_lowercase(),
+            },
+            ("GET", ["routes"]) => Endpoint::ListRoutes,
+            ("PUT", ["routes", h]) => Endpoint::PutRoute {
+                hostname: h.to_ascii_lowercase(),
+            },
+            ("DELETE", ["routes", h]) => Endpoint::RemoveRoute {
+                hostname: h.to_ascii_lowercase(),
+            },
+            ("GET", ["traffic"]) => return Ok(Endpoint::Traffic(TrafficQuery::parse(&q)?)),
+            ("POST", ["admin-keys"]) => Endpoint::CreateAdminKey,
+            _ => return Err(Invalid::not_found()),
+        };
+        only(&q, &[])?;
+        Ok(e)
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &'static str {
+        self.operation().method
+    }
+
+    /// The path and query, with [`PREFIX`].
+    pub fn path_and_query(&self) -> String {
+        let p = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let path = match self {
+            Endpoint::ListAgents | Endpoint::Register => "/agents".to_owned(),
+            Endpoint::Unregister { agent } => format!("/agents/{}", p(agent)),
+            Endpoint::ListKeys { agent } | Endpoint::AddKey { agent } => {
+                format!("/agents/{}/keys", p(agent))
+            }
+            Endpoint::RemoveKey { agent, key, force } => format!(
+                "/agents/{}/keys/{}{}",
+                p(agent),
+                p(key),
+                if *force { "?force=true" } else { "" }
+            ),
+            Endpoint::ListRules { check } => {
+                format!("/fqdn-rules{}", if *check { "?check=true" } else { "" })
+            }
+            Endpoint::PutRule { fqdn } | Endpoint::RemoveRule { fqdn } => {
+                format!("/fqdn-rules/{}", p(fqdn))
+            }
+            Endpoint::ListRoutes => "/routes".to_owned(),
+            Endpoint::PutRoute { hostname } | Endpoint::RemoveRoute { hostname } => {
+                format!("/routes/{}", p(hostname))
+            }
+            Endpoint::Traffic(q) => {
+                let q = q.encode();
+                if q.is_empty() {
+                    "/traffic".to_owned()
+                } else {
+                    format!("/traffic?{q}")
+                }
+            }
+            Endpoint::CreateAdminKey => "/admin-keys".to_owned(),
+        };
+        format!("{PREFIX}{path}")
+    }
+
+    /// How the endpoint is documented.
+    pub fn operation(&self) -> &'static openapi::Operation {
+        let id = match self {
+            Endpoint::ListAgents => "listAgents",
+            Endpoint::Register => "registerAgent",
+            Endpoint::Unregister { .. } => "unregisterAgent",
+            Endpoint::ListKeys { .. } => "listKeys",
+            Endpoint::AddKey { .. } => "addKey",
+            Endpoint::RemoveKey { .. } => "removeKey",
+            Endpoint::ListRules { .. } => "listFqdnRules",
+            Endpoint::PutRule { .. } => "putFqdnRule",
+            Endpoint::RemoveRule { .. } => "removeFqdnRule",
+            Endpoint::ListRoutes => "listRoutes",
+            Endpoint::PutRoute { .. } => "putRoute",
+            Endpoint::RemoveRoute { .. } => "removeRoute",
+            Endpoint::Traffic(_) => "listTraffic",
+            Endpoint::CreateAdminKey => "createAdminKey",
+        };
+        openapi::operation(id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

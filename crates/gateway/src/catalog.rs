@@ -1,0 +1,349 @@
+//! The rule and route catalog: FQDN rules and routes as last read from the
+//! store, with one reload that sends changed lists to the agents they
+//! concern and wakes whoever follows routes (Caddy). The edge looks routes
+//! up here, the egress proxy rules; the admin API and the sweep reload.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use burrow_store::{FqdnRule, Route, Store};
+use burrow_wire::egress::{AgentRule, Ports, Target, best_match, encode_rules};
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::names::{OwnNames, hostname_refusal};
+use crate::registry::Registry;
+
+/// Rules and routes, cached from the store.
+pub(crate) struct Catalog {
+    store: Option<Store>,
+    own_names: OwnNames,
+    public_domain: Option<String>,
+    links: Arc<Registry>,
+    rules: RwLock<Arc<Vec<FqdnRule>>>,
+    /// Less those on the gateway's own names.
+    routes: RwLock<Arc<Vec<Route>>>,
+    /// Stored routes left out because they name the gateway itself.
+    shadowed: AtomicUsize,
+    /// Wakes the Caddy reconciler (a route or an agent's links changed).
+    routes_changed: Notify,
+}
+
+/// One route of the cached route list, held without copying it.
+pub(crate) struct RouteRef {
+    all: Arc<Vec<Route>>,
+    index: usize,
+}
+
+impl std::ops::Deref for RouteRef {
+    type Target = Route;
+
+    fn deref(&self) -> &Route {
+        &self.all[self.index]
+    }
+}
+
+impl Catalog {
+    /// An empty catalog over `store` (none: always empty).
+    pub(crate) fn new(
+        store: Option<Store>,
+        own_names: OwnNames,
+        public_domain: Option<String>,
+        links: Arc<Registry>,
+    ) -> Self {
+        Catalog {
+            store,
+            own_names,
+            public_domain,
+            links,
+            rules: RwLock::new(Arc::new(Vec::new())),
+            routes: RwLock::new(Arc::new(Vec::new())),
+            shadowed: AtomicUsize::new(0),
+            routes_changed: Notify::new(),
+        }
+    }
+
+    /// The FQDN rules.
+    pub(crate) fn rules(&self) -> Arc<Vec<FqdnRule>> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The routes served.
+    pub(crate) fn routes(&self) -> Arc<Vec<Route>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether any route is served.
+    pub(crate) fn any_routes(&self) -> bool {
+        !self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// The route for a (normalised) host, if any.
+    pub(crate) fn route_for(&self, host: &str) -> Option<RouteRef> {
+        let all = self.routes();
+        let index = all.iter().position(|r| r.hostname == host)?;
+        Some(RouteRef { all, index })
+    }
+
+    /// The rule that matches `host` (lowercase, no trailing dot) best.
+    pub(crate) fn rule_for(&self, host: &str) -> Option<FqdnRule> {
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        best_match(rules.iter().map(|r| (r.fqdn.as_str(), r)), host).map(|(_, r)| r.clone())
+    }
+
+    /// Says that the routes, or the agents behind them, changed.
+    pub(crate) fn routes_changed(&self) {
+        self.routes_changed.notify_one();
+    }
+
+    /// Waits until [`Catalog::routes_changed`] is said.
+    pub(crate) async fn changed(&self) {
+        self.routes_changed.notified().await;
+    }
+
+    /// Sends `agent` its rules on every live link (or only on `session`).
+    pub(crate) async fn push(&self, agent: &str, only: Option<&burrow_mux::Session>) {
+        let (rules, routes) = (self.rules(), self.routes());
+        let body = Bytes::from(encode_rules(&agent_rules(&rules, &routes, agent)));
+        let sessions: Vec<burrow_mux::Session> = match only {
+            Some(s) => vec![s.clone()],
+            None => self
+                .links
+                .links(agent)
+                .into_iter()
+                .map(|l| l.session)
+                .collect(),
+        };
+        for s in sessions {
+            let _ = s
+                .send_control(burrow_wire::control::RULES, body.clone())
+                .await;
+        }
+    }
+
+    /// Re-reads the rules and routes; pushes changed lists to the agents they
+    /// concern. Returns false if the store could not be read (caches stay).
+    pub(crate) async fn reload(&self) -> bool {
+        let Some(store) = &self.store else {
+            return true;
+        };
+        let (fresh, mut fresh_routes) = match tokio::try_join!(store.fqdn_rules(), store.routes()) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(error = %e, "FQDN rules and routes not reloaded");
+                return false;
+            }
+        };
+        // A route stored before the gateway had this name (an older version,
+        // a new certificate or BURROW_GATEWAY_NAMES entry) is never served.
+        let own = &self.own_names;
+        let (shadowed, kept): (Vec<_>, Vec<_>) = fresh_routes
+            .into_iter()
+            .partition(|r| own.contains(&r.hostname));
+        fresh_routes = kept;
+        let before = self.shadowed.swap(shadowed.len(), Ordering::Relaxed);
+        if before != shadowed.len() {
+            for r in &shadowed {
+                warn!(hostname = %r.hostname, agent = %r.agent, "route ignored: it is one of this gateway's own names (remove it with `burrow remove-route`)");
+            }
+        }
+        let (old, old_routes) = {
+            let mut cache = self.rules.write().unwrap_or_else(|p| p.into_inner());
+            let mut rcache = self.routes.write().unwrap_or_else(|p| p.into_inner());
+            if **cache == fresh && **rcache == fresh_routes {
+                return true;
+            }
+            (
+                std::mem::replace(&mut *cache, Arc::new(fresh.clone())),
+                std::mem::replace(&mut *rcache, Arc::new(fresh_routes.clone())),
+            )
+        };
+        if *old_routes != fresh_routes {
+            self.routes_changed();
+        }
+        let mut agents: Vec<&str> = old
+            .iter()
+            .chain(fresh.iter())
+            .map(|r| r.agent.as_str())
+            .chain(
+                old_routes
+                    .iter()
+                    .chain(fresh_routes.iter())
+                    .map(|r| r.agent.as_str()),
+            )
+            .collect();
+        agents.sort_unstable();
+        agents.dedup();
+        for a in agents {
+            let now = agent_rules(&fresh, &fresh_routes, a);
+            if agent_rules(&old, &old_routes, a) != now {
+                info!(agent = %a, rules = now.len(), "FQDN rules or routes changed; sent to the agent");
+                self.push(a, None).await;
+            }
+        }
+        true
+    }
+
+    /// other agent owns them.
+    pub(crate) async fn declare(&self, agent: &str, body: &[u8]) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let Some(domain) = self.public_domain.as_deref() else {
+            warn!(%agent, "agent-declared routes refused: this gateway has no public domain (BURROW_PUBLIC_DOMAIN)");
+            return;
+        };
+        let existing = self.routes();
+        let mut changed = false;
+        for line in String::from_utf8_lossy(body).lines() {
+            let Some((host, url)) = line.split_once('\t') else {
+                continue;
+            };
+            let host = host.trim().to_ascii_lowercase();
+            let now = burrow_store::now_micros();
+            let route = Route {
+                hostname: host.clone(),
+                agent: agent.to_owned(),
+                target: url.trim().to_owned(),
+                ignore_certificate_errors: false,
+                proxy_protocol: false,
+                created_at: now,
+                updated_at: now,
+            };
+            let why = hostname_refusal(Some(domain), &self.own_names, &host)
+                .or_else(|| {
+                    route_target(&route)
+                        .is_none()
+                        .then(|| format!("invalid internal URL {url:?}"))
+                })
+                .or_else(|| {
+                    existing
+                        .iter()
+                        .find(|r| r.hostname == host && r.agent != agent)
+                        .map(|r| format!("{host} is published by agent {}", r.agent))
+                });
+            if let Some(why) = why {
+                warn!(%agent, hostname = %host, reason = %why, "agent-declared route refused");
+                continue;
+            }
+            if existing
+                .iter()
+                .any(|r| r.hostname == host && r.target == route.target && r.agent == agent)
+            {
+                continue;
+            }
+            match store.put_route(&route).await {
+                Ok(_) => {
+                    info!(%agent, hostname = %host, target = %route.target, "agent-declared route published");
+                    changed = true;
+                }
+                Err(e) => {
+                    warn!(%agent, hostname = %host, error = %e, "agent-declared route not stored")
+                }
+            }
+        }
+        if changed {
+            self.reload().await;
+        }
+    }
+}
+
+/// The egress target for a route's internal URL.
+pub(crate) fn route_target(route: &Route) -> Option<Target> {
+    let uri: http::Uri = route.target.parse().ok()?;
+    let tls = match uri.scheme_str()? {
+        "http" => false,
+        "https" => true,
+        _ => return None,
+    };
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    Some(Target {
+        host: host.to_ascii_lowercase(),
+        port,
+        tls,
+        insecure: tls && route.ignore_certificate_errors,
+        check: false,
+        proxy: None,
+    })
+}
+
+/// routes (the edge reaches them as egress targets, on the target's port).
+/// Entries for one pattern are joined: the options of either, the ports of
+/// both (any port if either allows any).
+fn agent_rules(rules: &[FqdnRule], routes: &[burrow_store::Route], agent: &str) -> Vec<AgentRule> {
+    let fqdn = rules
+        .iter()
+        .filter(|r| r.agent == agent)
+        .map(|r| AgentRule {
+            pattern: r.fqdn.clone(),
+            tls: r.tls,
+            insecure: r.ignore_certificate_errors,
+            ports: r.ports.clone(),
+        });
+    let routed = routes
+        .iter()
+        .filter(|r| r.agent == agent)
+        .filter_map(route_target)
+        .map(|t| AgentRule {
+            pattern: t.host,
+            tls: t.tls,
+            insecure: t.insecure,
+            ports: Some(Ports::single(t.port)),
+        });
+    let mut joined: std::collections::BTreeMap<String, AgentRule> = Default::default();
+    for r in fqdn.chain(routed) {
+        match joined.get_mut(&r.pattern) {
+            Some(j) => {
+                j.tls |= r.tls;
+                j.insecure |= r.insecure;
+                j.ports = match (&j.ports, &r.ports) {
+                    (Some(a), Some(b)) => Some(a.union(b)),
+                    _ => None,
+                };
+            }
+            None => {
+                joined.insert(r.pattern.clone(), r);
+            }
+        }
+    }
+    joined.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(target: &str, insecure: bool) -> Route {
+        Route {
+            hostname: "app.example.com".into(),
+            agent: "edge".into(),
+            target: target.into(),
+            ignore_certificate_errors: insecure,
+            proxy_protocol: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn internal_urls_become_egress_targets() {
+        let t = route_target(&route("http://10.0.0.5:8080", false)).expect("http");
+        assert_eq!((t.host.as_str(), t.port, t.tls), ("10.0.0.5", 8080, false));
+        let t = route_target(&route("https://NAS.lan", true)).expect("https");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls, t.insecure),
+            ("nas.lan", 443, true, true)
+        );
+        assert!(route_target(&route("ftp://x", false)).is_none());
+        assert!(route_target(&route("not a url", false)).is_none());
+    }
+}

@@ -1,0 +1,54 @@
+//! What the core's tasks share: the settings, the live links, the
+//! contexts each part takes, and the trackers shutdown waits on.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::GatewayConfig;
+use crate::registry::Registry;
+use crate::{admin, catalog, edge, egress, limits, shard, throttle, tokens, traffic};
+
+/// The gateway's state, held by the core (tunnel endpoint, links,
+/// forwards, token maintenance); the parts take narrower contexts.
+pub(crate) struct State {
+    pub(crate) config: GatewayConfig,
+    pub(crate) registry: Arc<Registry>,
+    /// Stops accept loops (first step of shutdown).
+    pub(crate) stop_accepting: CancellationToken,
+    /// Forwarded connections, waited for while draining.
+    pub(crate) streams: TaskTracker,
+    /// Link tasks.
+    pub(crate) links: TaskTracker,
+    pub(crate) conn_limit: Arc<Semaphore>,
+    pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// Token endpoint and token checks; present with a store.
+    pub(crate) identity: Option<tokens::Identity>,
+    /// FQDN rules and routes.
+    pub(crate) catalog: Arc<catalog::Catalog>,
+    /// The traffic audit trail (empty without a store).
+    pub(crate) audit: traffic::AuditSink,
+    /// What the HTTP edge uses.
+    pub(crate) http: Arc<edge::Http>,
+    /// What the egress proxy uses.
+    pub(crate) proxy: Arc<egress::Proxy>,
+    /// What the admin API uses.
+    pub(crate) admin: Arc<admin::Admin>,
+    /// Where connections and links are served.
+    pub(crate) shards: Arc<shard::Shards>,
+    /// Credential failures per source address, for every check.
+    pub(crate) throttles: Arc<throttle::Throttles>,
+}
+
+impl State {
+    /// What an accept loop takes.
+    pub(crate) fn accepting(&self) -> limits::Accepting {
+        limits::Accepting {
+            stop: self.stop_accepting.clone(),
+            shards: self.shards.clone(),
+            streams: self.streams.clone(),
+        }
+    }
+}
