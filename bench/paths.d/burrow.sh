@@ -49,14 +49,7 @@ _burrow_start() {  # SCHEME PUB BACK
   spawn_client burrow-agent env BURROW_PSK="$BURROW_BENCH_PSK" BURROW_DATA_DIR="$PATH_DIR/agent" \
     "$BURROW_BIN" run "${pin[@]}" \
     --connect-url "$url" --agent-name bench --allow "127.0.0.1:$back" || return 1
-  _burrow_wait_links "$PATH_DIR/burrow-gateway.log" 10 || return 1
-  local i
-  for i in $(seq 1 50); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$pub/small.bin")" = 200 ] && return 0
-    sleep 0.2
-  done
-  echo "burrow-edge: the route did not come up" >&2
-  return 1
+  _burrow_wait_links "$PATH_DIR/burrow-gateway.log" 10
 }
 
 path_burrow_describe() { echo "burrow $(_burrow_version), WebSocket transport without TLS (ws://), 2 links, pre-shared key"; }
@@ -76,7 +69,8 @@ path_burrow_tls_start() { _burrow_start tls "$1" "$2"; }
 # hold) use the plain `burrow` path instead. Routes may not be named by an
 # IP address (`add-route` refuses one), but wrk always sends `Host:
 # 127.0.0.1`: the path writes that route straight into its own gateway's
-# SQLite database, which the gateway reads within its 2 s sweep.
+# SQLite database, which the gateway reads within its 2 s sweep. The
+# backend is on the agent's loopback, so the agent allows loopback.
 # burrow-edge-hyper: the same, with HTTP/1.1 visitors served by the hyper
 # path (BURROW_EDGE_HTTP1=hyper) instead of the pass-through one.
 _burrow_edge_start() {  # PUB BACK
@@ -102,8 +96,15 @@ PY
   # shellcheck disable=SC2046
   spawn_client burrow-agent env $(grep -v '^AUTH_SERVER_DOMAIN=' "$PATH_DIR/agent.env") \
     AUTH_SERVER_DOMAIN="http://localhost:$pub" AUTH_SERVER_PRIVATE_KEY_PEM_PATH="$PATH_DIR/ConnectionAgent-bench.pem" \
-    BURROW_DATA_DIR="$PATH_DIR/agent" "$BURROW_BIN" run || return 1
-  _burrow_wait_links "$PATH_DIR/burrow-gateway.log" 10
+    BURROW_ALLOW_LOOPBACK=true BURROW_DATA_DIR="$PATH_DIR/agent" "$BURROW_BIN" run || return 1
+  _burrow_wait_links "$PATH_DIR/burrow-gateway.log" 10 || return 1
+  local i
+  for i in $(seq 1 50); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$pub/small.bin")" = 200 ] && return 0
+    sleep 0.2
+  done
+  echo "burrow-edge: the route did not come up" >&2
+  return 1
 }
 
 path_burrow_edge_describe() { echo "burrow $(_burrow_version), HTTP edge with Host routing (plain HTTP, as behind Caddy) → ws:// tunnel, key-pair agent, 2 links; iperf and hold phases: plain burrow"; }

@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::io::Rewind;
 use crate::state::State;
 
-type Body = Full<Bytes>;
+use crate::answer::Body;
 
 /// Longest a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,7 +137,7 @@ async fn serve_general<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cache = Arc::new(crate::edge::h2::BackendCache::default());
+    let cache = Arc::new(crate::edge::h2::ServiceClientCache::default());
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
         let cache = cache.clone();

@@ -15,7 +15,10 @@
 //! - `endpoint.rs`: the tunnel port: TLS, then the raw carrier or HTTP
 //!   (WebSocket upgrade, status page); `admit` authorizes every link.
 //! - `outbound.rs`: links the gateway dials to listening agents.
-//! - `forward.rs`: TCP forwards (`LISTEN=AGENT:HOST:PORT`).
+//! - `forward.rs`, `forward_spec.rs`: TCP forwards (`LISTEN=AGENT:HOST:PORT`).
+//! - `config.rs`: [`GatewayConfig`] and the errors of starting; `state.rs`:
+//!   what the core's tasks share; `sweep.rs`: the 2 s fallback sweep
+//!   (catalog reload, revoked keys).
 //! - [`registry`]: live links by agent, round-robin link choice.
 //! - `open.rs`: one open of a stream through an agent, with ack and timeout.
 //! - `catalog.rs`: FQDN rules and routes, with their one reload.
@@ -24,7 +27,8 @@
 //!   7523 token endpoint, credential-failure throttles.
 //! - `limits.rs`, `shard.rs`, `io.rs`: connection caps and accept loops,
 //!   per-core runtimes, the head reader and rewinding reader.
-//! - `traffic.rs`: the audit sink and its writer.
+//! - `traffic.rs`: the audit sink and its writer; `answer.rs`: the body
+//!   and JSON form of the gateway's own answers.
 //!
 //! The parts:
 //! - `edge/`: the HTTP edge (HTTP/1.1, HTTP/2, routes, pages, Caddy).
@@ -35,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod answer;
 mod catalog;
 mod config;
 mod edge;

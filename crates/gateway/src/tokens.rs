@@ -14,14 +14,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use burrow_auth::access::{AccessError, TokenKey};
 use burrow_auth::assertion::{self, AssertionError, Keys};
 use burrow_store::Store;
-use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 use tracing::{info, warn};
 
-type Body = Full<Bytes>;
+use crate::answer::Body;
 
 /// Where agents get tokens.
 pub const TOKEN_PATH: &str = "/oauth2/token";
@@ -89,7 +88,7 @@ fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response<Bo
 
 /// A JSON response that caches nowhere (RFC 6749 5.1).
 fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
-    let mut r = burrow_transport::page::respond(status, "application/json", format!("{v}\n"));
+    let mut r = crate::answer::json(status, v);
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-store"),

@@ -2,18 +2,14 @@
 //! and unknown paths from [`burrow_api::Invalid`], storage errors from
 //! [`StoreError`], and the JSON body every refusal has.
 
-use bytes::Bytes;
-use http::{Response, StatusCode, header};
-use http_body_util::Full;
-use serde::Serialize;
+use http::{Response, StatusCode};
 use tracing::warn;
 
 use burrow_api::Invalid;
 use burrow_api::types::ErrorBody;
 use burrow_store::StoreError;
 
-/// The admin API's body type.
-pub(crate) type Body = Full<Bytes>;
+pub(crate) use crate::answer::{Body, json};
 
 /// A refusal: a status and what to tell the caller.
 #[derive(Debug)]
@@ -69,16 +65,11 @@ impl From<StoreError> for Refusal {
     }
 }
 
-/// A JSON answer.
-pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
-    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
-    let mut body = body;
-    body.push(b'\n');
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
+/// A create-or-replace answer's status: 201 created, 200 replaced.
+pub(crate) fn put_status(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
 }

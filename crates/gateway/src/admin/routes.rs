@@ -7,7 +7,7 @@ use burrow_store::now_micros;
 use http::{Response, StatusCode};
 
 use super::call::Call;
-use super::error::{Body, Refusal, json};
+use super::error::{Body, Refusal, json, put_status};
 
 fn route(r: &burrow_store::Route) -> Route {
     Route {
@@ -72,13 +72,8 @@ pub(super) async fn put(
         format!("agent {} target {}", b.agent_name, b.target),
     )
     .await;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     Ok(json(
-        status,
+        put_status(created),
         &Route {
             created: Some(created),
             ..route(&row)

@@ -7,7 +7,7 @@ use burrow_store::{FqdnRule, now_micros};
 use http::{Response, StatusCode};
 
 use super::call::Call;
-use super::error::{Body, Refusal, json};
+use super::error::{Body, Refusal, json, put_status};
 
 fn rule(r: &FqdnRule) -> Rule {
     Rule {
@@ -75,13 +75,8 @@ pub(super) async fn put(
         None => format!("agent {}", b.agent_name),
     };
     call.audit(action, fqdn, detail).await;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     Ok(json(
-        status,
+        put_status(created),
         &Rule {
             created: Some(created),
             ..rule(&row)

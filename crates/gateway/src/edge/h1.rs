@@ -55,14 +55,14 @@ pub(crate) enum Outcome<I> {
 }
 
 /// Refuses a request the edge will not pass on.
-struct Refusal {
+struct HeadRefusal {
     status: u16,
     title: &'static str,
     text: &'static str,
 }
 
-const fn refusal(status: u16, title: &'static str, text: &'static str) -> Refusal {
-    Refusal {
+const fn refusal(status: u16, title: &'static str, text: &'static str) -> HeadRefusal {
+    HeadRefusal {
         status,
         title,
         text,
@@ -165,7 +165,7 @@ fn parse_request(
     buf: &[u8],
     client_ip: &str,
     front: Front,
-) -> Result<Option<RequestHead>, Refusal> {
+) -> Result<Option<RequestHead>, HeadRefusal> {
     // Uninitialised: a request names a few fields, and zeroing room for
     // MAX_HEADERS of them cost more than parsing them.
     let mut fields =
@@ -587,7 +587,7 @@ impl BodyLeft {
 }
 
 /// A service connection kept between a visitor's requests.
-struct Backend {
+struct ServiceStream {
     host: String,
     /// The route's agent and internal URL it was opened for: a route
     /// changed since takes effect at the next request.
@@ -646,7 +646,7 @@ where
     // Formatted once per connection, not per request.
     let client_ip = client.ip().to_string();
     let client_str = client.to_string();
-    let mut backend: Option<Backend> = None;
+    let mut backend: Option<ServiceStream> = None;
     // One timer for the connection, re-armed only when it fires before
     // the current deadline (not once per request).
     let timer = tokio::time::sleep(idle);
@@ -726,7 +726,7 @@ where
                     };
                     target.proxy = proxy;
                     match http.open(&route, &head.host, &target).await {
-                        Ok(stream) => Backend {
+                        Ok(stream) => ServiceStream {
                             host: head.host.clone(),
                             agent: route.agent.clone(),
                             target: route.target.clone(),
@@ -890,7 +890,7 @@ async fn exchange<R, W>(
     r: &mut R,
     buf: &mut BytesMut,
     w: &mut W,
-    conn: &mut Backend,
+    conn: &mut ServiceStream,
     head: &RequestHead,
 ) -> Result<Exchange, Failed>
 where

@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 
 pub(crate) use backend::Http;
 pub(crate) use forwarding::Front;
-use h2::{BackendCache, proxy, request_host};
+use h2::{ServiceClientCache, proxy, request_host};
 use pages::full;
 
 use crate::limits::{Accepting, Caps, Limiter};
@@ -86,7 +86,7 @@ pub(crate) async fn serve_https(
                 let _ = h1::serve(http, stream, buf, client, local, Front::Edge, idle).await;
                 return;
             }
-            let cache = Arc::new(BackendCache::default());
+            let cache = Arc::new(ServiceClientCache::default());
             let svc = service_fn(move |req| {
                 let http = http.clone();
                 let cache = cache.clone();

@@ -75,7 +75,7 @@ pub(crate) struct Proxy {
 
 /// Why the proxy could not open a stream for a client.
 #[derive(Debug)]
-pub(crate) enum Refusal {
+pub(crate) enum NotReached {
     /// No rule for the host.
     NoRule(String),
     /// The rule does not allow the port.
@@ -96,17 +96,17 @@ pub(crate) enum Refusal {
     Failed { host: String, why: String },
 }
 
-impl Refusal {
+impl NotReached {
     pub(crate) fn http(&self) -> (u16, &'static str, String) {
         match self {
-            Refusal::NoRule(h) => (
+            NotReached::NoRule(h) => (
                 403,
                 "Forbidden",
                 format!(
                     "burrow: no FQDN rule for {h}: this gateway is not an open proxy. Route {h} through an agent with: burrow add-fqdn --agent-name AGENT --fqdn {h}\n"
                 ),
             ),
-            Refusal::Port {
+            NotReached::Port {
                 host,
                 port,
                 allowed,
@@ -117,14 +117,14 @@ impl Refusal {
                     "burrow: the FQDN rule for {host} allows ports {allowed}, not {port}. Allow it with: burrow add-fqdn --fqdn RULE --agent-name AGENT --ports {allowed},{port}\n"
                 ),
             ),
-            Refusal::Offline { host, agent } => (
+            NotReached::Offline { host, agent } => (
                 502,
                 "Bad Gateway",
                 format!(
                     "burrow: agent {agent}, which reaches {host}, is offline (no live link): the tunnel is down\n"
                 ),
             ),
-            Refusal::Agent { host, agent, code } => {
+            NotReached::Agent { host, agent, code } => {
                 let why = match code {
                     ResetCode::Refused => format!("{host} refused the connection (agent {agent})"),
                     ResetCode::NotAllowed => format!(
@@ -147,7 +147,7 @@ impl Refusal {
                 };
                 (status, text, format!("burrow: {why}\n"))
             }
-            Refusal::Failed { host, why } => {
+            NotReached::Failed { host, why } => {
                 (502, "Bad Gateway", format!("burrow: {host}: {why}\n"))
             }
         }
@@ -156,21 +156,21 @@ impl Refusal {
     /// SOCKS5 reply code (RFC 1928).
     pub(crate) fn socks(&self) -> u8 {
         match self {
-            Refusal::NoRule(_) | Refusal::Port { .. } => 0x02,
-            Refusal::Offline { .. } => 0x04,
-            Refusal::Agent {
+            NotReached::NoRule(_) | NotReached::Port { .. } => 0x02,
+            NotReached::Offline { .. } => 0x04,
+            NotReached::Agent {
                 code: ResetCode::NotAllowed,
                 ..
             } => 0x02,
-            Refusal::Agent {
+            NotReached::Agent {
                 code: ResetCode::Refused,
                 ..
             } => 0x05,
-            Refusal::Agent {
+            NotReached::Agent {
                 code: ResetCode::Unreachable,
                 ..
             } => 0x04,
-            Refusal::Agent { .. } | Refusal::Failed { .. } => 0x01,
+            NotReached::Agent { .. } | NotReached::Failed { .. } => 0x01,
         }
     }
 }
@@ -183,14 +183,14 @@ impl Proxy {
         host: &str,
         port: u16,
         http_origination: bool,
-    ) -> Result<(MuxStream, String), Refusal> {
+    ) -> Result<(MuxStream, String), NotReached> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let rule = self.catalog.rule_for(&host);
         let Some(rule) = rule else {
-            return Err(Refusal::NoRule(host));
+            return Err(NotReached::NoRule(host));
         };
         if let Some(allowed) = rule.ports.as_ref().filter(|p| !p.allows(port)) {
-            return Err(Refusal::Port {
+            return Err(NotReached::Port {
                 host,
                 port,
                 allowed: allowed.clone(),
@@ -207,23 +207,23 @@ impl Proxy {
         };
         match crate::open::open(&self.links, &rule.agent, &target).await {
             Ok(stream) => Ok((stream, rule.agent.clone())),
-            Err(OpenFailure::Offline) => Err(Refusal::Offline {
+            Err(OpenFailure::Offline) => Err(NotReached::Offline {
                 host,
                 agent: rule.agent.clone(),
             }),
-            Err(OpenFailure::Reset(code)) => Err(Refusal::Agent {
+            Err(OpenFailure::Reset(code)) => Err(NotReached::Agent {
                 host,
                 agent: rule.agent.clone(),
                 code,
             }),
-            Err(OpenFailure::Timeout) => Err(Refusal::Failed {
+            Err(OpenFailure::Timeout) => Err(NotReached::Failed {
                 host,
                 why: format!(
                     "agent {} did not connect within {OPEN_TIMEOUT:?}",
                     rule.agent
                 ),
             }),
-            Err(OpenFailure::Failed(why)) => Err(Refusal::Failed { host, why }),
+            Err(OpenFailure::Failed(why)) => Err(NotReached::Failed { host, why }),
         }
     }
 

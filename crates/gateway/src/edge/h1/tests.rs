@@ -6,7 +6,7 @@ fn client() -> SocketAddr {
     "192.0.2.7:5555".parse().unwrap()
 }
 
-fn req(raw: &str, front: Front) -> Result<Option<RequestHead>, Refusal> {
+fn req(raw: &str, front: Front) -> Result<Option<RequestHead>, HeadRefusal> {
     parse_request(raw.as_bytes(), &client().ip().to_string(), front)
 }
 
