@@ -23,20 +23,24 @@ fn over(scheme: &'static str) -> TunnelOpts {
     }
 }
 
-#[tokio::test]
-async fn hundred_megabytes_each_way_through_one_stream_over_wss() -> Result<()> {
-    hundred_megabytes_each_way(over("wss")).await
+/// One test per carrier: `per_scheme!(check: wss, tls, ws)` makes the
+/// tests `check::wss`, `check::tls` and `check::ws`, each running
+/// `check(over(SCHEME))`.
+macro_rules! per_scheme {
+    ($check:ident: $($scheme:ident),+) => {
+        mod $check {
+            $(
+                #[tokio::test]
+                async fn $scheme() -> anyhow::Result<()> {
+                    super::$check(super::over(stringify!($scheme))).await
+                }
+            )+
+        }
+    };
 }
 
-#[tokio::test]
-async fn hundred_megabytes_each_way_through_one_stream_over_tls() -> Result<()> {
-    hundred_megabytes_each_way(over("tls")).await
-}
-
-#[tokio::test]
-async fn hundred_megabytes_each_way_through_one_stream_over_plain_ws() -> Result<()> {
-    hundred_megabytes_each_way(over("ws")).await
-}
+// 100 MB each way through one stream, checksummed.
+per_scheme!(hundred_megabytes_each_way: wss, tls, ws);
 
 async fn hundred_megabytes_each_way(opts: TunnelOpts) -> Result<()> {
     const N: u64 = 100 * 1000 * 1000;
@@ -54,15 +58,7 @@ async fn hundred_megabytes_each_way(opts: TunnelOpts) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_thousand_concurrent_streams_over_wss() -> Result<()> {
-    a_thousand_concurrent_streams(over("wss")).await
-}
-
-#[tokio::test]
-async fn a_thousand_concurrent_streams_over_tls() -> Result<()> {
-    a_thousand_concurrent_streams(over("tls")).await
-}
+per_scheme!(a_thousand_concurrent_streams: wss, tls);
 
 async fn a_thousand_concurrent_streams(opts: TunnelOpts) -> Result<()> {
     let echo = servers::echo().await;
