@@ -1126,8 +1126,7 @@ async fn the_bootstrap_key_is_printed_once_and_a_killed_gateway_loses_nothing() 
 #[tokio::test]
 async fn the_same_flow_runs_on_postgresql() -> Result<()> {
     burrow_e2e::require!("openssl", "psql", "postgres");
-    let base = std::env::var("BURROW_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let base = burrow_e2e::needs::postgres_url();
     let schema = format!("burrow_e2e_{}", &admin_key()[3..15]);
     let psql = |sql: String| {
         let base = base.clone();

@@ -37,8 +37,9 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
 
 pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
     let limiter = crate::limits::Limiter::new("tunnel endpoint", state.config.tunnel_caps);
+    let at = state.accepting();
     loop {
-        let Some((tcp, peer, permit)) = state.accepting().accept(&listener, &limiter).await else {
+        let Some((tcp, peer, permit)) = at.accept(&listener, &limiter).await else {
             return;
         };
         let _ = tcp.set_nodelay(true);

@@ -34,8 +34,9 @@ fn refuse(tcp: TcpStream) {
 pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpListener) {
     let spec = Arc::new(spec);
     let warn_limit = Arc::new(RateLimit(AtomicU64::new(0)));
+    let at = state.accepting();
     loop {
-        let Some((tcp, client)) = state.accepting().next(&listener, "forward").await else {
+        let Some((tcp, client)) = at.next(&listener, "forward").await else {
             return;
         };
         let Ok(permit) = state.conn_limit.clone().try_acquire_owned() else {

@@ -23,7 +23,7 @@ pub(crate) fn hostname_refusal(
         .rsplit('.')
         .next()
         .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
-    if let Some(why) = route_name_syntax_refusal(hostname) {
+    if let Some(why) = burrow_api::validate::route_name_refusal(hostname) {
         return Some(why);
     }
     if ip_like {
@@ -44,14 +44,6 @@ pub(crate) fn hostname_refusal(
         format!(
             "{hostname} is not under this gateway's public domain {domain} (BURROW_PUBLIC_DOMAIN): use NAME.{domain}"
         )
-    })
-}
-
-/// Why `hostname` is not even written as a route's name (a host name, no
-/// wildcard), if it is not: the check a stored route's name passes too.
-pub(crate) fn route_name_syntax_refusal(hostname: &str) -> Option<String> {
-    (!burrow_wire::egress::valid_pattern(hostname) || hostname.starts_with("*.")).then(|| {
-        format!("invalid host name {hostname:?}: use a name such as app.tunnel.example.com")
     })
 }
 

@@ -10,8 +10,7 @@ use super::*;
 use sqlx::Row;
 
 fn pg_base() -> String {
-    std::env::var("BURROW_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    burrow_e2e::needs::postgres_url()
 }
 
 /// A fresh schema on the test server, dropped when the guard goes.

@@ -23,6 +23,17 @@ pub(crate) enum Front {
     Proxy,
 }
 
+impl Front {
+    /// The `X-Forwarded-Proto` to add, given whether the request had one.
+    pub(crate) fn proto(self, had_proto: bool) -> Option<&'static str> {
+        match self {
+            Front::Edge => Some("https"),
+            Front::Proxy if had_proto => None,
+            Front::Proxy => Some("http"),
+        }
+    }
+}
+
 /// How bodies cross the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bodies {
@@ -107,26 +118,16 @@ impl Policy<'_> {
     pub(crate) fn response_field(&self, name: &str) -> bool {
         !self.hop(name)
     }
-
-    /// The `X-Forwarded-Proto` to add, given whether the request had one.
-    pub(crate) fn proto(&self, had_proto: bool) -> Option<&'static str> {
-        match self.front {
-            Front::Edge => Some("https"),
-            Front::Proxy if had_proto => None,
-            Front::Proxy => Some("http"),
-        }
-    }
 }
 
-/// The `X-Forwarded-For` value: the values that came, then the visitor.
-pub(crate) fn forwarded_for(prior: &[&str], client_ip: &str) -> String {
-    let mut v = String::with_capacity(prior.iter().map(|p| p.len() + 2).sum::<usize>() + 40);
+/// Appends the `X-Forwarded-For` value to `out`: the values that came,
+/// then the visitor.
+pub(crate) fn forwarded_for(out: &mut Vec<u8>, prior: &[&str], client_ip: &str) {
     for p in prior {
-        v.push_str(p.trim());
-        v.push_str(", ");
+        out.extend_from_slice(p.trim().as_bytes());
+        out.extend_from_slice(b", ");
     }
-    v.push_str(client_ip);
-    v
+    out.extend_from_slice(client_ip.as_bytes());
 }
 
 /// The last address the `X-Forwarded-For` values that came name (the one
@@ -211,11 +212,16 @@ mod tests {
 
     #[test]
     fn forwarded_fields_append_the_visitor_and_proto_follows_the_front() {
+        let xff = |prior: &[&str]| {
+            let mut v = Vec::new();
+            forwarded_for(&mut v, prior, "9.9.9.9");
+            String::from_utf8(v).unwrap()
+        };
         assert_eq!(
-            forwarded_for(&["1.1.1.1, 2.2.2.2", " 3.3.3.3"], "9.9.9.9"),
+            xff(&["1.1.1.1, 2.2.2.2", " 3.3.3.3"]),
             "1.1.1.1, 2.2.2.2, 3.3.3.3, 9.9.9.9"
         );
-        assert_eq!(forwarded_for(&[], "9.9.9.9"), "9.9.9.9");
+        assert_eq!(xff(&[]), "9.9.9.9");
         assert_eq!(
             last_forwarded(&["1.1.1.1, 2.2.2.2"]),
             "2.2.2.2".parse().ok()
@@ -227,8 +233,8 @@ mod tests {
             "203.0.113.7"
         );
         assert_eq!(visitor(Front::Edge, fwd, client), client);
-        assert_eq!(policy(Front::Edge, false, &[]).proto(true), Some("https"));
-        assert_eq!(policy(Front::Proxy, false, &[]).proto(true), None);
-        assert_eq!(policy(Front::Proxy, false, &[]).proto(false), Some("http"));
+        assert_eq!(Front::Edge.proto(true), Some("https"));
+        assert_eq!(Front::Proxy.proto(true), None);
+        assert_eq!(Front::Proxy.proto(false), Some("http"));
     }
 }

@@ -301,8 +301,8 @@ fn parse_request(
     }
     let forwarded_for_ip = last_forwarded(&prior_xff);
     out.extend_from_slice(b"x-forwarded-for: ");
-    out.extend_from_slice(forwarded_for(&prior_xff, client_ip).as_bytes());
-    if let Some(proto) = policy.proto(has_proto) {
+    forwarded_for(&mut out, &prior_xff, client_ip);
+    if let Some(proto) = front.proto(has_proto) {
         out.extend_from_slice(b"\r\nx-forwarded-proto: ");
         out.extend_from_slice(proto.as_bytes());
     }

@@ -145,19 +145,15 @@ fn forward_headers(h: &mut HeaderMap, front: Front, upgrade: bool, client_ip: &s
     let had_proto = h.contains_key("x-forwarded-proto");
     let prior = apply(h, front, upgrade, true);
     let prior: Vec<&str> = prior.iter().map(String::as_str).collect();
-    let policy = Policy {
-        front,
-        upgrade,
-        connection: &[],
-        bodies: Bodies::Reframed,
-    };
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for(&prior, client_ip)) {
+    let mut xff = Vec::new();
+    forwarded_for(&mut xff, &prior, client_ip);
+    if let Ok(v) = HeaderValue::from_bytes(&xff) {
         h.insert("x-forwarded-for", v);
     }
-    if let Some(proto) = policy.proto(had_proto) {
+    if let Some(proto) = front.proto(had_proto) {
         h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     }
     if let Ok(v) = HeaderValue::from_str(host) {
