@@ -20,11 +20,6 @@ async fn reply(tcp: &mut Conn, code: u8) {
     let _ = tcp.write_all(&[5, code, 0, 1, 0, 0, 0, 0, 0, 0]).await;
 }
 
-/// Writes to the client.
-async fn send(c: &mut Conn, data: &[u8]) -> std::io::Result<()> {
-    c.write_all(data).await
-}
-
 /// Reads exactly `buf.len()` bytes within the request timeout.
 async fn read_exact(c: &mut Conn, buf: &mut [u8]) -> Option<()> {
     tokio::time::timeout(REQUEST_TIMEOUT, c.read_exact(buf))
@@ -47,11 +42,11 @@ pub(crate) async fn serve(proxy: &Proxy, tcp: TcpStream, first: BytesMut, client
     }
     let want = if proxy.auth.is_some() { 2 } else { 0 };
     if !methods.contains(&want) {
-        let _ = send(&mut tcp, &[5, 0xFF]).await;
+        let _ = tcp.write_all(&[5, 0xFF]).await;
         info!(%client, "SOCKS5 client refused: no acceptable authentication method");
         return;
     }
-    if send(&mut tcp, &[5, want]).await.is_err() {
+    if tcp.write_all(&[5, want]).await.is_err() {
         return;
     }
     if let Some(auth) = &proxy.auth {
@@ -71,16 +66,16 @@ pub(crate) async fn serve(proxy: &Proxy, tcp: TcpStream, first: BytesMut, client
             return;
         }
         let Ok(attempt) = proxy.throttles.proxy.attempt(client.ip()).await else {
-            let _ = send(&mut tcp, &[1, 1]).await;
+            let _ = tcp.write_all(&[1, 1]).await;
             return;
         };
         if !auth.check(&user, &pass) {
-            let _ = send(&mut tcp, &[1, 1]).await;
+            let _ = tcp.write_all(&[1, 1]).await;
             attempt.failed("wrong proxy credentials (SOCKS5)");
             return;
         }
         attempt.succeeded();
-        if send(&mut tcp, &[1, 0]).await.is_err() {
+        if tcp.write_all(&[1, 0]).await.is_err() {
             return;
         }
     }
