@@ -287,7 +287,7 @@ pub(crate) async fn serve(state: Arc<AgentState>, stream: MuxStream, t: Target) 
     let conn = match result {
         Ok(c) => c,
         Err(f) => {
-            warn!(host = %t.host, port = t.port, reason = %f.line(), "refused egress stream");
+            warn!(event = crate::event::EGRESS_REFUSED, host = %t.host, port = t.port, reason = %f.line(), "refused egress stream");
             stream.reset(f.code());
             return;
         }

@@ -20,6 +20,7 @@
 
 mod allow;
 mod egress;
+pub mod event;
 mod link;
 mod listen;
 mod token;
@@ -216,6 +217,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     info!(
+        event = crate::event::DRAINING,
         open_streams = state.streams.len(),
         drain_seconds = state.config.drain_timeout.as_secs_f64(),
         "shutting down: refusing new streams; draining open ones"
@@ -223,6 +225,6 @@ pub async fn run(
     burrow_mux::drain(&state.streams, state.config.drain_timeout).await;
     state.close_links.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), loops.wait()).await;
-    info!("agent stopped");
+    info!(event = crate::event::STOPPED, "agent stopped");
     Ok(())
 }

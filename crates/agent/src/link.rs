@@ -131,7 +131,7 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                     AgentMode::Poll(d) => d.url.url.as_str(),
                     AgentMode::Listen { .. } => "",
                 };
-                info!(link = idx, %gateway, after_failures = failures, "link up");
+                info!(event = crate::event::LINK_UP, link = idx, %gateway, after_failures = failures, "link up");
                 last_failure = None;
                 failures = 0;
                 let up_at = Instant::now();
@@ -139,7 +139,7 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                 if state.stopping.is_cancelled() {
                     return;
                 }
-                warn!(link = idx, reason = %reason, "link down; reconnecting");
+                warn!(event = crate::event::LINK_DOWN, link = idx, reason = %reason, "link down; reconnecting");
                 if up_at.elapsed() >= cfg.stable_after {
                     backoff.reset();
                 }
@@ -160,10 +160,10 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                 }
                 let msg = e.to_string();
                 if last_failure.as_deref() != Some(msg.as_str()) {
-                    warn!(link = idx, error = %msg, "cannot reach gateway; retrying with backoff");
+                    warn!(event = crate::event::GATEWAY_UNREACHABLE, link = idx, error = %msg, "cannot reach gateway; retrying with backoff");
                     last_failure = Some(msg);
                 } else {
-                    debug!(link = idx, error = %msg, failures, "still cannot reach gateway");
+                    debug!(event = crate::event::GATEWAY_STILL_UNREACHABLE, link = idx, error = %msg, failures, "still cannot reach gateway");
                 }
             }
         }
@@ -289,12 +289,12 @@ async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, t
         return crate::egress::serve(state, stream, t).await;
     }
     if target.starts_with(burrow_wire::egress::PREFIX) {
-        warn!(dest = %target, "refused stream: malformed egress target");
+        warn!(event = crate::event::STREAM_REFUSED, dest = %target, "refused stream: malformed egress target");
         stream.reset(ResetCode::NotAllowed);
         return;
     }
     if !state.config.allow.allows(&target) {
-        warn!(dest = %target, "refused stream: target is not in this agent's allow-list (--allow)");
+        warn!(event = crate::event::STREAM_REFUSED, dest = %target, "refused stream: target is not in this agent's allow-list (--allow)");
         stream.reset(ResetCode::NotAllowed);
         return;
     }

@@ -48,7 +48,7 @@ pub(crate) async fn bind(
         .await
         .map_err(|source| AgentError::Bind { addr, source })?;
     let local = tcp.local_addr().unwrap_or(addr);
-    info!(addr = %local, %thumbprint, gateway = %list_thumbprints(&gateway), "listening for the gateway (TLS 1.2+)");
+    info!(event = crate::event::LISTENING, addr = %local, %thumbprint, gateway = %list_thumbprints(&gateway), "listening for the gateway (TLS 1.2+)");
     Ok(Listener {
         tcp,
         acceptor: TlsAcceptor::from(cfg),
@@ -105,13 +105,13 @@ impl Listener {
                         None => Some("the gateway presented no client certificate; this listening agent serves only a gateway it trusts".into()),
                     };
                     if let Some(message) = refusal {
-                        warn!(reason = %message, "refused a gateway link");
+                        warn!(event = crate::event::GATEWAY_LINK_REFUSED, reason = %message, "refused a gateway link");
                         let r = Reject { code: RejectCode::Unauthorized, message };
                         return handshake::reject(&mut link, r).await;
                     }
                     let Ok(_slot) = slots.try_acquire_owned() else {
                         let message = format!("this agent already serves {MAX_LINKS} gateway links");
-                        warn!(reason = %message, "refused a gateway link");
+                        warn!(event = crate::event::GATEWAY_LINK_REFUSED, reason = %message, "refused a gateway link");
                         let r = Reject { code: RejectCode::TooManyLinks, message };
                         return handshake::reject(&mut link, r).await;
                     };
@@ -122,9 +122,9 @@ impl Listener {
                     if let Err(e) = handshake::dial(&mut link, link::hello(&state, credential.as_ref())).await {
                         return warn!(error = %e, "gateway link failed at hello");
                     }
-                    info!("link up");
+                    info!(event = crate::event::LINK_UP, "link up");
                     let reason = link::serve(&state, link).await;
-                    info!(%reason, "link down");
+                    info!(event = crate::event::LINK_DOWN, %reason, "link down");
                 }
                 .instrument(info_span!("gateway_link", %peer)),
             );

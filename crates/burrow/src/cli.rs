@@ -789,7 +789,7 @@ fn polling_dialer(
     };
     let dialer = Dialer::new(url, tls, &ProxyEnv::from_env()?)?;
     if let Some(p) = dialer.proxy() {
-        info!(proxy = ?p, "links go through the HTTP proxy (HTTPS_PROXY / HTTP_PROXY)");
+        info!(event = burrow_agent::event::LINKS_VIA_PROXY, proxy = ?p, "links go through the HTTP proxy (HTTPS_PROXY / HTTP_PROXY)");
     }
     Ok(dialer)
 }

@@ -101,8 +101,12 @@ pub fn reload_on_sighup(id: Arc<LiveIdentity>) {
         };
         while hup.recv().await.is_some() {
             match id.reload() {
-                Ok(t) => info!(thumbprint = %t, "certificate reloaded (SIGHUP); new links use it"),
-                Err(e) => warn!(error = %e, "certificate not reloaded; keeping the one in use"),
+                Ok(t) => {
+                    info!(event = burrow_gateway::event::CERTIFICATE_RELOADED, thumbprint = %t, "certificate reloaded (SIGHUP); new links use it")
+                }
+                Err(e) => {
+                    warn!(event = burrow_gateway::event::CERTIFICATE_NOT_RELOADED, error = %e, "certificate not reloaded; keeping the one in use")
+                }
             }
         }
     });

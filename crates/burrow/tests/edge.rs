@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use burrow_e2e::registered::{Setup, run, setup};
+use burrow_gateway::event as gw_ev;
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -107,7 +108,7 @@ async fn curl(
 async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<()> {
     burrow_e2e::require!("curl");
     let mut st = setup(&bin(), &EDGE, &[], true).await?;
-    let edge = st.edge.context("edge address")?;
+    let edge = st.edge().context("edge address")?;
     let (_a, a_port) = service("alpha").await?;
     let (_b, b_port) = service("beta").await?;
     st.add_route("alpha.tunnel.test", a_port).await?;
@@ -196,7 +197,7 @@ async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<(
         "{out}"
     );
     // The HTTP port redirects to HTTPS.
-    let http = addr_field_of(&mut st, "edge listening (HTTP,").await?;
+    let http = addr_field_of(&mut st, gw_ev::EDGE_HTTP_LISTENING).await?;
     let (code, out, err) = run(
         "curl",
         &[
@@ -278,14 +279,14 @@ async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<(
     Ok(())
 }
 
-async fn addr_field_of(st: &mut Setup, msg: &str) -> Result<SocketAddr> {
-    burrow_e2e::addr_field(&st.gateway.wait_log(msg).await?, "addr")
+async fn addr_field_of(st: &mut Setup, event: &str) -> Result<SocketAddr> {
+    burrow_e2e::addr_field(&st.gateway.proc.wait_event(event).await?, "addr")
 }
 
 #[tokio::test]
 async fn websocket_upgrades_pass_through_the_edge() -> Result<()> {
     let st = setup(&bin(), &EDGE, &[], true).await?;
-    let edge = st.edge.context("edge address")?;
+    let edge = st.edge().context("edge address")?;
     // A WebSocket echo service.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -536,7 +537,7 @@ async fn the_traffic_audit_is_bounded_by_count() -> Result<()> {
     let mut flags = EDGE.to_vec();
     flags.extend(["--audit-max-records", "3"]);
     let st = setup(&bin(), &flags, &[], true).await?;
-    let edge = st.edge.context("edge address")?;
+    let edge = st.edge().context("edge address")?;
     let (_a, a_port) = service("alpha").await?;
     st.add_route("alpha.tunnel.test", a_port).await?;
     for i in 0..8 {
@@ -612,7 +613,7 @@ async fn proxy_protocol_service() -> Result<u16> {
 async fn proxy_protocol_v2_tells_the_service_the_visitors_address() -> Result<()> {
     burrow_e2e::require!("curl");
     let st = setup(&bin(), &EDGE, &[], true).await?;
-    let edge = st.edge.context("edge address")?;
+    let edge = st.edge().context("edge address")?;
     let port = proxy_protocol_service().await?;
     st.ok(&[
         "add-route",
@@ -652,14 +653,16 @@ async fn an_agent_publishes_its_own_routes_under_the_public_domain() -> Result<(
     let own = format!("own.tunnel.test=http://127.0.0.1:{port}");
     let outside = format!("evil.example.com=http://127.0.0.1:{port}");
     let mut st = setup(&bin(), &EDGE, &["--route", &own, "--route", &outside], true).await?;
-    let edge = st.edge.context("edge address")?;
+    let edge = st.edge().context("edge address")?;
     st.gateway
-        .wait_log_after(0, "agent-declared route refused", |v| {
+        .proc
+        .wait_event_after(0, gw_ev::ROUTE_REFUSED, |v| {
             v["hostname"] == "evil.example.com"
         })
         .await?;
     st.gateway
-        .wait_log_after(0, "agent-declared route published", |v| {
+        .proc
+        .wait_event_after(0, gw_ev::ROUTE_PUBLISHED, |v| {
             v["hostname"] == "own.tunnel.test"
         })
         .await?;
@@ -691,11 +694,11 @@ fn rss_kib(pid: u32) -> u64 {
 async fn a_200_mb_download_streams_with_flat_memory() -> Result<()> {
     burrow_e2e::require!("curl");
     let st = setup(&bin(), &EDGE, &[], true).await?;
-    let edge = st.edge.context("edge address")?;
+    let edge = st.edge().context("edge address")?;
     let (_svc, port) = service("big").await?;
     st.add_route("big.tunnel.test", port).await?;
     let (gw, agent) = (
-        st.gateway.pid().context("gateway pid")?,
+        st.gateway.proc.pid().context("gateway pid")?,
         st.agent
             .as_ref()
             .and_then(|a| a.pid())
@@ -758,7 +761,7 @@ async fn https_services_are_validated_unless_the_route_says_not_to() -> Result<(
     let pre = tempfile::tempdir()?;
     let (_ca, cert, key) = burrow_e2e::ca_and_server_cert(pre.path(), &["nas.lan"]).await?;
     let st = setup(&bin(), &EDGE, &["--map-host", "nas.lan=127.0.0.1"], true).await?;
-    let edge = st.edge.context("edge address")?;
+    let edge = st.edge().context("edge address")?;
     let site = st.dir.path().join("site");
     std::fs::create_dir_all(&site)?;
     std::fs::write(site.join("index.html"), "secure nas\n")?;
@@ -812,7 +815,7 @@ async fn an_agent_link_through_caddy_carries_a_route() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let caddy = Caddy::start(dir.path()).await?;
     let mut st = setup(&bin(), &["--no-tls"], &[], true).await?;
-    let gw = st.env[0]
+    let gw = st.env()[0]
         .1
         .trim_start_matches("ws://")
         .trim_end_matches("/connect")
@@ -862,11 +865,12 @@ async fn an_agent_link_through_caddy_carries_a_route() -> Result<()> {
         .collect();
     anyhow::ensure!(env.iter().any(|(k, _)| k == "CONNECT_URL"));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mark = st.gateway.mark();
+    let mark = st.gateway.proc.mark();
     let _agent = burrow_e2e::Proc::spawn("agent-via-caddy", &bin(), &["run".to_owned()], &env_ref)?;
     let up = st
         .gateway
-        .wait_log_after(mark, "agent link up", |v| v["links"] == 2)
+        .proc
+        .wait_event_after(mark, gw_ev::AGENT_LINK_UP, |v| v["links"] == 2)
         .await?;
     eprintln!("link through Caddy: {up}");
 

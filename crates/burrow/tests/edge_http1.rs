@@ -119,7 +119,7 @@ async fn http1_bodies_pass_through_with_their_framing() -> Result<()> {
         "tunnel.test",
     ];
     let st = setup(&bin(), &flags, &[], true).await?;
-    let edge = st.edge.context("edge address")?;
+    let edge = st.edge().context("edge address")?;
     let (_svc, port) = service().await?;
     st.add_route("app.tunnel.test", port).await?;
 
@@ -188,7 +188,7 @@ async fn http1_bodies_pass_through_with_their_framing() -> Result<()> {
 
 /// The gateway port's address (plain HTTP with --no-tls).
 fn gateway_addr(st: &Setup) -> Result<SocketAddr> {
-    let url = &st.env[0].1;
+    let url = &st.env()[0].1;
     let hostport = url
         .strip_prefix("ws://")
         .and_then(|r| r.split('/').next())

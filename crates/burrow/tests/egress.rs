@@ -11,9 +11,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use burrow_agent::event as agent_ev;
+use burrow_e2e::cli::Gateway;
 use burrow_e2e::registered::{must, run, setup as setup_with, static_server};
 use burrow_e2e::servers;
-use burrow_e2e::{Proc, addr_field, strings as s};
+use burrow_e2e::strings as s;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -298,7 +300,7 @@ async fn swaks_sends_mail_through_socks5_with_remote_name_resolution() -> Result
     // resolved by the agent (--proxy-dns remote), not here.
     let pipe = format!(
         "ncat --proxy {} --proxy-type socks5 --proxy-dns remote smtp.internal.test {port}",
-        st.proxy
+        st.proxy()
     );
     let (code, out, err) = run(
         "swaks",
@@ -399,7 +401,7 @@ async fn curl_reaches_services_by_socks5_connect_plain_http_and_tls_origination(
     let (_secure, tls_port) = static_server(&site, Some((&c, &k))).await?;
     st.add_fqdn("web.internal.test", &[]).await?;
     st.add_fqdn("tls.internal.test", &["--tls"]).await?;
-    let proxy = st.proxy.to_string();
+    let proxy = st.proxy().to_string();
     let curl = |args: Vec<String>| async move {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         run("curl", &a, Path::new("/"), &[]).await
@@ -447,7 +449,7 @@ async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
         true,
     )
     .await?;
-    let proxy = st.proxy;
+    let proxy = st.proxy();
     // No rule: 403 naming the FQDN and the fix.
     let (status, body) = connect_via(proxy, "secret.internal.test:443", None)
         .await?
@@ -511,7 +513,7 @@ async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
     st.agent
         .as_mut()
         .unwrap()
-        .wait_log_after(0, "refused egress stream", |v| {
+        .wait_event_after(0, agent_ev::EGRESS_REFUSED, |v| {
             v["reason"]
                 .as_str()
                 .is_some_and(|r| r.contains("169.254.169.254"))
@@ -543,11 +545,11 @@ async fn rule_changes_apply_to_new_connections_and_spare_open_ones() -> Result<(
     let echo = servers::echo().await;
     let target = format!("echo.internal.test:{}", echo.port());
     st.add_fqdn("echo.internal.test", &[]).await?;
-    let mut open = connect_via(st.proxy, &target, None)
+    let mut open = connect_via(st.proxy(), &target, None)
         .await?
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     assert_eq!(echo_over(&mut open, b"before").await?, b"before");
-    let mut short = connect_via(st.proxy, &target, None)
+    let mut short = connect_via(st.proxy(), &target, None)
         .await?
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     assert_eq!(echo_over(&mut short, b"audited").await?, b"audited");
@@ -570,13 +572,13 @@ async fn rule_changes_apply_to_new_connections_and_spare_open_ones() -> Result<(
         "edge",
     ])
     .await?;
-    let (status, _) = connect_via(st.proxy, &target, None).await?.unwrap_err();
+    let (status, _) = connect_via(st.proxy(), &target, None).await?.unwrap_err();
     assert_eq!(status, 403, "a new connection follows the removal");
     eprintln!("rule removal effective after {:?}", started.elapsed());
     assert_eq!(echo_over(&mut open, b"still open").await?, b"still open");
     // A wildcard rule now covers it; the most specific rule wins.
     st.add_fqdn("*.internal.test", &[]).await?;
-    let mut again = connect_via(st.proxy, &target, None)
+    let mut again = connect_via(st.proxy(), &target, None)
         .await?
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     assert_eq!(echo_over(&mut again, b"wildcard").await?, b"wildcard");
@@ -633,13 +635,13 @@ async fn proxy_credentials_are_required_when_set() -> Result<()> {
     let echo = servers::echo().await;
     let target = format!("echo.internal.test:{}", echo.port());
     st.add_fqdn("echo.internal.test", &[]).await?;
-    let (status, _) = connect_via(st.proxy, &target, None).await?.unwrap_err();
+    let (status, _) = connect_via(st.proxy(), &target, None).await?.unwrap_err();
     assert_eq!(status, 407);
-    let (status, _) = connect_via(st.proxy, &target, Some("ci:wrong"))
+    let (status, _) = connect_via(st.proxy(), &target, Some("ci:wrong"))
         .await?
         .unwrap_err();
     assert_eq!(status, 407);
-    let mut ok = connect_via(st.proxy, &target, Some("ci:s3cret-pass"))
+    let mut ok = connect_via(st.proxy(), &target, Some("ci:s3cret-pass"))
         .await?
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     assert_eq!(echo_over(&mut ok, b"authorized").await?, b"authorized");
@@ -652,7 +654,7 @@ async fn proxy_credentials_are_required_when_set() -> Result<()> {
             "--max-time",
             "5",
             "--socks5-hostname",
-            &st.proxy.to_string(),
+            &st.proxy().to_string(),
             &url,
         ],
         Path::new("/"),
@@ -667,7 +669,7 @@ async fn proxy_credentials_are_required_when_set() -> Result<()> {
             "--max-time",
             "5",
             "--socks5-hostname",
-            &st.proxy.to_string(),
+            &st.proxy().to_string(),
             "--proxy-user",
             "ci:s3cret-pass",
             &url,
@@ -682,7 +684,10 @@ async fn proxy_credentials_are_required_when_set() -> Result<()> {
         code != 97 && !err.contains("authentication"),
         "{code} {err}"
     );
-    assert!(!st.gateway.output().contains("s3cret-pass"), "never logged");
+    assert!(
+        !st.gateway.proc.output().contains("s3cret-pass"),
+        "never logged"
+    );
     Ok(())
 }
 
@@ -693,39 +698,11 @@ async fn a_rule_changed_through_another_gateway_on_the_same_database_applies_wit
     let echo = servers::echo().await;
     let target = format!("echo.internal.test:{}", echo.port());
     // A second gateway on the same SQLite file, as replicas share one database.
-    let data = st.dir.path().join("gw").display().to_string();
-    let admin = st.env[1].1.clone();
-    let mut b = Proc::spawn(
-        "gateway-b",
-        &bin(),
-        &s(&["gateway", "--listen", "127.0.0.1:0"]),
-        &[("BURROW_DATA_DIR", &data), ("BURROW_ADMIN_KEY", &admin)],
-    )?;
-    let addr = addr_field(&b.wait_log("tunnel endpoint listening").await?, "addr")?;
-    let mut env_b = st.env.clone();
-    env_b[0].1 = format!("wss://127.0.0.1:{}/connect", addr.port());
-    let cli_b = |args: Vec<&'static str>, fqdn: String| {
-        let env_b = env_b.clone();
-        async move {
-            let mut a: Vec<String> = args.iter().map(|x| (*x).to_owned()).collect();
-            a.push(fqdn);
-            let out = tokio::process::Command::new(bin())
-                .args(&a)
-                .env_clear()
-                .envs(env_b.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .output()
-                .await?;
-            anyhow::ensure!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Ok::<_, anyhow::Error>(())
-        }
-    };
+    let data = st.dir.path().join("gw");
+    let mut b = Gateway::start(&bin(), &data, st.gateway.admin_key(), &[], &[]).await?;
     let until = |want_ok: bool| {
         let target = target.clone();
-        let proxy = st.proxy;
+        let proxy = st.proxy();
         async move {
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(15) {
@@ -737,16 +714,22 @@ async fn a_rule_changed_through_another_gateway_on_the_same_database_applies_wit
             bail!("the first gateway did not follow the change within 15 s")
         }
     };
-    cli_b(
-        vec!["add-fqdn", "--agent-name", "edge", "--fqdn"],
-        "echo.internal.test".into(),
-    )
-    .await?;
+    b.cli
+        .ok(&[
+            "add-fqdn",
+            "--agent-name",
+            "edge",
+            "--fqdn",
+            "echo.internal.test",
+        ])
+        .await?;
     let took = until(true).await?;
     eprintln!("rule added on the other gateway: effective after {took:?}");
-    cli_b(vec!["remove-fqdn", "--fqdn"], "echo.internal.test".into()).await?;
+    b.cli
+        .ok(&["remove-fqdn", "--fqdn", "echo.internal.test"])
+        .await?;
     let took = until(false).await?;
     eprintln!("rule removed on the other gateway: effective after {took:?}");
-    b.kill().await;
+    b.proc.kill().await;
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use burrow_e2e::disk::SmallDisk;
 use burrow_e2e::registered::{curl_via, setup};
+use burrow_gateway::event as gw_ev;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
@@ -51,7 +52,7 @@ async fn a_full_disk_refuses_changes_and_loses_none_it_acknowledged() -> Result<
     assert_eq!(fetch().await?.trim(), "served");
 
     disk.fill()?;
-    let mark = st.gateway.mark();
+    let mark = st.gateway.proc.mark();
     let mut refused = Vec::new();
     for i in 0..12 {
         let fqdn = format!("full{i}.test");
@@ -79,13 +80,14 @@ async fn a_full_disk_refuses_changes_and_loses_none_it_acknowledged() -> Result<
     }
     // The audit writer says its writes fail, not that its queue is full.
     st.gateway
-        .wait_log_after(mark, "traffic audit records not written", |_| true)
+        .proc
+        .wait_event_after(mark, gw_ev::AUDIT_WRITES_FAILING, |_| true)
         .await?;
-    assert_eq!(st.gateway.count_logs("traffic audit queue full"), 0);
+    assert_eq!(st.gateway.proc.count_events(gw_ev::AUDIT_QUEUE_FULL), 0);
 
     // Space is back: changes work again without a restart, and the kept
     // audit records are written.
-    let mark = st.gateway.mark();
+    let mark = st.gateway.proc.mark();
     disk.free()?;
     for i in 0..3 {
         let fqdn = format!("after{i}.test");
@@ -93,7 +95,8 @@ async fn a_full_disk_refuses_changes_and_loses_none_it_acknowledged() -> Result<
         acked.push(fqdn);
     }
     st.gateway
-        .wait_log_after(mark, "traffic audit writes resumed", |_| true)
+        .proc
+        .wait_event_after(mark, gw_ev::AUDIT_WRITES_RESUMED, |_| true)
         .await?;
 
     // After a restart: everything acknowledged, nothing refused.
@@ -171,14 +174,14 @@ async fn a_stream_cut_by_the_drain_ends_in_a_reset_not_an_eof() -> Result<()> {
     .await?;
     st.add_fqdn("bulk.test", &[]).await?;
     // A small receive buffer, so the gateway's writes to this client block.
-    let mut conn = connect_through(st.proxy, target.port(), 64 * 1024).await?;
+    let mut conn = connect_through(st.proxy(), target.port(), 64 * 1024).await?;
     // 5 MB/s: the 100 MiB download cannot finish within the drain.
     let (got, end) = slow_read(
         &mut conn,
         5_000_000,
         std::time::Duration::from_secs(30),
         || {
-            st.gateway.term().unwrap();
+            st.gateway.proc.term().unwrap();
         },
     )
     .await;
@@ -231,7 +234,7 @@ async fn requests_to_a_frozen_agent_are_refused_at_once_not_after_heartbeats() -
             .status()
     };
     // Frozen: its links stay open but nothing answers on them.
-    let mark = st.gateway.mark();
+    let mark = st.gateway.proc.mark();
     assert!(signal("-STOP")?.success());
     let (body, status) = fetch().await?;
     assert!(
@@ -239,15 +242,17 @@ async fn requests_to_a_frozen_agent_are_refused_at_once_not_after_heartbeats() -
         "a frozen agent's links are given up on while the client waits: {status} {body}"
     );
     st.gateway
-        .wait_log_after(mark, "agent link down", |v| {
+        .proc
+        .wait_event_after(mark, gw_ev::AGENT_LINK_DOWN, |v| {
             v.to_string().contains("answered neither")
         })
         .await?;
     // Thawed: it dials again and is served.
-    let mark = st.gateway.mark();
+    let mark = st.gateway.proc.mark();
     assert!(signal("-CONT")?.success());
     st.gateway
-        .wait_log_after(mark, "agent link up", |_| true)
+        .proc
+        .wait_event_after(mark, gw_ev::AGENT_LINK_UP, |_| true)
         .await?;
     assert_eq!(fetch().await?.1, "200");
     Ok(())
@@ -324,13 +329,13 @@ async fn a_stalled_stream_holds_one_window_and_gives_it_back() -> Result<()> {
     let (target, _hashes) = burrow_e2e::servers::hashing_peer(64 << 20, 9).await;
     let st = setup(&bin(), &[], &["--map-host", "bulk.test=127.0.0.1"], true).await?;
     st.add_fqdn("bulk.test", &[]).await?;
-    let pid = st.gateway.pid().context("gateway pid")?;
+    let pid = st.gateway.proc.pid().context("gateway pid")?;
     // One stalled stream first, so what is allocated once is in the baseline.
-    let warm = stalled_client(st.proxy, target.port()).await?;
+    let warm = stalled_client(st.proxy(), target.port()).await?;
     let base = settled_rss(pid).await?;
     let mut held = Vec::new();
     for _ in 0..STALLED {
-        held.push(stalled_client(st.proxy, target.port()).await?);
+        held.push(stalled_client(st.proxy(), target.port()).await?);
     }
     let stalled = settled_rss(pid).await?;
     let per_stream = stalled.saturating_sub(base) / STALLED as u64;
@@ -339,7 +344,7 @@ async fn a_stalled_stream_holds_one_window_and_gives_it_back() -> Result<()> {
     // mimalloc hands freed pages back when the threads that own them next
     // allocate (a few connections do), not while the gateway is idle.
     for _ in 0..3 {
-        drop(stalled_client(st.proxy, target.port()).await?);
+        drop(stalled_client(st.proxy(), target.port()).await?);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let after = settled_rss(pid).await?;
@@ -509,7 +514,7 @@ async fn a_blackholed_path_is_noticed_by_heartbeats_and_recovers() -> Result<()>
     let at = std::time::Instant::now();
     t.relay.as_ref().context("relay")?.blackhole(true);
     t.gateway
-        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .wait_event_after(mark, gw_ev::AGENT_LINK_DOWN, |v| v["links"] == 0)
         .await?;
     let noticed = at.elapsed();
     let reasons: Vec<String> = t
@@ -567,7 +572,7 @@ async fn bytes_flipped_past_tcp_are_refused_by_tls_never_delivered() -> Result<(
                 // The gateway refuses the record and drops the link; the
                 // agent dials again.
                 t.gateway
-                    .wait_log_after(mark, "agent link down", |_| true)
+                    .wait_event_after(mark, gw_ev::AGENT_LINK_DOWN, |_| true)
                     .await?;
                 t.wait_links(mark, 2).await?;
                 anyhow::Ok(())
@@ -605,16 +610,19 @@ async fn bytes_flipped_past_tcp_are_refused_by_tls_never_delivered() -> Result<(
     Ok(())
 }
 
-/// Polls (bounded) until `p` has logged `msg` `n` times after `mark`.
-async fn logged_after(p: &burrow_e2e::Proc, mark: usize, msg: &str, n: usize) -> Result<()> {
+/// Polls (bounded) until `p` has logged `event` `n` times after `mark`.
+async fn logged_after(p: &burrow_e2e::Proc, mark: usize, event: &str, n: usize) -> Result<()> {
     for _ in 0..600 {
-        let seen = p.lines_after(mark, msg);
+        let seen = p.events_after(mark, event);
         if seen >= n {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    anyhow::bail!("{msg:?} logged {} of {n} times", p.lines_after(mark, msg))
+    anyhow::bail!(
+        "event {event:?} logged {} of {n} times",
+        p.events_after(mark, event)
+    )
 }
 
 #[tokio::test]
@@ -657,13 +665,13 @@ async fn a_hundred_agents_come_back_after_the_gateway_is_killed() -> Result<()> 
             &[("BURROW_PSK", &t.psk), ("BURROW_LOG", "warn")],
         )?);
     }
-    logged_after(&t.gateway, mark, "agent link up", AGENTS - 1).await?;
+    logged_after(&t.gateway, mark, gw_ev::AGENT_LINK_UP, AGENTS - 1).await?;
     let links = AGENTS + 1;
     // kill -9: no drain, no goodbye.
     t.gateway.kill().await;
     let at = std::time::Instant::now();
     t.restart_gateway().await?;
-    logged_after(&t.gateway, 0, "agent link up", links).await?;
+    logged_after(&t.gateway, 0, gw_ev::AGENT_LINK_UP, links).await?;
     let back = at.elapsed();
     let mut reads = Reads::default();
     for _ in 0..3 {
@@ -721,7 +729,7 @@ async fn a_forwarded_connection_to_a_frozen_agent_is_reset_at_once() -> Result<(
         );
     }
     t.gateway
-        .wait_log_after(mark, "agent link down", |v| {
+        .wait_event_after(mark, gw_ev::AGENT_LINK_DOWN, |v| {
             v.to_string().contains("answered neither")
         })
         .await?;
@@ -757,7 +765,7 @@ async fn a_slow_path_delays_but_breaks_nothing() -> Result<()> {
     let took = at.elapsed();
     // Heartbeats held over the whole time (several intervals).
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    let dropped = t.gateway.lines_after(mark, "agent link down");
+    let dropped = t.gateway.events_after(mark, gw_ev::AGENT_LINK_DOWN);
     t.relay
         .as_ref()
         .context("relay")?

@@ -13,168 +13,60 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use burrow_agent::event as agent_ev;
+use burrow_e2e::cli::{Cli, Gateway};
 use burrow_e2e::servers::{self, echo_roundtrip};
 use burrow_e2e::{Proc, addr_field, admin_key, strings as s};
+use burrow_gateway::event as gw_ev;
 use serde_json::Value;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
 }
 
-/// A running gateway and what a CLI user needs to reach it.
-struct Gw {
-    proc: Proc,
-    connect_url: String,
-    thumbprint: String,
-    forward: SocketAddr,
-    admin: String,
-}
-
-impl Gw {
-    /// Environment for CLI commands and agents.
-    fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("CONNECT_URL".into(), self.connect_url.clone()),
-            ("BURROW_ADMIN_KEY".into(), self.admin.clone()),
-            ("GATEWAY_THUMBPRINT".into(), self.thumbprint.clone()),
-        ]
-    }
-
-    /// Runs a management command; returns (exit code, stdout, stderr).
-    async fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {
-        cli(args, &self.env()).await
-    }
-
-    /// Runs a management command with --json and expects success.
-    async fn json(&self, args: &[&str]) -> Result<Value> {
-        let mut a = args.to_vec();
-        a.push("--json");
-        let (code, out, err) = self.cli(&a).await?;
-        if code != 0 {
-            bail!("burrow {args:?} exited {code}: {err}");
-        }
-        serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
-    }
-}
-
+/// Runs `burrow ARGS` with only `env`: (exit code, stdout, stderr).
 async fn cli(args: &[&str], env: &[(String, String)]) -> Result<(i32, String, String)> {
-    let out = tokio::time::timeout(
-        burrow_e2e::WAIT,
-        tokio::process::Command::new(bin())
-            .args(args)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output(),
-    )
-    .await
-    .context("CLI command hung")??;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    Cli::new(&bin(), env.to_vec()).run(args).await
 }
 
 /// Starts a gateway on `data_dir` with a forward to `target` through agent
-/// `agent`.
+/// `agent`, and `extra` variables.
 async fn gateway(
     data_dir: &Path,
     admin: &str,
     agent: &str,
     target: SocketAddr,
     extra: &[(&str, &str)],
-) -> Result<Gw> {
-    let args = s(&[
-        "gateway",
-        "--listen",
-        "127.0.0.1:0",
-        "--forward",
-        &format!("127.0.0.1:0={agent}:{target}"),
-    ]);
-    let dir = data_dir.display().to_string();
-    let mut env = vec![
-        ("BURROW_DATA_DIR", dir.as_str()),
-        ("BURROW_ADMIN_KEY", admin),
-    ];
-    env.extend_from_slice(extra);
-    let mut proc = Proc::spawn("gateway", &bin(), &args, &env)?;
-    let listening = proc.wait_log("tunnel endpoint listening").await?;
-    let addr = addr_field(&listening, "addr")?;
-    let thumbprint = listening["thumbprint"].as_str().unwrap().to_owned();
-    let forward = addr_field(&proc.wait_log("forward listening").await?, "listen")?;
-    Ok(Gw {
-        proc,
-        connect_url: format!("wss://127.0.0.1:{}/connect", addr.port()),
-        thumbprint,
-        forward,
-        admin: admin.to_owned(),
-    })
+) -> Result<Gateway> {
+    let forward = format!("127.0.0.1:0={agent}:{target}");
+    Gateway::start(&bin(), data_dir, admin, &["--forward", &forward], extra).await
+}
+
+/// The gateway's forward (each gateway here has one).
+fn fwd(gw: &Gateway) -> SocketAddr {
+    gw.forward.expect("the gateway was started with a forward")
 }
 
 /// `burrow keygen` into `dir`; returns (private path, public PEM, fingerprint).
 async fn keygen(dir: &Path, name: &str) -> Result<(PathBuf, String, String)> {
-    let out = dir.display().to_string();
-    let (code, stdout, err) = cli(
-        &["keygen", "--agent-name", name, "--out-dir", &out, "--json"],
-        &[],
-    )
-    .await?;
-    if code != 0 {
-        bail!("keygen: {err}");
-    }
-    let v: Value = serde_json::from_str(&stdout)?;
-    let private = dir.join(format!("ConnectionAgent-{name}.pem"));
-    let public = std::fs::read_to_string(dir.join(format!("ConnectionAgent-{name}.pem.pub")))?;
-    Ok((
-        private,
-        public,
-        v["fingerprint"].as_str().unwrap().to_owned(),
-    ))
-}
-
-/// Parses `NAME=value` lines.
-fn env_lines(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-/// Registers an agent through the CLI; returns the variables it printed.
-async fn register(
-    gw: &Gw,
-    agent: &str,
-    key: &str,
-    public: &str,
-) -> Result<HashMap<String, String>> {
-    let (code, out, err) = gw
-        .cli(&[
-            "register",
-            "--agent-name",
-            agent,
-            "--key-name",
-            key,
-            "--public-key",
-            public,
-        ])
-        .await?;
-    if code != 0 {
-        bail!("register {agent} exited {code}: {err}");
-    }
-    Ok(env_lines(&out))
+    let k = Cli::new(&bin(), Vec::new()).keygen(dir, name).await?;
+    Ok((k.private, k.public_pem, k.fingerprint))
 }
 
 /// Starts an agent with exactly the variables `register` printed, plus the
 /// gateway's thumbprint and the private key (as `key_var`).
 fn run_agent(
-    gw: &Gw,
+    gw: &Gateway,
     vars: &HashMap<String, String>,
     key_var: (&str, &str),
     allow: SocketAddr,
     label: &str,
 ) -> Result<Proc> {
     let mut env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.push(("GATEWAY_THUMBPRINT", &gw.thumbprint));
+    env.push((
+        "GATEWAY_THUMBPRINT",
+        gw.thumbprint.as_deref().unwrap_or_default(),
+    ));
     env.push(key_var);
     env.push(("RECONNECT_DELAY_SECONDS", "0.2"));
     env.push(("MAX_RECONNECT_DELAY_SECONDS", "1"));
@@ -184,17 +76,6 @@ fn run_agent(
         &s(&["run", "--allow", &allow.to_string()]),
         &env,
     )
-}
-
-/// Waits until the gateway has `n` live links of `agent` (counted from
-/// its "agent link up" lines after `mark`).
-async fn wait_links(gw: &mut Gw, mark: usize, agent: &str, n: u64) -> Result<()> {
-    gw.proc
-        .wait_log_after(mark, "agent link up", |v| {
-            v["agent"] == agent && v["links"].as_u64() == Some(n)
-        })
-        .await?;
-    Ok(())
 }
 
 fn agent_row<'a>(list: &'a Value, name: &str) -> &'a Value {
@@ -210,7 +91,7 @@ async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list()
     let echo = servers::echo().await;
     let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
     let (private, public, fingerprint) = keygen(dir.path(), "edge-1").await?;
-    let vars = register(&gw, "edge-1", "key-1", &public).await?;
+    let vars = gw.cli.register("edge-1", "key-1", &public).await?;
     for k in [
         "AUTH_SERVER_DOMAIN",
         "AUTH_SERVER_CLIENT_ID",
@@ -222,10 +103,10 @@ async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list()
             "{k} missing: {vars:?}"
         );
     }
-    assert_eq!(vars["CONNECT_URL"], gw.connect_url);
+    assert_eq!(vars["CONNECT_URL"], gw.connect_url());
 
     // Registered, not yet connected.
-    let list = gw.json(&["list-agents"]).await?;
+    let list = gw.cli.json(&["list-agents"]).await?;
     assert_eq!(agent_row(&list, "edge-1")["connected"], false);
 
     let mark = gw.proc.mark();
@@ -237,17 +118,17 @@ async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list()
         echo,
         "agent",
     )?;
-    wait_links(&mut gw, mark, "edge-1", 2).await?;
+    gw.wait_links(mark, "edge-1", 2).await?;
     assert_eq!(
-        echo_roundtrip(gw.forward, b"through the tunnel").await?,
+        echo_roundtrip(fwd(&gw), b"through the tunnel").await?,
         b"through the tunnel"
     );
     // The forward's stream is in the traffic audit, bytes each way.
     let url = gw
-        .connect_url
+        .connect_url()
         .replace("wss://", "https://")
         .replace("/connect", "/api/v1/traffic?kind=forward");
-    let auth = format!("Authorization: Bearer {}", gw.admin);
+    let auth = format!("Authorization: Bearer {}", gw.admin_key());
     let started = Instant::now();
     let record = loop {
         let out = tokio::process::Command::new("curl")
@@ -270,13 +151,13 @@ async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list()
         "{record}"
     );
     assert_eq!(record["target"], echo.to_string());
-    let issued = gw.proc.wait_log("access token issued").await?;
+    let issued = gw.proc.wait_event(gw_ev::TOKEN_ISSUED).await?;
     assert_eq!(
         (issued["agent"].as_str(), issued["key"].as_str()),
         (Some("edge-1"), Some("key-1"))
     );
 
-    let list = gw.json(&["list-agents"]).await?;
+    let list = gw.cli.json(&["list-agents"]).await?;
     let row = agent_row(&list, "edge-1");
     assert_eq!(row["connected"], true, "{list}");
     assert_eq!(row["links"], 2);
@@ -289,7 +170,7 @@ async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list()
         "{row}"
     );
     assert!(row["last_seen"].as_i64().is_some());
-    let (code, table, _) = gw.cli(&["list-agents"]).await?;
+    let (code, table, _) = gw.cli.run(&["list-agents"]).await?;
     assert_eq!(code, 0);
     assert!(
         table
@@ -298,12 +179,15 @@ async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list()
         "{table}"
     );
 
-    let keys = gw.json(&["list-keys", "--agent-name", "edge-1"]).await?;
+    let keys = gw
+        .cli
+        .json(&["list-keys", "--agent-name", "edge-1"])
+        .await?;
     assert_eq!(keys[0]["key_name"], "key-1");
     assert_eq!(keys[0]["algorithm"], "RSA");
     assert_eq!(keys[0]["bits"], 2048);
     assert_eq!(keys[0]["fingerprint"], fingerprint.as_str());
-    let (_, table, _) = gw.cli(&["list-keys", "--agent-name", "edge-1"]).await?;
+    let (_, table, _) = gw.cli.run(&["list-keys", "--agent-name", "edge-1"]).await?;
     assert!(
         table.starts_with("KEY NAME") && table.contains(&fingerprint),
         "{table}"
@@ -318,7 +202,7 @@ async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list()
             p.name
         );
         assert!(
-            !p.output().contains(&gw.admin),
+            !p.output().contains(gw.admin_key()),
             "{} logged the admin key",
             p.name
         );
@@ -336,7 +220,7 @@ async fn the_agent_renews_its_token_and_redials_with_it_after_a_gateway_restart(
     let lifetime = [("BURROW_ACCESS_TOKEN_LIFETIME_SECONDS", "3")];
     let mut gw = gateway(&data, &admin, "edge-1", echo, &lifetime).await?;
     let (private, public, _) = keygen(dir.path(), "edge-1").await?;
-    let vars = register(&gw, "edge-1", "key-1", &public).await?;
+    let vars = gw.cli.register("edge-1", "key-1", &public).await?;
     let path = private.display().to_string();
     let mark = gw.proc.mark();
     let _agent = run_agent(
@@ -346,45 +230,25 @@ async fn the_agent_renews_its_token_and_redials_with_it_after_a_gateway_restart(
         echo,
         "agent",
     )?;
-    wait_links(&mut gw, mark, "edge-1", 2).await?;
+    gw.wait_links(mark, "edge-1", 2).await?;
     // Tokens live 3 s and are renewed with a third left: after the first,
     // at least three more within ~8 s, with no link activity needed.
     for _ in 0..3 {
         let m = gw.proc.mark();
         gw.proc
-            .wait_log_after(m, "access token issued", |_| true)
+            .wait_event_after(m, gw_ev::TOKEN_ISSUED, |_| true)
             .await?;
     }
-    assert!(gw.proc.count_logs("access token issued") >= 4);
+    assert!(gw.proc.count_events(gw_ev::TOKEN_ISSUED) >= 4);
     // Every earlier token has expired by now. A gateway killed and started
     // again (same SQLite file, same port) takes the agent's current token.
-    let port: u16 = gw
-        .connect_url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches("/connect")
-        .parse()?;
     gw.proc.kill().await;
-    let args = s(&[
-        "gateway",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--forward",
-        &format!("{}=edge-1:{echo}", gw.forward),
-    ]);
-    let d = data.display().to_string();
-    let mut env = vec![
-        ("BURROW_DATA_DIR", d.as_str()),
-        ("BURROW_ADMIN_KEY", admin.as_str()),
-    ];
-    env.extend_from_slice(&lifetime);
-    let mut again = Proc::spawn("gateway-2", &bin(), &args, &env)?;
-    again
-        .wait_log_after(0, "agent link up", |v| v["links"].as_u64() == Some(2))
+    gw.restart_with(&[]).await?;
+    gw.proc
+        .wait_event_after(0, gw_ev::AGENT_LINK_UP, |v| v["links"].as_u64() == Some(2))
         .await?;
     assert_eq!(
-        echo_roundtrip(gw.forward, b"after restart").await?,
+        echo_roundtrip(fwd(&gw), b"after restart").await?,
         b"after restart"
     );
     Ok(())
@@ -426,7 +290,10 @@ async fn key_rotation_under_load_fails_no_request() -> Result<()> {
     std::fs::create_dir_all(&old_dir)?;
     std::fs::create_dir_all(&new_dir)?;
     let (old_private, old_public, _) = keygen(&old_dir, "edge-1").await?;
-    let vars = register(&gw, "edge-1", "key-2026-01", &old_public).await?;
+    let vars = gw
+        .cli
+        .register("edge-1", "key-2026-01", &old_public)
+        .await?;
     let mark = gw.proc.mark();
     let old_path = old_private.display().to_string();
     let mut old_agent = run_agent(
@@ -436,16 +303,17 @@ async fn key_rotation_under_load_fails_no_request() -> Result<()> {
         echo,
         "agent-old",
     )?;
-    wait_links(&mut gw, mark, "edge-1", 2).await?;
+    gw.wait_links(mark, "edge-1", 2).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let traffic = load(gw.forward, stop.clone(), 5_000, Duration::from_secs(60));
+    let traffic = load(fwd(&gw), stop.clone(), 5_000, Duration::from_secs(60));
 
     // Octopus Connection Agent's procedure: add the new key, start the agent on it, stop
     // the old one, check the keys, remove the old key.
     let (new_private, new_public, new_fp) = keygen(&new_dir, "edge-1").await?;
     let (code, _, err) = gw
-        .cli(&[
+        .cli
+        .run(&[
             "add-key",
             "--agent-name",
             "edge-1",
@@ -465,13 +333,17 @@ async fn key_rotation_under_load_fails_no_request() -> Result<()> {
         echo,
         "agent-new",
     )?;
-    wait_links(&mut gw, mark, "edge-1", 4).await?;
+    gw.wait_links(mark, "edge-1", 4).await?;
     old_agent.term()?;
     assert_eq!(old_agent.wait_exit().await?, Some(0));
-    let keys = gw.json(&["list-keys", "--agent-name", "edge-1"]).await?;
+    let keys = gw
+        .cli
+        .json(&["list-keys", "--agent-name", "edge-1"])
+        .await?;
     assert_eq!(keys.as_array().map(Vec::len), Some(2), "{keys}");
     let (code, out, err) = gw
-        .cli(&[
+        .cli
+        .run(&[
             "remove-key",
             "--agent-name",
             "edge-1",
@@ -481,7 +353,10 @@ async fn key_rotation_under_load_fails_no_request() -> Result<()> {
         .await?;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("removed key key-2026-01"), "{out}");
-    let keys = gw.json(&["list-keys", "--agent-name", "edge-1"]).await?;
+    let keys = gw
+        .cli
+        .json(&["list-keys", "--agent-name", "edge-1"])
+        .await?;
     assert_eq!(keys[0]["fingerprint"], new_fp.as_str());
     // More traffic on the new key alone, then stop the load.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -495,7 +370,7 @@ async fn key_rotation_under_load_fails_no_request() -> Result<()> {
         &failed[..failed.len().min(5)]
     );
     eprintln!("rotation: {done} requests, none failed");
-    assert_eq!(echo_roundtrip(gw.forward, b"new key").await?, b"new key");
+    assert_eq!(echo_roundtrip(fwd(&gw), b"new key").await?, b"new key");
     new_agent.kill().await;
     Ok(())
 }
@@ -506,7 +381,7 @@ async fn removing_a_key_or_unregistering_closes_live_links_within_seconds() -> R
     let echo = servers::echo().await;
     let mut gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
     let (private, public, _) = keygen(dir.path(), "edge-1").await?;
-    let vars = register(&gw, "edge-1", "key-1", &public).await?;
+    let vars = gw.cli.register("edge-1", "key-1", &public).await?;
     let mark = gw.proc.mark();
     let path = private.display().to_string();
     let mut agent = run_agent(
@@ -516,11 +391,12 @@ async fn removing_a_key_or_unregistering_closes_live_links_within_seconds() -> R
         echo,
         "agent",
     )?;
-    wait_links(&mut gw, mark, "edge-1", 2).await?;
+    gw.wait_links(mark, "edge-1", 2).await?;
 
     // The last key is protected.
     let (code, _, err) = gw
-        .cli(&[
+        .cli
+        .run(&[
             "remove-key",
             "--agent-name",
             "edge-1",
@@ -530,12 +406,13 @@ async fn removing_a_key_or_unregistering_closes_live_links_within_seconds() -> R
         .await?;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--force"), "{err}");
-    assert_eq!(echo_roundtrip(gw.forward, b"still up").await?, b"still up");
+    assert_eq!(echo_roundtrip(fwd(&gw), b"still up").await?, b"still up");
 
     let mark = gw.proc.mark();
     let started = Instant::now();
     let (code, out, err) = gw
-        .cli(&[
+        .cli
+        .run(&[
             "remove-key",
             "--agent-name",
             "edge-1",
@@ -547,13 +424,13 @@ async fn removing_a_key_or_unregistering_closes_live_links_within_seconds() -> R
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 live links closed"), "{out}");
     gw.proc
-        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .wait_event_after(mark, gw_ev::AGENT_LINK_DOWN, |v| v["links"] == 0)
         .await?;
     eprintln!("links closed {:?} after remove-key", started.elapsed());
     // The agent cannot come back: its token was earned with the removed
     // key, and a new one is refused.
     let why = agent
-        .wait_log_after(0, "cannot reach gateway", |v| {
+        .wait_event_after(0, agent_ev::GATEWAY_UNREACHABLE, |v| {
             v["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("does not verify") || e.contains("no registered keys"))
@@ -566,11 +443,12 @@ async fn removing_a_key_or_unregistering_closes_live_links_within_seconds() -> R
             .contains("refused the agent's key"),
         "{why}"
     );
-    assert_eq!(gw.proc.count_logs("agent link up"), 2);
+    assert_eq!(gw.proc.count_events(gw_ev::AGENT_LINK_UP), 2);
 
     // Unregister: the agent's links close and its client id is unknown.
     let (code, _, err) = gw
-        .cli(&[
+        .cli
+        .run(&[
             "add-key",
             "--agent-name",
             "edge-1",
@@ -582,24 +460,28 @@ async fn removing_a_key_or_unregistering_closes_live_links_within_seconds() -> R
         .await?;
     assert_eq!(code, 0, "{err}");
     let mark = gw.proc.mark();
-    wait_links(&mut gw, mark, "edge-1", 2).await?;
+    gw.wait_links(mark, "edge-1", 2).await?;
     let mark = gw.proc.mark();
-    let (code, out, err) = gw.cli(&["unregister", "--agent-name", "edge-1"]).await?;
+    let (code, out, err) = gw
+        .cli
+        .run(&["unregister", "--agent-name", "edge-1"])
+        .await?;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 live links closed"), "{out}");
     gw.proc
-        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .wait_event_after(mark, gw_ev::AGENT_LINK_DOWN, |v| v["links"] == 0)
         .await?;
     let amark = agent.mark();
     agent
-        .wait_log_after(amark, "cannot reach gateway", |v| {
+        .wait_event_after(amark, agent_ev::GATEWAY_UNREACHABLE, |v| {
             v["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("unknown client id"))
         })
         .await?;
     assert!(
-        gw.json(&["list-agents"])
+        gw.cli
+            .json(&["list-agents"])
             .await?
             .as_array()
             .unwrap()
@@ -621,7 +503,7 @@ async fn a_key_removed_through_another_gateway_on_the_same_database_closes_links
     let mut a = gateway(&data, &admin, "edge-1", echo, &[]).await?;
     let b = gateway(&data, &admin, "edge-1", echo, &[]).await?;
     let (private, public, _) = keygen(dir.path(), "edge-1").await?;
-    let vars = register(&a, "edge-1", "key-1", &public).await?;
+    let vars = a.cli.register("edge-1", "key-1", &public).await?;
     let mark = a.proc.mark();
     let path = private.display().to_string();
     let _agent = run_agent(
@@ -631,11 +513,12 @@ async fn a_key_removed_through_another_gateway_on_the_same_database_closes_links
         echo,
         "agent",
     )?;
-    wait_links(&mut a, mark, "edge-1", 2).await?;
+    a.wait_links(mark, "edge-1", 2).await?;
     let mark = a.proc.mark();
     let started = Instant::now();
     let (code, _, err) = b
-        .cli(&[
+        .cli
+        .run(&[
             "remove-key",
             "--agent-name",
             "edge-1",
@@ -646,14 +529,10 @@ async fn a_key_removed_through_another_gateway_on_the_same_database_closes_links
         .await?;
     assert_eq!(code, 0, "{err}");
     a.proc
-        .wait_log_after(
-            mark,
-            "closed links whose key is no longer registered",
-            |_| true,
-        )
+        .wait_event_after(mark, gw_ev::REVOKED_LINKS_CLOSED, |_| true)
         .await?;
     a.proc
-        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .wait_event_after(mark, gw_ev::AGENT_LINK_DOWN, |v| v["links"] == 0)
         .await?;
     eprintln!(
         "links closed {:?} after remove-key on the other gateway",
@@ -664,9 +543,9 @@ async fn a_key_removed_through_another_gateway_on_the_same_database_closes_links
 
 /// Posts a client assertion to the token endpoint with curl; returns
 /// (HTTP status, JSON body).
-async fn token_request(gw: &Gw, assertion: &str) -> Result<(u16, Value)> {
+async fn token_request(gw: &Gateway, assertion: &str) -> Result<(u16, Value)> {
     let url = gw
-        .connect_url
+        .connect_url()
         .replace("wss://", "https://")
         .replace("/connect", "/oauth2/token");
     let out = tokio::process::Command::new("curl")
@@ -713,7 +592,7 @@ async fn each_bad_assertion_is_refused_with_its_own_reason() -> Result<()> {
     let echo = servers::echo().await;
     let gw = gateway(&dir.path().join("gw"), &admin_key(), "edge-1", echo, &[]).await?;
     let (private, public, _) = keygen(dir.path(), "edge-1").await?;
-    let vars = register(&gw, "edge-1", "key-1", &public).await?;
+    let vars = gw.cli.register("edge-1", "key-1", &public).await?;
     let pem = std::fs::read(&private)?;
     let (cid, aud) = (
         vars["AUTH_SERVER_CLIENT_ID"].as_str(),
@@ -825,7 +704,7 @@ async fn each_bad_assertion_is_refused_with_its_own_reason() -> Result<()> {
     assert!(throttled > 0, "a new client id per guess is throttled too");
     // Wrong grant type.
     let url = gw
-        .connect_url
+        .connect_url()
         .replace("wss://", "https://")
         .replace("/connect", "/oauth2/token");
     let out = tokio::process::Command::new("curl")
@@ -868,7 +747,8 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
     }
     let small = std::fs::read_to_string(d.join("small.pub"))?;
     let (code, _, err) = gw
-        .cli(&[
+        .cli
+        .run(&[
             "register",
             "--agent-name",
             "tiny",
@@ -889,7 +769,8 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
         ("", "k"),
     ] {
         let (code, _, err) = gw
-            .cli(&[
+            .cli
+            .run(&[
                 "register",
                 "--agent-name",
                 agent,
@@ -905,7 +786,8 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
     // A malformed FQDN for the agent's rules: refused by the gateway (400,
     // exit 2), and the agent is not half-registered.
     let (code, _, err) = gw
-        .cli(&[
+        .cli
+        .run(&[
             "register",
             "--agent-name",
             "edge-9",
@@ -919,20 +801,22 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
         .await?;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("invalid FQDN"), "{err}");
-    assert!(agent_row(&gw.json(&["list-agents"]).await?, "edge-9").is_null());
+    assert!(agent_row(&gw.cli.json(&["list-agents"]).await?, "edge-9").is_null());
     // 200 characters is fine.
     let max = "b".repeat(200);
-    register(&gw, &max, "k", &public).await?;
+    gw.cli.register(&max, "k", &public).await?;
     // Missing admin key: clap usage error (2).
     let env: Vec<_> = gw
+        .cli
         .env()
+        .to_vec()
         .into_iter()
         .filter(|(k, _)| k != "BURROW_ADMIN_KEY")
         .collect();
     let (code, _, err) = cli(&["list-agents"], &env).await?;
     assert_eq!(code, 2, "{err}");
     // Wrong admin key: refused by the gateway (1).
-    let mut env = gw.env();
+    let mut env = gw.cli.env().to_vec();
     env[1].1 = admin_key();
     let (code, _, err) = cli(&["list-agents"], &env).await?;
     assert_eq!(code, 1, "{err}");
@@ -942,6 +826,7 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
     );
     // An admin key that expires: works, then is refused with a clear message.
     let created = gw
+        .cli
         .json(&["admin-key", "create", "--name", "ci", "--expires-in", "2s"])
         .await?;
     let short = created["key"].as_str().unwrap().to_owned();
@@ -959,10 +844,11 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
 
     // The sixth agent is refused with how to raise the limit.
     for i in 2..=5 {
-        register(&gw, &format!("edge-{i}"), "k", &public).await?;
+        gw.cli.register(&format!("edge-{i}"), "k", &public).await?;
     }
     let (code, _, err) = gw
-        .cli(&[
+        .cli
+        .run(&[
             "register",
             "--agent-name",
             "edge-6",
@@ -974,12 +860,13 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
         .await?;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("BURROW_MAX_AGENTS"), "{err}");
-    let list = gw.json(&["list-agents"]).await?;
+    let list = gw.cli.json(&["list-agents"]).await?;
     assert_eq!(list.as_array().map(Vec::len), Some(5));
     assert!(agent_row(&list, "edge-6").is_null());
     // Duplicate key name: refused, the first key stays.
     let (code, _, err) = gw
-        .cli(&[
+        .cli
+        .run(&[
             "add-key",
             "--agent-name",
             "edge-2",
@@ -992,7 +879,7 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("already exists"), "{err}");
     // Unknown agent.
-    let (code, _, err) = gw.cli(&["list-keys", "--agent-name", "ghost"]).await?;
+    let (code, _, err) = gw.cli.run(&["list-keys", "--agent-name", "ghost"]).await?;
     assert_eq!(code, 1);
     assert!(err.contains("404"), "{err}");
     Ok(())
@@ -1035,10 +922,7 @@ async fn the_bootstrap_key_is_printed_once_and_a_killed_gateway_loses_nothing() 
                     bail!("{label} exited");
                 };
                 let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                if v["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("tunnel endpoint listening"))
-                {
+                if v["event"] == gw_ev::TUNNEL_LISTENING {
                     addr = Some(addr_field(&v, "addr")?);
                     thumbprint = v["thumbprint"].as_str().unwrap_or_default().to_owned();
                 }
@@ -1173,7 +1057,8 @@ async fn the_same_flow_runs_on_postgresql() -> Result<()> {
         let public = std::fs::read_to_string(d.join("ConnectionAgent-edge-1.pem.pub"))?;
         let private = d.join("ConnectionAgent-edge-1.pem");
         let (code, out, err) = gw
-            .cli(&[
+            .cli
+            .run(&[
                 "register",
                 "--agent-name",
                 "edge-1",
@@ -1204,12 +1089,12 @@ async fn the_same_flow_runs_on_postgresql() -> Result<()> {
             echo,
             "agent",
         )?;
-        wait_links(&mut gw, mark, "edge-1", 2).await?;
+        gw.wait_links(mark, "edge-1", 2).await?;
         assert_eq!(
-            echo_roundtrip(gw.forward, b"on postgres").await?,
+            echo_roundtrip(fwd(&gw), b"on postgres").await?,
             b"on postgres"
         );
-        let list = gw.json(&["list-agents"]).await?;
+        let list = gw.cli.json(&["list-agents"]).await?;
         assert_eq!(agent_row(&list, "edge-1")["connected"], true);
         agent.kill().await;
         Ok::<_, anyhow::Error>(())
@@ -1230,12 +1115,12 @@ async fn the_readmes_demo_runs_the_whole_stack_on_loopback() -> Result<()> {
         &format!("127.0.0.1:0={echo}"),
     ]);
     let mut demo = Proc::spawn("demo", &bin(), &args, &[])?;
-    let fwd = addr_field(&demo.wait_log("forward listening").await?, "listen")?;
-    demo.wait_log_after(0, "agent link up", |v| {
+    let fwd = addr_field(&demo.wait_event(gw_ev::FORWARD_LISTENING).await?, "listen")?;
+    demo.wait_event_after(0, gw_ev::AGENT_LINK_UP, |v| {
         v["links"] == 2 && v["key"] == "demo-key"
     })
     .await?;
-    demo.wait_log("access token issued").await?;
+    demo.wait_event(gw_ev::TOKEN_ISSUED).await?;
     assert_eq!(echo_roundtrip(fwd, b"demo").await?, b"demo");
     demo.term()?;
     assert_eq!(demo.wait_exit().await?, Some(0));
@@ -1243,9 +1128,9 @@ async fn the_readmes_demo_runs_the_whole_stack_on_loopback() -> Result<()> {
 }
 
 /// Response headers of a curl request to the admin API (lowercased).
-async fn api_headers(gw: &Gw, method: &str, origin: &str, auth: bool) -> Result<String> {
+async fn api_headers(gw: &Gateway, method: &str, origin: &str, auth: bool) -> Result<String> {
     let url = gw
-        .connect_url
+        .connect_url()
         .replace("wss://", "https://")
         .replace("/connect", "/api/v1/agents");
     let mut args = vec![
@@ -1260,7 +1145,10 @@ async fn api_headers(gw: &Gw, method: &str, origin: &str, auth: bool) -> Result<
         format!("Origin: {origin}"),
     ];
     if auth {
-        args.extend(["-H".into(), format!("Authorization: Bearer {}", gw.admin)]);
+        args.extend([
+            "-H".into(),
+            format!("Authorization: Bearer {}", gw.admin_key()),
+        ]);
     }
     args.push(url);
     let out = tokio::process::Command::new("curl")

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burrow_e2e::registered::{Setup, curl_via, run, setup};
+use burrow_gateway::event as gw_ev;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
@@ -16,7 +17,7 @@ fn bin() -> PathBuf {
 
 /// The tunnel port, from the CLI's CONNECT_URL.
 fn tunnel_addr(st: &Setup) -> Result<SocketAddr> {
-    let url = &st.env[0].1;
+    let url = &st.env()[0].1;
     let hostport = url
         .trim_start_matches("wss://")
         .trim_start_matches("ws://")
@@ -35,7 +36,7 @@ async fn admin_as(
     let addr = tunnel_addr(st)?;
     let url = format!("https://{host}:{}{path}", addr.port());
     let resolve = format!("{host}:{}:127.0.0.1", addr.port());
-    let auth = format!("Authorization: Bearer {}", st.env[1].1);
+    let auth = format!("Authorization: Bearer {}", st.env()[1].1);
     let mut args = vec![
         "-sk",
         "-o",
@@ -82,7 +83,8 @@ async fn an_agent_cannot_publish_the_gateways_own_names() -> Result<()> {
     ];
     let mut st = setup(&bin(), &gw, &["--route", &own, "--route", &fine], true).await?;
     st.gateway
-        .wait_log_after(0, "agent-declared route refused", |v| {
+        .proc
+        .wait_event_after(0, gw_ev::ROUTE_REFUSED, |v| {
             v["hostname"] == "gw.tunnel.test"
                 && v["reason"]
                     .as_str()
@@ -90,7 +92,8 @@ async fn an_agent_cannot_publish_the_gateways_own_names() -> Result<()> {
         })
         .await?;
     st.gateway
-        .wait_log_after(0, "agent-declared route published", |v| {
+        .proc
+        .wait_event_after(0, gw_ev::ROUTE_PUBLISHED, |v| {
             v["hostname"] == "app.tunnel.test"
         })
         .await?;
@@ -144,11 +147,10 @@ async fn a_stored_route_on_an_own_name_is_never_served() -> Result<()> {
     st.restart_gateway_with(&["--gateway-name", "gw.example.test"])
         .await?;
     st.gateway
-        .wait_log_after(
-            0,
-            "route ignored: it is one of this gateway's own names",
-            |v| v["hostname"] == "gw.example.test",
-        )
+        .proc
+        .wait_event_after(0, gw_ev::ROUTE_IGNORED_OWN_NAME, |v| {
+            v["hostname"] == "gw.example.test"
+        })
         .await?;
     let (code, body) = admin_as(&st, "gw.example.test", "GET", "/api/v1/agents", &[]).await?;
     assert_eq!(code, 200, "{body}");
@@ -275,8 +277,8 @@ async fn the_token_key_is_readable_by_the_gateways_user_only() -> Result<()> {
 
     // A database from an older gateway: the key in its settings, the
     // files world-readable, the data directory too.
-    st.gateway.term()?;
-    st.gateway.wait_exit().await?;
+    st.gateway.proc.term()?;
+    st.gateway.proc.wait_exit().await?;
     let old = "ab".repeat(32);
     sqlite(
         &db,
@@ -296,12 +298,12 @@ async fn the_token_key_is_readable_by_the_gateways_user_only() -> Result<()> {
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755))?;
     st.restart_gateway_with(&[]).await?;
     st.gateway
-        .wait_log_after(0, "the data directory is readable by other users", |_| true)
+        .proc
+        .wait_event_after(0, burrow_transport::event::DATA_DIR_OPEN, |_| true)
         .await?;
     st.gateway
-        .wait_log_after(0, "access-token key was removed from the database", |_| {
-            true
-        })
+        .proc
+        .wait_event_after(0, gw_ev::TOKEN_KEY_REPLACED, |_| true)
         .await?;
     let settings = sqlite(&db, "SELECT name FROM settings").await?;
     assert!(!settings.contains("access_token_key"), "{settings}");
@@ -314,7 +316,8 @@ async fn the_token_key_is_readable_by_the_gateways_user_only() -> Result<()> {
     let agents = st.ok(&["list-agents"]).await?;
     assert!(agents.contains("edge"), "{agents}");
     st.gateway
-        .wait_log_after(0, "agent link up", |v| v["links"] == 2)
+        .proc
+        .wait_event_after(0, gw_ev::AGENT_LINK_UP, |v| v["links"] == 2)
         .await?;
     Ok(())
 }
@@ -360,9 +363,9 @@ async fn credential_guessing_is_throttled_per_address_and_logged_as_a_rate() -> 
     )
     .await?;
     let gw = tunnel_addr(&st)?;
-    let proxy = st.proxy;
-    let admin = &st.env[1].1;
-    let marks = st.gateway.mark();
+    let proxy = st.proxy();
+    let admin = &st.env()[1].1;
+    let marks = st.gateway.proc.mark();
     const N: usize = 60;
 
     // The egress proxy: wrong Basic credentials, all at once.
@@ -428,10 +431,9 @@ async fn credential_guessing_is_throttled_per_address_and_logged_as_a_rate() -> 
 
     // Logged as a rate: per check and address, one line now and the rest
     // counted, not a line per failure.
-    let lines = st.gateway.count_logs("credential refused")
-        + st.gateway
-            .count_logs("credential failures from one address");
-    assert!(st.gateway.mark() > marks);
+    let lines = st.gateway.proc.count_events(gw_ev::CREDENTIAL_REFUSED)
+        + st.gateway.proc.count_events(gw_ev::CREDENTIAL_FAILURES);
+    assert!(st.gateway.proc.mark() > marks);
     assert!(
         lines <= 4 * 2 + 2,
         "{lines} log lines for {} failures",
@@ -576,7 +578,7 @@ async fn idle_connection_floods_stop_at_the_caps() -> Result<()> {
         true,
     )
     .await?;
-    let edge = st.edge.context("edge")?;
+    let edge = st.edge().context("edge")?;
     // Probed all at once: an idle TLS connection is closed after 10 s.
     // One address: 10 stay open, the rest are closed at once.
     let mut held = Vec::new();
@@ -602,7 +604,8 @@ async fn idle_connection_floods_stop_at_the_caps() -> Result<()> {
     }
     assert_eq!(open, 20, "listener cap");
     st.gateway
-        .wait_log_after(0, "connections refused at", |v| {
+        .proc
+        .wait_event_after(0, gw_ev::CONNECTIONS_CAPPED, |v| {
             v["listener"] == "edge https" && v["refused_total"].as_u64().is_some_and(|n| n >= 1)
         })
         .await?;
@@ -704,7 +707,7 @@ async fn an_ip_literal_as_sni_is_not_a_warning() -> Result<()> {
     burrow_e2e::require!("openssl");
     let st = setup(&bin(), &[], &[], false).await?;
     let addr = tunnel_addr(&st)?.to_string();
-    let mark = st.gateway.mark();
+    let mark = st.gateway.proc.mark();
     let mut child = tokio::process::Command::new("openssl")
         .args(["s_client", "-connect", &addr, "-servername", "127.0.0.1"])
         .stdin(std::process::Stdio::null())
@@ -714,7 +717,7 @@ async fn an_ip_literal_as_sni_is_not_a_warning() -> Result<()> {
     tokio::time::timeout(std::time::Duration::from_secs(20), child.wait()).await??;
     // The admin API answers after it: the log is up to date.
     st.ok(&["list-agents"]).await?;
-    let out = st.gateway.output();
+    let out = st.gateway.proc.output();
     let tail: Vec<&str> = out.lines().skip(mark).collect();
     assert!(
         !tail.iter().any(|l| l.contains("Illegal SNI")),
@@ -759,13 +762,13 @@ async fn an_absolute_uri_sets_the_host_and_one_host_only() -> Result<()> {
     let req = format!(
         "GET http://svc.test:{port}/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
     );
-    let out = http_from(ME, st.proxy, req).await?;
+    let out = http_from(ME, st.proxy(), req).await?;
     assert!(out.contains(&format!("hosts=svc.test:{port}")), "{out}");
     assert!(!out.contains("evil"), "{out}");
     let two = format!(
         "GET http://svc.test:{port}/ HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n"
     );
-    let out = http_from(ME, st.proxy, two).await?;
+    let out = http_from(ME, st.proxy(), two).await?;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     Ok(())
 }
@@ -787,7 +790,7 @@ async fn a_rule_reaches_only_the_ports_it_names() -> Result<()> {
     assert_eq!(rules_before[0]["ports"], shown.as_str(), "{rules_before}");
 
     let proxy = st.proxy_url();
-    let socks = st.proxy.to_string();
+    let socks = st.proxy().to_string();
     let open_url = format!("http://svc.test:{open_port}/");
     let other_url = format!("http://svc.test:{other_port}/");
     // The named port: served, by forwarding and by CONNECT.

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use burrow_agent::event as agent_ev;
 use burrow_e2e::servers::{self, echo_roundtrip, hashing_peer, send_and_hash};
 use burrow_e2e::{Proc, Tunnel, TunnelOpts, WAIT, addr_field, random_psk};
+use burrow_gateway::event as gw_ev;
 use tokio::net::TcpStream;
 
 fn bin() -> PathBuf {
@@ -152,7 +154,7 @@ async fn the_gateway_serves_tls_by_default_with_its_thumbprint_on_a_page() -> Re
         .split_whitespace()
         .next()
         .context("agent thumbprint")?;
-    let up = t.gateway.wait_log("agent link up").await?;
+    let up = t.gateway.wait_event(gw_ev::AGENT_LINK_UP).await?;
     assert_eq!(up["certificate"].as_str(), Some(agent_tp));
     assert_eq!(
         echo_roundtrip(t.forwards[0], b"over wss").await?,
@@ -168,7 +170,7 @@ async fn a_restarted_gateway_keeps_its_certificate_and_the_pinned_agent_returns(
     t.gateway.kill().await;
     let mark = 0;
     t.restart_gateway().await?;
-    let v = t.gateway.wait_log("tunnel endpoint listening").await?;
+    let v = t.gateway.wait_event(gw_ev::TUNNEL_LISTENING).await?;
     assert_eq!(
         v["thumbprint"].as_str(),
         Some(t.gateway_thumbprint.as_str())
@@ -190,7 +192,7 @@ async fn a_wrong_gateway_thumbprint_is_refused_by_the_agent_which_says_why() -> 
         &s(&["gateway", "--listen", "127.0.0.1:0"]),
         &[("BURROW_PSK", &psk)],
     )?;
-    let up = gw.wait_log("tunnel endpoint listening").await?;
+    let up = gw.wait_event(gw_ev::TUNNEL_LISTENING).await?;
     let addr = addr_field(&up, "addr")?;
     let real = up["thumbprint"].as_str().unwrap_or_default().to_owned();
     for url in [format!("wss://{addr}/tunnel"), format!("tls://{addr}")] {
@@ -200,15 +202,15 @@ async fn a_wrong_gateway_thumbprint_is_refused_by_the_agent_which_says_why() -> 
             &s(&["--gateway-thumbprint", &other.thumbprint]),
             &[("BURROW_PSK", &psk)],
         )?;
-        let v = a.wait_log("cannot reach gateway").await?;
+        let v = a.wait_event(agent_ev::GATEWAY_UNREACHABLE).await?;
         let e = error_of(&v);
         assert!(e.contains(&real), "names the presented thumbprint: {e}");
         assert!(e.contains(&other.thumbprint), "names the expected one: {e}");
         assert!(e.contains("GATEWAY_THUMBPRINT"), "says what to do: {e}");
         a.kill().await;
     }
-    gw.wait_log("refused this gateway's certificate").await?;
-    assert_eq!(gw.count_logs("agent link up"), 0);
+    gw.wait_event(gw_ev::CERTIFICATE_REFUSED_BY_PEER).await?;
+    assert_eq!(gw.count_events(gw_ev::AGENT_LINK_UP), 0);
     // Without a pin or CA file the system roots apply, and a self-signed
     // gateway is refused with the way out in the message.
     let mut a = agent(
@@ -217,7 +219,7 @@ async fn a_wrong_gateway_thumbprint_is_refused_by_the_agent_which_says_why() -> 
         &[],
         &[("BURROW_PSK", &psk)],
     )?;
-    let e = error_of(&a.wait_log("cannot reach gateway").await?);
+    let e = error_of(&a.wait_event(agent_ev::GATEWAY_UNREACHABLE).await?);
     assert!(
         e.contains("not trusted by the CA roots") && e.contains(&real),
         "{e}"
@@ -255,10 +257,10 @@ async fn agent_certificates_are_pinned_with_two_trusted_during_rotation() -> Res
     args.push(trust.display().to_string());
     args.extend(s(&["--forward", &format!("127.0.0.1:0=edge:{echo}")]));
     let mut gw = Proc::spawn("gateway", &bin(), &args, &[("BURROW_PSK", &psk)])?;
-    let up = gw.wait_log("tunnel endpoint listening").await?;
+    let up = gw.wait_event(gw_ev::TUNNEL_LISTENING).await?;
     let addr = addr_field(&up, "addr")?;
     let gw_tp = up["thumbprint"].as_str().unwrap_or_default().to_owned();
-    let fwd = addr_field(&gw.wait_log("forward listening").await?, "listen")?;
+    let fwd = addr_field(&gw.wait_event(gw_ev::FORWARD_LISTENING).await?, "listen")?;
     let pin = s(&["--gateway-thumbprint", &gw_tp]);
     let with = |c: &Cert| [pin.clone(), cert_args(c)].concat();
 
@@ -269,7 +271,7 @@ async fn agent_certificates_are_pinned_with_two_trusted_during_rotation() -> Res
         &with(&old),
         &[("BURROW_PSK", &psk)],
     )?;
-    gw.wait_log_after(0, "agent link up", |v| {
+    gw.wait_event_after(0, gw_ev::AGENT_LINK_UP, |v| {
         v["certificate"] == old.thumbprint.as_str()
     })
     .await?;
@@ -279,12 +281,12 @@ async fn agent_certificates_are_pinned_with_two_trusted_during_rotation() -> Res
         &with(&new),
         &[("BURROW_PSK", &psk)],
     )?;
-    gw.wait_log_after(0, "agent link up", |v| {
+    gw.wait_event_after(0, gw_ev::AGENT_LINK_UP, |v| {
         v["certificate"] == new.thumbprint.as_str()
     })
     .await?;
-    a_old.wait_log("link up").await?;
-    a_new.wait_log("link up").await?;
+    a_old.wait_event(agent_ev::LINK_UP).await?;
+    a_new.wait_event(agent_ev::LINK_UP).await?;
 
     // An untrusted certificate is refused at hello, and both sides say why.
     let mut a_bad = agent(
@@ -293,14 +295,14 @@ async fn agent_certificates_are_pinned_with_two_trusted_during_rotation() -> Res
         &with(&stranger),
         &[("BURROW_PSK", &psk)],
     )?;
-    let e = error_of(&a_bad.wait_log("cannot reach gateway").await?);
+    let e = error_of(&a_bad.wait_event(agent_ev::GATEWAY_UNREACHABLE).await?);
     assert!(e.contains(&stranger.thumbprint), "{e}");
     assert!(
         e.contains(&old.thumbprint) && e.contains(&new.thumbprint),
         "{e}"
     );
     assert!(e.contains("--trust-agent edge="), "{e}");
-    let g = gw.wait_log("credential refused").await?;
+    let g = gw.wait_event(gw_ev::CREDENTIAL_REFUSED).await?;
     assert!(
         g["reason"]
             .as_str()
@@ -318,14 +320,18 @@ async fn agent_certificates_are_pinned_with_two_trusted_during_rotation() -> Res
         &with(&old),
         &[("BURROW_PSK", &psk)],
     )?;
-    let e = error_of(&a_old_again.wait_log("cannot reach gateway").await?);
+    let e = error_of(
+        &a_old_again
+            .wait_event(agent_ev::GATEWAY_UNREACHABLE)
+            .await?,
+    );
     assert!(
         e.contains(&old.thumbprint) && e.contains("trusts only"),
         "{e}"
     );
-    gw.wait_log("trust file reloaded").await?;
+    gw.wait_event(gw_ev::TRUST_RELOADED).await?;
     assert_eq!(
-        gw.count_logs("agent link down"),
+        gw.count_events(gw_ev::AGENT_LINK_DOWN),
         0,
         "no link dropped:\n{}",
         gw.output()
@@ -367,10 +373,10 @@ async fn the_gateway_certificate_rotates_on_sighup_while_links_stay_up() -> Resu
     ]);
     args.extend(s(&["--forward", &format!("127.0.0.1:0=edge:{echo}")]));
     let mut gw = Proc::spawn("gateway", &bin(), &args, &[("BURROW_PSK", &psk)])?;
-    let up = gw.wait_log("tunnel endpoint listening").await?;
+    let up = gw.wait_event(gw_ev::TUNNEL_LISTENING).await?;
     assert_eq!(up["thumbprint"].as_str(), Some(old.thumbprint.as_str()));
     let addr = addr_field(&up, "addr")?;
-    let fwd = addr_field(&gw.wait_log("forward listening").await?, "listen")?;
+    let fwd = addr_field(&gw.wait_event(gw_ev::FORWARD_LISTENING).await?, "listen")?;
     let both = format!("{},{}", old.thumbprint, new.thumbprint);
     let url = format!("wss://{addr}/tunnel");
     let env = [
@@ -378,7 +384,7 @@ async fn the_gateway_certificate_rotates_on_sighup_while_links_stay_up() -> Resu
         ("GATEWAY_THUMBPRINT", both.as_str()),
     ];
     let mut a = agent("edge", &url, &[], &env)?;
-    a.wait_log("link up").await?;
+    a.wait_event(agent_ev::LINK_UP).await?;
 
     std::fs::copy(&new.cert, &cert)?;
     std::fs::copy(&new.key, &key)?;
@@ -386,22 +392,22 @@ async fn the_gateway_certificate_rotates_on_sighup_while_links_stay_up() -> Resu
     std::process::Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()?;
-    let v = gw.wait_log("certificate reloaded").await?;
+    let v = gw.wait_event(gw_ev::CERTIFICATE_RELOADED).await?;
     assert_eq!(v["thumbprint"].as_str(), Some(new.thumbprint.as_str()));
     assert!(curl_page(addr).await?.contains(&new.thumbprint));
     // The old link is still up and carries traffic.
     assert_eq!(echo_roundtrip(fwd, b"still here").await?, b"still here");
-    assert_eq!(gw.count_logs("agent link down"), 0);
+    assert_eq!(gw.count_events(gw_ev::AGENT_LINK_DOWN), 0);
     // A new agent that trusts both links up against the new certificate;
     // one that trusts only the old is refused.
     let mut b = agent("edge2", &url, &[], &env)?;
-    b.wait_log("link up").await?;
+    b.wait_event(agent_ev::LINK_UP).await?;
     let only_old = [
         ("BURROW_PSK", psk.as_str()),
         ("GATEWAY_THUMBPRINT", old.thumbprint.as_str()),
     ];
     let mut c = agent("edge3", &url, &[], &only_old)?;
-    let e = error_of(&c.wait_log("cannot reach gateway").await?);
+    let e = error_of(&c.wait_event(agent_ev::GATEWAY_UNREACHABLE).await?);
     assert!(
         e.contains(&new.thumbprint) && e.contains(&old.thumbprint),
         "{e}"
@@ -411,7 +417,7 @@ async fn the_gateway_certificate_rotates_on_sighup_while_links_stay_up() -> Resu
     std::process::Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()?;
-    gw.wait_log("certificate not reloaded").await?;
+    gw.wait_event(gw_ev::CERTIFICATE_NOT_RELOADED).await?;
     assert!(curl_page(addr).await?.contains(&new.thumbprint));
     Ok(())
 }
@@ -493,7 +499,7 @@ async fn listening_agent(
     ]));
     args.push(dir.display().to_string());
     let mut a = Proc::spawn("listening-agent", &bin(), &args, &[("BURROW_PSK", psk)])?;
-    let v = a.wait_log("listening for the gateway").await?;
+    let v = a.wait_event(agent_ev::LISTENING).await?;
     let addr = addr_field(&v, "addr")?;
     Ok((a, addr))
 }
@@ -552,10 +558,10 @@ async fn listening_mode_end_to_end_with_both_sides_verified() -> Result<()> {
     assert!(!page.contains(&psk));
 
     let mut gw = dialing_gateway(&gw_cert, &agent_cert.thumbprint, agent_addr, target, &psk)?;
-    gw.wait_log_after(0, "agent link up", |v| v["links"] == 2)
+    gw.wait_event_after(0, gw_ev::AGENT_LINK_UP, |v| v["links"] == 2)
         .await?;
-    a.wait_log("link up").await?;
-    let fwd = addr_field(&gw.wait_log("forward listening").await?, "listen")?;
+    a.wait_event(agent_ev::LINK_UP).await?;
+    let fwd = addr_field(&gw.wait_event(gw_ev::FORWARD_LISTENING).await?, "listen")?;
     let client = TcpStream::connect(fwd).await?;
     let mine =
         tokio::time::timeout(Duration::from_secs(120), send_and_hash(client, N, 8)).await??;
@@ -570,24 +576,24 @@ async fn listening_mode_end_to_end_with_both_sides_verified() -> Result<()> {
     // A gateway with a certificate the agent does not trust is refused by
     // the agent, and the gateway's log says why.
     let mut rogue_gw = dialing_gateway(&rogue, &agent_cert.thumbprint, agent_addr, target, &psk)?;
-    let v = rogue_gw.wait_log("agent link refused at hello").await?;
+    let v = rogue_gw.wait_event(gw_ev::HELLO_REFUSED).await?;
     let e = error_of(&v);
     assert!(
         e.contains(&rogue.thumbprint) && e.contains(&gw_cert.thumbprint),
         "{e}"
     );
-    a.wait_log("refused a gateway link").await?;
+    a.wait_event(agent_ev::GATEWAY_LINK_REFUSED).await?;
     rogue_gw.kill().await;
 
     // A gateway that pins another agent certificate refuses the agent.
     let mut wary = dialing_gateway(&gw_cert, &rogue.thumbprint, agent_addr, target, &psk)?;
-    let e = error_of(&wary.wait_log("cannot reach listening agent").await?);
+    let e = error_of(&wary.wait_event(gw_ev::LISTENING_AGENT_UNREACHABLE).await?);
     assert!(
         e.contains(&agent_cert.thumbprint) && e.contains(&rogue.thumbprint),
         "{e}"
     );
     assert!(e.contains("--trust-agent inside="), "{e}");
-    assert_eq!(wary.count_logs("agent link up"), 0);
+    assert_eq!(wary.count_events(gw_ev::AGENT_LINK_UP), 0);
     Ok(())
 }
 
@@ -697,7 +703,7 @@ async fn the_agent_reaches_the_gateway_through_an_http_connect_proxy() -> Result
         &s(&["--gateway-thumbprint", &pin]),
         &[("BURROW_PSK", &t.psk), ("HTTPS_PROXY", &proxy_url)],
     )?;
-    a.wait_log("links go through the HTTP proxy").await?;
+    a.wait_event(agent_ev::LINKS_VIA_PROXY).await?;
     t.wait_links(mark, 1).await?;
     assert_eq!(
         echo_roundtrip(t.forwards[0], b"via proxy").await?,
@@ -741,7 +747,7 @@ async fn the_agent_reaches_the_gateway_through_an_http_connect_proxy() -> Result
             ("HTTPS_PROXY", &format!("http://{}", strict.addr)),
         ],
     )?;
-    let e = error_of(&c.wait_log("cannot reach gateway").await?);
+    let e = error_of(&c.wait_event(agent_ev::GATEWAY_UNREACHABLE).await?);
     assert!(
         e.contains("HTTP proxy") && e.contains("refused CONNECT"),
         "{e}"
@@ -766,8 +772,8 @@ async fn a_gateway_with_a_ca_issued_certificate_is_validated_against_the_ca_file
     args.push(gw_key.display().to_string());
     args.extend(s(&["--forward", &format!("127.0.0.1:0=edge:{echo}")]));
     let mut gw = Proc::spawn("gateway", &bin(), &args, &[("BURROW_PSK", &psk)])?;
-    let addr = addr_field(&gw.wait_log("tunnel endpoint listening").await?, "addr")?;
-    let fwd = addr_field(&gw.wait_log("forward listening").await?, "listen")?;
+    let addr = addr_field(&gw.wait_event(gw_ev::TUNNEL_LISTENING).await?, "addr")?;
+    let fwd = addr_field(&gw.wait_event(gw_ev::FORWARD_LISTENING).await?, "listen")?;
     let url = format!("wss://localhost:{}/tunnel", addr.port());
 
     let ca = ca_pem.display().to_string();
@@ -777,9 +783,9 @@ async fn a_gateway_with_a_ca_issued_certificate_is_validated_against_the_ca_file
         &s(&["--ca-file", &ca]),
         &[("BURROW_PSK", &psk)],
     )?;
-    a.wait_log("link up").await?;
+    a.wait_event(agent_ev::LINK_UP).await?;
     // The gateway registers the link just after the agent sees it up.
-    gw.wait_log("agent link up").await?;
+    gw.wait_event(gw_ev::AGENT_LINK_UP).await?;
     assert_eq!(echo_roundtrip(fwd, b"ca-checked").await?, b"ca-checked");
     a.kill().await;
 
@@ -791,7 +797,7 @@ async fn a_gateway_with_a_ca_issued_certificate_is_validated_against_the_ca_file
         &s(&["--ca-file", &other]),
         &[("BURROW_PSK", &psk)],
     )?;
-    let e = error_of(&b.wait_log("cannot reach gateway").await?);
+    let e = error_of(&b.wait_event(agent_ev::GATEWAY_UNREACHABLE).await?);
     assert!(e.contains("not trusted by the CA roots"), "{e}");
     Ok(())
 }
@@ -806,18 +812,18 @@ async fn certificates_alone_authenticate_agents_when_the_gateway_has_no_key() ->
     args.push(format!("edge={}", edge.thumbprint));
     args.extend(s(&["--forward", &format!("127.0.0.1:0=edge:{echo}")]));
     let mut gw = Proc::spawn("gateway", &bin(), &args, &[])?;
-    let up = gw.wait_log("tunnel endpoint listening").await?;
+    let up = gw.wait_event(gw_ev::TUNNEL_LISTENING).await?;
     let addr = addr_field(&up, "addr")?;
     let pin = up["thumbprint"].as_str().unwrap_or_default().to_owned();
-    let fwd = addr_field(&gw.wait_log("forward listening").await?, "listen")?;
+    let fwd = addr_field(&gw.wait_event(gw_ev::FORWARD_LISTENING).await?, "listen")?;
     let url = format!("tls://{addr}");
     let extra = [s(&["--gateway-thumbprint", &pin]), cert_args(&edge)].concat();
     let mut a = agent("edge", &url, &extra, &[])?;
-    a.wait_log("link up").await?;
+    a.wait_event(agent_ev::LINK_UP).await?;
     assert_eq!(echo_roundtrip(fwd, b"no key").await?, b"no key");
     // Another name with the same certificate is not trusted.
     let mut b = agent("other", &url, &extra, &[])?;
-    let e = error_of(&b.wait_log("cannot reach gateway").await?);
+    let e = error_of(&b.wait_event(agent_ev::GATEWAY_UNREACHABLE).await?);
     assert!(e.contains("trusts no certificate for agent other"), "{e}");
     // A plain ws:// agent without a key is refused at start: it has no credential.
     let mut c = agent("edge", &format!("ws://{addr}/tunnel"), &[], &[])?;

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use burrow_agent::event as agent_ev;
 use burrow_e2e::servers::{self, echo_roundtrip, hashing_peer, send_and_hash};
 use burrow_e2e::{Proc, Tunnel, TunnelOpts, WAIT, random_psk};
+use burrow_gateway::event as gw_ev;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -167,7 +169,7 @@ async fn killing_the_agent_resets_clients_and_a_restart_restores_the_forward() -
     .await?;
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     t.gateway
-        .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+        .wait_event_after(mark, gw_ev::AGENT_LINK_DOWN, |v| v["links"] == 0)
         .await?;
 
     // With no live link, new connections are refused at once.
@@ -205,7 +207,7 @@ async fn the_agent_reconnects_by_itself_after_the_gateway_returns() -> Result<()
     for link in 0..2u64 {
         let v = t
             .agent
-            .wait_log_after(mark, "link down", |v| v["link"] == link)
+            .wait_event_after(mark, agent_ev::LINK_DOWN, |v| v["link"] == link)
             .await?;
         let reason = v["reason"].as_str().unwrap_or_default();
         assert!(
@@ -216,14 +218,14 @@ async fn the_agent_reconnects_by_itself_after_the_gateway_returns() -> Result<()
     // "A while": several failed redials on each link, backing off.
     for link in 0..2u64 {
         t.agent
-            .wait_log_after(mark, "still cannot reach gateway", |v| {
+            .wait_event_after(mark, agent_ev::GATEWAY_STILL_UNREACHABLE, |v| {
                 v["link"] == link && v["failures"].as_u64() >= Some(3)
             })
             .await?;
     }
     // One warning per link for the outage, not one per attempt.
     assert_eq!(
-        t.agent.count_logs("cannot reach gateway; retrying"),
+        t.agent.count_events(agent_ev::GATEWAY_UNREACHABLE),
         2,
         "{}",
         t.agent.output()
@@ -234,7 +236,7 @@ async fn the_agent_reconnects_by_itself_after_the_gateway_returns() -> Result<()
     t.wait_links(0, 2).await?;
     for link in 0..2u64 {
         t.agent
-            .wait_log_after(agent_mark, "link up", |v| {
+            .wait_event_after(agent_mark, agent_ev::LINK_UP, |v| {
                 v["link"] == link && v["after_failures"].as_u64() >= Some(3)
             })
             .await?;
@@ -252,7 +254,7 @@ async fn a_wrong_key_is_refused_with_401_and_one_log_line() -> Result<()> {
         &["gateway".into(), "--listen".into(), "127.0.0.1:0".into()],
         &[("BURROW_PSK", &psk)],
     )?;
-    let up = gw.wait_log("tunnel endpoint listening").await?;
+    let up = gw.wait_event(gw_ev::TUNNEL_LISTENING).await?;
     let addr = burrow_e2e::addr_field(&up, "addr")?;
     let thumbprint = up["thumbprint"].as_str().unwrap_or_default().to_owned();
     let wrong = random_psk();
@@ -274,7 +276,7 @@ async fn a_wrong_key_is_refused_with_401_and_one_log_line() -> Result<()> {
         ],
         &[("BURROW_PSK", &wrong)],
     )?;
-    let v = agent.wait_log("cannot reach gateway").await?;
+    let v = agent.wait_event(agent_ev::GATEWAY_UNREACHABLE).await?;
     assert!(
         v["error"]
             .as_str()
@@ -282,10 +284,10 @@ async fn a_wrong_key_is_refused_with_401_and_one_log_line() -> Result<()> {
             .contains("refused the credentials"),
         "{v}"
     );
-    let g = gw.wait_log("credential refused").await?;
+    let g = gw.wait_event(gw_ev::CREDENTIAL_REFUSED).await?;
     assert_eq!(g["reason"], "wrong pre-shared key");
     assert_eq!(g["check"], "agent link");
-    assert_eq!(gw.count_logs("agent link up"), 0);
+    assert_eq!(gw.count_events(gw_ev::AGENT_LINK_UP), 0);
     // The key never appears in either log.
     assert!(!gw.output().contains(&psk) && !gw.output().contains(&wrong));
     assert!(!agent.output().contains(&wrong));
@@ -413,7 +415,7 @@ async fn malformed_and_oversized_frames_close_only_the_offending_link() -> Resul
         .await?;
     let v = t
         .gateway
-        .wait_log_after(0, "agent link down", |v| v["agent"] == "rogue-1")
+        .wait_event_after(0, gw_ev::AGENT_LINK_DOWN, |v| v["agent"] == "rogue-1")
         .await?;
     assert!(
         v["reason"]
@@ -430,7 +432,7 @@ async fn malformed_and_oversized_frames_close_only_the_offending_link() -> Resul
     ws.send(Message::Binary(bad.into())).await?;
     let v = t
         .gateway
-        .wait_log_after(0, "agent link down", |v| v["agent"] == "rogue-2")
+        .wait_event_after(0, gw_ev::AGENT_LINK_DOWN, |v| v["agent"] == "rogue-2")
         .await?;
     assert!(
         v["reason"]
@@ -447,7 +449,7 @@ async fn malformed_and_oversized_frames_close_only_the_offending_link() -> Resul
         .await;
     let v = t
         .gateway
-        .wait_log_after(0, "agent link down", |v| v["agent"] == "rogue-3")
+        .wait_event_after(0, gw_ev::AGENT_LINK_DOWN, |v| v["agent"] == "rogue-3")
         .await?;
     assert!(
         v["reason"]
@@ -458,7 +460,7 @@ async fn malformed_and_oversized_frames_close_only_the_offending_link() -> Resul
     );
 
     // The real agent's links were not touched.
-    assert_eq!(t.gateway.count_logs("agent link down"), 3);
+    assert_eq!(t.gateway.count_events(gw_ev::AGENT_LINK_DOWN), 3);
     assert_eq!(
         echo_roundtrip(t.forwards[0], b"still fine").await?,
         b"still fine"
@@ -487,8 +489,8 @@ async fn targets_outside_the_allow_list_are_refused_by_the_agent() -> Result<()>
         ],
         &[("BURROW_PSK", &psk)],
     )?;
-    let addr = burrow_e2e::addr_field(&gw2.wait_log("tunnel endpoint listening").await?, "addr")?;
-    let fwd = burrow_e2e::addr_field(&gw2.wait_log("forward listening").await?, "listen")?;
+    let addr = burrow_e2e::addr_field(&gw2.wait_event(gw_ev::TUNNEL_LISTENING).await?, "addr")?;
+    let fwd = burrow_e2e::addr_field(&gw2.wait_event(gw_ev::FORWARD_LISTENING).await?, "listen")?;
     let mut agent2 = Proc::spawn(
         "agent2",
         &bin(),
@@ -503,14 +505,14 @@ async fn targets_outside_the_allow_list_are_refused_by_the_agent() -> Result<()>
         ],
         &[("BURROW_PSK", &psk)],
     )?;
-    gw2.wait_log_after(0, "agent link up", |v| v["links"] == 2)
+    gw2.wait_event_after(0, gw_ev::AGENT_LINK_UP, |v| v["links"] == 2)
         .await?;
     let got = echo_roundtrip(fwd, b"let me in").await;
     assert!(
         got.is_err() || got.as_ref().is_ok_and(|v| v.is_empty()),
         "{got:?}"
     );
-    let v = agent2.wait_log("refused stream").await?;
+    let v = agent2.wait_event(agent_ev::STREAM_REFUSED).await?;
     assert!(v.to_string().contains(&other.to_string()), "{v}");
     // The allowed path still works on the first tunnel.
     assert_eq!(echo_roundtrip(t.forwards[0], b"ok").await?, b"ok");
@@ -552,16 +554,17 @@ async fn sigterm_drains_open_streams_before_exiting() -> Result<()> {
     let mut t = Tunnel::start(bin(), &[echo], opts).await?;
     let mut s = connect_and_ping(t.forwards[0]).await?;
     t.gateway.term()?;
-    t.gateway.wait_log("draining open streams").await?;
+    t.gateway.wait_event(gw_ev::DRAINING).await?;
     // New connections are no longer accepted...
     let refused = TcpStream::connect(t.forwards[0]).await;
     assert!(refused.is_err(), "forward still accepting during drain");
     // ...but the open stream keeps working until it finishes.
     pong_and_finish(&mut s).await?;
     assert_eq!(t.gateway.wait_exit().await?, Some(0));
-    assert!(t.gateway.output().contains("gateway stopped"));
-    assert!(
-        !t.gateway.output().contains("drain timeout reached"),
+    assert_eq!(t.gateway.count_events(gw_ev::STOPPED), 1);
+    assert_eq!(
+        t.gateway.count_events(burrow_mux::DRAIN_TIMEOUT),
+        0,
         "finished before the timeout"
     );
     Ok(())
@@ -577,7 +580,7 @@ async fn agent_sigterm_refuses_new_streams_and_lets_open_ones_finish() -> Result
     let mut t = Tunnel::start(bin(), &[echo], opts).await?;
     let mut s = connect_and_ping(t.forwards[0]).await?;
     t.agent.term()?;
-    t.agent.wait_log("refusing new streams").await?;
+    t.agent.wait_event(agent_ev::DRAINING).await?;
     let refused = echo_roundtrip(t.forwards[0], b"new").await;
     assert!(
         refused.is_err() || refused.as_ref().is_ok_and(|v| v.is_empty()),
@@ -585,8 +588,8 @@ async fn agent_sigterm_refuses_new_streams_and_lets_open_ones_finish() -> Result
     );
     pong_and_finish(&mut s).await?;
     assert_eq!(t.agent.wait_exit().await?, Some(0));
-    assert!(t.agent.output().contains("agent stopped"));
-    assert!(!t.agent.output().contains("drain timeout reached"));
+    assert_eq!(t.agent.count_events(agent_ev::STOPPED), 1);
+    assert_eq!(t.agent.count_events(burrow_mux::DRAIN_TIMEOUT), 0);
     Ok(())
 }
 
@@ -604,7 +607,7 @@ async fn the_tunnel_port_answers_plain_http_without_secrets() -> Result<()> {
     let echo = servers::echo().await;
     let mut t = Tunnel::start(bin(), &[echo], over("ws")).await?;
     // Without TLS the gateway says so at start.
-    let up = t.gateway.wait_log("tunnel endpoint listening").await?;
+    let up = t.gateway.wait_event(gw_ev::TUNNEL_LISTENING).await?;
     assert!(
         up["message"]
             .as_str()

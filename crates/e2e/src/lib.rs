@@ -5,13 +5,16 @@
 //! # Layout
 //! - [`Proc`]: a child process whose JSON log lines can be awaited.
 //! - [`Tunnel`]: a gateway and an agent wired together with forwards.
-//! - [`registered`]: a gateway with a registered key-pair agent, driven
-//!   through the management CLI, and a static file server.
+//! - [`cli`]: the one CLI harness: a gateway as an operator starts it and
+//!   the management commands run against it.
+//! - [`registered`]: a gateway with a registered key-pair agent (built on
+//!   [`cli`]), and a static file server.
 //! - [`servers`]: echo, hashing sink/source, and never-reading targets.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)] // test support: a panic is a test failure
 
+pub mod cli;
 pub mod disk;
 pub mod needs;
 pub mod registered;
@@ -25,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use burrow_gateway::event as gw_ev;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -228,12 +232,14 @@ impl Proc {
         })
     }
 
-    /// Waits for a log line whose message contains `msg` and that `pred`
-    /// accepts, counting only lines after the first `skip`.
-    pub async fn wait_log_after(
+    /// Waits for a log line whose `event` field is `event` and that `pred`
+    /// accepts, counting only lines after the first `skip`. Tests wait on
+    /// the event names the crates declare (`burrow_gateway::event`,
+    /// `burrow_agent::event`), never on message wording.
+    pub async fn wait_event_after(
         &mut self,
         skip: usize,
-        msg: &str,
+        event: &str,
         pred: impl Fn(&Value) -> bool,
     ) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -241,7 +247,7 @@ impl Proc {
             lines
                 .iter()
                 .skip(skip)
-                .find(|v| v["message"].as_str().is_some_and(|m| m.contains(msg)) && pred(v))
+                .find(|v| v["event"] == event && pred(v))
                 .cloned()
         };
         loop {
@@ -250,7 +256,7 @@ impl Proc {
             }
             if *self.exited.borrow() && self.lines.lock().unwrap().len() <= skip {
                 bail!(
-                    "{} exited before logging {msg:?}:\n{}",
+                    "{} exited before logging event {event:?}:\n{}",
                     self.name,
                     self.output()
                 );
@@ -263,13 +269,13 @@ impl Proc {
                         return Ok(v);
                     }
                     bail!(
-                        "{} exited before logging {msg:?}:\n{}",
+                        "{} exited before logging event {event:?}:\n{}",
                         self.name,
                         self.output()
                     );
                 }
                 Err(_) => bail!(
-                    "{} did not log {msg:?} within {WAIT:?}:\n{}",
+                    "{} did not log event {event:?} within {WAIT:?}:\n{}",
                     self.name,
                     self.output()
                 ),
@@ -277,29 +283,29 @@ impl Proc {
         }
     }
 
-    /// Waits for a log line whose message contains `msg`.
-    pub async fn wait_log(&mut self, msg: &str) -> Result<Value> {
-        self.wait_log_after(0, msg, |_| true).await
+    /// Waits for a log line whose `event` field is `event`.
+    pub async fn wait_event(&mut self, event: &str) -> Result<Value> {
+        self.wait_event_after(0, event, |_| true).await
     }
 
-    /// Number of JSON log lines so far (a mark for [`Proc::wait_log_after`]).
+    /// Number of JSON log lines so far (a mark for [`Proc::wait_event_after`]).
     pub fn mark(&self) -> usize {
         self.lines.lock().unwrap().len()
     }
 
-    /// Log lines whose message contains `msg`.
-    pub fn count_logs(&self, msg: &str) -> usize {
-        self.lines_after(0, msg)
+    /// Log lines whose `event` field is `event`.
+    pub fn count_events(&self, event: &str) -> usize {
+        self.events_after(0, event)
     }
 
-    /// How many log lines after `mark` have a message containing `msg`.
-    pub fn lines_after(&self, mark: usize, msg: &str) -> usize {
+    /// How many log lines after `mark` have `event` as their `event` field.
+    pub fn events_after(&self, mark: usize, event: &str) -> usize {
         self.lines
             .lock()
             .unwrap()
             .iter()
             .skip(mark)
-            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(msg)))
+            .filter(|v| v["event"] == event)
             .count()
     }
 
@@ -433,7 +439,7 @@ impl Tunnel {
         }
         gw_args.extend(opts.gateway_extra.iter().cloned());
         let mut gateway = Proc::spawn("gateway", &bin, &gw_args, &[("BURROW_PSK", &psk)])?;
-        let listening = gateway.wait_log("tunnel endpoint listening").await?;
+        let listening = gateway.wait_event(gw_ev::TUNNEL_LISTENING).await?;
         let tunnel_addr = addr_field(&listening, "addr")?;
         let gateway_thumbprint = listening["thumbprint"]
             .as_str()
@@ -443,7 +449,7 @@ impl Tunnel {
         for t in targets {
             let t = t.to_string();
             let v = gateway
-                .wait_log_after(0, "forward listening", |v| v["dest"] == t.as_str())
+                .wait_event_after(0, gw_ev::FORWARD_LISTENING, |v| v["dest"] == t.as_str())
                 .await?;
             forwards.push(addr_field(&v, "listen")?);
         }
@@ -514,7 +520,9 @@ impl Tunnel {
     pub async fn wait_links(&mut self, mark: usize, n: usize) -> Result<()> {
         let want = n as u64;
         self.gateway
-            .wait_log_after(mark, "agent link up", |v| v["links"].as_u64() == Some(want))
+            .wait_event_after(mark, gw_ev::AGENT_LINK_UP, |v| {
+                v["links"].as_u64() == Some(want)
+            })
             .await?;
         Ok(())
     }
@@ -538,7 +546,7 @@ impl Tunnel {
             &self.gateway_args,
             &[("BURROW_PSK", &self.psk)],
         )?;
-        self.gateway.wait_log("tunnel endpoint listening").await?;
+        self.gateway.wait_event(gw_ev::TUNNEL_LISTENING).await?;
         Ok(())
     }
 }

@@ -3,14 +3,16 @@
 //! the small real servers the feature tests put behind it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use burrow_gateway::event as gw_ev;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::{Proc, addr_field, admin_key, strings as s};
+use crate::cli::Gateway;
+use crate::{Proc, admin_key, strings as s};
 
 /// Runs `cmd` in `dir` with only PATH, HOME and `env`: (exit code,
 /// stdout, stderr).
@@ -67,50 +69,41 @@ pub async fn curl_via(via: &[&str], url: &str) -> Result<(i32, String, String)> 
 /// A gateway, one registered agent running with key-pair auth, and the
 /// egress proxy's address.
 pub struct Setup {
-    bin: PathBuf,
-    /// The gateway.
-    pub gateway: Proc,
+    /// The gateway, and the CLI pointed at it.
+    pub gateway: Gateway,
     /// The agent `edge`, when running.
     pub agent: Option<Proc>,
-    /// The egress proxy.
-    pub proxy: SocketAddr,
-    /// The HTTPS edge, when the gateway serves one.
-    pub edge: Option<SocketAddr>,
-    /// CONNECT_URL, BURROW_ADMIN_KEY and (with TLS) GATEWAY_THUMBPRINT for
-    /// the CLI.
-    pub env: Vec<(String, String)>,
     /// Holds the data directories and keys.
     pub dir: tempfile::TempDir,
-    /// The gateway's command line and environment, for restarts.
-    gw_args: Vec<String>,
-    gw_env: Vec<(String, String)>,
 }
 
 impl Setup {
     /// Runs a management command: (exit code, stdout, stderr).
     pub async fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.args(args).env_clear().envs(env);
-        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await??;
-        Ok((
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
+        self.gateway.cli.run(args).await
     }
 
     /// Runs a management command that must succeed; its stdout.
     pub async fn ok(&self, args: &[&str]) -> Result<String> {
-        let (code, out, err) = self.cli(args).await?;
-        if code != 0 {
-            bail!("burrow {args:?} exited {code}: {err}");
-        }
-        Ok(out)
+        self.gateway.cli.ok(args).await
+    }
+
+    /// The CLI's variables: CONNECT_URL, BURROW_ADMIN_KEY and (with TLS)
+    /// GATEWAY_THUMBPRINT.
+    pub fn env(&self) -> &[(String, String)] {
+        self.gateway.cli.env()
+    }
+
+    /// The egress proxy.
+    pub fn proxy(&self) -> SocketAddr {
+        self.gateway
+            .proxy
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The HTTPS edge, when the gateway serves one.
+    pub fn edge(&self) -> Option<SocketAddr> {
+        self.gateway.edge
     }
 
     /// Publishes `http://127.0.0.1:PORT` as `host` through the agent `edge`.
@@ -130,17 +123,12 @@ impl Setup {
 
     /// The admin API's URL for `path` (`/api/v1` + `path`).
     pub fn api_url(&self, path: &str) -> String {
-        let base = self.env[0]
-            .1
-            .replace("wss://", "https://")
-            .replace("ws://", "http://")
-            .replace("/connect", "");
-        format!("{base}/api/v1{path}")
+        self.gateway.api_url(path)
     }
 
     /// The admin key as an `Authorization` header for curl.
     pub fn auth_header(&self) -> String {
-        format!("Authorization: Bearer {}", self.env[1].1)
+        format!("Authorization: Bearer {}", self.gateway.admin_key())
     }
 
     /// GET on the admin API (`/api/v1` + `path`) with curl; the JSON.
@@ -182,10 +170,11 @@ impl Setup {
     /// all its links.
     pub async fn kill_agent(&mut self) -> Result<()> {
         let mut agent = self.agent.take().context("no agent running")?;
-        let mark = self.gateway.mark();
+        let mark = self.gateway.proc.mark();
         agent.kill().await;
         self.gateway
-            .wait_log_after(mark, "agent link down", |v| v["links"] == 0)
+            .proc
+            .wait_event_after(mark, gw_ev::AGENT_LINK_DOWN, |v| v["links"] == 0)
             .await?;
         Ok(())
     }
@@ -193,29 +182,7 @@ impl Setup {
     /// Stops the gateway (SIGTERM), unless it has stopped, and starts it
     /// again on the same port and data directory, with `extra` flags added.
     pub async fn restart_gateway_with(&mut self, extra: &[&str]) -> Result<()> {
-        if self.gateway.pid().is_some() {
-            self.gateway.term()?;
-            self.gateway.wait_exit().await?;
-        }
-        let port = self.env[0]
-            .1
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches("/connect").parse::<u16>().ok())
-            .context("tunnel port")?;
-        let mut args = self.gw_args.clone();
-        if let Some(i) = args.iter().position(|a| a == "127.0.0.1:0") {
-            args[i] = format!("127.0.0.1:{port}");
-        }
-        args.extend(s(extra));
-        let env: Vec<(&str, &str)> = self
-            .gw_env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        self.gateway = Proc::spawn("gateway", &self.bin, &args, &env)?;
-        self.gateway.wait_log("tunnel endpoint listening").await?;
-        Ok(())
+        self.gateway.restart_with(extra).await
     }
 
     /// `add-fqdn` for agent `edge`.
@@ -227,7 +194,7 @@ impl Setup {
 
     /// The proxy as an `http://` URL.
     pub fn proxy_url(&self) -> String {
-        format!("http://{}", self.proxy)
+        format!("http://{}", self.proxy())
     }
 }
 
@@ -239,99 +206,31 @@ pub async fn setup(
     agent_extra: &[&str],
     run_agent: bool,
 ) -> Result<Setup> {
-    let bin = bin.to_path_buf();
     let dir = tempfile::tempdir()?;
-    let admin = admin_key();
-    let mut args = s(&["gateway", "--listen", "127.0.0.1:0"]);
-    args.extend(s(gw_extra));
-    let data = dir.path().join("gw").display().to_string();
-    let gw_env = vec![
-        ("BURROW_DATA_DIR".to_owned(), data.clone()),
-        ("BURROW_ADMIN_KEY".to_owned(), admin.clone()),
-    ];
-    let mut gateway = Proc::spawn(
-        "gateway",
-        &bin,
-        &args,
-        &[("BURROW_DATA_DIR", &data), ("BURROW_ADMIN_KEY", &admin)],
-    )?;
-    let listening = gateway.wait_log("tunnel endpoint listening").await?;
-    let addr = addr_field(&listening, "addr")?;
-    // A gateway behind a TLS proxy (--no-tls) has no certificate to pin.
-    let plain = gw_extra.contains(&"--no-tls");
-    let thumbprint = listening["thumbprint"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let proxy = addr_field(&gateway.wait_log("egress proxy listening").await?, "addr")?;
-    let edge = if gw_extra.contains(&"--edge-https-listen") {
-        Some(addr_field(
-            &gateway.wait_log("edge listening (HTTPS").await?,
-            "addr",
-        )?)
-    } else {
-        None
-    };
-    let env = vec![
-        (
-            "CONNECT_URL".to_owned(),
-            format!(
-                "{}://127.0.0.1:{}/connect",
-                if plain { "ws" } else { "wss" },
-                addr.port()
-            ),
-        ),
-        ("BURROW_ADMIN_KEY".to_owned(), admin),
-    ];
-    let mut env = env;
-    if !plain {
-        env.push(("GATEWAY_THUMBPRINT".to_owned(), thumbprint.clone()));
-    }
+    let gateway = Gateway::start(bin, &dir.path().join("gw"), &admin_key(), gw_extra, &[]).await?;
     let mut st = Setup {
-        bin: bin.clone(),
-        edge,
         gateway,
         agent: None,
-        proxy,
-        env,
         dir,
-        gw_args: args,
-        gw_env,
     };
-    let out_dir = st.dir.path().display().to_string();
-    st.ok(&["keygen", "--agent-name", "edge", "--out-dir", &out_dir])
-        .await?;
-    let key = st.dir.path().join("ConnectionAgent-edge.pem.pub");
+    let keys = st.gateway.cli.keygen(st.dir.path(), "edge").await?;
     let printed = st
-        .ok(&[
-            "register",
-            "--agent-name",
-            "edge",
-            "--key-name",
-            "k1",
-            "--public-key",
-            &key.display().to_string(),
-        ])
+        .gateway
+        .cli
+        .register("edge", "k1", &keys.public.display().to_string())
         .await?;
     if run_agent {
-        let mut env: Vec<(String, String)> = printed
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        if plain {
-            // The token endpoint is plain HTTP too.
-            env.retain(|(k, _)| k != "AUTH_SERVER_DOMAIN");
-            env.push(("AUTH_SERVER_DOMAIN".into(), format!("http://{addr}")));
-        } else {
-            env.push(("GATEWAY_THUMBPRINT".into(), thumbprint));
+        let mut env: Vec<(String, String)> = printed.into_iter().collect();
+        match &st.gateway.thumbprint {
+            Some(t) => env.push(("GATEWAY_THUMBPRINT".into(), t.clone())),
+            None => {
+                // The token endpoint is plain HTTP too.
+                env.retain(|(k, _)| k != "AUTH_SERVER_DOMAIN");
+                let domain = format!("http://{}", st.gateway.addr);
+                env.push(("AUTH_SERVER_DOMAIN".into(), domain));
+            }
         }
-        let private = st
-            .dir
-            .path()
-            .join("ConnectionAgent-edge.pem")
-            .display()
-            .to_string();
+        let private = keys.private.display().to_string();
         env.push(("AUTH_SERVER_PRIVATE_KEY_PEM_PATH".into(), private));
         // The feature tests' services listen on this host's loopback.
         if !agent_extra.contains(&"--no-loopback") {
@@ -342,19 +241,17 @@ pub async fn setup(
         std::fs::write(st.dir.path().join("agent.env"), lines)?;
         let env_ref: Vec<(&str, &str)> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mark = st.gateway.mark();
+        let mark = st.gateway.proc.mark();
         let agent = Proc::spawn(
             "agent",
-            &bin,
+            &bin.to_path_buf(),
             &s(&["run"])
                 .into_iter()
                 .chain(s(agent_extra).into_iter().filter(|a| a != "--no-loopback"))
                 .collect::<Vec<_>>(),
             &env_ref,
         )?;
-        st.gateway
-            .wait_log_after(mark, "agent link up", |v| v["links"] == 2)
-            .await?;
+        st.gateway.wait_links(mark, "edge", 2).await?;
         st.agent = Some(agent);
     }
     Ok(st)

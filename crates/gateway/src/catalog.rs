@@ -152,7 +152,7 @@ impl Catalog {
         let before = self.shadowed.swap(shadowed.len(), Ordering::Relaxed);
         if before != shadowed.len() {
             for r in &shadowed {
-                warn!(hostname = %r.hostname, agent = %r.agent, "route ignored: it is one of this gateway's own names (remove it with `burrow remove-route`)");
+                warn!(event = crate::event::ROUTE_IGNORED_OWN_NAME, hostname = %r.hostname, agent = %r.agent, "route ignored: it is one of this gateway's own names (remove it with `burrow remove-route`)");
             }
         }
         let (old, old_routes) = {
@@ -231,7 +231,7 @@ impl Catalog {
                         .map(|r| format!("{host} is published by agent {}", r.agent))
                 });
             if let Some(why) = why {
-                warn!(%agent, hostname = %host, reason = %why, "agent-declared route refused");
+                warn!(event = crate::event::ROUTE_REFUSED, %agent, hostname = %host, reason = %why, "agent-declared route refused");
                 continue;
             }
             if existing
@@ -242,7 +242,7 @@ impl Catalog {
             }
             match store.put_route(&route).await {
                 Ok(_) => {
-                    info!(%agent, hostname = %host, target = %route.target, "agent-declared route published");
+                    info!(event = crate::event::ROUTE_PUBLISHED, %agent, hostname = %host, target = %route.target, "agent-declared route published");
                     changed = true;
                 }
                 Err(e) => {

@@ -84,7 +84,7 @@ fn tls_failed(peer: SocketAddr, e: &std::io::Error) {
             )
         });
     if refused_cert {
-        warn!(%peer, error = %e, "a client refused this gateway's certificate: if it is an agent, its GATEWAY_THUMBPRINT does not match this gateway's thumbprint");
+        warn!(event = crate::event::CERTIFICATE_REFUSED_BY_PEER, %peer, error = %e, "a client refused this gateway's certificate: if it is an agent, its GATEWAY_THUMBPRINT does not match this gateway's thumbprint");
     } else {
         debug!(%peer, error = %e, "TLS handshake failed");
     }
@@ -426,7 +426,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     let hello = match handshake::accept(&mut link).await {
         Ok(h) => h,
         Err(e) => {
-            warn!(error = %e, "agent link refused at hello");
+            warn!(event = crate::event::HELLO_REFUSED, error = %e, "agent link refused at hello");
             return;
         }
     };
@@ -489,7 +489,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     let cert = cert.map(|t| t.to_string()).unwrap_or_default();
     let key_name = key.as_deref().unwrap_or("");
     let shard = crate::shard::current().map_or_else(|| "main".to_owned(), |i| i.to_string());
-    info!(%agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, %shard, "agent link up");
+    info!(event = crate::event::AGENT_LINK_UP, %agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, %shard, "agent link up");
     touch(&state, &agent, &hello.software_version, peer).await;
     state.catalog.push(&agent, Some(&session)).await;
     state.catalog.routes_changed();
@@ -504,7 +504,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     let left = state.registry.remove(&agent, id);
     state.catalog.routes_changed();
     touch(&state, &agent, &hello.software_version, peer).await;
-    info!(%agent, link = id, links = left, %reason, "agent link down");
+    info!(event = crate::event::AGENT_LINK_DOWN, %agent, link = id, links = left, %reason, "agent link down");
 }
 
 /// Records when a registered agent was last seen, its version and address

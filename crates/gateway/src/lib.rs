@@ -45,6 +45,7 @@ mod config;
 mod edge;
 mod egress;
 mod endpoint;
+pub mod event;
 mod forward;
 mod forward_spec;
 mod io;
@@ -286,12 +287,14 @@ impl Gateway {
         if let Ok(addr) = tunnel.local_addr() {
             match &state.config.tls {
                 Some(id) => info!(
+                    event = crate::event::TUNNEL_LISTENING,
                     %addr,
                     thumbprint = %id.thumbprint(),
                     urls = %format!("wss://{addr}/tunnel tls://{addr}"),
                     "tunnel endpoint listening (TLS 1.2+)"
                 ),
                 None => warn!(
+                    event = crate::event::TUNNEL_LISTENING,
                     %addr,
                     urls = %format!("ws://{addr}/tunnel"),
                     "tunnel endpoint listening WITHOUT TLS (--no-tls): only behind a TLS-terminating proxy such as Caddy"
@@ -302,7 +305,7 @@ impl Gateway {
         accept_loops.spawn(endpoint::serve(state.clone(), tunnel));
         for (spec, listener) in forwards {
             if let Ok(addr) = listener.local_addr() {
-                info!(listen = %addr, agent = %spec.agent, dest = %spec.target, "forward listening");
+                info!(event = crate::event::FORWARD_LISTENING, listen = %addr, agent = %spec.agent, dest = %spec.target, "forward listening");
             }
             accept_loops.spawn(forward::serve(state.clone(), spec, listener));
         }
@@ -320,7 +323,7 @@ impl Gateway {
                 } else {
                     "none"
                 };
-                info!(%addr, client_auth = auth, "egress proxy listening (HTTP CONNECT, http:// requests, SOCKS5)");
+                info!(event = crate::event::PROXY_LISTENING, %addr, client_auth = auth, "egress proxy listening (HTTP CONNECT, http:// requests, SOCKS5)");
                 if !addr.ip().is_loopback() && state.config.proxy_auth.is_none() {
                     warn!(%addr, "the egress proxy listens beyond loopback without client credentials: anyone who reaches it may use the FQDN rules (set --proxy-auth)");
                 }
@@ -338,7 +341,7 @@ impl Gateway {
             .map_or(443, |a| a.port());
         if let Some((listener, tls)) = edge_https {
             if let Ok(addr) = listener.local_addr() {
-                info!(%addr, "edge listening (HTTPS, HTTP/2 and HTTP/1.1, routes by host)");
+                info!(event = crate::event::EDGE_HTTPS_LISTENING, %addr, "edge listening (HTTPS, HTTP/2 and HTTP/1.1, routes by host)");
             }
             accept_loops.spawn(edge::serve_https(
                 state.http.clone(),
@@ -350,7 +353,7 @@ impl Gateway {
         }
         if let Some(listener) = edge_http {
             if let Ok(addr) = listener.local_addr() {
-                info!(%addr, "edge listening (HTTP, redirects to HTTPS)");
+                info!(event = crate::event::EDGE_HTTP_LISTENING, %addr, "edge listening (HTTP, redirects to HTTPS)");
             }
             accept_loops.spawn(edge::serve_http(
                 state.accepting(),
@@ -392,6 +395,7 @@ impl Gateway {
         state.stop_accepting.cancel();
         accept_loops.wait().await;
         info!(
+            event = crate::event::DRAINING,
             open_streams = state.streams.len(),
             drain_seconds = state.config.drain_timeout.as_secs_f64(),
             "shutting down: listeners closed; draining open streams"
@@ -408,6 +412,6 @@ impl Gateway {
             rec.flush(Duration::from_secs(3)).await;
             writer.abort();
         }
-        info!("gateway stopped");
+        info!(event = crate::event::STOPPED, "gateway stopped");
     }
 }

@@ -116,7 +116,7 @@ impl Limiter {
                 Over::Listener => "the listener's",
                 Over::Address => "one address's",
             };
-            warn!(
+            warn!(event = crate::event::CONNECTIONS_CAPPED,
                 listener = self.what,
                 last_source = %ip,
                 refused_total = n,

@@ -67,10 +67,10 @@ pub(crate) async fn run(state: Arc<State>, ep: AgentEndpoint, idx: usize) {
                 Err(e) => {
                     let msg = e.to_string();
                     if last_failure.as_deref() != Some(msg.as_str()) {
-                        warn!(url = %ep.url.url, error = %msg, "cannot reach listening agent; retrying with backoff");
+                        warn!(event = crate::event::LISTENING_AGENT_UNREACHABLE, url = %ep.url.url, error = %msg, "cannot reach listening agent; retrying with backoff");
                         last_failure = Some(msg);
                     } else {
-                        debug!(error = %msg, "still cannot reach listening agent");
+                        debug!(event = crate::event::LISTENING_AGENT_STILL_UNREACHABLE, error = %msg, "still cannot reach listening agent");
                     }
                 }
             }

@@ -30,7 +30,7 @@ pub(crate) async fn run(state: Arc<State>) {
             let names: Vec<String> = keys.into_iter().map(|k| k.name).collect();
             let closed = state.registry.close_unless_key(&agent, &names);
             if closed > 0 {
-                warn!(%agent, closed, "closed links whose key is no longer registered");
+                warn!(event = crate::event::REVOKED_LINKS_CLOSED, %agent, closed, "closed links whose key is no longer registered");
             }
         }
     }

@@ -132,9 +132,9 @@ impl Throttle {
             s.logged_at = Some(now);
             drop(map);
             if earlier > 0 {
-                warn!(check = self.what, source = %ip, failures = earlier, interval_seconds = LOG_INTERVAL.as_secs(), "credential failures from one address");
+                warn!(event = crate::event::CREDENTIAL_FAILURES, check = self.what, source = %ip, failures = earlier, interval_seconds = LOG_INTERVAL.as_secs(), "credential failures from one address");
             }
-            warn!(check = self.what, source = %ip, %reason, "credential refused");
+            warn!(event = crate::event::CREDENTIAL_REFUSED, check = self.what, source = %ip, %reason, "credential refused");
         } else {
             s.unlogged += 1;
             reason.clone_into(&mut s.last_reason);
@@ -166,7 +166,7 @@ impl Throttle {
             map.retain(|_, s| s.tat > now || s.unlogged > 0);
         }
         for (ip, n, reason) in due {
-            warn!(check = self.what, source = %ip, failures = n, interval_seconds = LOG_INTERVAL.as_secs(), last_reason = %reason, "credential failures from one address");
+            warn!(event = crate::event::CREDENTIAL_FAILURES, check = self.what, source = %ip, failures = n, interval_seconds = LOG_INTERVAL.as_secs(), last_reason = %reason, "credential failures from one address");
         }
     }
 }

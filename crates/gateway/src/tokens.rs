@@ -157,6 +157,7 @@ impl TokenKeySource {
         // not moved: it may already have been copied.
         if store.remove_setting(SETTING_KEY).await? {
             warn!(
+                event = crate::event::TOKEN_KEY_REPLACED,
                 "the access-token key was removed from the database and replaced by one the database does not hold; access tokens issued before now are refused, and agents fetch new ones"
             );
         }
@@ -369,7 +370,7 @@ impl Identity {
                     );
                 }
             };
-        info!(%agent, %key, %peer, expires_in = self.lifetime, "access token issued");
+        info!(event = crate::event::TOKEN_ISSUED, %agent, %key, %peer, expires_in = self.lifetime, "access token issued");
         json_reply(
             StatusCode::OK,
             &json!({

@@ -189,6 +189,7 @@ pub(crate) async fn writer(
         let dropped = recorder.dropped();
         if dropped > reported {
             warn!(
+                event = crate::event::AUDIT_QUEUE_FULL,
                 dropped_total = dropped,
                 dropped_now = dropped - reported,
                 "traffic audit queue full: records dropped (traffic was not slowed)"
@@ -213,6 +214,7 @@ async fn write(
             Ok(()) => {
                 if let Some(since) = failing.take() {
                     info!(
+                        event = crate::event::AUDIT_WRITES_RESUMED,
                         after_s = since.elapsed().as_secs(),
                         "traffic audit writes resumed"
                     );
@@ -221,7 +223,7 @@ async fn write(
             }
             Err(e) => {
                 if failing.is_none() {
-                    warn!(
+                    warn!(event = crate::event::AUDIT_WRITES_FAILING,
                         error = %e,
                         records = batch.len(),
                         "traffic audit records not written: kept in memory and retried every second"

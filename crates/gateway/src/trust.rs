@@ -156,7 +156,7 @@ impl Trust {
             if mtime != cache.0 {
                 match read_file(&f.path) {
                     Ok(fresh) => {
-                        tracing::info!(path = %f.path.display(), agents = fresh.1.len(), "trust file reloaded");
+                        tracing::info!(event = crate::event::TRUST_RELOADED, path = %f.path.display(), agents = fresh.1.len(), "trust file reloaded");
                         *cache = fresh;
                     }
                     Err(e) => {

@@ -67,6 +67,9 @@ impl Default for Config {
     }
 }
 
+/// The `event` field of the log line saying a drain ran out of time.
+pub const DRAIN_TIMEOUT: &str = "drain_timeout";
+
 /// Lets the stream tasks in `streams` finish, for at most `limit` (the
 /// drain of a graceful shutdown). Returns whether they all finished; if
 /// not, logs how many were left, to be reset when their links close.
@@ -75,6 +78,7 @@ pub async fn drain(streams: &tokio_util::task::TaskTracker, limit: Duration) -> 
     let drained = tokio::time::timeout(limit, streams.wait()).await.is_ok();
     if !drained {
         tracing::info!(
+            event = DRAIN_TIMEOUT,
             left = streams.len(),
             "drain timeout reached; resetting remaining streams"
         );

@@ -51,6 +51,6 @@ pub fn tighten(path: &Path) {
 pub fn warn_if_shared_dir(dir: &Path) {
     #[cfg(unix)]
     if let Some(mode) = shared_bits(dir) {
-        tracing::warn!(path = %dir.display(), mode = %format!("{:o}", mode & 0o777), "the data directory is readable by other users; run: chmod 700 {}", dir.display());
+        tracing::warn!(event = crate::event::DATA_DIR_OPEN, path = %dir.display(), mode = %format!("{:o}", mode & 0o777), "the data directory is readable by other users; run: chmod 700 {}", dir.display());
     }
 }

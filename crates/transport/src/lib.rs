@@ -24,6 +24,7 @@
 mod backoff;
 pub mod client;
 mod dial;
+pub mod event;
 pub mod files;
 pub mod handshake;
 pub mod page;

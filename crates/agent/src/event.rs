@@ -1,0 +1,26 @@
+//! Event names: the `event` field of the log lines that say something
+//! happened, stable for log queries and tests (the message wording may
+//! change; these do not).
+
+/// A link to the gateway passed its hello (fields: link, gateway, after_failures).
+pub const LINK_UP: &str = "link_up";
+/// A link to the gateway closed (fields: link, reason).
+pub const LINK_DOWN: &str = "link_down";
+/// The first failed dial of an outage; retrying with backoff (fields: link, error).
+pub const GATEWAY_UNREACHABLE: &str = "gateway_unreachable";
+/// Another failed dial in the same outage (debug; fields: link, error, failures).
+pub const GATEWAY_STILL_UNREACHABLE: &str = "gateway_still_unreachable";
+/// A stream the gateway opened was refused (fields: dest).
+pub const STREAM_REFUSED: &str = "stream_refused";
+/// Shutdown began: new streams refused, open ones draining.
+pub const DRAINING: &str = "draining";
+/// A listening agent is bound (fields: addr, thumbprint, gateway).
+pub const LISTENING: &str = "listening";
+/// A listening agent refused a gateway's link (field: reason).
+pub const GATEWAY_LINK_REFUSED: &str = "gateway_link_refused";
+/// An egress stream was refused (fields: host, port, reason).
+pub const EGRESS_REFUSED: &str = "egress_refused";
+/// Links are dialled through HTTPS_PROXY / HTTP_PROXY (field: proxy).
+pub const LINKS_VIA_PROXY: &str = "links_via_proxy";
+/// The agent has stopped (after its drain).
+pub const STOPPED: &str = "stopped";
