@@ -2,7 +2,7 @@
 //! into the libraries' typed configuration.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +45,22 @@ pub struct LogArgs {
     /// Log filter, e.g. `info`, `debug`, `burrow_mux=debug,info`.
     #[arg(long, global = true, env = "BURROW_LOG", default_value = "info")]
     pub log_level: String,
+    /// Also write the log to files, rolled daily: /var/log/burrow/agent.log
+    /// writes agent.YYYY-MM-DD.log in /var/log/burrow (created if missing;
+    /// Octoporty's Logging__FilePath). The console log stays as it is.
+    #[arg(long, global = true, env = "BURROW_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Log files kept: older ones are deleted when a new day's file starts.
+    #[arg(long, global = true, env = "BURROW_LOG_FILE_KEEP", default_value_t = 31, value_parser = clap::value_parser!(u16).range(1..))]
+    pub log_file_keep: u16,
+    /// Format of the log files.
+    #[arg(
+        long,
+        global = true,
+        env = "BURROW_LOG_FILE_FORMAT",
+        default_value = "json"
+    )]
+    pub log_file_format: LogFormat,
 }
 
 /// Log output format.
@@ -104,6 +120,15 @@ fn parse_listen_or_off(s: &str) -> Result<ListenOrOff, String> {
         .map_err(|_| format!("{s:?} is not IP:PORT (or `off`)"))
 }
 
+/// IP:PORT, or a bare PORT on every address.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is not IP:PORT or a port number"))
+}
+
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
@@ -138,7 +163,8 @@ pub struct GatewayArgs {
     /// Address of the tunnel endpoint: agents dial wss://HOST:PORT/tunnel
     /// (or /connect) or tls://HOST:PORT; browsers get a page with the
     /// gateway's thumbprint.
-    #[arg(long, env = "BURROW_LISTEN", default_value = "0.0.0.0:17200")]
+    /// A bare port (as Octoporty's Gateway__Port) means 0.0.0.0:PORT.
+    #[arg(long, env = "BURROW_LISTEN", default_value = "0.0.0.0:17200", value_parser = parse_listen)]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub psk: PskArgs,
@@ -523,6 +549,9 @@ async fn shutdown_signal() {
 
 /// Sets up the global subscriber; logs go to stderr.
 pub fn init_logging(args: &LogArgs) -> Result<()> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     // rustls warns of every client that sends an IP literal as SNI (a
     // client's quirk, not a fault here): quiet unless asked for by name.
     let directives = if args.log_level.contains("rustls") {
@@ -532,19 +561,66 @@ pub fn init_logging(args: &LogArgs) -> Result<()> {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+    type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+    fn layer<W>(format: LogFormat, writer: W, ansi: bool) -> Boxed
+    where
+        W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let l = tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(ansi);
+        match format {
+            LogFormat::Text => l.boxed(),
+            LogFormat::Json => l
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .boxed(),
+        }
     }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut layers = vec![layer(args.log_format, std::io::stderr, ansi)];
+    if let Some(path) = &args.log_file {
+        layers.push(layer(
+            args.log_file_format,
+            log_file(path, args.log_file_keep)?,
+            false,
+        ));
+    }
+    tracing_subscriber::registry()
+        .with(layers.with_filter(filter))
+        .init();
     Ok(())
+}
+
+/// The daily rolling writer for `path` (DIR/NAME.EXT writes
+/// DIR/NAME.YYYY-MM-DD.EXT), keeping `keep` files.
+fn log_file(path: &Path, keep: u16) -> Result<tracing_appender::rolling::RollingFileAppender> {
+    use tracing_appender::rolling::{Builder, Rotation};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .with_context(|| format!("--log-file {}: not a file name", path.display()))?;
+    // Octoporty's default names its file `agent-.log`, the date going
+    // where the dash is.
+    let (stem, ext) = match file.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.trim_end_matches(['-', '_', '.']), Some(e)),
+        _ => (file.as_str(), None),
+    };
+    burrow_transport::files::ensure_writable_dir(dir, "log file directory")?;
+    let mut b = Builder::new()
+        .rotation(Rotation::DAILY)
+        .filename_prefix(if stem.is_empty() { "burrow" } else { stem })
+        .max_log_files(usize::from(keep));
+    if let Some(ext) = ext {
+        b = b.filename_suffix(ext);
+    }
+    b.build(dir)
+        .with_context(|| format!("cannot open the log file in {}", dir.display()))
 }
 
 /// Runs the chosen subcommand.
@@ -592,7 +668,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         }
     }
     let data_dir = args.identity.data_dir();
-    burrow_transport::tls::ensure_dir(&data_dir)?;
+    burrow_transport::files::ensure_writable_dir(&data_dir, "data directory")?;
     burrow_transport::files::warn_if_shared_dir(&data_dir);
     let database_url = crate::secrets::value_or_file(
         args.database_url.clone(),

@@ -9,10 +9,9 @@ mod identity;
 mod keygen;
 mod manage;
 mod secrets;
+mod settings;
 
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// mimalloc keeps freed buffers cached per thread; with glibc's allocator
 /// the 64 KiB read buffers of the data path were trimmed back to the OS and
@@ -24,9 +23,17 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let cli = match cli::Cli::try_parse_from(&args) {
-        Ok(c) => c,
-        Err(e) => {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let parsed = match settings::parse(&args, &env) {
+        Ok(p) => p,
+        Err(settings::SettingsError::Clap(e)) => {
             // clap quotes values it refuses: never a secret's.
             let text = secrets::redact(&e.render().to_string(), &args);
             if e.use_stderr() {
@@ -36,7 +43,12 @@ fn main() -> ExitCode {
             }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
+        Err(e) => {
+            eprintln!("burrow: {e}");
+            return ExitCode::from(2);
+        }
     };
+    let cli = &parsed.cli;
     // Long-running commands log their fatal error too (log shippers see
     // it); one-shot commands print it once.
     let daemon = matches!(
@@ -49,8 +61,13 @@ fn main() -> ExitCode {
         eprintln!("burrow: {e:#}");
         return ExitCode::from(2);
     }
-    for w in secrets::flag_warnings(&args) {
+    for w in secrets::flag_warnings(&args).iter().chain(&parsed.warnings) {
         tracing::warn!("{w}");
+    }
+    if daemon {
+        for (setting, value, source) in parsed.effective() {
+            tracing::info!(event = burrow_transport::event::SETTING, %setting, %value, %source, "setting");
+        }
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -59,7 +76,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    match runtime.block_on(cli::run(parsed.cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let text = secrets::redact(&format!("{e:#}"), &args);

@@ -4,3 +4,6 @@
 
 /// The data directory is readable by other users (fields: path, mode).
 pub const DATA_DIR_OPEN: &str = "data_dir_open";
+/// One effective setting at start (fields: setting, value with secrets
+/// masked, source: default, variable NAME or flag).
+pub const SETTING: &str = "setting";

@@ -54,3 +54,83 @@ pub fn warn_if_shared_dir(dir: &Path) {
         tracing::warn!(event = crate::event::DATA_DIR_OPEN, path = %dir.display(), mode = %format!("{:o}", mode & 0o777), "the data directory is readable by other users; run: chmod 700 {}", dir.display());
     }
 }
+
+/// A directory this process cannot create or write: what, where, this
+/// process's uid:gid and the fix, in one message (the OS error is in it,
+/// not chained after it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DirError(String);
+
+/// Creates `dir` (mode 0700) if it is missing and checks that this
+/// process can write in it, so a wrong owner is one clear error at start
+/// (naming the path, this process's uid:gid and the fix) rather than a
+/// failure on first write. `what` names it in the message.
+pub fn ensure_writable_dir(dir: &Path, what: &'static str) -> Result<(), DirError> {
+    let probe = || -> std::io::Result<()> {
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)?;
+        let tmp = dir.join(format!(".burrow-write-check-{}", std::process::id()));
+        fs::File::create(&tmp)?;
+        fs::remove_file(&tmp)
+    };
+    probe().map_err(|source| {
+        let (uid, gid) = process_ids();
+        #[cfg(unix)]
+        let (owner, owner_ids) = {
+            use std::os::unix::fs::MetadataExt as _;
+            match fs::metadata(dir) {
+                Ok(m) => (
+                    format!(" and the directory belongs to {}:{}", m.uid(), m.gid()),
+                    format!("{}:{}", m.uid(), m.gid()),
+                ),
+                Err(_) => (String::new(), format!("{uid}:{gid}")),
+            }
+        };
+        #[cfg(not(unix))]
+        let (owner, owner_ids) = (String::new(), format!("{uid}:{gid}"));
+        DirError(format!(
+            "cannot write the {what} {path} ({source}): this process runs as uid:gid {uid}:{gid}{owner}; make it writable by that user, e.g. `chown -R {uid}:{gid} {path}`, or run as its owner (in a container: `user: \"{owner_ids}\"`)",
+            path = dir.display()
+        ))
+    })
+}
+
+/// This process's real uid and gid, from /proc (`?` where there is none).
+fn process_ids() -> (String, String) {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    (field("Uid:"), field("Gid:"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_in_the_way_is_a_clear_error_naming_the_fix() {
+        let d = tempfile::tempdir().unwrap();
+        let blocker = d.path().join("data");
+        fs::write(&blocker, b"x").unwrap();
+        let e = ensure_writable_dir(&blocker, "data directory")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot write the data directory"), "{e}");
+        assert!(e.contains(&blocker.display().to_string()), "{e}");
+        assert!(e.contains("chown -R"), "{e}");
+        let ok = d.path().join("a/b");
+        ensure_writable_dir(&ok, "data directory").unwrap();
+        assert!(ok.is_dir());
+    }
+}
