@@ -234,28 +234,18 @@ pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, Settin
 /// Makes the argument that reads `burrow` (in subcommand `sub`, or a
 /// global one) read `from` instead.
 fn point_env(command: clap::Command, sub: &str, burrow: &str, from: &'static str) -> clap::Command {
-    let reads = |a: &clap::Arg| a.get_env().is_some_and(|e| e == burrow);
-    let global: Vec<String> = command
+    repoint(command, burrow, from).mut_subcommand(sub, |sc| repoint(sc, burrow, from))
+}
+
+/// `command`'s own arguments that read `burrow` read `from` instead.
+fn repoint(command: clap::Command, burrow: &str, from: &'static str) -> clap::Command {
+    let ids: Vec<String> = command
         .get_arguments()
-        .filter(|a| reads(a))
+        .filter(|a| a.get_env().is_some_and(|e| e == burrow))
         .map(|a| a.get_id().to_string())
         .collect();
-    let mut command = command;
-    for id in global {
-        command = command.mut_arg(id, |a| a.env(from));
-    }
-    command.mut_subcommand(sub, |sc| {
-        let ids: Vec<String> = sc
-            .get_arguments()
-            .filter(|a| reads(a))
-            .map(|a| a.get_id().to_string())
-            .collect();
-        let mut sc = sc;
-        for id in ids {
-            sc = sc.mut_arg(id, |a| a.env(from));
-        }
-        sc
-    })
+    ids.into_iter()
+        .fold(command, |c, id| c.mut_arg(id, |a| a.env(from)))
 }
 
 /// Every variable name Burrow reads, its own and Octoporty's.
