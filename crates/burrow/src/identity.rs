@@ -68,14 +68,11 @@ impl IdentityArgs {
                 cert: cert.clone(),
                 key: key.clone(),
             },
-            _ => {
-                burrow_transport::files::ensure_writable_dir(&self.data_dir(), "data directory")?;
-                IdentitySource::Generated {
-                    dir: self.data_dir(),
-                    role: role.to_owned(),
-                    names: cert_names(),
-                }
-            }
+            _ => IdentitySource::Generated {
+                dir: self.data_dir(),
+                role: role.to_owned(),
+                names: cert_names(),
+            },
         };
         let id = LiveIdentity::load(source.clone())
             .with_context(|| format!("cannot load the {role} certificate"))?;

@@ -126,21 +126,18 @@ fn name_eq(alias: &str, var: &str) -> bool {
     }
 }
 
-/// The subcommand's role, read off the arguments (global flags may come
-/// first).
-fn role_of(args: &[String]) -> Option<Role> {
+/// The subcommand's role, read off the arguments (global flags, and the
+/// values of those that take one, may come first).
+fn role_of(command: &clap::Command, args: &[String]) -> Option<Role> {
+    let takes_value: Vec<String> = command
+        .get_arguments()
+        .filter(|a| a.is_global_set() && a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         if a.starts_with('-') {
-            let takes_value = matches!(
-                a.as_str(),
-                "--log-format"
-                    | "--log-level"
-                    | "--log-file"
-                    | "--log-file-keep"
-                    | "--log-file-format"
-            );
-            if takes_value {
+            if takes_value.contains(a) {
                 it.next();
             }
             continue;
@@ -177,7 +174,7 @@ fn env_names(cmd: &clap::Command, out: &mut Vec<String>) {
 pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, SettingsError> {
     let mut command = Cli::command();
     let mut warnings = Vec::new();
-    if let Some(role) = role_of(args) {
+    if let Some(role) = role_of(&command, args) {
         // The Burrow variable each alias sets, with the names that set it.
         let mut wanted: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
         for a in ALIASES
@@ -395,8 +392,13 @@ mod tests {
             parse(&args(&["burrow", "gateway", "--help"]), &e)
                 .is_err_and(|e| matches!(e, SettingsError::Clap(_)))
         );
-        assert!(role_of(&args(&["burrow", "--log-format", "json", "run"])) == Some(Role::Agent));
-        assert!(role_of(&args(&["burrow", "list-agents"])).is_none());
+        let cmd = Cli::command();
+        let run = args(&["burrow", "--log-format", "json", "--log-file", "x", "run"]);
+        assert!(role_of(&cmd, &run) == Some(Role::Agent));
+        assert!(
+            role_of(&cmd, &args(&["burrow", "--log-level", "gateway", "run"])) == Some(Role::Agent)
+        );
+        assert!(role_of(&cmd, &args(&["burrow", "list-agents"])).is_none());
     }
 
     #[test]

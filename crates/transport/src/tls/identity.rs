@@ -112,18 +112,6 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     })
 }
 
-/// Creates the data directory (mode 0700) if it is missing.
-pub fn ensure_dir(dir: &Path) -> Result<(), TlsError> {
-    let mut b = fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir).map_err(|source| TlsError::Write {
-        path: dir.to_owned(),
-        source,
-    })
-}
-
 impl IdentitySource {
     /// Loads the identity, creating it first where this source does.
     pub fn load(&self) -> Result<Identity, TlsError> {
@@ -141,7 +129,7 @@ impl IdentitySource {
                     warn_if_readable(&key);
                     return from_pem(&read(&cert)?, &read(&key)?, &cert);
                 }
-                ensure_dir(dir)?;
+                crate::files::ensure_writable_dir(dir, "data directory")?;
                 let (c, k) = generate(names)?;
                 // Key first: a certificate without its key is useless, a
                 // key without its certificate is regenerated next time.

@@ -25,7 +25,7 @@ use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
 
 pub use app::AppTls;
 pub use identity::{
-    Identity, IdentitySource, LiveIdentity, ensure_dir, generated_paths, thumbprint_of_pem_file,
+    Identity, IdentitySource, LiveIdentity, generated_paths, thumbprint_of_pem_file,
 };
 pub use thumbprint::{Thumbprint, ThumbprintError, list as list_thumbprints};
 pub use verify::{PinError, ServerTrust, pin_error};
@@ -69,6 +69,9 @@ pub enum TlsError {
         /// Why.
         source: std::io::Error,
     },
+    /// The data directory cannot be created or written.
+    #[error(transparent)]
+    Dir(#[from] crate::files::DirError),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(String),
