@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod link;
 pub mod openapi;
 pub mod types;
 pub mod validate;

@@ -217,6 +217,7 @@ impl Catalog {
                 proxy_protocol: false,
                 created_at: now,
                 updated_at: now,
+                origin: burrow_store::RouteOrigin::Agent,
             };
             let why = hostname_refusal(Some(domain), &self.own_names, &host)
                 .or_else(|| {
@@ -331,6 +332,7 @@ mod tests {
             proxy_protocol: false,
             created_at: 0,
             updated_at: 0,
+            origin: burrow_store::RouteOrigin::Admin,
         }
     }
 

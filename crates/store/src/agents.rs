@@ -173,6 +173,23 @@ impl Store {
             .transpose()
     }
 
+    /// Makes sure `name` has a row, for an agent that authenticates with
+    /// the pre-shared key (it registers no key): its routes and landing
+    /// page need one. Within the agent limit.
+    pub async fn ensure_agent(&self, name: &str, max_agents: usize) -> Result<()> {
+        if self.agent(name).await?.is_some() {
+            return Ok(());
+        }
+        let mut tx = tx::Tx::begin(&self.pool, self.backend).await?;
+        match insert_agent(&mut tx, name, &format!("psk:{name}"), max_agents).await {
+            Ok(_) => tx.commit().await?,
+            // A replica or a second link made it first.
+            Err(StoreError::Exists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
     /// The agent a client id belongs to.
     pub async fn agent_by_client_id(&self, client_id: &str) -> Result<Option<Agent>> {
         sqlx::query("SELECT * FROM agents WHERE client_id = $1")
@@ -201,6 +218,7 @@ impl Store {
             "DELETE FROM agent_keys WHERE agent = $1",
             "DELETE FROM fqdn_rules WHERE agent = $1",
             "DELETE FROM routes WHERE agent = $1",
+            "DELETE FROM landing_pages WHERE agent = $1",
         ] {
             sqlx::query(q).bind(name).execute(&mut *tx).await?;
         }

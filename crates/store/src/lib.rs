@@ -39,7 +39,7 @@ pub use admin_keys::AdminKey;
 pub use agents::{Agent, AgentKey};
 pub use audit::AuditEntry;
 pub use migrate::SCHEMA_VERSION;
-pub use routes::Route;
+pub use routes::{Landing, Route, RouteOrigin};
 pub use rules::FqdnRule;
 pub use traffic::{MAX_TRAFFIC_OFFSET, Traffic, TrafficFilter, TrafficKind, UnknownTrafficKind};
 

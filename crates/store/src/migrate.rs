@@ -42,10 +42,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fqdn_ports",
         include_str!("../migrations/0008_fqdn_ports.sql"),
     ),
+    (
+        9,
+        "agent_mappings",
+        include_str!("../migrations/0009_agent_mappings.sql"),
+    ),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Arbitrary, fixed: the advisory lock id for migrations.
 const PG_LOCK: i64 = 0x6275_7272_6f77;

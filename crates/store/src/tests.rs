@@ -183,6 +183,7 @@ async fn exercise(s: &Store) {
         proxy_protocol: false,
         created_at: now_micros(),
         updated_at: now_micros(),
+        origin: RouteOrigin::Admin,
     };
     assert!(s.put_route(&route).await.unwrap());
     let changed = Route {
@@ -203,8 +204,76 @@ async fn exercise(s: &Store) {
         StoreError::NotFound { .. }
     ));
 
-    // Unregistering takes keys, rules and routes along.
+    // An agent's own routes: a sync replaces them, the operator's stay.
+    let own = |host: &str, target: &str| Route {
+        hostname: host.into(),
+        target: target.into(),
+        origin: RouteOrigin::Agent,
+        ..route.clone()
+    };
+    s.replace_agent_routes(
+        "edge-1",
+        &[
+            own("a.tunnel.example.com", "http://a:1"),
+            own("b.tunnel.example.com", "http://b:1"),
+        ],
+    )
+    .await
+    .unwrap();
+    s.replace_agent_routes("edge-1", &[own("b.tunnel.example.com", "http://b:2")])
+        .await
+        .unwrap();
+    let hosts: Vec<(String, String, RouteOrigin)> = s
+        .routes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.hostname, r.target, r.origin))
+        .collect();
+    assert_eq!(
+        hosts,
+        vec![
+            (
+                "app.tunnel.example.com".into(),
+                "https://nas.lan:5001".into(),
+                RouteOrigin::Admin
+            ),
+            (
+                "b.tunnel.example.com".into(),
+                "http://b:2".into(),
+                RouteOrigin::Agent
+            ),
+        ]
+    );
+    // Landing pages: domain and page set apart; they go with the agent.
+    s.set_landing_domain("edge-1", Some("example.com"))
+        .await
+        .unwrap();
+    s.set_landing_html("edge-1", Some("<h1>hi</h1>"))
+        .await
+        .unwrap();
+    s.set_landing_domain("edge-1", Some("example.org"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.landings().await.unwrap(),
+        vec![Landing {
+            agent: "edge-1".into(),
+            domain: Some("example.org".into()),
+            html: Some("<h1>hi</h1>".into()),
+        }]
+    );
+    s.set_landing_html("edge-1", None).await.unwrap();
+    assert_eq!(s.landings().await.unwrap()[0].html, None);
+    // A pre-shared-key agent gets a row once, however often it asks.
+    s.ensure_agent("psk-agent", 100).await.unwrap();
+    s.ensure_agent("psk-agent", 100).await.unwrap();
+    assert!(s.agent("psk-agent").await.unwrap().is_some());
+    s.delete_agent("psk-agent").await.unwrap();
+
+    // Unregistering takes keys, rules, routes and landing pages along.
     s.delete_agent("edge-1").await.unwrap();
+    assert!(s.landings().await.unwrap().is_empty());
     assert!(s.keys("edge-1").await.unwrap().is_empty());
     assert!(s.fqdn_rules().await.unwrap().is_empty());
     assert!(s.routes().await.unwrap().is_empty());

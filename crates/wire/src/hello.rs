@@ -12,6 +12,9 @@ pub mod capabilities {
     pub const STREAMS: &str = "streams";
     /// The announcing side answers `Open` with `Opened` once the target is connected.
     pub const OPENED_ACK: &str = "opened-ack";
+    /// The announcing side answers requests on the control messages
+    /// ([`crate::rpc`]).
+    pub const REQUESTS: &str = "requests";
 }
 
 fn get_u16(p: &mut Bytes, frame: &'static str) -> Result<u16, WireError> {

@@ -22,6 +22,7 @@ mod codec;
 pub mod egress;
 mod frame;
 mod hello;
+pub mod rpc;
 
 #[cfg(feature = "codec")]
 pub use codec::FrameCodec;
@@ -44,6 +45,14 @@ pub mod control {
     /// configuration, one `HOSTNAME\tURL` line each. The gateway accepts
     /// only host names under its public domain not owned by another agent.
     pub const ROUTES: u16 = 4;
+    /// Either way: a request ([`crate::rpc::Request`]), to a side that
+    /// announced [`crate::capabilities::REQUESTS`].
+    pub const REQUEST: u16 = 5;
+    /// Either way: (part of) the answer to a request
+    /// ([`crate::rpc::Response`]).
+    pub const RESPONSE: u16 = 6;
+    /// Either way: the caller no longer wants the answer to a request.
+    pub const CANCEL: u16 = 7;
 }
 
 /// Version of the frame protocol spoken by this build.

@@ -56,6 +56,7 @@ pub(super) async fn put(
         proxy_protocol: b.proxy_protocol,
         created_at: now,
         updated_at: now,
+        origin: burrow_store::RouteOrigin::Admin,
     };
     if crate::catalog::route_target(&row).is_none() {
         return Err(Refusal::bad_request(format!(
