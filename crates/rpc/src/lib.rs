@@ -335,6 +335,9 @@ enum Pending {
     },
 }
 
+/// A request's method, stream flag and the parts of its arguments so far.
+type Partial = (String, bool, Vec<u8>);
+
 struct Inner {
     session: Session,
     router: Router,
@@ -350,7 +353,7 @@ struct Inner {
     turns: Arc<tokio::sync::Semaphore>,
     served: Mutex<HashMap<u32, CancellationToken>>,
     /// Requests whose arguments are still arriving: method, stream, parts.
-    partial: Mutex<HashMap<u32, (String, bool, Vec<u8>)>>,
+    partial: Mutex<HashMap<u32, Partial>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
