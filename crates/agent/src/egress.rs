@@ -418,7 +418,12 @@ mod tests {
             peer_cert: None,
         };
         let st = state.clone();
-        tokio::spawn(async move { crate::link::serve(&st, link).await });
+        let ack = burrow_wire::HelloAck {
+            version: burrow_wire::PROTOCOL_VERSION,
+            software_version: "test".into(),
+            capabilities: vec![],
+        };
+        tokio::spawn(async move { crate::link::serve(&st, link, &ack, None).await });
         let (br, bw) = tokio::io::split(b);
         let (gw, _incoming) = burrow_mux::Session::new(
             FramedRead::new(br, burrow_wire::FrameCodec),

@@ -24,3 +24,9 @@ pub const EGRESS_REFUSED: &str = "egress_refused";
 pub const LINKS_VIA_PROXY: &str = "links_via_proxy";
 /// The agent has stopped (after its drain).
 pub const STOPPED: &str = "stopped";
+/// The gateway refused a mapping or the landing domain (fields: hostname, reason).
+pub const MAPPING_REFUSED: &str = "mapping_refused";
+/// The mappings were sent to the gateway (fields: published, mappings).
+pub const MAPPINGS_SENT: &str = "mappings_sent";
+/// Someone asked the links to reconnect now.
+pub const RECONNECT_ASKED: &str = "reconnect_asked";

@@ -23,6 +23,7 @@ mod egress;
 pub mod event;
 mod link;
 mod listen;
+mod status;
 mod token;
 
 use std::sync::Arc;
@@ -40,7 +41,11 @@ pub use allow::{AllowList, AllowRule, AllowRuleError};
 pub use burrow_transport::Backoff;
 pub use burrow_transport::tls::AppTls;
 pub use egress::{is_link_local_or_metadata, is_loopback_or_unspecified};
+pub use status::{LinkState, LinkStatus};
 pub use token::{KeyPairAuth, TOKEN_PATH, TokenError};
+
+use burrow_api::link::{Mapping, MappingSet, Synced};
+use burrow_rpc::{Rpc, RpcError};
 
 /// Who opens the links.
 #[derive(Debug, Clone)]
@@ -99,6 +104,9 @@ pub struct AgentConfig {
     pub app_tls: Option<AppTls>,
     /// Routes this agent publishes: (public host name, internal URL).
     pub routes: Vec<(String, String)>,
+    /// The gateway host name it was configured with (`Agent__GatewayFqdn`),
+    /// told to the gateway for landing-page routing.
+    pub gateway_fqdn: Option<String>,
 }
 
 impl AgentConfig {
@@ -123,6 +131,7 @@ impl AgentConfig {
             allow_loopback: false,
             app_tls: None,
             routes: Vec::new(),
+            gateway_fqdn: None,
         }
     }
 }
@@ -140,6 +149,15 @@ pub(crate) struct AgentState {
     pub(crate) unsettled_links: std::sync::atomic::AtomicUsize,
     /// The FQDN rules the gateway gave this agent (egress).
     pub(crate) rules: std::sync::RwLock<Vec<burrow_wire::egress::AgentRule>>,
+    /// Each link's status.
+    pub(crate) links: status::Links,
+    /// Mappings set at run time (the web UI's), published beside the
+    /// configured routes.
+    pub(crate) mappings: std::sync::Mutex<Vec<Mapping>>,
+    /// What the gateway last said of the mappings.
+    pub(crate) synced: std::sync::Mutex<Option<Synced>>,
+    /// Close the links now and redial at once ("reconnect now").
+    pub(crate) reconnect: tokio::sync::Notify,
 }
 
 /// Errors starting an agent.
@@ -161,6 +179,10 @@ pub enum AgentError {
 impl AgentState {
     pub(crate) fn new(config: AgentConfig) -> Arc<Self> {
         let tokens = config.auth.clone().map(token::Tokens::new);
+        let config_links = match config.mode {
+            AgentMode::Poll(_) => config.links.max(1),
+            AgentMode::Listen { .. } => 0,
+        };
         Arc::new(AgentState {
             tokens,
             config,
@@ -169,7 +191,134 @@ impl AgentState {
             streams: TaskTracker::new(),
             unsettled_links: std::sync::atomic::AtomicUsize::new(0),
             rules: std::sync::RwLock::new(Vec::new()),
+            links: status::Links::new(config_links),
+            mappings: std::sync::Mutex::new(Vec::new()),
+            synced: std::sync::Mutex::new(None),
+            reconnect: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The configured routes and the run-time mappings, as one set.
+    pub(crate) fn mapping_set(&self) -> MappingSet {
+        let mut mappings: Vec<Mapping> = self
+            .config
+            .routes
+            .iter()
+            .map(|(host, url)| Mapping {
+                hostname: host.clone(),
+                target: url.clone(),
+                ignore_certificate_errors: false,
+                proxy_protocol: false,
+                enabled: true,
+            })
+            .collect();
+        mappings.extend(
+            self.mappings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        MappingSet {
+            gateway_fqdn: self.config.gateway_fqdn.clone(),
+            mappings,
+        }
+    }
+
+    /// Sends the mappings to the gateway on `rpc`; keeps and logs what it
+    /// says of them.
+    pub(crate) async fn sync(&self, rpc: &Rpc) -> Result<Synced, RpcError> {
+        let set = self.mapping_set();
+        let synced = rpc.call::<burrow_api::link::SyncMappings>(&set).await?;
+        for m in &synced.mappings {
+            if let Some(why) = &m.problem {
+                tracing::warn!(event = crate::event::MAPPING_REFUSED, hostname = %m.hostname, reason = %why, "the gateway refused a mapping");
+            }
+        }
+        if let Some(why) = &synced.landing_problem {
+            tracing::warn!(event = crate::event::MAPPING_REFUSED, reason = %why, "the gateway refused this agent's landing domain");
+        }
+        *self.synced.lock().unwrap_or_else(|p| p.into_inner()) = Some(synced.clone());
+        Ok(synced)
+    }
+}
+
+/// A running agent, for what shows and changes it while it runs (the web
+/// UI). Cheap to clone.
+#[derive(Clone)]
+pub struct Agent {
+    state: Arc<AgentState>,
+}
+
+impl Agent {
+    /// An agent with `config`, not yet running.
+    pub fn new(config: AgentConfig) -> Agent {
+        Agent {
+            state: AgentState::new(config),
+        }
+    }
+
+    /// Runs it until `shutdown` resolves (see [`run`]).
+    pub async fn run(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AgentError> {
+        run_state(self.state.clone(), shutdown).await
+    }
+
+    /// Its name as configured (empty: the one it was registered with).
+    pub fn name(&self) -> &str {
+        &self.state.config.name
+    }
+
+    /// The gateway URL it dials (empty in listening mode).
+    pub fn gateway_url(&self) -> &str {
+        match &self.state.config.mode {
+            AgentMode::Poll(d) => &d.url.url,
+            AgentMode::Listen { .. } => "",
+        }
+    }
+
+    /// Every link's status.
+    pub fn links(&self) -> Vec<LinkStatus> {
+        self.state.links.snapshot()
+    }
+
+    /// Changes when a link's status does.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.state.links.watch()
+    }
+
+    /// Requests to the gateway, on a live link whose gateway answers them.
+    pub fn gateway(&self) -> Option<Rpc> {
+        self.state.links.gateway()
+    }
+
+    /// Replaces the run-time mappings and sends them to the gateway.
+    /// `None`: no link is up; they are sent when one is.
+    pub async fn set_mappings(&self, mappings: Vec<Mapping>) -> Option<Result<Synced, RpcError>> {
+        *self
+            .state
+            .mappings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = mappings;
+        let rpc = self.gateway()?;
+        Some(self.state.sync(&rpc).await)
+    }
+
+    /// What the gateway last said of the mappings.
+    pub fn synced(&self) -> Option<Synced> {
+        self.state
+            .synced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Closes the links and redials at once.
+    pub fn reconnect_now(&self) {
+        info!(event = crate::event::RECONNECT_ASKED, "reconnect asked for");
+        self.state.reconnect.notify_waiters();
     }
 }
 
@@ -179,12 +328,18 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    if config.allow.is_empty() {
+    Agent::new(config).run(shutdown).await
+}
+
+async fn run_state(
+    state: Arc<AgentState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    if state.config.allow.is_empty() {
         tracing::info!(
             "the allow-list is empty: fixed forwards are refused (add targets with --allow HOST:PORT); egress by FQDN follows the gateway's rules"
         );
     }
-    let state = AgentState::new(config);
     let loops = TaskTracker::new();
     if state.tokens.is_some() {
         loops.spawn(token::renew(state.clone()));

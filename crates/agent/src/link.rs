@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use burrow_mux::{Event, ResetCode, Session, pump};
+use burrow_rpc::{Peer, Router, Rpc};
 use burrow_transport::handshake::{self, HandshakeError};
 use burrow_transport::{Link, Secret, TransportError};
-use burrow_wire::{Hello, PROTOCOL_VERSION, RejectCode, capabilities, control};
+use burrow_wire::{Hello, HelloAck, PROTOCOL_VERSION, RejectCode, capabilities, control};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
@@ -51,6 +52,7 @@ pub(crate) fn hello(state: &AgentState, credential: Option<&Secret>) -> Hello {
         capabilities: vec![
             capabilities::STREAMS.into(),
             capabilities::OPENED_ACK.into(),
+            capabilities::REQUESTS.into(),
         ],
         credential: credential
             .map(|p| p.expose().to_owned())
@@ -58,16 +60,18 @@ pub(crate) fn hello(state: &AgentState, credential: Option<&Secret>) -> Hello {
     }
 }
 
-async fn dial(state: &AgentState) -> Result<Link, DialError> {
+async fn dial(state: &AgentState, idx: usize) -> Result<(Link, HelloAck), DialError> {
     let cfg = &state.config;
     let AgentMode::Poll(dialer) = &cfg.mode else {
         return Err(TransportError::Setup("not in polling mode".into()).into());
     };
+    state.links.connecting(idx);
     let credential = credential(state).await?;
     let bearer = credential.as_ref().map(Secret::expose);
     let mut link = dialer.dial(bearer, DIAL_TIMEOUT).await?;
-    handshake::dial(&mut link, hello(state, credential.as_ref())).await?;
-    Ok(link)
+    state.links.authenticating(idx);
+    let ack = handshake::dial(&mut link, hello(state, credential.as_ref())).await?;
+    Ok((link, ack))
 }
 
 /// Runs link `idx` ([`run`]) and the streams it accepts on a
@@ -125,8 +129,9 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
         if state.stopping.is_cancelled() {
             return;
         }
-        match dial(&state).await {
-            Ok(link) => {
+        let failure: String;
+        match dial(&state, idx).await {
+            Ok((link, ack)) => {
                 let gateway = match &cfg.mode {
                     AgentMode::Poll(d) => d.url.url.as_str(),
                     AgentMode::Listen { .. } => "",
@@ -135,14 +140,19 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                 last_failure = None;
                 failures = 0;
                 let up_at = Instant::now();
-                let reason = serve(&state, link).await;
+                let (reason, asked) = serve(&state, link, &ack, Some(idx)).await;
                 if state.stopping.is_cancelled() {
                     return;
                 }
                 warn!(event = crate::event::LINK_DOWN, link = idx, reason = %reason, "link down; reconnecting");
-                if up_at.elapsed() >= cfg.stable_after {
+                if asked || up_at.elapsed() >= cfg.stable_after {
                     backoff.reset();
                 }
+                failure = if asked {
+                    "reconnect asked for".to_owned()
+                } else {
+                    format!("link down: {reason}")
+                };
             }
             Err(e) => {
                 failures += 1;
@@ -159,6 +169,7 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                     t.forget();
                 }
                 let msg = e.to_string();
+                failure = msg.clone();
                 if last_failure.as_deref() != Some(msg.as_str()) {
                     warn!(event = crate::event::GATEWAY_UNREACHABLE, link = idx, error = %msg, "cannot reach gateway; retrying with backoff");
                     last_failure = Some(msg);
@@ -168,6 +179,7 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
             }
         }
         let delay = backoff.next_delay(&mut rand::rng());
+        state.links.failed(idx, &failure, delay);
         debug!(
             link = idx,
             delay_ms = delay.as_millis() as u64,
@@ -175,6 +187,7 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
         );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = state.reconnect.notified() => backoff.reset(),
             _ = state.stopping.cancelled() => return,
         }
     }
@@ -207,20 +220,58 @@ impl Drop for Unsettled<'_> {
     }
 }
 
-/// Serves streams on one link until it closes; returns why it closed.
+/// Serves streams on one link until it closes; returns why it closed and
+/// whether a reconnect was asked for. `ack` is the gateway's hello answer;
+/// `idx` the link's index, for its status (polling links).
 ///
 /// On shutdown the link tells the gateway it is draining and keeps
 /// accepting streams until the gateway acknowledges (streams the gateway
 /// opened before it knew are served, not refused); after that new streams
 /// are refused and open ones finish.
-pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
+pub(crate) async fn serve(
+    state: &Arc<AgentState>,
+    link: Link,
+    ack: &HelloAck,
+    idx: Option<usize>,
+) -> (String, bool) {
     let config = burrow_mux::Config {
         dialer: true,
         heartbeat: Some(state.config.heartbeat),
         ..burrow_mux::Config::default()
     };
+    let thumb = link.peer_cert.map(|t| t.to_string());
     let (session, mut incoming) = Session::new(link.reader, link.writer, config);
-    if !state.config.routes.is_empty() {
+    let rpc = Rpc::new(
+        session.clone(),
+        Router::new(),
+        Peer {
+            role: "gateway",
+            answers: ack.capabilities.iter().any(|c| c == capabilities::REQUESTS),
+            version: ack.software_version.clone(),
+        },
+    );
+    if let Some(idx) = idx {
+        state
+            .links
+            .up(idx, &session, &rpc, &ack.software_version, thumb);
+    }
+    if rpc.peer_answers() {
+        let (state, rpc) = (state.clone(), rpc.clone());
+        tokio::spawn(async move {
+            match state.sync(&rpc).await {
+                Ok(s) => {
+                    let published = s.mappings.iter().filter(|m| m.published).count();
+                    info!(
+                        event = crate::event::MAPPINGS_SENT,
+                        published,
+                        mappings = s.mappings.len(),
+                        "mappings sent to the gateway"
+                    );
+                }
+                Err(e) => warn!(error = %e, "mappings not sent to the gateway"),
+            }
+        });
+    } else if !state.config.routes.is_empty() {
         let body: String = state
             .config
             .routes
@@ -232,6 +283,7 @@ pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
             .await;
     }
     let mut unsettled = Unsettled::new(&state.unsettled_links);
+    let mut asked = false;
     let mut announced = false;
     let mut refusing = false;
     let ack_deadline = tokio::time::sleep(Duration::from_secs(86_400));
@@ -251,7 +303,13 @@ pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
                 refusing = true;
                 unsettled.settle();
             }
+            _ = state.reconnect.notified() => {
+                asked = true;
+                session.close();
+                break;
+            }
             e = incoming.next() => match e {
+                Some(Event::Control(kind, body)) if rpc.on_control(kind, &body) => {}
                 Some(Event::Control(control::DRAINING_ACK, _)) if announced => {
                     debug!("the gateway acknowledged draining; refusing new streams");
                     refusing = true;
@@ -281,7 +339,7 @@ pub(crate) async fn serve(state: &Arc<AgentState>, link: Link) -> String {
         }
     }
     unsettled.settle();
-    session.closed().await.to_string()
+    (session.closed().await.to_string(), asked)
 }
 
 async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, target: String) {

@@ -119,11 +119,12 @@ impl Listener {
                         Ok(c) => c,
                         Err(e) => return warn!(error = %e, "no credential for the gateway link"),
                     };
-                    if let Err(e) = handshake::dial(&mut link, link::hello(&state, credential.as_ref())).await {
-                        return warn!(error = %e, "gateway link failed at hello");
-                    }
+                    let ack = match handshake::dial(&mut link, link::hello(&state, credential.as_ref())).await {
+                        Ok(ack) => ack,
+                        Err(e) => return warn!(error = %e, "gateway link failed at hello"),
+                    };
                     info!(event = crate::event::LINK_UP, "link up");
-                    let reason = link::serve(&state, link).await;
+                    let (reason, _) = link::serve(&state, link, &ack, None).await;
                     info!(event = crate::event::LINK_DOWN, %reason, "link down");
                 }
                 .instrument(info_span!("gateway_link", %peer)),

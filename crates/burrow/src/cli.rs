@@ -579,7 +579,10 @@ pub fn init_logging(args: &LogArgs) -> Result<()> {
         }
     }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut layers = vec![layer(args.log_format, std::io::stderr, ansi)];
+    let mut layers = vec![
+        layer(args.log_format, std::io::stderr, ansi),
+        burrow_transport::logtap::layer().boxed(),
+    ];
     if let Some(path) = &args.log_file {
         layers.push(layer(
             args.log_file_format,
@@ -950,6 +953,11 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
         }
     };
     let mut c = AgentConfig::new(mode, psk, name);
+    // The host alone (a port may follow the name).
+    c.gateway_fqdn = args
+        .gateway_fqdn
+        .as_deref()
+        .map(|f| f.rsplit_once(':').map_or(f, |(host, _)| host).to_owned());
     c.identity = identity;
     c.auth = auth;
     c.links = usize::from(args.links);

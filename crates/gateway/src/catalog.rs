@@ -6,7 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use burrow_store::{FqdnRule, Route, Store};
+use burrow_api::link::{MappingSet, MappingState, Synced};
+use burrow_store::{FqdnRule, Landing, Route, RouteOrigin, Store};
 use burrow_wire::egress::{AgentRule, Ports, Target, best_match, encode_rules};
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -28,7 +29,12 @@ pub(crate) struct Catalog {
     shadowed: AtomicUsize,
     /// Wakes the Caddy reconciler (a route or an agent's links changed).
     routes_changed: Notify,
+    /// Agents' landing pages.
+    landings: RwLock<Arc<Vec<Landing>>>,
 }
+
+/// Most mappings one agent may publish.
+pub(crate) const MAX_MAPPINGS: usize = 5000;
 
 /// One route of the cached route list, held without copying it.
 pub(crate) struct RouteRef {
@@ -61,7 +67,196 @@ impl Catalog {
             routes: RwLock::new(Arc::new(Vec::new())),
             shadowed: AtomicUsize::new(0),
             routes_changed: Notify::new(),
+            landings: RwLock::new(Arc::new(Vec::new())),
         }
+    }
+
+    /// The landing page for an unknown host: the page of the agent whose
+    /// landing domain is the host or holds it (the longest such domain).
+    pub(crate) fn landing_for(&self, host: &str) -> Option<String> {
+        let all = self.landings.read().unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .filter_map(|l| Some((l.domain.as_deref()?, l.html.as_deref()?)))
+            .filter(|(d, _)| under_or_at(host, d))
+            .max_by_key(|(d, _)| d.len())
+            .map(|(_, html)| html.to_owned())
+    }
+
+    /// `agent`'s landing page settings.
+    pub(crate) fn landing(&self, agent: &str) -> Option<Landing> {
+        let all = self.landings.read().unwrap_or_else(|p| p.into_inner());
+        all.iter().find(|l| l.agent == agent).cloned()
+    }
+
+    /// Replaces the routes `agent` published itself with its enabled
+    /// mappings, each checked as an operator's route is (host under the
+    /// public domain, not the gateway's own, a usable internal URL) and
+    /// refused if another agent or the operator holds it; takes its landing
+    /// domain. Says what became of each.
+    pub(crate) async fn sync(&self, agent: &str, set: &MappingSet, max_agents: usize) -> Synced {
+        let refuse_all = |why: &str| Synced {
+            mappings: set
+                .mappings
+                .iter()
+                .map(|m| MappingState {
+                    hostname: m.hostname.clone(),
+                    published: false,
+                    problem: Some(why.to_owned()),
+                })
+                .collect(),
+            landing_domain: None,
+            landing_problem: Some(why.to_owned()),
+        };
+        let Some(store) = &self.store else {
+            return refuse_all("this gateway has no store");
+        };
+        let Some(domain) = self.public_domain.as_deref() else {
+            if !set.mappings.is_empty() {
+                warn!(event = crate::event::ROUTE_REFUSED, %agent, "agent's routes refused: this gateway has no public domain (BURROW_PUBLIC_DOMAIN)");
+            }
+            return refuse_all(
+                "this gateway has no public domain (BURROW_PUBLIC_DOMAIN): it publishes no routes",
+            );
+        };
+        if set.mappings.len() > MAX_MAPPINGS {
+            return refuse_all(&format!(
+                "{} mappings: an agent may publish at most {MAX_MAPPINGS}",
+                set.mappings.len()
+            ));
+        }
+        if let Err(e) = store.ensure_agent(agent, max_agents).await {
+            return refuse_all(&format!("not stored: {e}"));
+        }
+        let existing = self.routes();
+        let now = burrow_store::now_micros();
+        let mut wanted: Vec<Route> = Vec::new();
+        let mut states = Vec::with_capacity(set.mappings.len());
+        // Indexes in `wanted` of routes new or changed.
+        let mut fresh = Vec::new();
+        for m in &set.mappings {
+            let host = m.hostname.trim().to_ascii_lowercase();
+            let route = Route {
+                hostname: host.clone(),
+                agent: agent.to_owned(),
+                target: m.target.trim().to_owned(),
+                ignore_certificate_errors: m.ignore_certificate_errors,
+                proxy_protocol: m.proxy_protocol,
+                created_at: now,
+                updated_at: now,
+                origin: RouteOrigin::Agent,
+            };
+            let held = existing.iter().find(|r| r.hostname == host);
+            let problem = hostname_refusal(Some(domain), &self.own_names, &host)
+                .or_else(|| {
+                    route_target(&route).is_none().then(|| {
+                        format!(
+                            "invalid internal URL {:?}: use http://HOST:PORT or https://HOST:PORT",
+                            m.target
+                        )
+                    })
+                })
+                .or_else(|| match held {
+                    Some(r) if r.agent != agent => {
+                        Some(format!("{host} is published by agent {}", r.agent))
+                    }
+                    Some(r) if r.origin == RouteOrigin::Admin => Some(format!(
+                        "{host} is set by the gateway's operator (burrow add-route); change it there"
+                    )),
+                    _ => None,
+                })
+                .or_else(|| {
+                    wanted
+                        .iter()
+                        .any(|w| w.hostname == host)
+                        .then(|| format!("{host} is listed twice"))
+                });
+            if let Some(why) = &problem {
+                warn!(event = crate::event::ROUTE_REFUSED, %agent, hostname = %host, reason = %why, "agent's route refused");
+            }
+            let published = problem.is_none() && m.enabled;
+            if published {
+                let same = held.is_some_and(|r| {
+                    (&r.target, r.ignore_certificate_errors, r.proxy_protocol)
+                        == (
+                            &route.target,
+                            route.ignore_certificate_errors,
+                            route.proxy_protocol,
+                        )
+                });
+                if !same {
+                    fresh.push(wanted.len());
+                }
+                // Keep when it was first made.
+                let created_at = held.map_or(now, |r| r.created_at);
+                wanted.push(Route {
+                    created_at,
+                    ..route
+                });
+            }
+            states.push(MappingState {
+                hostname: host,
+                published,
+                problem,
+            });
+        }
+        if let Err(e) = store.replace_agent_routes(agent, &wanted).await {
+            warn!(%agent, error = %e, "agent's mappings not stored");
+            return refuse_all(&format!("not stored: {e}"));
+        }
+        for r in fresh.iter().filter_map(|&i| wanted.get(i)) {
+            info!(event = crate::event::ROUTE_PUBLISHED, %agent, hostname = %r.hostname, target = %r.target, "agent's route published");
+        }
+        let (landing_domain, landing_problem) = self.claim_landing(agent, set, domain).await;
+        self.reload().await;
+        info!(event = crate::event::MAPPINGS_SYNCED, %agent, published = wanted.len(), mappings = set.mappings.len(), "agent's mappings applied");
+        Synced {
+            mappings: states,
+            landing_domain,
+            landing_problem,
+        }
+    }
+
+    /// Takes the landing domain `agent`'s gateway FQDN names (its parent
+    /// domain), if it is related to the public domain and no other agent
+    /// holds it.
+    async fn claim_landing(
+        &self,
+        agent: &str,
+        set: &MappingSet,
+        public: &str,
+    ) -> (Option<String>, Option<String>) {
+        let Some(store) = &self.store else {
+            return (None, None);
+        };
+        let Some(fqdn) = set
+            .gateway_fqdn
+            .as_deref()
+            .map(|f| f.trim().trim_end_matches('.').to_ascii_lowercase())
+        else {
+            return (None, None);
+        };
+        let wanted = landing_domain(&fqdn);
+        let problem = if burrow_api::validate::route_name_refusal(&fqdn).is_some() {
+            Some(format!("{fqdn:?} is not a host name"))
+        } else if !(under_or_at(&wanted, public) || under_or_at(public, &wanted)) {
+            Some(format!(
+                "{wanted} (from the gateway FQDN {fqdn}) is not related to this gateway's public domain {public}"
+            ))
+        } else {
+            self.landings
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|l| l.agent != agent && l.domain.as_deref() == Some(wanted.as_str()))
+                .map(|other| format!("{wanted} is the landing domain of agent {}", other.agent))
+        };
+        let take = problem.is_none().then_some(wanted);
+        if self.landing(agent).and_then(|l| l.domain) != take
+            && let Err(e) = store.set_landing_domain(agent, take.as_deref()).await
+        {
+            return (None, Some(format!("not stored: {e}")));
+        }
+        (take, problem)
     }
 
     /// The FQDN rules.
@@ -135,13 +330,15 @@ impl Catalog {
         let Some(store) = &self.store else {
             return true;
         };
-        let (fresh, mut fresh_routes) = match tokio::try_join!(store.fqdn_rules(), store.routes()) {
-            Ok(r) => r,
-            Err(e) => {
-                debug!(error = %e, "FQDN rules and routes not reloaded");
-                return false;
-            }
-        };
+        let (fresh, mut fresh_routes, landings) =
+            match tokio::try_join!(store.fqdn_rules(), store.routes(), store.landings()) {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!(error = %e, "FQDN rules and routes not reloaded");
+                    return false;
+                }
+            };
+        *self.landings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(landings);
         // A route stored before the gateway had this name (an older version,
         // a new certificate or BURROW_GATEWAY_NAMES entry) is never served.
         let own = &self.own_names;
@@ -192,68 +389,43 @@ impl Catalog {
         true
     }
 
-    /// other agent owns them.
-    pub(crate) async fn declare(&self, agent: &str, body: &[u8]) {
-        let Some(store) = &self.store else {
-            return;
-        };
-        let Some(domain) = self.public_domain.as_deref() else {
-            warn!(%agent, "agent-declared routes refused: this gateway has no public domain (BURROW_PUBLIC_DOMAIN)");
-            return;
-        };
-        let existing = self.routes();
-        let mut changed = false;
-        for line in String::from_utf8_lossy(body).lines() {
-            let Some((host, url)) = line.split_once('\t') else {
-                continue;
-            };
-            let host = host.trim().to_ascii_lowercase();
-            let now = burrow_store::now_micros();
-            let route = Route {
-                hostname: host.clone(),
-                agent: agent.to_owned(),
-                target: url.trim().to_owned(),
+    /// Routes from an agent's `--route` flags, sent by an agent that does
+    /// not make requests (`HOSTNAME\tURL` lines): synced as mappings.
+    pub(crate) async fn declare(&self, agent: &str, body: &[u8], max_agents: usize) {
+        let mappings = String::from_utf8_lossy(body)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(host, url)| burrow_api::link::Mapping {
+                hostname: host.to_owned(),
+                target: url.to_owned(),
                 ignore_certificate_errors: false,
                 proxy_protocol: false,
-                created_at: now,
-                updated_at: now,
-                origin: burrow_store::RouteOrigin::Agent,
-            };
-            let why = hostname_refusal(Some(domain), &self.own_names, &host)
-                .or_else(|| {
-                    route_target(&route)
-                        .is_none()
-                        .then(|| format!("invalid internal URL {url:?}"))
-                })
-                .or_else(|| {
-                    existing
-                        .iter()
-                        .find(|r| r.hostname == host && r.agent != agent)
-                        .map(|r| format!("{host} is published by agent {}", r.agent))
-                });
-            if let Some(why) = why {
-                warn!(event = crate::event::ROUTE_REFUSED, %agent, hostname = %host, reason = %why, "agent-declared route refused");
-                continue;
-            }
-            if existing
-                .iter()
-                .any(|r| r.hostname == host && r.target == route.target && r.agent == agent)
-            {
-                continue;
-            }
-            match store.put_route(&route).await {
-                Ok(_) => {
-                    info!(event = crate::event::ROUTE_PUBLISHED, %agent, hostname = %host, target = %route.target, "agent-declared route published");
-                    changed = true;
-                }
-                Err(e) => {
-                    warn!(%agent, hostname = %host, error = %e, "agent-declared route not stored")
-                }
-            }
-        }
-        if changed {
-            self.reload().await;
-        }
+                enabled: true,
+            })
+            .collect();
+        let set = MappingSet {
+            gateway_fqdn: None,
+            mappings,
+        };
+        self.sync(agent, &set, max_agents).await;
+    }
+}
+
+/// Whether `host` is `domain` or a name under it.
+fn under_or_at(host: &str, domain: &str) -> bool {
+    host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// The landing domain a gateway FQDN names: its parent domain when that
+/// still has two labels (`gateway.example.com` → `example.com`), else
+/// itself.
+fn landing_domain(fqdn: &str) -> String {
+    match fqdn.split_once('.') {
+        Some((_, parent)) if parent.contains('.') => parent.to_owned(),
+        _ => fqdn.to_owned(),
     }
 }
 

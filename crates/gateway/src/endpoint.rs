@@ -468,7 +468,8 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         handshake::reject(&mut link, Reject { code, message }).await;
         return;
     }
-    if let Err(e) = handshake::ack(&mut link, vec![capabilities::STREAMS.into()]).await {
+    let caps = vec![capabilities::STREAMS.into(), capabilities::REQUESTS.into()];
+    if let Err(e) = handshake::ack(&mut link, caps).await {
         warn!(%agent, error = %e, "agent link failed during hello");
         return;
     }
@@ -478,10 +479,23 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         ..burrow_mux::Config::default()
     };
     let (session, incoming) = Session::new(link.reader, link.writer, config);
+    let rpc = burrow_rpc::Rpc::new(
+        session.clone(),
+        crate::requests::router(state.clone(), agent.clone()),
+        burrow_rpc::Peer {
+            role: "agent",
+            answers: hello
+                .capabilities
+                .iter()
+                .any(|c| c == capabilities::REQUESTS),
+            version: hello.software_version.clone(),
+        },
+    );
     let _on_shard = state.shards.hold_link();
     let (id, links) = state.registry.add(
         &agent,
         session.clone(),
+        rpc.clone(),
         peer,
         hello.software_version.clone(),
         key.clone(),
@@ -497,7 +511,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         state.clone(),
         agent.clone(),
         id,
-        session.clone(),
+        (session.clone(), rpc),
         incoming,
     ));
     let reason = session.closed().await;
@@ -525,11 +539,12 @@ async fn control_loop(
     state: Arc<State>,
     agent: String,
     id: u64,
-    session: Session,
+    (session, rpc): (Session, burrow_rpc::Rpc),
     mut incoming: burrow_mux::Incoming,
 ) {
     while let Some(event) = incoming.next().await {
         match event {
+            burrow_mux::Event::Control(kind, body) if rpc.on_control(kind, &body) => {}
             burrow_mux::Event::Stream(s) => s.reset(burrow_mux::ResetCode::NotAllowed),
             burrow_mux::Event::Control(burrow_wire::control::DRAINING, _) => {
                 state.registry.set_draining(&agent, id);
@@ -539,7 +554,10 @@ async fn control_loop(
                     .await;
             }
             burrow_mux::Event::Control(burrow_wire::control::ROUTES, body) => {
-                state.catalog.declare(&agent, &body).await;
+                state
+                    .catalog
+                    .declare(&agent, &body, state.config.max_agents)
+                    .await;
             }
             burrow_mux::Event::Control(kind, _) => {
                 debug!(%agent, kind, "ignoring unknown control message");

@@ -34,6 +34,8 @@ pub const CREDENTIAL_FAILURES: &str = "credential_failures";
 pub const ROUTE_REFUSED: &str = "route_refused";
 /// A route an agent declared was published (fields: agent, hostname, target).
 pub const ROUTE_PUBLISHED: &str = "route_published";
+/// An agent's mappings were applied (fields: agent, published, mappings).
+pub const MAPPINGS_SYNCED: &str = "mappings_synced";
 /// A stored route names one of this gateway's own names and is not served.
 pub const ROUTE_IGNORED_OWN_NAME: &str = "route_ignored_own_name";
 /// Links whose key is no longer registered were closed (fields: agent, closed).

@@ -54,6 +54,7 @@ mod names;
 mod open;
 mod outbound;
 pub mod registry;
+mod requests;
 mod shard;
 mod state;
 mod sweep;
@@ -224,6 +225,7 @@ impl Gateway {
             stop_accepting: CancellationToken::new(),
             streams: TaskTracker::new(),
             links: TaskTracker::new(),
+            started: std::time::SystemTime::now(),
         });
         Ok(Gateway {
             state,

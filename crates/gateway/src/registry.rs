@@ -15,6 +15,8 @@ pub struct LinkInfo {
     pub id: u64,
     /// The mux session on the link.
     pub session: Session,
+    /// Requests to the agent on the link.
+    pub rpc: burrow_rpc::Rpc,
     /// Agent's address as seen by the gateway.
     pub peer: Option<SocketAddr>,
     /// Agent's software version from its hello.
@@ -65,6 +67,7 @@ impl Registry {
         &self,
         agent: &str,
         session: Session,
+        rpc: burrow_rpc::Rpc,
         peer: Option<SocketAddr>,
         version: String,
         key: Option<String>,
@@ -75,6 +78,7 @@ impl Registry {
         a.links.push(LinkInfo {
             id,
             session,
+            rpc,
             peer,
             version,
             since: SystemTime::now(),
@@ -235,13 +239,25 @@ mod tests {
         (mk(a, false), mk(b, true))
     }
 
+    fn rpc(s: &Session) -> burrow_rpc::Rpc {
+        burrow_rpc::Rpc::new(
+            s.clone(),
+            burrow_rpc::Router::new(),
+            burrow_rpc::Peer {
+                role: "agent",
+                answers: false,
+                version: "1".into(),
+            },
+        )
+    }
+
     #[tokio::test]
     async fn new_streams_spread_over_links_and_skip_dead_ones() {
         let r = Registry::default();
         let (l1, _p1) = session();
         let (l2, _p2) = session();
-        let (id1, _) = r.add("home", l1.clone(), None, "1".into(), None);
-        let (_id2, n) = r.add("home", l2.clone(), None, "1".into(), None);
+        let (id1, _) = r.add("home", l1.clone(), rpc(&l1), None, "1".into(), None);
+        let (_id2, n) = r.add("home", l2.clone(), rpc(&l2), None, "1".into(), None);
         assert_eq!(n, 2);
         // Round robin: two picks land on two different links.
         let a = r.pick("home").expect("pick");
@@ -270,9 +286,9 @@ mod tests {
         let (l0, _p0) = session();
         let (l1, _p1) = session();
         crate::shard::pretend(Some(0));
-        r.add("home", l0.clone(), None, "1".into(), None);
+        r.add("home", l0.clone(), rpc(&l0), None, "1".into(), None);
         crate::shard::pretend(Some(1));
-        let (id1, _) = r.add("home", l1.clone(), None, "1".into(), None);
+        let (id1, _) = r.add("home", l1.clone(), rpc(&l1), None, "1".into(), None);
         assert_eq!(
             r.links("home").iter().map(|l| l.shard).collect::<Vec<_>>(),
             [Some(0), Some(1)]
@@ -306,8 +322,8 @@ mod tests {
         let r = Registry::default();
         let (l1, _p1) = session();
         let (l2, _p2) = session();
-        let (id1, _) = r.add("home", l1.clone(), None, "1".into(), None);
-        let (id2, _) = r.add("home", l2.clone(), None, "1".into(), None);
+        let (id1, _) = r.add("home", l1.clone(), rpc(&l1), None, "1".into(), None);
+        let (id2, _) = r.add("home", l2.clone(), rpc(&l2), None, "1".into(), None);
         r.set_draining("home", id1);
         let mut open = Vec::new();
         for _ in 0..4 {
@@ -325,9 +341,23 @@ mod tests {
         let (old, _p1) = session();
         let (new, _p2) = session();
         let (psk, _p3) = session();
-        r.add("home", old.clone(), None, "1".into(), Some("old".into()));
-        r.add("home", new.clone(), None, "1".into(), Some("new".into()));
-        r.add("home", psk.clone(), None, "1".into(), None);
+        r.add(
+            "home",
+            old.clone(),
+            rpc(&old),
+            None,
+            "1".into(),
+            Some("old".into()),
+        );
+        r.add(
+            "home",
+            new.clone(),
+            rpc(&new),
+            None,
+            "1".into(),
+            Some("new".into()),
+        );
+        r.add("home", psk.clone(), rpc(&psk), None, "1".into(), None);
         assert_eq!(r.keyed_agents(), ["home"]);
         assert_eq!(r.close_unless_key("home", &["new".into()]), 1);
         assert!(old.is_closed());

@@ -40,6 +40,8 @@ pub(crate) struct State {
     pub(crate) shards: Arc<shard::Shards>,
     /// Credential failures per source address, for every check.
     pub(crate) throttles: Arc<throttle::Throttles>,
+    /// When the gateway started.
+    pub(crate) started: std::time::SystemTime,
 }
 
 impl State {

@@ -70,6 +70,9 @@ pub(crate) struct Shared {
     writer_done: CancellationToken,
     /// Pings in flight and the round trip they measured.
     pings: Mutex<Pings>,
+    /// Stream payload bytes received and sent on the session.
+    pub(crate) bytes_in: std::sync::atomic::AtomicU64,
+    pub(crate) bytes_out: std::sync::atomic::AtomicU64,
 }
 
 /// Probe nonces have the top bit set; heartbeat nonces count from 1.
@@ -239,6 +242,8 @@ impl Session {
             cancel: cancel.clone(),
             writer_done: CancellationToken::new(),
             pings: Mutex::new(Pings::default()),
+            bytes_in: std::sync::atomic::AtomicU64::new(0),
+            bytes_out: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(read_loop(shared.clone(), reader, accept_tx, control_tx));
         tokio::spawn(write_loop(shared.clone(), writer, data_rx));
@@ -383,6 +388,20 @@ impl Session {
     pub fn stream_count(&self) -> usize {
         self.shared.table().streams.len()
     }
+
+    /// The smoothed heartbeat round trip, once one was measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        lock(&self.shared.pings).srtt
+    }
+
+    /// Stream payload bytes (received, sent) on the session so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.shared.bytes_in.load(Relaxed),
+            self.shared.bytes_out.load(Relaxed),
+        )
+    }
 }
 
 /// How long a closing session may take to send what it has queued.
@@ -463,6 +482,9 @@ fn on_frame(
     let find = |id: u32| shared.table().streams.get(&id).cloned();
     match frame {
         Frame::Data { stream_id, payload } => {
+            shared
+                .bytes_in
+                .fetch_add(payload.len() as u64, std::sync::atomic::Ordering::Relaxed);
             if let Some(s) = find(stream_id) {
                 s.on_data(payload)
                     .or_else(|why| protocol(format!("stream {stream_id}: {why}")))?;

@@ -321,6 +321,9 @@ impl MuxStream {
             let n = poll_fn(|cx| self.poll_credit(cx, data.len())).await?;
             let payload = data.split_to(n);
             self.session
+                .bytes_out
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            self.session
                 .data_tx
                 .send(Frame::Data {
                     stream_id: self.shared.id,
@@ -547,6 +550,9 @@ impl AsyncWrite for MuxStream {
                 return Poll::Pending;
             }
         };
+        this.session
+            .bytes_out
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         let frame = Frame::Data {
             stream_id: this.shared.id,
             payload: Bytes::copy_from_slice(&buf[..n]),

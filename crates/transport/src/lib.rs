@@ -27,6 +27,7 @@ mod dial;
 pub mod event;
 pub mod files;
 pub mod handshake;
+pub mod logtap;
 pub mod page;
 pub mod proxy;
 pub mod raw;

@@ -14,6 +14,8 @@ mod rules;
 mod state;
 mod traffic;
 
+pub(crate) use traffic::record as traffic_record;
+
 use std::net::SocketAddr;
 
 use burrow_api::Endpoint;

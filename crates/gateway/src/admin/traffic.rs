@@ -26,24 +26,26 @@ pub(super) async fn list(call: &Call<'_>, q: &TrafficQuery) -> Result<Response<B
         offset: q.offset.unwrap_or(0),
     };
     let records = call.store.traffic(&filter).await?;
-    let records = records
-        .into_iter()
-        .map(|t| TrafficRecord {
-            at: t.at,
-            kind: t.kind.as_str().to_owned(),
-            agent_name: t.agent,
-            route: t.route,
-            client: t.client,
-            method: t.method,
-            host: t.host,
-            path: t.path,
-            status: t.status,
-            target: t.target,
-            bytes_in: t.bytes_in,
-            bytes_out: t.bytes_out,
-            duration_ms: t.duration_ms,
-        })
-        .collect();
+    let records = records.into_iter().map(record).collect();
     let dropped = call.admin.audit.recorder().map_or(0, |r| r.dropped());
     Ok(json(StatusCode::OK, &TrafficPage { records, dropped }))
+}
+
+/// A stored record as the API (and an agent's traffic page) shows it.
+pub(crate) fn record(t: burrow_store::Traffic) -> TrafficRecord {
+    TrafficRecord {
+        at: t.at,
+        kind: t.kind.as_str().to_owned(),
+        agent_name: t.agent,
+        route: t.route,
+        client: t.client,
+        method: t.method,
+        host: t.host,
+        path: t.path,
+        status: t.status,
+        target: t.target,
+        bytes_in: t.bytes_in,
+        bytes_out: t.bytes_out,
+        duration_ms: t.duration_ms,
+    }
 }

@@ -31,6 +31,17 @@ impl Http {
         self.catalog.route_for(host)
     }
 
+    /// The page for a host no route serves: the landing page of the agent
+    /// whose domain holds it, else the gateway's own.
+    pub(crate) fn unknown_host_page(&self, host: &str) -> String {
+        self.catalog.landing_for(host).unwrap_or_else(|| {
+            super::pages::page_html(
+                "Nothing here",
+                &format!("No service is published at {host} on this gateway."),
+            )
+        })
+    }
+
     /// Records one visitor request.
     pub(crate) fn record(&self, t: burrow_store::Traffic) {
         self.audit.record(t);

@@ -160,6 +160,30 @@ async fn reconcile(
     Ok((added, removed))
 }
 
+/// The routes Burrow keeps in Caddy for `hosts`, as Caddy holds them.
+pub(crate) async fn routes_for(cfg: &CaddyConfig, hosts: &[String]) -> Result<Vec<Value>, String> {
+    let base = cfg.admin_url.trim_end_matches('/').to_owned();
+    let client = HttpClient::new(&base, None, &ProxyEnv::default()).map_err(|e| e.to_string())?;
+    let admin = Admin { client, base };
+    let path = format!("/config/apps/http/servers/{}/routes", cfg.server);
+    let (status, body) = admin.call(Method::GET, &path, None).await?;
+    if !status.is_success() {
+        return Err(format!("GET {path}: {status}"));
+    }
+    let Ok(Value::Array(all)) = serde_json::from_slice::<Value>(&body) else {
+        return Err(format!("GET {path}: not a list of routes"));
+    };
+    let ids: Vec<String> = hosts.iter().map(|h| format!("{ID_PREFIX}{h}")).collect();
+    Ok(all
+        .into_iter()
+        .filter(|r| {
+            r.get("@id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| ids.iter().any(|i| i == id))
+        })
+        .collect())
+}
+
 /// Keeps Caddy's routes in step until the gateway stops.
 pub(crate) async fn run(http: Arc<Http>, stop: CancellationToken, cfg: CaddyConfig) {
     let base = cfg.admin_url.trim_end_matches('/').to_owned();

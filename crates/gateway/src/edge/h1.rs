@@ -675,10 +675,10 @@ where
             if front == Front::Proxy {
                 return Outcome::Handover(r.unsplit(w), buf);
             }
-            let text = format!("No service is published at {} on this gateway.", head.host);
+            let page = http.unknown_host_page(&head.host);
             let _ = buf.split_to(head.len);
             let close = head.close || head.framing != Framing::Length(0);
-            if write_page(&mut w, head.head_request, 404, "Nothing here", &text, close)
+            if write_html(&mut w, head.head_request, 404, page, close)
                 .await
                 .is_err()
                 || close
@@ -868,7 +868,17 @@ async fn write_page<W: AsyncWrite + Unpin>(
     text: &str,
     close: bool,
 ) -> io::Result<()> {
-    let mut body = page_html(title, text);
+    write_html(w, head_only, status, page_html(title, text), close).await
+}
+
+/// Writes an HTML answer.
+async fn write_html<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    head_only: bool,
+    status: u16,
+    mut body: String,
+    close: bool,
+) -> io::Result<()> {
     let len = body.len();
     if head_only {
         body.clear();

@@ -26,7 +26,7 @@ use super::backend::{Http, down_text, http_record};
 use super::forwarding::{
     Bodies, Field, Front, Policy, forwarded_for, last_forwarded, tokens, visitor,
 };
-use super::pages::{Body, page};
+use super::pages::{Body, full, page};
 use crate::names::normalize_host;
 
 /// Host name of the request, lowercase, without port.
@@ -191,10 +191,10 @@ pub(crate) async fn proxy(
         );
     };
     let Some(route) = http.route_for(&host) else {
-        return page(
+        return full(
             StatusCode::NOT_FOUND,
-            "Nothing here",
-            &format!("No service is published at {host} on this gateway."),
+            "text/html; charset=utf-8",
+            http.unknown_host_page(&host),
         );
     };
     let Some(mut target) = crate::catalog::route_target(&route) else {

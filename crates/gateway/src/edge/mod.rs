@@ -42,6 +42,15 @@ use pages::full;
 
 use crate::limits::{Accepting, Caps, Limiter};
 
+/// The gateway's own page for a host no route serves (an agent may set
+/// its own for its domain).
+pub(crate) fn default_landing() -> String {
+    pages::page_html(
+        "Nothing here",
+        "No service is published at this address on this gateway.",
+    )
+}
+
 /// Whether HTTP/1.1 visitors take the hyper path too
 /// (`BURROW_EDGE_HTTP1=hyper`): for measuring the two paths side by side
 /// (`bench/paths.d/burrow.sh`, path `burrow-edge-hyper`); the default is
