@@ -30,3 +30,13 @@ pub const MAPPING_REFUSED: &str = "mapping_refused";
 pub const MAPPINGS_SENT: &str = "mappings_sent";
 /// Someone asked the links to reconnect now.
 pub const RECONNECT_ASKED: &str = "reconnect_asked";
+/// The web UI is listening (fields: url).
+pub const UI_LISTENING: &str = "ui_listening";
+/// A web UI login succeeded (fields: source).
+pub const UI_LOGIN: &str = "ui_login";
+/// A web UI login failed (fields: source, locked_seconds).
+pub const UI_LOGIN_FAILED: &str = "ui_login_failed";
+/// A mapping was saved in the web UI (fields: hostname, target, enabled).
+pub const MAPPING_SAVED: &str = "mapping_saved";
+/// A mapping was removed in the web UI (fields: hostname).
+pub const MAPPING_REMOVED: &str = "mapping_removed";

@@ -380,6 +380,8 @@ pub struct AgentArgs {
     pub key_pair: KeyPairArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub ui: crate::ui::UiArgs,
     /// Trust only the gateway certificate with this SHA-256 thumbprint (the
     /// gateway prints it at start). Give two, comma-separated, while the
     /// gateway's certificate is being replaced.
@@ -1051,7 +1053,9 @@ fn key_pair_auth(
 }
 
 async fn agent(args: AgentArgs) -> Result<()> {
+    let (ui_args, ids) = (args.ui.clone(), args.identity.clone());
     let config = agent_config(args)?;
+    let ui = crate::ui::prepare(&ui_args, &ids, config.identity.clone()).await?;
     let gateway = match &config.mode {
         AgentMode::Poll(d) => d.url.url.clone(),
         AgentMode::Listen { addr, .. } => format!("(listening on {addr})"),
@@ -1062,7 +1066,15 @@ async fn agent(args: AgentArgs) -> Result<()> {
         .map(|a| a.client_id.clone())
         .unwrap_or_default();
     info!(version = env!("CARGO_PKG_VERSION"), agent = %config.name, %client_id, %gateway, links = config.links, "burrow agent starting");
-    burrow_agent::run(config, shutdown_signal()).await?;
+    let agent = burrow_agent::Agent::new(config);
+    let stop_ui = tokio_util::sync::CancellationToken::new();
+    if let Some(cfg) = ui {
+        let ui = burrow_ui::Ui::bind(cfg, agent.clone()).await?;
+        tokio::spawn(ui.run(stop_ui.clone()));
+    }
+    let out = agent.run(shutdown_signal()).await;
+    stop_ui.cancel();
+    out?;
     Ok(())
 }
 

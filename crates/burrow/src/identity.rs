@@ -12,7 +12,7 @@ use clap::Args;
 use tracing::{info, warn};
 
 /// Where state lives, and this side's certificate.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct IdentityArgs {
     /// Data directory: generated certificate and key (mode 0600), later the
     /// database. Default: $XDG_DATA_HOME/burrow, else ~/.local/share/burrow,

@@ -10,6 +10,7 @@ mod keygen;
 mod manage;
 mod secrets;
 mod settings;
+mod ui;
 
 use std::process::ExitCode;
 

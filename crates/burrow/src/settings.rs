@@ -73,18 +73,25 @@ const ALIASES: &[Alias] = &[
         Role::Agent,
     ),
     alias("Logging__FilePath", "BURROW_LOG_FILE", Role::Both),
-];
-
-/// Octoporty names for its agent's web UI, which this version does not
-/// have: set, they are reported rather than ignored.
-const NOT_YET: &[&str] = &[
-    "Agent__JwtSecret",
-    "AGENT_JWT_SECRET",
-    "Agent__Auth__PasswordHash",
-    "AGENT_AUTH_PASSWORD_HASH",
-    "Agent__Port",
-    "ConnectionStrings__DefaultConnection",
-    "CONNECTION_STRING",
+    alias("Agent__JwtSecret", "BURROW_UI_JWT_SECRET", Role::Agent),
+    alias("AGENT_JWT_SECRET", "BURROW_UI_JWT_SECRET", Role::Agent),
+    alias(
+        "Agent__Auth__PasswordHash",
+        "BURROW_UI_PASSWORD_HASH",
+        Role::Agent,
+    ),
+    alias(
+        "AGENT_AUTH_PASSWORD_HASH",
+        "BURROW_UI_PASSWORD_HASH",
+        Role::Agent,
+    ),
+    alias("Agent__Port", "BURROW_UI_LISTEN", Role::Agent),
+    alias(
+        "ConnectionStrings__DefaultConnection",
+        "BURROW_AGENT_DATABASE",
+        Role::Agent,
+    ),
+    alias("CONNECTION_STRING", "BURROW_AGENT_DATABASE", Role::Agent),
 ];
 
 /// Variables Burrow reads outside its flags.
@@ -210,11 +217,7 @@ pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, Settin
     }
     let known = known_names(&command);
     for (k, _) in env {
-        if NOT_YET.iter().any(|n| name_eq(n, k)) {
-            warnings.push(format!(
-                "{k} is an Octoporty agent web UI setting; this Burrow version has no web UI, so it is not used"
-            ));
-        } else if let Some(w) = unknown(&known, k) {
+        if let Some(w) = unknown(&known, k) {
             warnings.push(w);
         }
     }
@@ -250,7 +253,6 @@ fn known_names(command: &clap::Command) -> Vec<String> {
     let mut known = Vec::new();
     env_names(command, &mut known);
     known.extend(ALIASES.iter().map(|a| a.name.to_owned()));
-    known.extend(NOT_YET.iter().map(|n| (*n).to_owned()));
     known.extend(OTHER_KNOWN.iter().map(|n| (*n).to_owned()));
     known
 }

@@ -161,24 +161,53 @@ async fn two_names_for_one_setting_that_disagree_are_refused_naming_both() -> Re
 }
 
 #[tokio::test]
-async fn octoporty_web_ui_names_are_reported_not_ignored() -> Result<()> {
-    let mut gw = Proc::spawn(
-        "gateway",
-        &bin(),
-        &s(&["gateway", "--listen", "127.0.0.1:0"]),
-        &[
-            ("Agent__Auth__PasswordHash", "$6$x$y"),
-            ("Gateway__ApiKey", &random_psk()),
-        ],
-    )?;
-    gw.wait_event(gw_ev::TUNNEL_LISTENING).await?;
-    assert!(
-        gw.output()
-            .contains("Agent__Auth__PasswordHash is an Octoporty agent web UI setting"),
-        "{}",
-        gw.output()
-    );
-    assert!(!gw.output().contains("$6$x$y"));
+async fn octoporty_web_ui_settings_are_checked_at_start() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().display().to_string();
+    // `openssl passwd -6 -salt saltsalt hunter2`
+    let hash = "$6$saltsalt$8iYtNHxjWRl.NF6oNZ5tF.iKFlQREaXBLlSmZKP6dy9l5z3vsooWNW0/GZ6Nej73/TFug6pIPSqbJoCT6dfnj.";
+    let run = |env: Vec<(&'static str, String)>| {
+        let data = data.clone();
+        async move {
+            let mut full = vec![
+                ("CONNECT_URL", "wss://127.0.0.1:1/tunnel".to_owned()),
+                ("BURROW_PSK", random_psk()),
+                ("BURROW_DATA_DIR", data),
+                ("BURROW_AGENT_NAME", "ui-test".to_owned()),
+                ("Agent__Port", "0".to_owned()),
+            ];
+            full.extend(env);
+            let env: Vec<(&str, &str)> = full.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let mut p = Proc::spawn("agent", &bin(), &s(&["run"]), &env)?;
+            let code = p.wait_exit().await?;
+            anyhow::Ok((code, p.output()))
+        }
+    };
+    let short = "too-short-secret";
+    let (code, out) = run(vec![
+        ("Agent__Auth__PasswordHash", hash.to_owned()),
+        ("Agent__JwtSecret", short.to_owned()),
+    ])
+    .await?;
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("at least 32"), "{out}");
+    assert!(!out.contains(short), "the secret is not shown: {out}");
+    let (code, out) = run(vec![
+        ("AGENT_AUTH_PASSWORD_HASH", "$1$x$y".to_owned()),
+        ("AGENT_JWT_SECRET", "j".repeat(40)),
+    ])
+    .await?;
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("not a SHA-512 crypt hash"), "{out}");
+    assert!(!out.contains(&"j".repeat(40)), "{out}");
+    let (code, out) = run(vec![
+        ("Agent__Auth__PasswordHash", hash.to_owned()),
+        ("Agent__JwtSecret", "j".repeat(40)),
+        ("CONNECTION_STRING", "Host=db;Database=x".to_owned()),
+    ])
+    .await?;
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("Data Source="), "{out}");
     Ok(())
 }
 

@@ -206,6 +206,17 @@ pub async fn setup(
     agent_extra: &[&str],
     run_agent: bool,
 ) -> Result<Setup> {
+    setup_with_env(bin, gw_extra, agent_extra, run_agent, &[]).await
+}
+
+/// [`setup`], with more variables for the agent.
+pub async fn setup_with_env(
+    bin: &Path,
+    gw_extra: &[&str],
+    agent_extra: &[&str],
+    run_agent: bool,
+    agent_env: &[(&str, &str)],
+) -> Result<Setup> {
     let dir = tempfile::tempdir()?;
     let gateway = Gateway::start(bin, &dir.path().join("gw"), &admin_key(), gw_extra, &[]).await?;
     let mut st = Setup {
@@ -236,6 +247,11 @@ pub async fn setup(
         if !agent_extra.contains(&"--no-loopback") {
             env.push(("BURROW_ALLOW_LOOPBACK".into(), "true".into()));
         }
+        env.extend(
+            agent_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         // Kept for tests that start the agent again.
         let lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         std::fs::write(st.dir.path().join("agent.env"), lines)?;

@@ -1,0 +1,429 @@
+//! The agent's web UI at the HTTP level, with curl: login, cookie flags,
+//! CSRF and origin checks, mappings applied at the gateway and served by
+//! the edge, traffic through the link, limits, lockout, logout.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use burrow_e2e::registered::{run, setup_with_env};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
+}
+
+const EDGE: [&str; 6] = [
+    "--edge-https-listen",
+    "127.0.0.1:0",
+    "--edge-http-listen",
+    "127.0.0.1:0",
+    "--public-domain",
+    "tunnel.test",
+];
+
+/// `openssl passwd -6 -salt saltsalt hunter2`
+const HASH: &str = "$6$saltsalt$8iYtNHxjWRl.NF6oNZ5tF.iKFlQREaXBLlSmZKP6dy9l5z3vsooWNW0/GZ6Nej73/TFug6pIPSqbJoCT6dfnj.";
+
+/// A web service that answers with its name.
+async fn service(name: &str) -> Result<(tokio::process::Child, u16)> {
+    let code = r#"
+import http.server, sys
+name = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("service=" + name + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", code, name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?)
+        .read_line(&mut line)
+        .await?;
+    Ok((child, line.trim().parse().context("service port")?))
+}
+
+/// A curl session against the UI: one cookie jar.
+struct Browser {
+    base: String,
+    jar: PathBuf,
+}
+
+/// What an answer was: status, headers (lowercase names), body.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+impl Browser {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        extra: &[&str],
+    ) -> Result<Answer> {
+        let url = format!("{}{path}", self.base);
+        let jar = self.jar.display().to_string();
+        let mut args = vec![
+            "-sk",
+            "-i",
+            "-X",
+            method,
+            "-b",
+            &jar,
+            "-c",
+            &jar,
+            "--max-time",
+            "20",
+        ];
+        if let Some(b) = body {
+            args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let (code, out, err) = run("curl", &args, Path::new("/"), &[]).await?;
+        anyhow::ensure!(code == 0, "curl {path}: exit {code}: {err} {out}");
+        // A "100 Continue" before the answer (curl asks for one for big bodies).
+        let mut out = out.as_str();
+        while out.starts_with("HTTP/1.1 100") {
+            out = out.split_once("\r\n\r\n").map_or("", |(_, rest)| rest);
+        }
+        let (head, body) = out
+            .split_once("\r\n\r\n")
+            .map(|(h, b)| (h.to_owned(), b.to_owned()))
+            .unwrap_or((out.to_owned(), String::new()));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Ok(Answer {
+            status,
+            head: head.to_ascii_lowercase(),
+            body,
+        })
+    }
+}
+
+async fn edge_get(edge: std::net::SocketAddr, host: &str) -> Result<(i32, String)> {
+    let url = format!("https://{host}:{}/", edge.port());
+    let resolve = format!("{host}:{}:127.0.0.1", edge.port());
+    let (code, out, _) = run(
+        "curl",
+        &["-sk", "--max-time", "10", "--resolve", &resolve, &url],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    Ok((code, out))
+}
+
+#[tokio::test]
+async fn the_web_ui_logs_in_publishes_mappings_and_refuses_what_it_must() -> Result<()> {
+    burrow_e2e::require!("curl", "python3");
+    let secret = "s".repeat(24) + "-ui-secret-0123456789";
+    let mut st = setup_with_env(
+        &bin(),
+        &EDGE,
+        &["--ui-listen", "127.0.0.1:0"],
+        true,
+        &[
+            ("Agent__Auth__PasswordHash", HASH),
+            ("Agent__JwtSecret", &secret),
+        ],
+    )
+    .await?;
+    let edge = st.edge().context("edge")?;
+    let mut agent = st.agent.take().context("agent")?;
+    let listening = agent.wait_event(burrow_agent::event::UI_LISTENING).await?;
+    let base = listening["url"]
+        .as_str()
+        .context("url")?
+        .trim_end_matches('/')
+        .to_owned();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let b = Browser {
+        base,
+        jar: st.dir.path().join("cookies"),
+    };
+
+    // The page loads without a session; the API does not.
+    let page = b.call("GET", "/", None, &[]).await?;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.head
+            .contains("content-security-policy: default-src 'self'"),
+        "{}",
+        page.head
+    );
+    assert!(page.head.contains("x-frame-options: deny"));
+    assert_eq!(b.call("GET", "/api/status", None, &[]).await?.status, 401);
+
+    // A wrong password is refused and sets no cookie.
+    let wrong = b
+        .call("POST", "/api/login", Some(r#"{"password":"nope"}"#), &[])
+        .await?;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("wrong password"), "{}", wrong.body);
+    assert!(!wrong.head.contains("set-cookie"));
+    // A login from another origin is refused.
+    let cross = b
+        .call(
+            "POST",
+            "/api/login",
+            Some(r#"{"password":"hunter2"}"#),
+            &["-H", "Origin: https://evil.example"],
+        )
+        .await?;
+    assert_eq!(cross.status, 403);
+
+    // The right one: an HttpOnly, SameSite=Strict, Secure session cookie.
+    let ok = b
+        .call("POST", "/api/login", Some(r#"{"password":"hunter2"}"#), &[])
+        .await?;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let cookie = ok
+        .head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .context("cookie")?
+        .to_owned();
+    for flag in [
+        "httponly",
+        "samesite=strict",
+        "secure",
+        "path=/",
+        "max-age=",
+    ] {
+        assert!(cookie.contains(flag), "{flag}: {cookie}");
+    }
+    let csrf = ok.json()["csrf"].as_str().context("csrf")?.to_owned();
+    let token = format!("X-CSRF-Token: {csrf}");
+
+    // The dashboard sees both links up.
+    let status = b.call("GET", "/api/status", None, &[]).await?.json();
+    let links = status["links"].as_array().context("links")?;
+    assert_eq!(links.len(), 2);
+    assert!(links.iter().all(|l| l["state"] == "connected"), "{status}");
+    assert_eq!(
+        status["gateway"]["public_domain"], "tunnel.test",
+        "{status}"
+    );
+    assert!(links[0]["gateway_thumbprint"].is_string());
+
+    // Changes without the CSRF token, or from another origin, are refused.
+    let (_svc, port) = service("ui").await?;
+    let mapping = format!(r#"{{"hostname":"ui.tunnel.test","target":"http://127.0.0.1:{port}"}}"#);
+    assert_eq!(
+        b.call("POST", "/api/mappings", Some(&mapping), &[])
+            .await?
+            .status,
+        403
+    );
+    let bad_token = b
+        .call(
+            "POST",
+            "/api/mappings",
+            Some(&mapping),
+            &["-H", "X-CSRF-Token: 00"],
+        )
+        .await?;
+    assert_eq!(bad_token.status, 403);
+    let other_origin = b
+        .call(
+            "POST",
+            "/api/mappings",
+            Some(&mapping),
+            &["-H", &token, "-H", "Origin: https://evil.example"],
+        )
+        .await?;
+    assert_eq!(other_origin.status, 403);
+
+    // Bad fields name the field; oversized bodies are refused.
+    let bad = b
+        .call(
+            "POST",
+            "/api/mappings",
+            Some(r#"{"hostname":"x.tunnel.test","target":"ftp://h"}"#),
+            &["-H", &token],
+        )
+        .await?;
+    assert_eq!(
+        (bad.status, bad.json()["field"].as_str()),
+        (400, Some("target")),
+        "{}",
+        bad.body
+    );
+    let dots = b
+        .call(
+            "POST",
+            "/api/mappings",
+            Some(r#"{"hostname":"..","target":"http://h:1"}"#),
+            &["-H", &token],
+        )
+        .await?;
+    assert_eq!(dots.json()["field"], "hostname", "{}", dots.body);
+    let huge = format!(
+        r#"{{"mappings":[],"pad":"{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let big_file = st.dir.path().join("big.json");
+    std::fs::write(&big_file, huge)?;
+    let big_arg = format!("@{}", big_file.display());
+    let big = b
+        .call(
+            "POST",
+            "/api/mappings-import",
+            Some(&big_arg),
+            &["-H", &token],
+        )
+        .await?;
+    assert_eq!(big.status, 413, "{}", big.body);
+
+    // A mapping made here is published at the gateway and served.
+    let made = b
+        .call("POST", "/api/mappings", Some(&mapping), &["-H", &token])
+        .await?;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(
+        made.json()["gateway"]["mappings"][0]["published"],
+        true,
+        "{}",
+        made.body
+    );
+    let (code, out) = edge_get(edge, "ui.tunnel.test").await?;
+    assert_eq!((code, out.as_str()), (0, "service=ui\n"));
+    // Outside the public domain: stored, refused by the gateway, said so.
+    let outside = b
+        .call(
+            "POST",
+            "/api/mappings",
+            Some(r#"{"hostname":"evil.example.com","target":"http://127.0.0.1:1"}"#),
+            &["-H", &token],
+        )
+        .await?;
+    let problem = outside.json()["gateway"]["mappings"][1]["problem"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(problem.contains("public domain"), "{}", outside.body);
+    assert_eq!(
+        b.call(
+            "DELETE",
+            "/api/mappings/evil.example.com",
+            None,
+            &["-H", &token]
+        )
+        .await?
+        .status,
+        200
+    );
+
+    // Traffic of this agent, as the gateway recorded it.
+    let mut seen = false;
+    for _ in 0..50 {
+        let t = b
+            .call("GET", "/api/traffic?host=ui.tunnel.test", None, &[])
+            .await?
+            .json();
+        if t["records"].as_array().is_some_and(|r| !r.is_empty()) {
+            assert_eq!(t["records"][0]["host"], "ui.tunnel.test", "{t}");
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(seen, "the request shows in Traffic");
+    let bad_limit = b.call("GET", "/api/traffic?limit=5000", None, &[]).await?;
+    assert_eq!(bad_limit.status, 400, "{}", bad_limit.body);
+
+    // Disabled: no longer served; deleted: gone from the list.
+    let off = format!(
+        r#"{{"hostname":"ui.tunnel.test","target":"http://127.0.0.1:{port}","enabled":false}}"#
+    );
+    assert_eq!(
+        b.call(
+            "PUT",
+            "/api/mappings/ui.tunnel.test",
+            Some(&off),
+            &["-H", &token]
+        )
+        .await?
+        .status,
+        200
+    );
+    let (_, out) = edge_get(edge, "ui.tunnel.test").await?;
+    assert!(out.contains("Nothing here"), "{out}");
+    assert_eq!(
+        b.call(
+            "DELETE",
+            "/api/mappings/ui.tunnel.test",
+            None,
+            &["-H", &token]
+        )
+        .await?
+        .status,
+        200
+    );
+    let list = b.call("GET", "/api/mappings", None, &[]).await?.json();
+    assert_eq!(list["mappings"].as_array().map(Vec::len), Some(0), "{list}");
+
+    // Logout ends the session.
+    assert_eq!(
+        b.call("POST", "/api/logout", None, &["-H", &token])
+            .await?
+            .status,
+        200
+    );
+    assert_eq!(b.call("GET", "/api/status", None, &[]).await?.status, 401);
+
+    // Repeated failures from one address lock it out, with when to retry.
+    let mut last = None;
+    for _ in 0..5 {
+        last = Some(
+            b.call("POST", "/api/login", Some(r#"{"password":"guess"}"#), &[])
+                .await?,
+        );
+    }
+    let last = last.context("tried")?;
+    assert_eq!(last.status, 429, "{}", last.body);
+    assert!(last.body.contains("try again in 1 minute"), "{}", last.body);
+    let locked = b
+        .call("POST", "/api/login", Some(r#"{"password":"hunter2"}"#), &[])
+        .await?;
+    assert_eq!(
+        locked.status, 429,
+        "even the right password waits: {}",
+        locked.body
+    );
+
+    // No secret in the agent's log.
+    let log = agent.output();
+    assert!(!log.contains(&secret) && !log.contains("hunter2") && !log.contains(&csrf));
+    Ok(())
+}
