@@ -427,3 +427,85 @@ async fn the_web_ui_logs_in_publishes_mappings_and_refuses_what_it_must() -> Res
     assert!(!log.contains(&secret) && !log.contains("hunter2") && !log.contains(&csrf));
     Ok(())
 }
+
+/// The browser script's directory (its `node_modules` from `npm ci`).
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+#[tokio::test]
+async fn the_web_ui_works_in_chromium() -> Result<()> {
+    let playwright = browser_dir().join("node_modules/playwright-core");
+    let need = format!("file:{}", playwright.display());
+    burrow_e2e::require!("chromium", "node", need.as_str());
+    let secret = "c".repeat(40);
+    let session_seconds = "6";
+    let mut st = setup_with_env(
+        &bin(),
+        &EDGE,
+        &["--ui-listen", "127.0.0.1:0"],
+        true,
+        &[
+            ("Agent__Auth__PasswordHash", HASH),
+            ("Agent__JwtSecret", &secret),
+            ("BURROW_UI_SESSION_SECONDS", session_seconds),
+        ],
+    )
+    .await?;
+    let edge = st.edge().context("edge")?;
+    let mut agent = st.agent.take().context("agent")?;
+    let listening = agent.wait_event(burrow_agent::event::UI_LISTENING).await?;
+    let url = listening["url"]
+        .as_str()
+        .context("url")?
+        .trim_end_matches('/')
+        .to_owned();
+    let (_one, one) = service("one").await?;
+    let (_two, two) = service("two").await?;
+    // Kept as the test's artifact: every page at desktop and phone width.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-shots");
+    std::fs::create_dir_all(&shots)?;
+    let (edge_port, one, two) = (edge.port().to_string(), one.to_string(), two.to_string());
+    let shots_s = shots.display().to_string();
+    let dir = browser_dir();
+    let (code, out, err) = run(
+        "node",
+        &["ui.js"],
+        &dir,
+        &[
+            ("UI_URL", url.as_str()),
+            ("EDGE_PORT", edge_port.as_str()),
+            ("SERVICE_ONE", one.as_str()),
+            ("SERVICE_TWO", two.as_str()),
+            ("SHOTS", shots_s.as_str()),
+            ("SESSION_SECONDS", session_seconds),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "ok"),
+        "{err}\n(screenshots in {shots_s})\nagent:\n{}",
+        agent.output()
+    );
+    for page in [
+        "login",
+        "dashboard",
+        "mappings",
+        "traffic",
+        "logs",
+        "settings",
+        "caddy",
+        "lockout",
+    ] {
+        for width in ["desktop", "phone"] {
+            let f = shots.join(format!("{page}-{width}.png"));
+            assert!(
+                std::fs::metadata(&f).is_ok_and(|m| m.len() > 1000),
+                "{}",
+                f.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -68,6 +68,7 @@ fn met(need: &str) -> bool {
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success()),
+        n if n.starts_with("file:") => std::path::Path::new(&n[5..]).exists(),
         tool => on_path(tool),
     }
 }

@@ -91,7 +91,7 @@
     const g = s.gateway || {};
     const link = (s.links || []).find((l) => l.gateway_thumbprint) || {};
     const facts = [
-      ["Agent", s.agent.name || "(its registered name)"],
+      ["Agent", g.agent_name || s.agent.name || "(its registered name)"],
       ["Agent version", s.agent.version],
       ["Gateway", s.gateway_url],
       ["Gateway thumbprint", link.gateway_thumbprint || "—"],
