@@ -509,3 +509,198 @@ async fn the_web_ui_works_in_chromium() -> Result<()> {
     }
     Ok(())
 }
+
+/// Logs a curl session in; its CSRF header.
+async fn logged_in(b: &Browser) -> Result<String> {
+    let ok = b
+        .call("POST", "/api/login", Some(r#"{"password":"hunter2"}"#), &[])
+        .await?;
+    anyhow::ensure!(ok.status == 200, "login: {}", ok.body);
+    Ok(format!(
+        "X-CSRF-Token: {}",
+        ok.json()["csrf"].as_str().context("csrf")?
+    ))
+}
+
+/// Starts (again) an agent with `env` lines and a UI on a free port;
+/// waits for its UI and its two links.
+async fn start_agent(
+    st: &mut burrow_e2e::registered::Setup,
+    name: &str,
+    env: &[(String, String)],
+    jar: &Path,
+) -> Result<(burrow_e2e::Proc, Browser)> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mark = st.gateway.proc.mark();
+    let mut agent = burrow_e2e::Proc::spawn(
+        name,
+        &bin(),
+        &[
+            "run".to_owned(),
+            "--ui-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ],
+        &env,
+    )?;
+    let listening = agent.wait_event(burrow_agent::event::UI_LISTENING).await?;
+    st.gateway.wait_links(mark, name, 2).await?;
+    let base = listening["url"]
+        .as_str()
+        .context("url")?
+        .trim_end_matches('/')
+        .to_owned();
+    Ok((
+        agent,
+        Browser {
+            base,
+            jar: jar.to_path_buf(),
+        },
+    ))
+}
+
+#[tokio::test]
+async fn mappings_survive_restarts_and_each_agent_sees_only_its_own() -> Result<()> {
+    burrow_e2e::require!("curl", "python3");
+    let secret = "r".repeat(40);
+    let mut st = setup_with_env(&bin(), &EDGE, &[], false, &[]).await?;
+    // Two registered agents, each with its own UI and database file.
+    let mut envs: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for name in ["alpha", "beta"] {
+        let keys = st.gateway.cli.keygen(st.dir.path(), name).await?;
+        let printed = st
+            .gateway
+            .cli
+            .register(name, "k1", &keys.public.display().to_string())
+            .await?;
+        let mut env: Vec<(String, String)> = printed.into_iter().collect();
+        if let Some(t) = &st.gateway.thumbprint {
+            env.push(("GATEWAY_THUMBPRINT".into(), t.clone()));
+        }
+        let db = st.dir.path().join(format!("{name}.db"));
+        env.extend([
+            (
+                "AUTH_SERVER_PRIVATE_KEY_PEM_PATH".to_owned(),
+                keys.private.display().to_string(),
+            ),
+            ("BURROW_ALLOW_LOOPBACK".to_owned(), "true".to_owned()),
+            ("Agent__Auth__PasswordHash".to_owned(), HASH.to_owned()),
+            ("Agent__JwtSecret".to_owned(), secret.clone()),
+            (
+                "ConnectionStrings__DefaultConnection".to_owned(),
+                format!("Data Source={}", db.display()),
+            ),
+        ]);
+        envs.push((name.to_owned(), env));
+    }
+    let jar = |n: &str| st.dir.path().join(format!("{n}.cookies"));
+    let (jar_a, jar_b) = (jar("alpha"), jar("beta"));
+    let (mut alpha, a) = start_agent(&mut st, "alpha", &envs[0].1, &jar_a).await?;
+    let (_beta, b) = start_agent(&mut st, "beta", &envs[1].1, &jar_b).await?;
+    let (ta, tb) = (logged_in(&a).await?, logged_in(&b).await?);
+    let (_svc, port) = service("alpha").await?;
+    let m = format!(r#"{{"hostname":"alpha.tunnel.test","target":"http://127.0.0.1:{port}"}}"#);
+    let made = a
+        .call("POST", "/api/mappings", Some(&m), &["-H", &ta])
+        .await?;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let edge = st.edge().context("edge")?;
+    assert_eq!(
+        edge_get(edge, "alpha.tunnel.test").await?.1,
+        "service=alpha\n"
+    );
+    // The other agent cannot take alpha's host name.
+    let taken = format!(r#"{{"hostname":"alpha.tunnel.test","target":"http://127.0.0.1:1"}}"#);
+    let refused = b
+        .call("POST", "/api/mappings", Some(&taken), &["-H", &tb])
+        .await?;
+    let problem = refused.json()["gateway"]["mappings"][0]["problem"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        problem.contains("published by agent alpha"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        edge_get(edge, "alpha.tunnel.test").await?.1,
+        "service=alpha\n"
+    );
+    // Each UI sees its own mappings and traffic only.
+    let theirs = b
+        .call("GET", "/api/traffic?limit=100", None, &[])
+        .await?
+        .json();
+    assert!(
+        theirs["records"]
+            .as_array()
+            .is_some_and(|r| r.iter().all(|t| t["agent_name"] == "beta")),
+        "{theirs}"
+    );
+    let mut mine = Value::Null;
+    for _ in 0..50 {
+        mine = a
+            .call("GET", "/api/traffic?limit=100", None, &[])
+            .await?
+            .json();
+        if mine["records"].as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        mine["records"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty() && r.iter().all(|t| t["agent_name"] == "alpha")),
+        "{mine}"
+    );
+
+    // The agent restarts: its database brings the mapping back.
+    alpha.term()?;
+    alpha.wait_exit().await?;
+    st.ok(&["remove-route", "--hostname", "alpha.tunnel.test"])
+        .await?;
+    assert_eq!(
+        edge_get(edge, "alpha.tunnel.test")
+            .await?
+            .1
+            .contains("Nothing here"),
+        true
+    );
+    let (alpha2, a2) = start_agent(&mut st, "alpha", &envs[0].1, &jar_a).await?;
+    let mut served = false;
+    for _ in 0..50 {
+        if edge_get(edge, "alpha.tunnel.test").await?.1 == "service=alpha\n" {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        served,
+        "the mapping is published again after the agent restarts"
+    );
+    // The old session still holds (same secret), and lists the mapping.
+    let list = a2.call("GET", "/api/mappings", None, &[]).await?.json();
+    assert_eq!(
+        list["mappings"][0]["hostname"], "alpha.tunnel.test",
+        "{list}"
+    );
+
+    // The gateway restarts: the agent reconnects and the route is served.
+    st.gateway.restart_with(&[]).await?;
+    // A new process: its events count from its start.
+    st.gateway.wait_links(0, "alpha", 2).await?;
+    let edge = st.edge().context("edge")?;
+    let mut served = false;
+    for _ in 0..50 {
+        if edge_get(edge, "alpha.tunnel.test").await?.1 == "service=alpha\n" {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served, "served after the gateway restarts");
+    drop(alpha2);
+    Ok(())
+}
