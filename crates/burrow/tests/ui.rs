@@ -609,7 +609,7 @@ async fn mappings_survive_restarts_and_each_agent_sees_only_its_own() -> Result<
         "service=alpha\n"
     );
     // The other agent cannot take alpha's host name.
-    let taken = format!(r#"{{"hostname":"alpha.tunnel.test","target":"http://127.0.0.1:1"}}"#);
+    let taken = r#"{"hostname":"alpha.tunnel.test","target":"http://127.0.0.1:1"}"#;
     let refused = b
         .call("POST", "/api/mappings", Some(&taken), &["-H", &tb])
         .await?;
