@@ -611,7 +611,7 @@ async fn mappings_survive_restarts_and_each_agent_sees_only_its_own() -> Result<
     // The other agent cannot take alpha's host name.
     let taken = r#"{"hostname":"alpha.tunnel.test","target":"http://127.0.0.1:1"}"#;
     let refused = b
-        .call("POST", "/api/mappings", Some(&taken), &["-H", &tb])
+        .call("POST", "/api/mappings", Some(taken), &["-H", &tb])
         .await?;
     let problem = refused.json()["gateway"]["mappings"][0]["problem"]
         .as_str()
