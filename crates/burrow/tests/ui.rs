@@ -699,3 +699,192 @@ async fn mappings_survive_restarts_and_each_agent_sees_only_its_own() -> Result<
     drop(alpha2);
     Ok(())
 }
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Octoporty's `.env` example and Caddyfile, names changed to loopback
+/// test names (the gateway's host is 127.0.0.1, the tunnel domain
+/// `tunnel.test`, sites on plain HTTP on loopback, `auto_https off`: no
+/// certificates to get here; Caddy would otherwise turn its server to
+/// HTTPS once the gateway adds a route for a host name): the agent
+/// connects through Caddy, and a mapping made in the UI is served by Caddy.
+#[tokio::test]
+async fn octoporty_env_and_caddyfile_serve_a_ui_mapping_through_caddy() -> Result<()> {
+    burrow_e2e::require!("curl", "caddy", "python3");
+    let dir = tempfile::tempdir()?;
+    let (admin, http) = (free_port()?, free_port()?);
+    // The gateway's port, as in the Caddyfile (`reverse_proxy gateway:17200`).
+    let gw_port = free_port()?;
+    let caddyfile = format!(
+        "{{\n  admin 127.0.0.1:{admin}\n  auto_https off\n}}\n\
+         # Gateway WebSocket endpoint\n\
+         http://127.0.0.1:{http} {{\n  bind 127.0.0.1\n  reverse_proxy 127.0.0.1:{gw_port}\n}}\n\
+         # Tunneled services (managed dynamically by Gateway)\n\
+         http://*.tunnel.test:{http} {{\n  bind 127.0.0.1\n  reverse_proxy 127.0.0.1:{gw_port}\n}}\n"
+    );
+    let file = dir.path().join("Caddyfile");
+    std::fs::write(&file, &caddyfile)?;
+    let _caddy = tokio::process::Command::new("caddy")
+        .args([
+            "run",
+            "--adapter",
+            "caddyfile",
+            "--config",
+            &file.display().to_string(),
+        ])
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("caddy")?;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", http))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The .env template, filled in.
+    let api_key = format!("{}-octoporty-api-key", "k".repeat(20));
+    let jwt = format!("{}-octoporty-jwt-secret", "j".repeat(20));
+    let env_file = format!(
+        "# Gateway Configuration\nGATEWAY_API_KEY={api_key}\n\
+         # Agent Configuration\nAGENT_GATEWAY_FQDN=127.0.0.1:{http}\nAGENT_API_KEY={api_key}\n\
+         AGENT_JWT_SECRET={jwt}\nAGENT_AUTH_PASSWORD_HASH={HASH}\n\
+         CONNECTION_STRING=Data Source={}\n",
+        dir.path().join("octoporty.db").display()
+    );
+    let dotenv: Vec<(String, String)> = env_file
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let get = |k: &str| {
+        dotenv
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let caddy_admin = format!("http://127.0.0.1:{admin}");
+    let gw_env = [
+        ("GATEWAY_API_KEY", get("GATEWAY_API_KEY")),
+        ("Gateway__CaddyAdminUrl", caddy_admin),
+        ("Gateway__Port", gw_port.to_string()),
+    ];
+    let gw_env: Vec<(&str, &str)> = gw_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let listen = format!("127.0.0.1:{gw_port}");
+    let mut gw = burrow_e2e::Proc::spawn(
+        "gateway",
+        &bin(),
+        &[
+            "gateway".into(),
+            "--listen".into(),
+            listen,
+            "--no-tls".into(),
+            "--public-domain".into(),
+            "tunnel.test".into(),
+        ],
+        &gw_env,
+    )?;
+    gw.wait_event(burrow_gateway::event::TUNNEL_LISTENING)
+        .await?;
+    // Octoporty derives wss://FQDN/tunnel; Caddy serves plain HTTP here.
+    let agent_env: Vec<(String, String)> = dotenv
+        .iter()
+        .filter(|(k, _)| k.starts_with("AGENT_") || k == "CONNECTION_STRING")
+        .cloned()
+        .chain([
+            (
+                "Agent__GatewayUrl".to_owned(),
+                format!("ws://127.0.0.1:{http}/tunnel"),
+            ),
+            ("BURROW_AGENT_NAME".to_owned(), "octoporty".to_owned()),
+            ("BURROW_ALLOW_LOOPBACK".to_owned(), "true".to_owned()),
+        ])
+        .collect();
+    let agent_env: Vec<(&str, &str)> = agent_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut agent = burrow_e2e::Proc::spawn(
+        "agent",
+        &bin(),
+        &["run".into(), "--ui-listen".into(), "127.0.0.1:0".into()],
+        &agent_env,
+    )?;
+    let listening = agent.wait_event(burrow_agent::event::UI_LISTENING).await?;
+    gw.wait_event_after(0, burrow_gateway::event::AGENT_LINK_UP, |v| v["links"] == 2)
+        .await?;
+    let b = Browser {
+        base: listening["url"]
+            .as_str()
+            .context("url")?
+            .trim_end_matches('/')
+            .to_owned(),
+        jar: dir.path().join("cookies"),
+    };
+    let token = logged_in(&b).await?;
+    let (_svc, port) = service("octo").await?;
+    let m = format!(r#"{{"hostname":"app.tunnel.test","target":"http://127.0.0.1:{port}"}}"#);
+    let made = b
+        .call("POST", "/api/mappings", Some(&m), &["-H", &token])
+        .await?;
+    assert_eq!(
+        made.json()["gateway"]["mappings"][0]["published"],
+        true,
+        "{}",
+        made.body
+    );
+    // Served through Caddy, by the route the gateway put there.
+    let mut body = String::new();
+    for _ in 0..100 {
+        let (_, out, _) = run(
+            "curl",
+            &[
+                "-s",
+                "-H",
+                "Host: app.tunnel.test",
+                &format!("http://127.0.0.1:{http}/"),
+            ],
+            Path::new("/"),
+            &[],
+        )
+        .await?;
+        body = out;
+        if body == "service=octo\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, view0, _) = run(
+        "curl",
+        &["-s", &format!("http://127.0.0.1:{admin}/config/apps/http/servers")],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    let view0 = format!("{view0}\nports: admin {admin} http {http} gateway {gw_port}\n{}", agent.output());
+    assert_eq!(body, "service=octo\n", "{view0}");
+    let view = b.call("GET", "/api/caddy", None, &[]).await?.json();
+    assert_eq!(view["enabled"], true, "{view}");
+    assert_eq!(
+        view["routes"][0]["@id"], "burrow-route-app.tunnel.test",
+        "{view}"
+    );
+    // No secret of the .env in either log.
+    for out in [gw.output(), agent.output()] {
+        assert!(!out.contains(&api_key) && !out.contains(&jwt));
+    }
+    Ok(())
+}
