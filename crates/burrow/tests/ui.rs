@@ -155,6 +155,8 @@ async fn the_web_ui_logs_in_publishes_mappings_and_refuses_what_it_must() -> Res
         &[
             ("Agent__Auth__PasswordHash", HASH),
             ("Agent__JwtSecret", &secret),
+            // Tells the gateway its FQDN: the landing domain is tunnel.test.
+            ("Agent__GatewayFqdn", "gateway.tunnel.test"),
         ],
     )
     .await?;
@@ -392,6 +394,38 @@ async fn the_web_ui_logs_in_publishes_mappings_and_refuses_what_it_must() -> Res
     );
     let list = b.call("GET", "/api/mappings", None, &[]).await?.json();
     assert_eq!(list["mappings"].as_array().map(Vec::len), Some(0), "{list}");
+
+    // The landing page for unknown hosts under the agent's domain.
+    let page = r#"{"html":"<!doctype html><h1>alpha's own landing page</h1>"}"#;
+    let set = b
+        .call("PUT", "/api/landing", Some(page), &["-H", &token])
+        .await?;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.json()["domain"], "tunnel.test", "{}", set.body);
+    let (_, shown) = edge_get(edge, "nothing-here.tunnel.test").await?;
+    assert!(shown.contains("alpha's own landing page"), "{shown}");
+    let too_big = st.dir.path().join("landing.json");
+    std::fs::write(
+        &too_big,
+        format!(r#"{{"html":"{}"}}"#, "x".repeat(300 * 1024)),
+    )?;
+    let too_big = format!("@{}", too_big.display());
+    let refused = b
+        .call("PUT", "/api/landing", Some(&too_big), &["-H", &token])
+        .await?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(
+        b.call("DELETE", "/api/landing", None, &["-H", &token])
+            .await?
+            .status,
+        200
+    );
+    let (_, shown) = edge_get(edge, "nothing-here.tunnel.test").await?;
+    assert!(shown.contains("Nothing here"), "{shown}");
+    // A backup is a SQLite database.
+    let backup = b.call("GET", "/api/backup", None, &[]).await?;
+    assert_eq!(backup.status, 200);
+    assert!(backup.body.starts_with("SQLite format 3"), "a SQLite file");
 
     // Logout ends the session.
     assert_eq!(
@@ -869,12 +903,18 @@ async fn octoporty_env_and_caddyfile_serve_a_ui_mapping_through_caddy() -> Resul
     }
     let (_, view0, _) = run(
         "curl",
-        &["-s", &format!("http://127.0.0.1:{admin}/config/apps/http/servers")],
+        &[
+            "-s",
+            &format!("http://127.0.0.1:{admin}/config/apps/http/servers"),
+        ],
         Path::new("/"),
         &[],
     )
     .await?;
-    let view0 = format!("{view0}\nports: admin {admin} http {http} gateway {gw_port}\n{}", agent.output());
+    let view0 = format!(
+        "{view0}\nports: admin {admin} http {http} gateway {gw_port}\n{}",
+        agent.output()
+    );
     assert_eq!(body, "service=octo\n", "{view0}");
     let view = b.call("GET", "/api/caddy", None, &[]).await?.json();
     assert_eq!(view["enabled"], true, "{view}");
