@@ -149,7 +149,11 @@ fn no_document_or_help_text_says_seed() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             if p.is_dir() {
-                if name != "target" && name != "results" && !name.starts_with('.') {
+                if name != "target"
+                    && name != "results"
+                    && name != "node_modules"
+                    && !name.starts_with('.')
+                {
                     stack.push(p);
                 }
             } else if name.ends_with(".md") {
