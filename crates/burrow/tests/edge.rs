@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use burrow_e2e::registered::{Setup, run, setup};
+use burrow_e2e::servers::{free_port, web_service as service};
 use burrow_gateway::event as gw_ev;
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
 fn bin() -> PathBuf {
@@ -30,38 +30,6 @@ const EDGE: [&str; 6] = [
     "tunnel.test",
 ];
 
-/// A service that answers with its name, the headers a proxy sets, and
-/// `/big?n=BYTES` with that many pattern bytes (streamed).
-const SERVICE: &str = r#"
-import http.server, sys
-name = sys.argv[1]
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path.startswith("/big"):
-            n = int(self.path.split("n=")[1])
-            self.send_response(200)
-            self.send_header("Content-Length", str(n))
-            self.end_headers()
-            chunk = bytes(range(256)) * 256
-            while n > 0:
-                part = chunk[: min(n, len(chunk))]
-                self.wfile.write(part)
-                n -= len(part)
-            return
-        h = self.headers
-        body = f"service={name} path={self.path} host={h.get('Host')} xff={h.get('X-Forwarded-For')} proto={h.get('X-Forwarded-Proto')} fhost={h.get('X-Forwarded-Host')} peer={self.client_address[1]}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
-"#;
-
 /// SHA-256 (hex) of what the service's `/big?n=N` sends.
 fn big_sha256(n: usize) -> String {
     let chunk: Vec<u8> = (0..=255u8).collect::<Vec<_>>().repeat(256);
@@ -73,20 +41,6 @@ fn big_sha256(n: usize) -> String {
         left -= k;
     }
     hex::encode(h.finalize())
-}
-
-async fn service(name: &str) -> Result<(tokio::process::Child, u16)> {
-    let mut child = tokio::process::Command::new("python3")
-        .args(["-c", SERVICE, name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .await?;
-    Ok((child, line.trim().parse().context("service port")?))
 }
 
 /// curl against the edge, resolving `host` to it.
@@ -333,12 +287,6 @@ async fn websocket_upgrades_pass_through_the_edge() -> Result<()> {
     assert!(n > 100, "{n} messages");
     ws.close(None).await?;
     Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// A real Caddy with its Admin API, one server on loopback (no automatic

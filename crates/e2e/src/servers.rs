@@ -199,3 +199,59 @@ pub fn pattern_hash(n: u64, seed: u64) -> [u8; 32] {
     }
     h.finalize().into()
 }
+
+/// A service that answers with its name, the headers a proxy sets, and
+/// `/big?n=BYTES` with that many pattern bytes (streamed).
+pub const WEB_SERVICE: &str = r#"
+import http.server, sys
+name = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/big"):
+            n = int(self.path.split("n=")[1])
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            chunk = bytes(range(256)) * 256
+            while n > 0:
+                part = chunk[: min(n, len(chunk))]
+                self.wfile.write(part)
+                n -= len(part)
+            return
+        h = self.headers
+        body = f"service={name} path={self.path} host={h.get('Host')} xff={h.get('X-Forwarded-For')} proto={h.get('X-Forwarded-Proto')} fhost={h.get('X-Forwarded-Host')} peer={self.client_address[1]}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+/// Starts [`WEB_SERVICE`] as `name`; returns the child and its port.
+pub async fn web_service(name: &str) -> anyhow::Result<(tokio::process::Child, u16)> {
+    use anyhow::Context as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", WEB_SERVICE, name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut line = String::new();
+    let out = child.stdout.take().context("the service's stdout")?;
+    tokio::io::BufReader::new(out).read_line(&mut line).await?;
+    Ok((child, line.trim().parse().context("service port")?))
+}
+
+/// A port free on 127.0.0.1 just now (for a server that must be told its
+/// port before it starts, such as Caddy).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
