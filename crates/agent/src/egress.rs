@@ -9,7 +9,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use burrow_api::link::{Fetched, MAX_PROBE_BODY, Mapping, Probe};
 use burrow_mux::{MuxStream, ResetCode, pump};
+use burrow_transport::probe;
 use burrow_wire::egress::{AgentRule, Target, best_match};
 use bytes::Bytes;
 use rustls::pki_types::ServerName;
@@ -192,7 +194,17 @@ enum Connected {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-async fn reach(state: &AgentState, t: &Target) -> Result<Connected, Failure> {
+/// Who a PROXY protocol header names as the client.
+#[derive(Clone, Copy)]
+enum Client {
+    /// The one the gateway reported (`Target::proxy`).
+    Reported,
+    /// This agent itself (the inspector's own request), when the service
+    /// expects a header at all.
+    Agent { proxy: bool },
+}
+
+async fn reach(state: &AgentState, t: &Target, client: Client) -> Result<Connected, Failure> {
     let Some(rule) = rule_for(state, &t.host) else {
         return Err(Failure::NotAllowed(format!(
             "no FQDN rule of the gateway gives this agent {}",
@@ -220,7 +232,12 @@ async fn reach(state: &AgentState, t: &Target) -> Result<Connected, Failure> {
     let addrs = resolve(state, &t.host, t.port).await?;
     let mut tcp = connect(state, &t.host, &addrs).await?;
     let _ = tcp.set_nodelay(true);
-    if let (Some((src, dst)), false) = (t.proxy, t.check) {
+    let addrs = match client {
+        Client::Reported => t.proxy,
+        Client::Agent { proxy: false } => None,
+        Client::Agent { proxy: true } => tcp.local_addr().ok().zip(tcp.peer_addr().ok()),
+    };
+    if let (Some((src, dst)), false) = (addrs, t.check) {
         use tokio::io::AsyncWriteExt as _;
         let header = burrow_wire::egress::proxy_v2_header(src, dst);
         tcp.write_all(&header).await.map_err(|e| {
@@ -265,7 +282,7 @@ async fn relay_tls(
 
 /// Serves one egress stream.
 pub(crate) async fn serve(state: Arc<AgentState>, stream: MuxStream, t: Target) {
-    let result = reach(&state, &t).await;
+    let result = reach(&state, &t, Client::Reported).await;
     if t.check {
         let line = match &result {
             Ok(_) => "ok".to_owned(),
@@ -306,6 +323,97 @@ pub(crate) async fn serve(state: Arc<AgentState>, stream: MuxStream, t: Target) 
         }
     }
 }
+
+/// Fetches `probe` straight from `mapping`'s internal service, as the
+/// agent reaches it for the edge (the same rules, the same TLS), for the
+/// request inspector. `Host` is the internal URL's authority.
+pub(crate) async fn inspect(state: &AgentState, mapping: &Mapping, probe: &Probe) -> Fetched {
+    let via = format!("{} straight from the agent", mapping.target);
+    let started = std::time::Instant::now();
+    let got = async {
+        let method = probe.method()?;
+        probe.check_path()?;
+        let uri: http::Uri = mapping
+            .target
+            .parse()
+            .map_err(|e| format!("the internal URL {}: {e}", mapping.target))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(format!(
+                    "{} is not an http:// or https:// URL",
+                    mapping.target
+                ));
+            }
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("{} names no host", mapping.target))?
+            .to_string();
+        let host = uri.host().unwrap_or_default();
+        let t = Target {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase(),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            tls,
+            insecure: tls && mapping.ignore_certificate_errors,
+            check: false,
+            proxy: None,
+        };
+        let method =
+            http::Method::from_bytes(method.as_str().as_bytes()).map_err(|e| e.to_string())?;
+        let client = Client::Agent {
+            proxy: mapping.proxy_protocol,
+        };
+        tokio::time::timeout(PROBE_TIME, async {
+            let conn = reach(state, &t, client).await.map_err(|f| f.line())?;
+            match conn {
+                Connected::Plain(tcp) => {
+                    probe::fetch(
+                        tcp,
+                        method,
+                        &authority,
+                        &probe.path,
+                        MAX_PROBE_BODY,
+                        started,
+                    )
+                    .await
+                }
+                Connected::Tls(tls) => {
+                    probe::fetch(
+                        *tls,
+                        method,
+                        &authority,
+                        &probe.path,
+                        MAX_PROBE_BODY,
+                        started,
+                    )
+                    .await
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", PROBE_TIME.as_secs())))
+    }
+    .await;
+    match got {
+        Ok(a) => Fetched::answered(
+            via,
+            a.status,
+            a.headers,
+            (a.head, a.total),
+            &a.body,
+            a.truncated,
+        ),
+        Err(why) => Fetched::failed(via, why, started.elapsed()),
+    }
+}
+
+/// How long the inspector's direct fetch may take, connecting included.
+const PROBE_TIME: std::time::Duration = std::time::Duration::from_secs(8);
 
 #[cfg(test)]
 mod tests {

@@ -44,7 +44,7 @@ pub use egress::{is_link_local_or_metadata, is_loopback_or_unspecified};
 pub use status::{LinkState, LinkStatus};
 pub use token::{KeyPairAuth, TOKEN_PATH, TokenError};
 
-use burrow_api::link::{Mapping, MappingSet, Synced};
+use burrow_api::link::{Fetched, Mapping, MappingSet, Probe, Synced};
 use burrow_rpc::{Rpc, RpcError};
 
 /// Who opens the links.
@@ -243,6 +243,10 @@ impl AgentState {
     }
 }
 
+/// How long a mapping change waits for a link when the one it was sent on
+/// closed.
+const RESYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A running agent, for what shows and changes it while it runs (the web
 /// UI). Cheap to clone.
 #[derive(Clone)]
@@ -302,8 +306,38 @@ impl Agent {
             .mappings
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = mappings;
-        let rpc = self.gateway()?;
-        Some(self.state.sync(&rpc).await)
+        let mut rpc = self.gateway()?;
+        // A link that closes under the call (a proxy reloading, a redial)
+        // is not the answer: the next link that comes up within a few
+        // seconds is asked (it would sync on link-up anyway).
+        let until = tokio::time::Instant::now() + RESYNC_WAIT;
+        loop {
+            match self.state.sync(&rpc).await {
+                Err(RpcError::Closed) => match {
+                    // The closed link may not show as closed yet.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    self.gateway_until(until).await
+                } {
+                    Some(next) => rpc = next,
+                    None => return Some(Err(RpcError::Closed)),
+                },
+                done => return Some(done),
+            }
+        }
+    }
+
+    /// The first live link that answers requests, waiting until `until`.
+    async fn gateway_until(&self, until: tokio::time::Instant) -> Option<Rpc> {
+        let mut changed = self.watch();
+        loop {
+            if let Some(rpc) = self.gateway() {
+                return Some(rpc);
+            }
+            match tokio::time::timeout_at(until, changed.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
     }
 
     /// What the gateway last said of the mappings.
@@ -313,6 +347,13 @@ impl Agent {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Fetches `probe` straight from `mapping`'s internal service, under
+    /// the same rules the gateway gave this agent for the edge (the
+    /// request inspector's direct side).
+    pub async fn inspect(&self, mapping: &Mapping, probe: &Probe) -> Fetched {
+        egress::inspect(&self.state, mapping, probe).await
     }
 
     /// Closes the links and redials at once.

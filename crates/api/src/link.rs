@@ -230,14 +230,71 @@ pub struct Probe {
     pub path: String,
 }
 
+/// Longest path and query the inspector sends.
+pub const MAX_PROBE_PATH: usize = 2048;
+
+impl Probe {
+    /// The method, when it is one the inspector sends (`GET`, `HEAD`: it
+    /// never changes anything at the service).
+    pub fn method(&self) -> Result<ProbeMethod, String> {
+        match self.method.to_ascii_uppercase().as_str() {
+            "GET" => Ok(ProbeMethod::Get),
+            "HEAD" => Ok(ProbeMethod::Head),
+            m => Err(format!("method {m:?}: the inspector sends GET or HEAD")),
+        }
+    }
+
+    /// Refuses a path that is not `/` and visible ASCII (no spaces, no
+    /// control characters), or longer than [`MAX_PROBE_PATH`].
+    pub fn check_path(&self) -> Result<(), String> {
+        let p = &self.path;
+        if !p.starts_with('/') {
+            return Err("the path must start with /".into());
+        }
+        if p.len() > MAX_PROBE_PATH {
+            return Err(format!(
+                "the path is {} bytes; at most {MAX_PROBE_PATH}",
+                p.len()
+            ));
+        }
+        if !p.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "the path must be visible ASCII: percent-encode spaces and other characters".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A method the inspector sends: one that asks without changing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeMethod {
+    /// `GET`.
+    Get,
+    /// `HEAD`.
+    Head,
+}
+
+impl ProbeMethod {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeMethod::Get => "GET",
+            ProbeMethod::Head => "HEAD",
+        }
+    }
+}
+
 /// What a fetch got.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fetched {
+    /// Where it was fetched from, in words.
+    pub via: String,
     /// The status, or 0 when there was no answer.
     pub status: u16,
     /// The headers, in order.
     pub headers: Vec<(String, String)>,
-    /// Time to the answer's head (ms).
+    /// Time to the answer's head (ms), connecting included.
     pub head_ms: f64,
     /// Time to the end of the body kept (ms).
     pub total_ms: f64,
@@ -247,6 +304,45 @@ pub struct Fetched {
     pub truncated: bool,
     /// Why there was no answer.
     pub error: Option<String>,
+}
+
+impl Fetched {
+    /// No answer, for `why`, after `took`.
+    pub fn failed(via: String, why: String, took: std::time::Duration) -> Fetched {
+        let ms = took.as_secs_f64() * 1000.0;
+        Fetched {
+            via,
+            status: 0,
+            headers: Vec::new(),
+            head_ms: ms,
+            total_ms: ms,
+            body_base64: String::new(),
+            truncated: false,
+            error: Some(why),
+        }
+    }
+
+    /// An answer.
+    pub fn answered(
+        via: String,
+        status: u16,
+        headers: Vec<(String, String)>,
+        (head, total): (std::time::Duration, std::time::Duration),
+        body: &[u8],
+        truncated: bool,
+    ) -> Fetched {
+        use base64::Engine as _;
+        Fetched {
+            via,
+            status,
+            headers,
+            head_ms: head.as_secs_f64() * 1000.0,
+            total_ms: total.as_secs_f64() * 1000.0,
+            body_base64: base64::engine::general_purpose::STANDARD.encode(body),
+            truncated,
+            error: None,
+        }
+    }
 }
 
 /// Body bytes the inspector keeps.

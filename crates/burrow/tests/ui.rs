@@ -431,6 +431,226 @@ async fn the_web_ui_logs_in_publishes_mappings_and_refuses_what_it_must() -> Res
     Ok(())
 }
 
+/// The request inspector: one request through the edge and straight from
+/// the internal service, with what differs; only GET and HEAD, only this
+/// agent's mappings, a path that is a path, and a CSRF token.
+#[tokio::test]
+async fn the_inspector_compares_the_edge_with_the_internal_service() -> Result<()> {
+    use base64::Engine as _;
+    burrow_e2e::require!("curl", "python3");
+    let secret = "i".repeat(40);
+    let mut st = setup_with_env(
+        &bin(),
+        &EDGE,
+        &["--ui-listen", "127.0.0.1:0"],
+        true,
+        &[
+            ("Agent__Auth__PasswordHash", HASH),
+            ("Agent__JwtSecret", &secret),
+        ],
+    )
+    .await?;
+    let mut agent = st.agent.take().context("agent")?;
+    let listening = agent.wait_event(burrow_agent::event::UI_LISTENING).await?;
+    let b = Browser {
+        base: listening["url"]
+            .as_str()
+            .context("url")?
+            .trim_end_matches('/')
+            .to_owned(),
+        jar: st.dir.path().join("cookies"),
+    };
+    let token = logged_in(&b).await?;
+    let (_svc, port) = service("seen").await?;
+    let m = format!(r#"{{"hostname":"seen.tunnel.test","target":"http://127.0.0.1:{port}"}}"#);
+    let made = b
+        .call("POST", "/api/mappings", Some(&m), &["-H", &token])
+        .await?;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let body = |f: &Value| {
+        let b64 = f["body_base64"].as_str().unwrap_or("");
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_default()
+    };
+    let inspect = |method: &str, host: &str, path: &str| {
+        serde_json::json!({ "method": method, "hostname": host, "path": path }).to_string()
+    };
+
+    // Both sides answer; the service sees the edge's forwarding headers
+    // and the public host on one side only.
+    let got = b
+        .call(
+            "POST",
+            "/api/inspect",
+            Some(&inspect("GET", "seen.tunnel.test", "/a?b=1")),
+            &["-H", &token],
+        )
+        .await?;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let got = got.json();
+    let (edge, direct) = (&got["edge"], &got["direct"]);
+    assert_eq!(
+        (edge["status"].as_u64(), direct["status"].as_u64()),
+        (Some(200), Some(200)),
+        "{got}"
+    );
+    let (eb, db) = (
+        String::from_utf8(body(edge))?,
+        String::from_utf8(body(direct))?,
+    );
+    assert!(
+        eb.starts_with("service=seen path=/a?b=1 host=seen.tunnel.test "),
+        "{eb}"
+    );
+    assert!(
+        eb.contains("xff=127.0.0.1") && eb.contains("proto=https"),
+        "{eb}"
+    );
+    assert!(
+        db.starts_with(&format!(
+            "service=seen path=/a?b=1 host=127.0.0.1:{port} xff=None"
+        )),
+        "{db}"
+    );
+    assert!(
+        edge["via"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("the gateway's edge at https://127.0.0.1:")),
+        "{got}"
+    );
+    assert!(
+        direct["via"]
+            .as_str()
+            .is_some_and(|v| v.contains("straight from the agent")),
+        "{got}"
+    );
+    assert!(
+        edge["total_ms"]
+            .as_f64()
+            .is_some_and(|t| t >= edge["head_ms"].as_f64().unwrap_or(f64::MAX))
+    );
+
+    // A long body: both cut at 128 KiB, the same bytes.
+    let big = b
+        .call(
+            "POST",
+            "/api/inspect",
+            Some(&inspect("GET", "seen.tunnel.test", "/big?n=300000")),
+            &["-H", &token],
+        )
+        .await?
+        .json();
+    let (eb, db) = (body(&big["edge"]), body(&big["direct"]));
+    assert_eq!(
+        (eb.len(), db.len()),
+        (128 * 1024, 128 * 1024),
+        "{}",
+        big["edge"]["error"]
+    );
+    assert_eq!(eb, db);
+    assert_eq!(
+        (
+            big["edge"]["truncated"].as_bool(),
+            big["direct"]["truncated"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+
+    // The internal service gone: the edge answers 502, the direct side
+    // says why.
+    let dead = format!(
+        r#"{{"hostname":"dead.tunnel.test","target":"http://127.0.0.1:{}"}}"#,
+        free_port()?
+    );
+    b.call("POST", "/api/mappings", Some(&dead), &["-H", &token])
+        .await?;
+    let gone = b
+        .call(
+            "POST",
+            "/api/inspect",
+            Some(&inspect("HEAD", "dead.tunnel.test", "/")),
+            &["-H", &token],
+        )
+        .await?
+        .json();
+    assert_eq!(gone["edge"]["status"].as_u64(), Some(502), "{gone}");
+    assert_eq!(gone["direct"]["status"], 0, "{gone}");
+    assert!(
+        gone["direct"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused")),
+        "{gone}"
+    );
+
+    // Refused: other methods, paths that are not paths, hosts that are
+    // not this agent's mappings, oversized paths, no CSRF token.
+    for (probe, field) in [
+        (inspect("POST", "seen.tunnel.test", "/"), "method"),
+        (inspect("GET", "seen.tunnel.test", "a"), "path"),
+        (inspect("GET", "seen.tunnel.test", "/a b"), "path"),
+        (inspect("GET", "seen.tunnel.test", "/\r\nX-Evil: 1"), "path"),
+        (
+            inspect("GET", "seen.tunnel.test", &format!("/{}", "a".repeat(3000))),
+            "path",
+        ),
+        (inspect("GET", "other.tunnel.test", "/"), "hostname"),
+        (inspect("GET", "..", "/"), "hostname"),
+    ] {
+        let r = b
+            .call("POST", "/api/inspect", Some(&probe), &["-H", &token])
+            .await?;
+        assert_eq!(
+            (r.status, r.json()["field"].as_str()),
+            (400, Some(field)),
+            "{probe}: {}",
+            r.body
+        );
+    }
+    let no_token = b
+        .call(
+            "POST",
+            "/api/inspect",
+            Some(&inspect("GET", "seen.tunnel.test", "/")),
+            &[],
+        )
+        .await?;
+    assert_eq!(no_token.status, 403);
+    // A disabled mapping is not published: the edge side says so.
+    let off = format!(
+        r#"{{"hostname":"seen.tunnel.test","target":"http://127.0.0.1:{port}","enabled":false}}"#
+    );
+    b.call(
+        "PUT",
+        "/api/mappings/seen.tunnel.test",
+        Some(&off),
+        &["-H", &token],
+    )
+    .await?;
+    let off = b
+        .call(
+            "POST",
+            "/api/inspect",
+            Some(&inspect("GET", "seen.tunnel.test", "/")),
+            &["-H", &token],
+        )
+        .await?
+        .json();
+    assert!(
+        off["edge"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not published")),
+        "{off}"
+    );
+    // No path, query or body in the agent's log.
+    let log = agent.output();
+    assert!(
+        !log.contains("/a?b=1") && !log.contains("service=seen"),
+        "{log}"
+    );
+    Ok(())
+}
+
 /// The browser script's directory (its `node_modules` from `npm ci`).
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
@@ -497,6 +717,7 @@ async fn the_web_ui_works_in_chromium() -> Result<()> {
         "mappings",
         "traffic",
         "logs",
+        "inspect",
         "settings",
         "caddy",
         "lockout",
@@ -625,6 +846,21 @@ async fn mappings_survive_restarts_and_each_agent_sees_only_its_own() -> Result<
     );
     let out = edge_get(edge, "alpha.tunnel.test").await?.1;
     assert!(out.starts_with("service=alpha "), "{out}");
+    // Nor fetch it through the inspector: the gateway checks whose it is.
+    let probe = r#"{"method":"GET","hostname":"alpha.tunnel.test","path":"/"}"#;
+    let peek = b
+        .call("POST", "/api/inspect", Some(probe), &["-H", &tb])
+        .await?;
+    assert_eq!(peek.status, 200, "{}", peek.body);
+    let peek = peek.json();
+    assert_eq!(peek["edge"]["status"], 0, "{peek}");
+    assert!(
+        peek["edge"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not published for this agent")),
+        "{peek}"
+    );
+    assert_eq!(peek["edge"]["body_base64"], "", "{peek}");
     // Each UI sees its own mappings and traffic only.
     let theirs = b
         .call("GET", "/api/traffic?limit=100", None, &[])

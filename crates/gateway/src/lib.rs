@@ -226,6 +226,7 @@ impl Gateway {
             streams: TaskTracker::new(),
             links: TaskTracker::new(),
             started: std::time::SystemTime::now(),
+            front_door: std::sync::OnceLock::new(),
         });
         Ok(Gateway {
             state,
@@ -286,6 +287,19 @@ impl Gateway {
         };
         state.catalog.reload().await;
         let tunnel_addr = tunnel.local_addr().ok();
+        let front = match (&edge_https, &state.config.edge_tls) {
+            (Some((l, _)), Some(id)) => l.local_addr().ok().map(|a| (a, Some(id.clone()))),
+            _ => tunnel_addr.map(|a| (a, state.config.tls.clone())),
+        };
+        if let Some((mut addr, tls)) = front {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let _ = state.front_door.set(state::FrontDoor { addr, tls });
+        }
         if let Ok(addr) = tunnel.local_addr() {
             match &state.config.tls {
                 Some(id) => info!(

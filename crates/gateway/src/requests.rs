@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use burrow_api::link::{
-    CaddyRoutes, CaddyView, GatewayFacts, GatewayInfo, GatewayLogs, GetLanding, LandingPage,
-    LogLine, MAX_LANDING_HTML, SetLanding, SyncMappings, Traffic, TrafficFilter, TrafficSlice,
+    CaddyRoutes, CaddyView, Fetched, GatewayFacts, GatewayInfo, GatewayLogs, GetLanding,
+    InspectEdge, LandingPage, LogLine, MAX_LANDING_HTML, MAX_PROBE_BODY, Probe, SetLanding,
+    SyncMappings, Traffic, TrafficFilter, TrafficSlice,
 };
 use burrow_api::{MAX_TRAFFIC_LIMIT, MAX_TRAFFIC_OFFSET};
 use burrow_rpc::Router;
@@ -23,7 +24,8 @@ const MAX_BACKLOG: usize = 500;
 pub(crate) fn router(state: Arc<State>, agent: String) -> Router {
     let s = (state, Arc::<str>::from(agent));
     let with = |s: &(Arc<State>, Arc<str>)| s.clone();
-    let (a, b, c, d, e, f, g) = (
+    let (a, b, c, d, e, f, g, h) = (
+        with(&s),
         with(&s),
         with(&s),
         with(&s),
@@ -93,6 +95,91 @@ pub(crate) fn router(state: Arc<State>, agent: String) -> Router {
             let (state, agent) = g.clone();
             async move { Ok(caddy(&state, &agent).await) }
         })
+        .call::<InspectEdge, _, _>(move |probe| {
+            let (state, agent) = h.clone();
+            async move { inspect(&state, &agent, probe).await }
+        })
+}
+
+/// How long the inspector's fetch may take, connecting included (under
+/// the caller's default 10 s).
+pub(crate) const PROBE_TIME: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Fetches one of `agent`'s routes through the gateway's own listener, as
+/// a visitor would (the edge records it in the traffic trail like any).
+async fn inspect(state: &State, agent: &str, p: Probe) -> Result<Fetched, String> {
+    let method = p.method()?;
+    p.check_path()?;
+    let host = p.hostname.trim().to_ascii_lowercase();
+    if !state
+        .catalog
+        .routes()
+        .iter()
+        .any(|r| r.agent == agent && r.hostname == host)
+    {
+        return Err(format!(
+            "{host} is not published for this agent at the gateway"
+        ));
+    }
+    let door = state
+        .front_door
+        .get()
+        .cloned()
+        .ok_or("the gateway's edge is not listening yet")?;
+    let via = format!(
+        "the gateway's edge at {}://{}",
+        if door.tls.is_some() { "https" } else { "http" },
+        door.addr
+    );
+    let started = std::time::Instant::now();
+    let method = http::Method::from_bytes(method.as_str().as_bytes()).map_err(|e| e.to_string())?;
+    let got = tokio::time::timeout(PROBE_TIME, async {
+        let tcp = tokio::net::TcpStream::connect(door.addr)
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", door.addr))?;
+        let _ = tcp.set_nodelay(true);
+        let Some(id) = &door.tls else {
+            return burrow_transport::probe::fetch(
+                tcp,
+                method,
+                &host,
+                &p.path,
+                MAX_PROBE_BODY,
+                started,
+            )
+            .await;
+        };
+        // Our own listener: its certificate, pinned.
+        let pins = burrow_transport::tls::ServerTrust::Pinned(vec![id.thumbprint()]);
+        let cfg = burrow_transport::tls::client_config(
+            None,
+            &pins,
+            "the gateway's edge",
+            "",
+            b"http/1.1",
+        )
+        .map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| format!("{host}: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with the edge: {e}"))?;
+        burrow_transport::probe::fetch(tls, method, &host, &p.path, MAX_PROBE_BODY, started).await
+    })
+    .await
+    .unwrap_or_else(|_| Err(format!("no answer within {} s", PROBE_TIME.as_secs())));
+    Ok(match got {
+        Ok(a) => Fetched::answered(
+            via,
+            a.status,
+            a.headers,
+            (a.head, a.total),
+            &a.body,
+            a.truncated,
+        ),
+        Err(why) => Fetched::failed(via, why, started.elapsed()),
+    })
 }
 
 fn micros(t: SystemTime) -> i64 {

@@ -42,6 +42,19 @@ pub(crate) struct State {
     pub(crate) throttles: Arc<throttle::Throttles>,
     /// When the gateway started.
     pub(crate) started: std::time::SystemTime,
+    /// Where the request inspector fetches as a visitor would: the HTTPS
+    /// edge, else the tunnel port (where Caddy sends visitors), with the
+    /// certificate it serves there. Set once the listeners are bound.
+    pub(crate) front_door: std::sync::OnceLock<FrontDoor>,
+}
+
+/// A listener serving routes, as the inspector reaches it.
+#[derive(Clone)]
+pub(crate) struct FrontDoor {
+    /// Its address (loopback for a wildcard bind).
+    pub(crate) addr: std::net::SocketAddr,
+    /// The certificate it serves, when it speaks TLS.
+    pub(crate) tls: Option<Arc<burrow_transport::tls::LiveIdentity>>,
 }
 
 impl State {

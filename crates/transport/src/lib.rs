@@ -16,6 +16,7 @@
 //! - [`handshake`]: the versioned hello exchange, with a timeout on every read.
 //! - [`TunnelUrl`]: the `wss://`, `tls://` or `ws://` URL an agent dials.
 //! - [`page`]: the small HTML page each listening port shows browsers.
+//! - [`probe`]: one HTTP/1.1 request for the request inspector.
 //! - [`Backoff`]: redial delays.
 //! - [`Secret`]: credentials that never print.
 
@@ -29,6 +30,7 @@ pub mod files;
 pub mod handshake;
 pub mod logtap;
 pub mod page;
+pub mod probe;
 pub mod proxy;
 pub mod raw;
 mod secret;

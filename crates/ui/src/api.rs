@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use burrow_agent::Agent;
 use burrow_api::link::{
-    CaddyRoutes, GatewayInfo, GatewayLogs, GetLanding, LogFilter, Mapping, SetLanding, Traffic,
-    TrafficFilter,
+    CaddyRoutes, Fetched, GatewayInfo, GatewayLogs, GetLanding, InspectEdge, LogFilter, Mapping,
+    Probe, SetLanding, Traffic, TrafficFilter,
 };
 use burrow_transport::logtap;
 use bytes::Bytes;
@@ -313,6 +313,10 @@ async fn route(state: &Arc<UiState>, peer: IpAddr, req: Request<Incoming>) -> Re
         (Method::DELETE, "/api/landing") => gateway_call::<SetLanding>(state, &None).await,
         (Method::GET, "/api/caddy") => gateway_call::<CaddyRoutes>(state, &()).await,
         (Method::GET, "/api/backup") => backup(state).await,
+        (Method::POST, "/api/inspect") => match body_json::<Probe>(req).await {
+            Ok(p) => inspect(state, p).await,
+            Err(r) => r,
+        },
         _ => refuse(StatusCode::NOT_FOUND, "no such API"),
     }
 }
@@ -656,6 +660,44 @@ async fn follow_gateway_logs(
         }
     });
     sse(session, items)
+}
+
+/// The request inspector: the same request through the gateway's edge and
+/// straight from the agent, side by side (the page marks differences).
+/// A POST with the CSRF token: it sends requests to services.
+async fn inspect(state: &UiState, mut p: Probe) -> Response<Body> {
+    if let Err(e) = p.method() {
+        return invalid("method", e);
+    }
+    if let Err(e) = p.check_path() {
+        return invalid("path", e);
+    }
+    p.hostname = p.hostname.trim().to_ascii_lowercase();
+    let mapping = match state.cfg.db.mappings().await {
+        Ok(all) => all.into_iter().find(|m| m.hostname == p.hostname),
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let Some(mapping) = mapping else {
+        return invalid("hostname", "not one of this agent's mappings");
+    };
+    let through_edge = async {
+        let started = std::time::Instant::now();
+        let via = || "the gateway's edge".to_owned();
+        match state.agent.gateway() {
+            None => Fetched::failed(
+                via(),
+                "no link to the gateway is up".into(),
+                started.elapsed(),
+            ),
+            Some(rpc) => match rpc.call::<InspectEdge>(&p).await {
+                Ok(f) => f,
+                Err(e) => Fetched::failed(via(), e.to_string(), started.elapsed()),
+            },
+        }
+    };
+    let (edge, direct) = tokio::join!(through_edge, state.agent.inspect(&mapping, &p));
+    info!(host = %p.hostname, edge = edge.status, direct = direct.status, "request inspected");
+    ok_json(&json!({ "edge": edge, "direct": direct }))
 }
 
 async fn backup(state: &UiState) -> Response<Body> {

@@ -96,6 +96,25 @@ async function shoot(page, name) {
     await page.click("#map-form button[type=submit]");
     await eventually("the edge serves the edited mapping", async () => (await edge("ui.tunnel.test")).body.startsWith("service=two "));
 
+    // Inspect it: the same request through the edge and straight from
+    // the service; the service names a different Host on each side.
+    await page.click("button[aria-label='Inspect ui.tunnel.test']");
+    await page.waitForSelector("#page-inspect:not([hidden])");
+    check((await page.inputValue("#i-host")) === "ui.tunnel.test", "the inspector opens on the mapping");
+    await page.fill("#i-path", "no-slash");
+    await page.click("#inspect-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelector("#e-path").textContent.includes("start with /"));
+    await page.fill("#i-path", "/inspected");
+    await page.click("#inspect-form button[type=submit]");
+    await page.waitForSelector("#inspect-result:not([hidden])");
+    const statuses = await page.$$eval("#inspect-summary tbody tr:nth-child(2) td", (t) => t.map((c) => c.textContent));
+    check(statuses[1] === "200" && statuses[2] === "200", "both sides answer 200: " + statuses);
+    const body = await page.textContent("#inspect-body-edge");
+    check(body.includes("service=two path=/inspected host=ui.tunnel.test"), "the edge side's body: " + body);
+    check((await page.textContent("#inspect-body-diff")).startsWith("≠ The bodies differ"), "the bodies are marked as differing");
+    check((await page.locator("#inspect-headers tbody tr.diff").count()) > 0, "differing headers are marked");
+    await shoot(page, "inspect");
+
     // Traffic shows the requests.
     await page.click("nav a[href='#/traffic']");
     await page.fill("#t-host", "ui.tunnel.test");

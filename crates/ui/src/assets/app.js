@@ -9,6 +9,7 @@
   let trafficPage = { offset: 0, limit: 50, more: false };
   let allMappings = [];
   let synced = null;
+  let inspectHost = "";
 
   const text = (el, s) => { el.textContent = s == null ? "" : String(s); };
   const cell = (tr, s) => { const td = document.createElement("td"); text(td, s); tr.appendChild(td); return td; };
@@ -66,7 +67,7 @@
     showLogin("Logged out.");
   });
 
-  const pages = ["dashboard", "mappings", "traffic", "logs", "settings", "caddy"];
+  const pages = ["dashboard", "mappings", "traffic", "logs", "inspect", "settings", "caddy"];
   function route() {
     stopStreams();
     const name = (location.hash.replace(/^#\//, "") || "dashboard");
@@ -75,7 +76,7 @@
     document.querySelectorAll("nav a").forEach((a) => {
       if (a.getAttribute("href") === "#/" + page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     });
-    ({ dashboard, mappings, traffic, logs, settings, caddy })[page]();
+    ({ dashboard, mappings, traffic, logs, inspect, settings, caddy })[page]();
   }
   window.addEventListener("hashchange", () => { if (csrf) route(); });
 
@@ -150,6 +151,7 @@
       const td = cell(tr, "");
       const b = (label, fn) => { const x = document.createElement("button"); x.type = "button"; text(x, label); x.setAttribute("aria-label", label + " " + m.hostname); x.addEventListener("click", fn); td.appendChild(x); };
       b("Edit", () => edit(m));
+      b("Inspect", () => { inspectHost = m.hostname; location.hash = "#/inspect"; });
       b(m.enabled ? "Disable" : "Enable", () => save(Object.assign({}, m, { enabled: !m.enabled }), m.hostname));
       b("Delete", async () => {
         if (!confirm("Delete the mapping for " + m.hostname + "?")) return;
@@ -272,6 +274,72 @@
   }
   ["#l-source", "#l-level", "#l-follow"].forEach((s) => $(s).addEventListener("change", logs));
   $("#l-search").addEventListener("change", logs);
+
+  // Request inspector: one request through the edge and straight from the
+  // agent; differences marked (≠ and a colour, so not by colour alone).
+  async function inspect() {
+    const r = await api("GET", "/api/mappings");
+    if (!r.ok) return text($("#inspect-message"), r.data.error);
+    const sel = $("#i-host");
+    const keep = inspectHost || sel.value;
+    sel.replaceChildren();
+    for (const m of r.data.mappings) {
+      const o = document.createElement("option");
+      o.value = m.hostname; text(o, m.hostname + (m.enabled ? "" : " (disabled)"));
+      sel.appendChild(o);
+    }
+    if (keep) sel.value = keep;
+    inspectHost = "";
+    text($("#inspect-message"), r.data.mappings.length ? "" : "No mappings yet: add one on the Mappings page.");
+  }
+  const decode = (b64) => Uint8Array.from(atob(b64 || ""), (c) => c.charCodeAt(0));
+  function bodyText(f, raw) {
+    if (f.error) return "";
+    try { return new TextDecoder("utf-8", { fatal: true }).decode(raw, { stream: f.truncated }) + (f.truncated ? "\n… (only the first 128 KiB kept)" : ""); }
+    catch (_) { return "(binary, " + raw.length + " bytes" + (f.truncated ? ", cut at 128 KiB" : "") + ")"; }
+  }
+  function renderInspect(edge, direct) {
+    $("#inspect-result").hidden = false;
+    const rows = (tb, list) => {
+      tb.replaceChildren();
+      for (const [name, a, b, compare = true] of list) {
+        const tr = document.createElement("tr");
+        if (compare && a !== b) tr.className = "diff";
+        [name, a, b].forEach((v) => cell(tr, v));
+        tb.appendChild(tr);
+      }
+    };
+    const ms = (f, k) => f.error && k === "head_ms" ? "—" : f[k].toFixed(1) + " ms";
+    rows($("#inspect-summary tbody"), [
+      ["From", edge.via, direct.via, false],
+      ["Status", edge.error ? "no answer: " + edge.error : String(edge.status), direct.error ? "no answer: " + direct.error : String(direct.status)],
+      ["Time to headers", ms(edge, "head_ms"), ms(direct, "head_ms"), false],
+      ["Time to body", ms(edge, "total_ms"), ms(direct, "total_ms"), false],
+    ]);
+    const heads = (f) => { const m = new Map(); for (const [k, v] of f.headers) m.set(k, m.has(k) ? m.get(k) + ", " + v : v); return m; };
+    const he = heads(edge), hd = heads(direct);
+    const names = [...new Set([...he.keys(), ...hd.keys()])].sort();
+    rows($("#inspect-headers tbody"), names.map((n) => [n, he.has(n) ? he.get(n) : "(absent)", hd.has(n) ? hd.get(n) : "(absent)"]));
+    const be = decode(edge.body_base64), bd = decode(direct.body_base64);
+    text($("#inspect-body-edge"), bodyText(edge, be));
+    text($("#inspect-body-direct"), bodyText(direct, bd));
+    let at = -1;
+    for (let i = 0; i < Math.max(be.length, bd.length); i++) { if (be[i] !== bd[i]) { at = i; break; } }
+    text($("#inspect-body-diff"), edge.error || direct.error ? "" : at < 0 ? "The bodies are the same (" + be.length + " bytes kept)." : "≠ The bodies differ from byte " + at + " (" + be.length + " and " + bd.length + " bytes kept).");
+  }
+  $("#inspect-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    text($("#e-path"), "");
+    text($("#inspect-message"), "Sending…");
+    const r = await api("POST", "/api/inspect", { method: $("#i-method").value, hostname: $("#i-host").value, path: $("#i-path").value });
+    if (!r.ok) {
+      text($("#inspect-message"), "");
+      if (r.data.field === "path") return text($("#e-path"), r.data.error);
+      return text($("#inspect-message"), r.data.error);
+    }
+    text($("#inspect-message"), "Done.");
+    renderInspect(r.data.edge, r.data.direct);
+  });
 
   // Settings: the landing page, backup.
   let defaultLanding = "";
