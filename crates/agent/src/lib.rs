@@ -313,14 +313,14 @@ impl Agent {
         let until = tokio::time::Instant::now() + RESYNC_WAIT;
         loop {
             match self.state.sync(&rpc).await {
-                Err(RpcError::Closed) => match {
+                Err(RpcError::Closed) => {
                     // The closed link may not show as closed yet.
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    self.gateway_until(until).await
-                } {
-                    Some(next) => rpc = next,
-                    None => return Some(Err(RpcError::Closed)),
-                },
+                    rpc = match self.gateway_until(until).await {
+                        Some(next) => next,
+                        None => return Some(Err(RpcError::Closed)),
+                    };
+                }
                 done => return Some(done),
             }
         }
