@@ -598,10 +598,9 @@ pub fn init_logging(args: &LogArgs) -> Result<()> {
     Ok(())
 }
 
-/// The daily rolling writer for `path` (DIR/NAME.EXT writes
-/// DIR/NAME.YYYY-MM-DD.EXT), keeping `keep` files.
-fn log_file(path: &Path, keep: u16) -> Result<tracing_appender::rolling::RollingFileAppender> {
-    use tracing_appender::rolling::{Builder, Rotation};
+/// Where `--log-file PATH` writes: DIR/NAME.EXT names files
+/// DIR/NAME.YYYY-MM-DD.EXT (directory, prefix, extension).
+fn log_file_names(path: &Path) -> Result<(PathBuf, String, Option<String>)> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -616,15 +615,38 @@ fn log_file(path: &Path, keep: u16) -> Result<tracing_appender::rolling::Rolling
         Some((s, e)) if !s.is_empty() => (s.trim_end_matches(['-', '_', '.']), Some(e)),
         _ => (file.as_str(), None),
     };
-    burrow_transport::files::ensure_writable_dir(dir, "log file directory")?;
+    let prefix = if stem.is_empty() { "burrow" } else { stem };
+    Ok((dir.to_path_buf(), prefix.to_owned(), ext.map(str::to_owned)))
+}
+
+/// The agent's log files as its web UI reads them.
+pub fn log_files(args: &LogArgs) -> Result<Option<burrow_ui::LogFiles>> {
+    let Some(path) = &args.log_file else {
+        return Ok(None);
+    };
+    let (dir, prefix, suffix) = log_file_names(path)?;
+    Ok(Some(burrow_ui::LogFiles {
+        dir,
+        prefix,
+        suffix,
+        json: matches!(args.log_file_format, LogFormat::Json),
+    }))
+}
+
+/// The daily rolling writer for `path` ([`log_file_names`]), keeping
+/// `keep` files.
+fn log_file(path: &Path, keep: u16) -> Result<tracing_appender::rolling::RollingFileAppender> {
+    use tracing_appender::rolling::{Builder, Rotation};
+    let (dir, prefix, suffix) = log_file_names(path)?;
+    burrow_transport::files::ensure_writable_dir(&dir, "log file directory")?;
     let mut b = Builder::new()
         .rotation(Rotation::DAILY)
-        .filename_prefix(if stem.is_empty() { "burrow" } else { stem })
+        .filename_prefix(prefix)
         .max_log_files(usize::from(keep));
-    if let Some(ext) = ext {
+    if let Some(ext) = suffix {
         b = b.filename_suffix(ext);
     }
-    b.build(dir)
+    b.build(&dir)
         .with_context(|| format!("cannot open the log file in {}", dir.display()))
 }
 
@@ -632,7 +654,7 @@ fn log_file(path: &Path, keep: u16) -> Result<tracing_appender::rolling::Rolling
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Gateway(args) => gateway(args).await,
-        Command::Run(args) => agent(args).await,
+        Command::Run(args) => agent(args, &cli.log).await,
         Command::Demo(args) => demo(args).await,
         Command::Thumbprint(args) => crate::identity::thumbprint(args),
         Command::Keygen(args) => crate::keygen::run(args),
@@ -1052,10 +1074,10 @@ fn key_pair_auth(
     })
 }
 
-async fn agent(args: AgentArgs) -> Result<()> {
+async fn agent(args: AgentArgs, log: &LogArgs) -> Result<()> {
     let (ui_args, ids) = (args.ui.clone(), args.identity.clone());
     let config = agent_config(args)?;
-    let ui = crate::ui::prepare(&ui_args, &ids, config.identity.clone()).await?;
+    let ui = crate::ui::prepare(&ui_args, &ids, config.identity.clone(), log_files(log)?).await?;
     let gateway = match &config.mode {
         AgentMode::Poll(d) => d.url.url.clone(),
         AgentMode::Listen { addr, .. } => format!("(listening on {addr})"),

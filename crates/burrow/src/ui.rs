@@ -71,11 +71,13 @@ pub struct UiArgs {
 }
 
 /// Checks the UI settings (before the agent starts) and opens its
-/// database; `None` when the UI is off or has no password hash.
+/// database; `None` when the UI is off or has no password hash. Its Logs
+/// page reads `log_files` when the agent writes them.
 pub async fn prepare(
     ui: &UiArgs,
     ids: &IdentityArgs,
     agent_identity: Option<Arc<LiveIdentity>>,
+    log_files: Option<burrow_ui::LogFiles>,
 ) -> Result<Option<burrow_ui::UiConfig>> {
     let UiListen::At(listen) = ui.ui_listen else {
         return Ok(None);
@@ -132,6 +134,7 @@ pub async fn prepare(
         sessions,
         db,
         scratch_dir,
+        log_files,
     }))
 }
 

@@ -813,6 +813,15 @@ async fn mappings_survive_restarts_and_each_agent_sees_only_its_own() -> Result<
                 "ConnectionStrings__DefaultConnection".to_owned(),
                 format!("Data Source={}", db.display()),
             ),
+            // Octoporty's default file name: logs/NAME.YYYY-MM-DD.log.
+            (
+                "Logging__FilePath".to_owned(),
+                st.dir
+                    .path()
+                    .join(format!("logs-{name}/{name}-.log"))
+                    .display()
+                    .to_string(),
+            ),
         ]);
         envs.push((name.to_owned(), env));
     }
@@ -913,6 +922,30 @@ async fn mappings_survive_restarts_and_each_agent_sees_only_its_own() -> Result<
     assert!(
         served,
         "the mapping is published again after the agent restarts"
+    );
+    // The Logs page reads the log file: the login of the first process
+    // is there (this one saw no login), and the other agent's is not.
+    let logs = a2
+        .call("GET", "/api/logs?q=web%20ui%20login", None, &[])
+        .await?
+        .json();
+    assert_eq!(logs["source"], "file", "{logs}");
+    assert_eq!(logs["lines"].as_array().map(Vec::len), Some(1), "{logs}");
+    assert_eq!(logs["lines"][0]["level"], "INFO", "{logs}");
+    assert!(
+        logs["lines"][0]["time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{logs}"
+    );
+    let warnings = a2
+        .call("GET", "/api/logs?level=ERROR&q=web%20ui%20login", None, &[])
+        .await?
+        .json();
+    assert_eq!(
+        warnings["lines"].as_array().map(Vec::len),
+        Some(0),
+        "{warnings}"
     );
     // The old session still holds (same secret), and lists the mapping.
     let list = a2.call("GET", "/api/mappings", None, &[]).await?.json();

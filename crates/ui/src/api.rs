@@ -279,17 +279,10 @@ async fn route(state: &Arc<UiState>, peer: IpAddr, req: Request<Incoming>) -> Re
         },
         (Method::GET, "/api/traffic") => traffic(state, &q).await,
         (Method::GET, "/api/logs") => {
-            let level = q("level");
-            let needle = q("q").map(|s| s.to_lowercase());
-            let Ok(level) = parse_level(level.as_deref()) else {
+            let Ok(level) = parse_level(q("level").as_deref()) else {
                 return invalid("level", "use ERROR, WARN, INFO, DEBUG or TRACE");
             };
-            let lines: Vec<_> = logtap::tap()
-                .recent(1000, |l| l.level <= level && matches(l, needle.as_deref()))
-                .iter()
-                .map(|l| line_json(l))
-                .collect();
-            ok_json(&json!({ "lines": lines }))
+            own_logs(state, level, q("q").map(|s| s.to_lowercase())).await
         }
         (Method::GET, "/api/logs/follow") => {
             let Ok(level) = parse_level(q("level").as_deref()) else {
@@ -605,6 +598,43 @@ fn line_json(l: &logtap::Line) -> Value {
         "message": l.message,
         "fields": l.fields,
     })
+}
+
+/// Lines the Logs page shows before following.
+const LOG_LINES: usize = 1000;
+
+/// The agent's recent log lines: from its log files when it writes them,
+/// else those kept in memory since it started.
+async fn own_logs(
+    state: &UiState,
+    level: tracing::Level,
+    needle: Option<String>,
+) -> Response<Body> {
+    let Some(files) = state.cfg.log_files.clone() else {
+        let lines: Vec<_> = logtap::tap()
+            .recent(LOG_LINES, |l| {
+                l.level <= level && matches(l, needle.as_deref())
+            })
+            .iter()
+            .map(|l| line_json(l))
+            .collect();
+        return ok_json(&json!({ "lines": lines, "source": "memory" }));
+    };
+    let read =
+        tokio::task::spawn_blocking(move || files.recent(LOG_LINES, level, needle.as_deref()))
+            .await;
+    match read {
+        Ok(Ok((lines, cut))) => ok_json(&json!({
+            "lines": lines.iter().map(crate::logfile::FileLine::json).collect::<Vec<_>>(),
+            "source": "file",
+            "cut": cut,
+        })),
+        Ok(Err(e)) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the log files: {e}"),
+        ),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 fn follow_own_logs(

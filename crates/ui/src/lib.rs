@@ -7,6 +7,7 @@
 //! - `auth.rs`: password, session JWT, CSRF token, lockout.
 //! - `db.rs`: the agent's SQLite database of mappings.
 //! - `api.rs`: the JSON API the page calls, and its checks.
+//! - `logfile.rs`: the agent's log files, read newest first.
 //! - `assets/`: the page (HTML, CSS, JS), embedded in the binary.
 //!
 //! Every answer carries a strict Content-Security-Policy; every change
@@ -18,6 +19,7 @@
 mod api;
 pub mod auth;
 pub mod db;
+mod logfile;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +33,7 @@ use tracing::{debug, info};
 
 pub use auth::{AuthError, PasswordHash, Sessions};
 pub use db::{Db, DbError, data_source};
+pub use logfile::LogFiles;
 
 /// Octoporty's web UI port.
 pub const DEFAULT_PORT: u16 = 17201;
@@ -49,6 +52,9 @@ pub struct UiConfig {
     pub db: Db,
     /// Where backups are put together before they are sent.
     pub scratch_dir: PathBuf,
+    /// The agent's log files, when it writes them: the Logs page reads
+    /// them (else the lines kept in memory since the start).
+    pub log_files: Option<LogFiles>,
 }
 
 /// Why the UI cannot start.

@@ -240,8 +240,10 @@
 
   // Logs.
   function logLine(l) {
-    const f = Object.entries(l.fields || {}).map(([k, v]) => k + "=" + v).join(" ");
-    return new Date(l.at / 1000).toLocaleTimeString() + " " + l.level + " " + l.message + (f ? " " + f : "");
+    const f = Object.entries(l.fields || {}).map(([k, v]) => k + "=" + (typeof v === "string" ? v : JSON.stringify(v))).join(" ");
+    // File lines carry their own time stamp; live ones microseconds.
+    const t = l.time ? l.time.replace("T", " ").replace(/\.\d+Z$/, "Z") : new Date(l.at / 1000).toLocaleTimeString();
+    return t + " " + l.level + " " + l.message + (f ? " " + f : "");
   }
   function addLines(lines) {
     const pre = $("#log-lines");
@@ -257,9 +259,14 @@
     const level = $("#l-level").value, q = $("#l-search").value.trim();
     const p = new URLSearchParams({ level }); if (q) p.set("q", q);
     const gateway = $("#l-source").value === "gateway";
+    text($("#logs-source"), gateway ? "The gateway's log lines about this agent, live." : "");
     if (!gateway) {
       const r = await api("GET", "/api/logs?" + p);
-      if (r.ok) addLines(r.data.lines);
+      if (!r.ok) return text($("#logs-source"), r.data.error);
+      text($("#logs-source"), r.data.source === "file"
+        ? "From the agent's log files, newest last" + (r.data.cut ? " (older lines are further back than this page reads)." : ".")
+        : "Lines since the agent started (it writes no log file: set --log-file or Logging__FilePath to keep them).");
+      addLines(r.data.lines);
     }
     if ($("#l-follow").checked || gateway) {
       logStream = new EventSource((gateway ? "/api/gateway-logs/follow?" : "/api/logs/follow?") + p);
