@@ -658,11 +658,26 @@ fn browser_dir() -> PathBuf {
 
 #[tokio::test]
 async fn the_web_ui_works_in_chromium() -> Result<()> {
-    let playwright = browser_dir().join("node_modules/playwright-core");
-    let need = format!("file:{}", playwright.display());
+    let driver = browser_dir().join("node_modules/playwright-core");
+    let need = format!("file:{}", driver.display());
     burrow_e2e::require!("chromium", "node", need.as_str());
+    clicked_through("chromium").await
+}
+
+#[tokio::test]
+async fn the_web_ui_works_in_firefox() -> Result<()> {
+    let driver = browser_dir().join("node_modules/puppeteer-core");
+    let need = format!("file:{}", driver.display());
+    burrow_e2e::require!("firefox-esr", "node", need.as_str());
+    clicked_through("firefox").await
+}
+
+/// Runs `tests/browser/ui.js` in `browser` against a gateway and an agent
+/// with its UI; checks a screenshot of every page at both widths.
+async fn clicked_through(browser: &str) -> Result<()> {
     let secret = "c".repeat(40);
-    let session_seconds = "6";
+    // Long enough for the steps before the expiry step, in the slower browser.
+    let session_seconds = "15";
     let mut st = setup_with_env(
         &bin(),
         &EDGE,
@@ -686,7 +701,7 @@ async fn the_web_ui_works_in_chromium() -> Result<()> {
     let (_one, one) = service("one").await?;
     let (_two, two) = service("two").await?;
     // Kept as the test's artifact: every page at desktop and phone width.
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-shots");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ui-shots-{browser}"));
     std::fs::create_dir_all(&shots)?;
     let (edge_port, one, two) = (edge.port().to_string(), one.to_string(), two.to_string());
     let shots_s = shots.display().to_string();
@@ -696,6 +711,7 @@ async fn the_web_ui_works_in_chromium() -> Result<()> {
         &["ui.js"],
         &dir,
         &[
+            ("BROWSER", browser),
             ("UI_URL", url.as_str()),
             ("EDGE_PORT", edge_port.as_str()),
             ("SERVICE_ONE", one.as_str()),

@@ -1,5 +1,8 @@
-// The agent's web UI in Debian's Chromium, as a user clicks through it.
+// The agent's web UI in a real browser, as a user clicks through it:
+// Debian's Chromium through playwright-core, or Debian's Firefox ESR
+// through puppeteer-core (WebDriver BiDi). Neither downloads a browser.
 // Run by crates/burrow/tests/ui.rs with:
+//   BROWSER      chromium (default) or firefox
 //   UI_URL       the UI (https://127.0.0.1:PORT)
 //   EDGE_PORT    the gateway's HTTPS edge on 127.0.0.1
 //   SERVICE_ONE, SERVICE_TWO  ports of two web services on 127.0.0.1
@@ -7,7 +10,6 @@
 //   SESSION_SECONDS  the UI's session lifetime
 // Prints "ok" last; any failure throws (exit code 1) with what was wrong.
 "use strict";
-const { chromium } = require("playwright-core");
 const https = require("https");
 const fs = require("fs");
 const path = require("path");
@@ -16,7 +18,12 @@ const UI = process.env.UI_URL;
 const EDGE_PORT = Number(process.env.EDGE_PORT);
 const SHOTS = process.env.SHOTS;
 const SESSION_SECONDS = Number(process.env.SESSION_SECONDS);
+const BROWSER = process.env.BROWSER || "chromium";
 const CHROMIUM = fs.existsSync("/usr/lib/chromium/chromium") ? "/usr/lib/chromium/chromium" : "/usr/bin/chromium";
+const FIREFOX = "/usr/bin/firefox-esr";
+const TIMEOUT = 15000;
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
 
 function edge(host) {
   return new Promise((resolve, reject) => {
@@ -32,153 +39,209 @@ function edge(host) {
 }
 
 function check(cond, what) { if (!cond) throw new Error(what); }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function eventually(what, fn) {
-  const until = Date.now() + 15000;
+  const until = Date.now() + TIMEOUT;
   let last;
   while (Date.now() < until) {
     try { if (await fn()) return; } catch (e) { last = e; }
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
   throw new Error("never: " + what + (last ? " (" + last.message + ")" : ""));
 }
 
-async function shoot(page, name) {
-  for (const [label, size] of [["desktop", { width: 1280, height: 900 }], ["phone", { width: 390, height: 844 }]]) {
-    await page.setViewportSize(size);
-    await page.screenshot({ path: path.join(SHOTS, name + "-" + label + ".png"), fullPage: true });
+// The few things the steps do, over either driver. Selectors are CSS only.
+async function open() {
+  if (BROWSER === "firefox") {
+    const puppeteer = require("puppeteer-core");
+    const browser = await puppeteer.launch({ browser: "firefox", executablePath: FIREFOX, headless: true, acceptInsecureCerts: true });
+    const page = await browser.newPage();
+    await page.setViewport(DESKTOP);
+    page.setDefaultTimeout(TIMEOUT);
+    page.on("dialog", (d) => d.accept());
+    return {
+      page, close: () => browser.close(),
+      goto: (url) => page.goto(url, { waitUntil: "load" }),
+      visible: (sel) => page.waitForSelector(sel, { visible: true }),
+      until: (fn) => page.waitForFunction(fn, { timeout: TIMEOUT }),
+      fill: (sel, v) => page.$eval(sel, (e, v) => { e.value = v; e.dispatchEvent(new Event("input", { bubbles: true })); }, v),
+      press: async (sel, key) => { await page.focus(sel); await page.keyboard.press(key); },
+      click: (sel) => page.click(sel),
+      select: (sel, v) => page.select(sel, v),
+      check: async (sel) => { if (!(await page.$eval(sel, (e) => e.checked))) await page.click(sel); },
+      value: (sel) => page.$eval(sel, (e) => e.value),
+      text: (sel) => page.$eval(sel, (e) => e.textContent),
+      texts: (sel) => page.$$eval(sel, (l) => l.map((e) => e.textContent)),
+      count: (sel) => page.$$eval(sel, (l) => l.length),
+      evaluate: (fn) => page.evaluate(fn),
+      cookies: () => (browser.cookies ? browser.cookies() : page.cookies()),
+      focused: () => page.evaluate(() => document.activeElement.id),
+      viewport: (size) => page.setViewport(size),
+      screenshot: (file) => page.screenshot({ path: file, fullPage: true }),
+    };
   }
-  await page.setViewportSize({ width: 1280, height: 900 });
+  const { chromium } = require("playwright-core");
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: DESKTOP });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("dialog", (d) => d.accept());
+  return {
+    page, close: () => browser.close(),
+    goto: (url) => page.goto(url, { waitUntil: "load" }),
+    visible: (sel) => page.waitForSelector(sel),
+    until: (fn) => page.waitForFunction(fn),
+    fill: (sel, v) => page.fill(sel, v),
+    press: (sel, key) => page.press(sel, key),
+    click: (sel) => page.click(sel),
+    select: (sel, v) => page.selectOption(sel, v),
+    check: (sel) => page.check(sel),
+    value: (sel) => page.inputValue(sel),
+    text: (sel) => page.textContent(sel),
+    texts: (sel) => page.$$eval(sel, (l) => l.map((e) => e.textContent)),
+    count: (sel) => page.locator(sel).count(),
+    evaluate: (fn) => page.evaluate(fn),
+    cookies: () => context.cookies(),
+    focused: () => page.evaluate(() => document.activeElement.id),
+    viewport: (size) => page.setViewportSize(size),
+    screenshot: (file) => page.screenshot({ path: file, fullPage: true }),
+  };
+}
+
+async function shoot(u, name) {
+  for (const [label, size] of [["desktop", DESKTOP], ["phone", PHONE]]) {
+    await u.viewport(size);
+    await u.screenshot(path.join(SHOTS, name + "-" + label + ".png"));
+  }
+  await u.viewport(DESKTOP);
 }
 
 (async () => {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on("dialog", (d) => d.accept());
+  const u = await open();
   try {
-    await page.goto(UI + "/", { waitUntil: "load" });
-    await page.waitForSelector("#login:not([hidden])");
-    await shoot(page, "login");
+    await u.goto(UI + "/");
+    await u.visible("#login:not([hidden])");
+    await shoot(u, "login");
 
     // Wrong password.
-    await page.fill("#password", "wrong");
-    await page.press("#password", "Enter");
-    await page.waitForFunction(() => document.querySelector("#login-error").textContent.includes("wrong password"));
+    await u.fill("#password", "wrong");
+    await u.press("#password", "Enter");
+    await u.until(() => document.querySelector("#login-error").textContent.includes("wrong password"));
 
     // Log in; the dashboard shows both links connected, live.
-    await page.fill("#password", "hunter2");
-    await page.click("#login-form button[type=submit]");
-    await page.waitForSelector("#nav:not([hidden])");
-    await page.waitForFunction(() => document.querySelectorAll("#links tbody tr td.state-connected").length === 2);
-    const cookies = await context.cookies();
+    await u.fill("#password", "hunter2");
+    await u.click("#login-form button[type=submit]");
+    await u.visible("#nav:not([hidden])");
+    await u.until(() => document.querySelectorAll("#links tbody tr td.state-connected").length === 2);
+    const cookies = await u.cookies();
     const session = cookies.find((c) => c.name === "burrow_session");
     check(session && session.httpOnly && session.secure && session.sameSite === "Strict", "cookie flags: " + JSON.stringify(session));
-    await shoot(page, "dashboard");
+    await shoot(u, "dashboard");
 
     // Create a mapping; a bad URL is named under its field first.
-    await page.click("nav a[href='#/mappings']");
-    await page.click("#map-new");
-    await page.fill("#m-hostname", "ui.tunnel.test");
-    await page.fill("#m-target", "ftp://nowhere");
-    await page.click("#map-form button[type=submit]");
-    await page.waitForFunction(() => document.querySelector("#e-target").textContent.includes("http://HOST:PORT"));
-    await page.fill("#m-target", "http://127.0.0.1:" + process.env.SERVICE_ONE);
-    await page.click("#map-form button[type=submit]");
-    await page.waitForSelector("#mappings tbody tr >> text=published");
+    await u.click("nav a[href='#/mappings']");
+    await u.click("#map-new");
+    await u.fill("#m-hostname", "ui.tunnel.test");
+    await u.fill("#m-target", "ftp://nowhere");
+    await u.click("#map-form button[type=submit]");
+    await u.until(() => document.querySelector("#e-target").textContent.includes("http://HOST:PORT"));
+    await u.fill("#m-target", "http://127.0.0.1:" + process.env.SERVICE_ONE);
+    await u.click("#map-form button[type=submit]");
+    await u.until(() => [...document.querySelectorAll("#mappings tbody tr")].some((tr) => tr.textContent.includes("published")));
     await eventually("the edge serves the new mapping", async () => (await edge("ui.tunnel.test")).body.startsWith("service=one "));
-    await shoot(page, "mappings");
+    await shoot(u, "mappings");
 
     // Edit: point it at the other service.
-    await page.click("button[aria-label='Edit ui.tunnel.test']");
-    await page.fill("#m-target", "http://127.0.0.1:" + process.env.SERVICE_TWO);
-    await page.click("#map-form button[type=submit]");
+    await u.click("button[aria-label='Edit ui.tunnel.test']");
+    await u.fill("#m-target", "http://127.0.0.1:" + process.env.SERVICE_TWO);
+    await u.click("#map-form button[type=submit]");
     await eventually("the edge serves the edited mapping", async () => (await edge("ui.tunnel.test")).body.startsWith("service=two "));
 
     // Inspect it: the same request through the edge and straight from
     // the service; the service names a different Host on each side.
-    await page.click("button[aria-label='Inspect ui.tunnel.test']");
-    await page.waitForSelector("#page-inspect:not([hidden])");
-    check((await page.inputValue("#i-host")) === "ui.tunnel.test", "the inspector opens on the mapping");
-    await page.fill("#i-path", "no-slash");
-    await page.click("#inspect-form button[type=submit]");
-    await page.waitForFunction(() => document.querySelector("#e-path").textContent.includes("start with /"));
-    await page.fill("#i-path", "/inspected");
-    await page.click("#inspect-form button[type=submit]");
-    await page.waitForSelector("#inspect-result:not([hidden])");
-    const statuses = await page.$$eval("#inspect-summary tbody tr:nth-child(2) td", (t) => t.map((c) => c.textContent));
+    await u.click("button[aria-label='Inspect ui.tunnel.test']");
+    await u.visible("#page-inspect:not([hidden])");
+    check((await u.value("#i-host")) === "ui.tunnel.test", "the inspector opens on the mapping");
+    await u.fill("#i-path", "no-slash");
+    await u.click("#inspect-form button[type=submit]");
+    await u.until(() => document.querySelector("#e-path").textContent.includes("start with /"));
+    await u.fill("#i-path", "/inspected");
+    await u.click("#inspect-form button[type=submit]");
+    await u.visible("#inspect-result:not([hidden])");
+    const statuses = await u.texts("#inspect-summary tbody tr:nth-child(2) td");
     check(statuses[1] === "200" && statuses[2] === "200", "both sides answer 200: " + statuses);
-    const body = await page.textContent("#inspect-body-edge");
+    const body = await u.text("#inspect-body-edge");
     check(body.includes("service=two path=/inspected host=ui.tunnel.test"), "the edge side's body: " + body);
-    check((await page.textContent("#inspect-body-diff")).startsWith("≠ The bodies differ"), "the bodies are marked as differing");
-    check((await page.locator("#inspect-headers tbody tr.diff").count()) > 0, "differing headers are marked");
-    await shoot(page, "inspect");
+    check((await u.text("#inspect-body-diff")).startsWith("≠ The bodies differ"), "the bodies are marked as differing");
+    check((await u.count("#inspect-headers tbody tr.diff")) > 0, "differing headers are marked");
+    await shoot(u, "inspect");
 
     // Traffic shows the requests.
-    await page.click("nav a[href='#/traffic']");
-    await page.fill("#t-host", "ui.tunnel.test");
+    await u.click("nav a[href='#/traffic']");
+    await u.fill("#t-host", "ui.tunnel.test");
     await eventually("traffic lists the requests", async () => {
-      await page.click("#traffic-form button[type=submit]");
-      await page.waitForTimeout(300);
-      return (await page.locator("#traffic tbody tr").count()) > 0;
+      await u.click("#traffic-form button[type=submit]");
+      await sleep(300);
+      return (await u.count("#traffic tbody tr")) > 0;
     });
-    await shoot(page, "traffic");
+    await shoot(u, "traffic");
 
     // Follow the gateway's log lines about this agent while a change is made.
-    await page.click("nav a[href='#/logs']");
-    await page.selectOption("#l-source", "gateway");
-    await page.waitForTimeout(500);
-    await page.evaluate(async () => {
+    await u.click("nav a[href='#/logs']");
+    await u.select("#l-source", "gateway");
+    await sleep(500);
+    await u.evaluate(async () => {
       const s = await (await fetch("/api/session")).json();
       await fetch("/api/mappings/ui.tunnel.test", { method: "PUT", headers: { "Content-Type": "application/json", "X-CSRF-Token": s.csrf }, body: JSON.stringify({ hostname: "ui.tunnel.test", target: "http://127.0.0.1:1", enabled: true }) });
     });
-    await page.waitForFunction(() => document.querySelector("#log-lines").textContent.includes("route published"));
-    await shoot(page, "logs");
+    await u.until(() => document.querySelector("#log-lines").textContent.includes("route published"));
+    await shoot(u, "logs");
 
     // Disable, then delete with confirmation.
-    await page.click("nav a[href='#/mappings']");
-    await page.click("button[aria-label='Disable ui.tunnel.test']");
-    await page.waitForSelector("#mappings tbody tr >> text=disabled");
+    await u.click("nav a[href='#/mappings']");
+    await u.click("button[aria-label='Disable ui.tunnel.test']");
+    await u.until(() => [...document.querySelectorAll("#mappings tbody tr")].some((tr) => tr.textContent.includes("disabled")));
     await eventually("a disabled mapping is not served", async () => (await edge("ui.tunnel.test")).status === 404);
-    await page.click("button[aria-label='Delete ui.tunnel.test']");
-    await page.waitForFunction(() => document.querySelectorAll("#mappings tbody tr").length === 0);
+    await u.click("button[aria-label='Delete ui.tunnel.test']");
+    await u.until(() => document.querySelectorAll("#mappings tbody tr").length === 0);
 
     // Settings and Caddy pages render.
-    await page.click("nav a[href='#/settings']");
-    await page.waitForFunction(() => document.querySelector("#landing-html").value.length > 0);
-    await shoot(page, "settings");
-    await page.click("nav a[href='#/caddy']");
-    await page.waitForFunction(() => document.querySelector("#caddy-message").textContent.length > 0);
-    await shoot(page, "caddy");
+    await u.click("nav a[href='#/settings']");
+    await u.until(() => document.querySelector("#landing-html").value.length > 0);
+    await shoot(u, "settings");
+    await u.click("nav a[href='#/caddy']");
+    await u.until(() => document.querySelector("#caddy-message").textContent.length > 0);
+    await shoot(u, "caddy");
 
     // Keyboard: the login field and nav links are reachable by Tab.
-    await page.click("#logout");
-    await page.waitForSelector("#login:not([hidden])");
-    check((await page.evaluate(() => document.activeElement.id)) === "password", "focus goes to the password field");
+    await u.click("#logout");
+    await u.visible("#login:not([hidden])");
+    check((await u.focused()) === "password", "focus goes to the password field");
+    check(await u.evaluate(() => getComputedStyle(document.querySelector("#nav")).display === "none"), "the page links are hidden while logged out");
 
     // A session expires.
-    await page.fill("#password", "hunter2");
-    await page.click("#login-form button[type=submit]");
-    await page.waitForSelector("#nav:not([hidden])");
-    await page.waitForTimeout((SESSION_SECONDS + 1) * 1000);
-    await page.click("nav a[href='#/mappings']");
-    await page.waitForFunction(() => document.querySelector("#login-error").textContent.includes("session ended"));
+    await u.fill("#password", "hunter2");
+    await u.click("#login-form button[type=submit]");
+    await u.visible("#nav:not([hidden])");
+    await sleep((SESSION_SECONDS + 1) * 1000);
+    await u.click("nav a[href='#/mappings']");
+    await u.until(() => document.querySelector("#login-error").textContent.includes("session ended"));
 
     // Lockout after repeated failures, with when to try again.
     for (let i = 0; i < 5; i++) {
-      await page.fill("#password", "guess" + i);
-      await page.click("#login-form button[type=submit]");
-      await page.waitForTimeout(150);
+      await u.fill("#password", "guess" + i);
+      await u.click("#login-form button[type=submit]");
+      await sleep(150);
     }
-    await page.waitForFunction(() => document.querySelector("#login-error").textContent.includes("try again in 1 minute"));
-    await shoot(page, "lockout");
+    await u.until(() => document.querySelector("#login-error").textContent.includes("try again in 1 minute"));
+    await shoot(u, "lockout");
     console.log("ok");
   } catch (e) {
-    try { await page.screenshot({ path: path.join(SHOTS, "failure.png"), fullPage: true }); } catch (_) { /* nothing more to keep */ }
+    try { await u.screenshot(path.join(SHOTS, "failure.png")); } catch (_) { /* nothing more to keep */ }
     console.error("FAILED: " + e.message);
     process.exitCode = 1;
   } finally {
-    await browser.close();
+    await u.close();
   }
 })();
