@@ -36,6 +36,7 @@ nginx -c "$WORK/nginx.conf" &
 # The gateway's store, filled first: the agent's audit trail.
 echo "filling $RECORDS audit records..."
 t0=$(date +%s.%N)
+mkdir -m 700 -p "$WORK/gw"
 "$FILL" "$WORK/gw" ui "$RECORDS" "$MAPPINGS"
 echo "  in $(python3 -c "print(round($(date +%s.%N)-$t0,1))") s"
 
@@ -69,7 +70,7 @@ curl -s -b "$JAR" -H 'Content-Type: application/json' -H "X-CSRF-Token: $csrf" \
 import json, sys
 r = json.load(sys.stdin)
 pub = sum(1 for m in r["gateway"]["mappings"] if m["published"])
-print(f"imported {r[\"imported\"]} mappings, {pub} published")'
+print("imported", r["imported"], "mappings,", pub, "published")'
 for _ in $(seq 100); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: m0.tunnel.test' "http://127.0.0.1:$GW/small.bin")" = 200 ] && break
   sleep 0.1

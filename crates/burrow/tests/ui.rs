@@ -705,12 +705,15 @@ async fn clicked_through(browser: &str) -> Result<()> {
     std::fs::create_dir_all(&shots)?;
     let (edge_port, one, two) = (edge.port().to_string(), one.to_string(), two.to_string());
     let shots_s = shots.display().to_string();
+    let home = st.dir.path().display().to_string();
     let dir = browser_dir();
     let (code, out, err) = run(
         "node",
         &["ui.js"],
         &dir,
         &[
+            // The browser's own files (Firefox's crash helper) go there.
+            ("HOME", home.as_str()),
             ("BROWSER", browser),
             ("UI_URL", url.as_str()),
             ("EDGE_PORT", edge_port.as_str()),
