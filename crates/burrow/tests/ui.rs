@@ -396,6 +396,29 @@ async fn the_web_ui_logs_in_publishes_mappings_and_refuses_what_it_must() -> Res
     assert_eq!(backup.status, 200);
     assert!(backup.body.starts_with("SQLite format 3"), "a SQLite file");
 
+    // No secret in any page or API answer.
+    for path in [
+        "/",
+        "/app.js",
+        "/api/session",
+        "/api/status",
+        "/api/mappings",
+        "/api/mappings-export",
+        "/api/traffic",
+        "/api/logs?level=TRACE",
+        "/api/landing",
+        "/api/caddy",
+    ] {
+        let a = b.call("GET", path, None, &[]).await?;
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        for secret in [secret.as_str(), HASH, "hunter2", "saltsalt"] {
+            assert!(
+                !a.body.contains(secret) && !a.head.contains(&secret.to_ascii_lowercase()),
+                "{path} shows a secret"
+            );
+        }
+    }
+
     // Logout ends the session.
     assert_eq!(
         b.call("POST", "/api/logout", None, &["-H", &token])

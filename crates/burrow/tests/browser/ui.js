@@ -191,11 +191,15 @@ async function shoot(u, name) {
     await u.click("nav a[href='#/logs']");
     await u.select("#l-source", "gateway");
     await sleep(500);
+    // Requests flow through the edge meanwhile.
+    const load = Promise.all([...Array(40)].map(() => edge("ui.tunnel.test").catch(() => null)));
     await u.evaluate(async () => {
       const s = await (await fetch("/api/session")).json();
       await fetch("/api/mappings/ui.tunnel.test", { method: "PUT", headers: { "Content-Type": "application/json", "X-CSRF-Token": s.csrf }, body: JSON.stringify({ hostname: "ui.tunnel.test", target: "http://127.0.0.1:1", enabled: true }) });
     });
     await u.until(() => document.querySelector("#log-lines").textContent.includes("route published"));
+    // Each answered: 200 before the change, 502 (port 1) after it.
+    check((await load).every((r) => r && (r.status === 200 || r.status === 502)), "the edge answered every request while the log was followed");
     await shoot(u, "logs");
 
     // Disable, then delete with confirmation.
