@@ -32,16 +32,9 @@ OUT=${OUT:-$(mktemp -d)}
 BACK=18411; PUB_RH=28411; CTRL_RH=23411; PUB_FW=28412; CTRL_FW=23412; PUB_EDGE=28413
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; cp "$WORK"/*.log "$WORK"/*/*.log "$OUT"/ 2>/dev/null; rm -rf "$WORK"' EXIT
 
-mkdir -p "$WORK/www" "$WORK/tmp"; chmod 755 "$WORK" "$WORK/tmp"
-head -c 1024 /dev/urandom > "$WORK/www/small.bin"
-cat > "$WORK/nginx.conf" <<NGX
-worker_processes 1; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $WORK/tmp; proxy_temp_path $WORK/tmp;
-       fastcgi_temp_path $WORK/tmp; uwsgi_temp_path $WORK/tmp; scgi_temp_path $WORK/tmp;
-       server { listen 127.0.0.1:$BACK; root $WORK/www; } }
-NGX
-nginx -c "$WORK/nginx.conf" &
+# shellcheck source=bench/nginx.sh
+. bench/nginx.sh
+start_nginx "$WORK" $BACK
 
 wait_up() {  # PORT
   for _ in $(seq 100); do

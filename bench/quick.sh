@@ -14,13 +14,10 @@ D=${WRK_D:-5}
 BACK_IPERF=15311; PUB_IPERF=25311; BACK_HTTP=18311; PUB_HTTP=28311; CTRL=23311
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 
-mkdir -p "$WORK/www"; head -c 1024 /dev/urandom > "$WORK/www/small.bin"
-cat > "$WORK/nginx.conf" <<NGX
-worker_processes 1; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$BACK_HTTP; root $WORK/www; } }
-NGX
-nginx -c "$WORK/nginx.conf" & iperf3 -s -p $BACK_IPERF >/dev/null 2>&1 &
+# shellcheck source=bench/nginx.sh
+. bench/nginx.sh
+start_nginx "$WORK" $BACK_HTTP
+iperf3 -s -p $BACK_IPERF >/dev/null 2>&1 &
 export BURROW_PSK; BURROW_PSK=$(head -c 32 /dev/urandom | base64)
 export BURROW_DATA_DIR="$WORK/data" BURROW_PROXY_LISTEN=off BURROW_EDGE_HTTP_LISTEN=off BURROW_EDGE_HTTPS_LISTEN=off
 SCHEME=${SCHEME:-tls}

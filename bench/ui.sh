@@ -22,16 +22,9 @@ BACK=18421; GW=28421; UI=28422
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 [ -x "$FILL" ] || cargo build --release -q -p burrow-bench --bin fillaudit
 
-mkdir -p "$WORK/www" "$WORK/tmp"; chmod 755 "$WORK" "$WORK/tmp"
-head -c 1024 /dev/urandom > "$WORK/www/small.bin"
-cat > "$WORK/nginx.conf" <<NGX
-worker_processes 1; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $WORK/tmp; proxy_temp_path $WORK/tmp;
-       fastcgi_temp_path $WORK/tmp; uwsgi_temp_path $WORK/tmp; scgi_temp_path $WORK/tmp;
-       server { listen 127.0.0.1:$BACK; root $WORK/www; } }
-NGX
-nginx -c "$WORK/nginx.conf" &
+# shellcheck source=bench/nginx.sh
+. bench/nginx.sh
+start_nginx "$WORK" $BACK
 
 # The gateway's store, filled first: the agent's audit trail.
 echo "filling $RECORDS audit records..."

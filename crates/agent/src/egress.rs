@@ -17,6 +17,7 @@ use bytes::Bytes;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 use tracing::{debug, warn};
 
 use crate::AgentState;
@@ -370,46 +371,17 @@ pub(crate) async fn inspect(state: &AgentState, mapping: &Mapping, probe: &Probe
         };
         tokio::time::timeout(PROBE_TIME, async {
             let conn = reach(state, &t, client).await.map_err(|f| f.line())?;
-            match conn {
-                Connected::Plain(tcp) => {
-                    probe::fetch(
-                        tcp,
-                        method,
-                        &authority,
-                        &probe.path,
-                        MAX_PROBE_BODY,
-                        started,
-                    )
-                    .await
-                }
-                Connected::Tls(tls) => {
-                    probe::fetch(
-                        *tls,
-                        method,
-                        &authority,
-                        &probe.path,
-                        MAX_PROBE_BODY,
-                        started,
-                    )
-                    .await
-                }
-            }
+            let io = match conn {
+                Connected::Plain(tcp) => Either::Left(tcp),
+                Connected::Tls(tls) => Either::Right(*tls),
+            };
+            probe::fetch(io, method, &authority, &probe.path, MAX_PROBE_BODY, started).await
         })
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} s", PROBE_TIME.as_secs())))
     }
     .await;
-    match got {
-        Ok(a) => Fetched::answered(
-            via,
-            a.status,
-            a.headers,
-            (a.head, a.total),
-            &a.body,
-            a.truncated,
-        ),
-        Err(why) => Fetched::failed(via, why, started.elapsed()),
-    }
+    probe::fetched(via, got, started)
 }
 
 /// How long the inspector's direct fetch may take, connecting included.

@@ -99,6 +99,20 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// `POST /api/inspect` of one request, with the CSRF header `token`.
+    async fn inspect(&self, token: &str, method: &str, host: &str, path: &str) -> Result<Answer> {
+        let probe = serde_json::json!({ "method": method, "hostname": host, "path": path });
+        self.call(
+            "POST",
+            "/api/inspect",
+            Some(&probe.to_string()),
+            &["-H", token],
+        )
+        .await
+    }
+}
+
 async fn edge_get(edge: std::net::SocketAddr, host: &str) -> Result<(i32, String)> {
     let url = format!("https://{host}:{}/", edge.port());
     let resolve = format!("{host}:{}:127.0.0.1", edge.port());
@@ -112,24 +126,19 @@ async fn edge_get(edge: std::net::SocketAddr, host: &str) -> Result<(i32, String
     Ok((code, out))
 }
 
-#[tokio::test]
-async fn the_web_ui_logs_in_publishes_mappings_and_refuses_what_it_must() -> Result<()> {
-    burrow_e2e::require!("curl", "python3");
-    let secret = "s".repeat(24) + "-ui-secret-0123456789";
-    let mut st = setup_with_env(
-        &bin(),
-        &EDGE,
-        &["--ui-listen", "127.0.0.1:0"],
-        true,
-        &[
-            ("Agent__Auth__PasswordHash", HASH),
-            ("Agent__JwtSecret", &secret),
-            // Tells the gateway its FQDN: the landing domain is tunnel.test.
-            ("Agent__GatewayFqdn", "gateway.tunnel.test"),
-        ],
-    )
-    .await?;
-    let edge = st.edge().context("edge")?;
+/// A gateway with its edge and a registered agent serving its UI on a
+/// free port, logged in with [`HASH`] and `secret`, and `env` besides;
+/// the agent's process and its UI's base URL.
+async fn with_ui(
+    secret: &str,
+    env: &[(&str, &str)],
+) -> Result<(burrow_e2e::registered::Setup, burrow_e2e::Proc, String)> {
+    let mut all = vec![
+        ("Agent__Auth__PasswordHash", HASH),
+        ("Agent__JwtSecret", secret),
+    ];
+    all.extend_from_slice(env);
+    let mut st = setup_with_env(&bin(), &EDGE, &["--ui-listen", "127.0.0.1:0"], true, &all).await?;
     let mut agent = st.agent.take().context("agent")?;
     let listening = agent.wait_event(burrow_agent::event::UI_LISTENING).await?;
     let base = listening["url"]
@@ -137,6 +146,17 @@ async fn the_web_ui_logs_in_publishes_mappings_and_refuses_what_it_must() -> Res
         .context("url")?
         .trim_end_matches('/')
         .to_owned();
+    Ok((st, agent, base))
+}
+
+#[tokio::test]
+async fn the_web_ui_logs_in_publishes_mappings_and_refuses_what_it_must() -> Result<()> {
+    burrow_e2e::require!("curl", "python3");
+    let secret = "s".repeat(24) + "-ui-secret-0123456789";
+    // Tells the gateway its FQDN: the landing domain is tunnel.test.
+    let (st, agent, base) =
+        with_ui(&secret, &[("Agent__GatewayFqdn", "gateway.tunnel.test")]).await?;
+    let edge = st.edge().context("edge")?;
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
     let b = Browser {
         base,
@@ -462,25 +482,9 @@ async fn the_inspector_compares_the_edge_with_the_internal_service() -> Result<(
     use base64::Engine as _;
     burrow_e2e::require!("curl", "python3");
     let secret = "i".repeat(40);
-    let mut st = setup_with_env(
-        &bin(),
-        &EDGE,
-        &["--ui-listen", "127.0.0.1:0"],
-        true,
-        &[
-            ("Agent__Auth__PasswordHash", HASH),
-            ("Agent__JwtSecret", &secret),
-        ],
-    )
-    .await?;
-    let mut agent = st.agent.take().context("agent")?;
-    let listening = agent.wait_event(burrow_agent::event::UI_LISTENING).await?;
+    let (st, agent, base) = with_ui(&secret, &[]).await?;
     let b = Browser {
-        base: listening["url"]
-            .as_str()
-            .context("url")?
-            .trim_end_matches('/')
-            .to_owned(),
+        base,
         jar: st.dir.path().join("cookies"),
     };
     let token = logged_in(&b).await?;
@@ -503,12 +507,7 @@ async fn the_inspector_compares_the_edge_with_the_internal_service() -> Result<(
     // Both sides answer; the service sees the edge's forwarding headers
     // and the public host on one side only.
     let got = b
-        .call(
-            "POST",
-            "/api/inspect",
-            Some(&inspect("GET", "seen.tunnel.test", "/a?b=1")),
-            &["-H", &token],
-        )
+        .inspect(&token, "GET", "seen.tunnel.test", "/a?b=1")
         .await?;
     assert_eq!(got.status, 200, "{}", got.body);
     let got = got.json();
@@ -556,12 +555,7 @@ async fn the_inspector_compares_the_edge_with_the_internal_service() -> Result<(
 
     // A long body: both cut at 128 KiB, the same bytes.
     let big = b
-        .call(
-            "POST",
-            "/api/inspect",
-            Some(&inspect("GET", "seen.tunnel.test", "/big?n=300000")),
-            &["-H", &token],
-        )
+        .inspect(&token, "GET", "seen.tunnel.test", "/big?n=300000")
         .await?
         .json();
     let (eb, db) = (body(&big["edge"]), body(&big["direct"]));
@@ -589,12 +583,7 @@ async fn the_inspector_compares_the_edge_with_the_internal_service() -> Result<(
     b.call("POST", "/api/mappings", Some(&dead), &["-H", &token])
         .await?;
     let gone = b
-        .call(
-            "POST",
-            "/api/inspect",
-            Some(&inspect("HEAD", "dead.tunnel.test", "/")),
-            &["-H", &token],
-        )
+        .inspect(&token, "HEAD", "dead.tunnel.test", "/")
         .await?
         .json();
     assert_eq!(gone["edge"]["status"].as_u64(), Some(502), "{gone}");
@@ -651,12 +640,7 @@ async fn the_inspector_compares_the_edge_with_the_internal_service() -> Result<(
     )
     .await?;
     let off = b
-        .call(
-            "POST",
-            "/api/inspect",
-            Some(&inspect("GET", "seen.tunnel.test", "/")),
-            &["-H", &token],
-        )
+        .inspect(&token, "GET", "seen.tunnel.test", "/")
         .await?
         .json();
     assert!(
@@ -701,26 +685,9 @@ async fn clicked_through(browser: &str) -> Result<()> {
     let secret = "c".repeat(40);
     // Long enough for the steps before the expiry step, in the slower browser.
     let session_seconds = "15";
-    let mut st = setup_with_env(
-        &bin(),
-        &EDGE,
-        &["--ui-listen", "127.0.0.1:0"],
-        true,
-        &[
-            ("Agent__Auth__PasswordHash", HASH),
-            ("Agent__JwtSecret", &secret),
-            ("BURROW_UI_SESSION_SECONDS", session_seconds),
-        ],
-    )
-    .await?;
+    let (st, agent, url) =
+        with_ui(&secret, &[("BURROW_UI_SESSION_SECONDS", session_seconds)]).await?;
     let edge = st.edge().context("edge")?;
-    let mut agent = st.agent.take().context("agent")?;
-    let listening = agent.wait_event(burrow_agent::event::UI_LISTENING).await?;
-    let url = listening["url"]
-        .as_str()
-        .context("url")?
-        .trim_end_matches('/')
-        .to_owned();
     let (_one, one) = service("one").await?;
     let (_two, two) = service("two").await?;
     // Kept as the test's artifact: every page at desktop and phone width.
@@ -898,10 +865,7 @@ async fn mappings_survive_restarts_and_each_agent_sees_only_its_own() -> Result<
     let out = edge_get(edge, "alpha.tunnel.test").await?.1;
     assert!(out.starts_with("service=alpha "), "{out}");
     // Nor fetch it through the inspector: the gateway checks whose it is.
-    let probe = r#"{"method":"GET","hostname":"alpha.tunnel.test","path":"/"}"#;
-    let peek = b
-        .call("POST", "/api/inspect", Some(probe), &["-H", &tb])
-        .await?;
+    let peek = b.inspect(&tb, "GET", "alpha.tunnel.test", "/").await?;
     assert_eq!(peek.status, 200, "{}", peek.body);
     let peek = peek.json();
     assert_eq!(peek["edge"]["status"], 0, "{peek}");

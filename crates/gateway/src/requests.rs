@@ -169,17 +169,7 @@ async fn inspect(state: &State, agent: &str, p: Probe) -> Result<Fetched, String
     })
     .await
     .unwrap_or_else(|_| Err(format!("no answer within {} s", PROBE_TIME.as_secs())));
-    Ok(match got {
-        Ok(a) => Fetched::answered(
-            via,
-            a.status,
-            a.headers,
-            (a.head, a.total),
-            &a.body,
-            a.truncated,
-        ),
-        Err(why) => Fetched::failed(via, why, started.elapsed()),
-    })
+    Ok(burrow_transport::probe::fetched(via, got, started))
 }
 
 fn micros(t: SystemTime) -> i64 {

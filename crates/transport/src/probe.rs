@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use burrow_api::link::Fetched;
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt as _, Empty};
@@ -26,6 +27,23 @@ pub struct Probed {
     pub body: Vec<u8>,
     /// Whether the body was longer than `limit`.
     pub truncated: bool,
+}
+
+/// What [`fetch`] gave, as the link carries it (`via` says from where;
+/// `started` is when the caller began, so a failure's time counts from
+/// there too).
+pub fn fetched(via: String, got: Result<Probed, String>, started: Instant) -> Fetched {
+    match got {
+        Ok(a) => Fetched::answered(
+            via,
+            a.status,
+            a.headers,
+            (a.head, a.total),
+            &a.body,
+            a.truncated,
+        ),
+        Err(why) => Fetched::failed(via, why, started.elapsed()),
+    }
 }
 
 /// Sends `method path` with `Host: host` on `io` and reads the answer, at
