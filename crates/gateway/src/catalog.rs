@@ -23,7 +23,8 @@ pub(crate) struct Catalog {
     public_domain: Option<String>,
     links: Arc<Registry>,
     rules: RwLock<Arc<Vec<FqdnRule>>>,
-    /// Less those on the gateway's own names.
+    /// Less those on the gateway's own names; sorted by host name (the
+    /// edge looks each request's host up by binary search).
     routes: RwLock<Arc<Vec<Route>>>,
     /// Stored routes left out because they name the gateway itself.
     shadowed: AtomicUsize,
@@ -284,7 +285,9 @@ impl Catalog {
     /// The route for a (normalised) host, if any.
     pub(crate) fn route_for(&self, host: &str) -> Option<RouteRef> {
         let all = self.routes();
-        let index = all.iter().position(|r| r.hostname == host)?;
+        let index = all
+            .binary_search_by(|r| r.hostname.as_str().cmp(host))
+            .ok()?;
         Some(RouteRef { all, index })
     }
 
@@ -346,6 +349,7 @@ impl Catalog {
             .into_iter()
             .partition(|r| own.contains(&r.hostname));
         fresh_routes = kept;
+        fresh_routes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
         let before = self.shadowed.swap(shadowed.len(), Ordering::Relaxed);
         if before != shadowed.len() {
             for r in &shadowed {
