@@ -174,14 +174,17 @@ async fn handshake(
     {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => {
+            if let Some(why) = burrow_transport::tls::cert_problem(&e) {
+                return Err(Failure::Certificate(format!(
+                    "{host}: {why} (or mark the rule --ignore-certificate-validation-errors)"
+                )));
+            }
             let cert = e
                 .get_ref()
                 .and_then(|i| i.downcast_ref::<rustls::Error>())
                 .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
             if cert {
-                Err(Failure::Certificate(format!(
-                    "{host}: {e} (for an internal CA give the agent --egress-ca-file, or mark the rule --ignore-certificate-validation-errors)"
-                )))
+                Err(Failure::Certificate(format!("{host}: {e}")))
             } else {
                 Err(Failure::Tls(format!("{host}: {e}")))
             }

@@ -434,8 +434,11 @@ pub struct AgentArgs {
     /// comma-separated.
     #[arg(long = "route", env = "BURROW_ROUTES", value_delimiter = ',', value_parser = parse_route)]
     pub routes: Vec<(String, String)>,
-    /// CA roots (PEM) for the applications the agent speaks TLS to (TLS
-    /// origination, reachability checks). Default: the system's roots.
+    /// Certificates (PEM) for the applications the agent speaks TLS to
+    /// (TLS origination, reachability checks): CAs that sign them, or a
+    /// service's own certificate, self-signed or not, which is then trusted
+    /// as that certificate (pinned: its names and dates are not checked).
+    /// Default: the system's roots.
     #[arg(long, env = "BURROW_EGRESS_CA_FILE")]
     pub egress_ca_file: Option<PathBuf>,
 }
@@ -995,17 +998,14 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     c.routes = args.routes;
     c.allow_link_local = args.allow_link_local;
     c.allow_loopback = args.allow_loopback;
-    let roots = match &args.egress_ca_file {
-        Some(f) => match roots_from_pem_file(f)? {
-            ServerTrust::Roots(r) => r,
-            ServerTrust::Pinned(_) => Arc::new(rustls::RootCertStore::empty()),
-        },
+    let (roots, given) = match &args.egress_ca_file {
+        Some(f) => burrow_transport::tls::certs_from_pem_file(f)?,
         None => match system_roots() {
-            Ok(ServerTrust::Roots(r)) => r,
-            _ => Arc::new(rustls::RootCertStore::empty()),
+            Ok(ServerTrust::Roots(r)) => (r, Vec::new()),
+            _ => (Arc::new(rustls::RootCertStore::empty()), Vec::new()),
         },
     };
-    c.app_tls = Some(burrow_agent::AppTls::new(roots)?);
+    c.app_tls = Some(burrow_agent::AppTls::new(roots, given)?);
     Ok(c)
 }
 

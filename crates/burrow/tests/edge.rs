@@ -260,8 +260,10 @@ async fn websocket_upgrades_pass_through_the_edge() -> Result<()> {
     });
     st.add_route("ws.tunnel.test", port).await?;
     // TLS to the edge (its self-signed certificate), then the upgrade.
-    let tls =
-        burrow_transport::tls::AppTls::new(std::sync::Arc::new(rustls::RootCertStore::empty()))?;
+    let tls = burrow_transport::tls::AppTls::new(
+        std::sync::Arc::new(rustls::RootCertStore::empty()),
+        Vec::new(),
+    )?;
     let tcp = tokio::net::TcpStream::connect(edge).await?;
     let name = rustls::pki_types::ServerName::try_from("ws.tunnel.test")?;
     let stream = tokio_rustls::TlsConnector::from(tls.insecure)

@@ -188,6 +188,107 @@ async fn git_clones_over_https_through_the_proxy_and_checks_report_each_failure(
     Ok(())
 }
 
+/// A service's self-signed certificate made as people make one, given to
+/// the agent with `--egress-ca-file`, is trusted as that certificate; the
+/// refusals say what is wrong in words: self-signed and not given, or a
+/// certificate for other names.
+#[tokio::test]
+async fn a_self_signed_certificate_given_to_the_agent_is_trusted() -> Result<()> {
+    burrow_e2e::require!("openssl");
+    let pre = tempfile::tempdir()?;
+    let d = pre.path();
+    let self_signed = |name: &str| {
+        let (c, k) = (d.join(format!("{name}.crt")), d.join(format!("{name}.key")));
+        let subj = format!("/CN={name}");
+        async move {
+            let (code, _, err) = run(
+                "openssl",
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    &subj,
+                    "-keyout",
+                    &k.display().to_string(),
+                    "-out",
+                    &c.display().to_string(),
+                ],
+                d,
+                &[],
+            )
+            .await?;
+            anyhow::ensure!(code == 0, "openssl: {err}");
+            Ok::<_, anyhow::Error>((c, k))
+        }
+    };
+    let (git_c, git_k) = self_signed("git.corp.internal").await?;
+    let (other_c, other_k) = self_signed("other.corp.internal").await?;
+    // A private CA's certificate for git.internal.test, served as another name.
+    let (ca, ca_c, ca_k) = cert(d).await?;
+    let given = d.join("given.pem");
+    std::fs::write(
+        &given,
+        std::fs::read_to_string(&git_c)? + &std::fs::read_to_string(&ca)?,
+    )?;
+    let given = given.display().to_string();
+    let st = setup(
+        &[],
+        &[
+            "--map-host",
+            "git.corp.internal=127.0.0.1,other.corp.internal=127.0.0.1,wrong.internal.test=127.0.0.1",
+            "--egress-ca-file",
+            &given,
+        ],
+        true,
+    )
+    .await?;
+    let www = st.dir.path().join("www");
+    std::fs::create_dir_all(&www)?;
+    let (_a, git) = static_server(&www, Some((&git_c, &git_k))).await?;
+    let (_b, other) = static_server(&www, Some((&other_c, &other_k))).await?;
+    let (_c, wrong) = static_server(&www, Some((&ca_c, &ca_k))).await?;
+    for (fqdn, port) in [
+        ("git.corp.internal", git),
+        ("other.corp.internal", other),
+        ("wrong.internal.test", wrong),
+    ] {
+        st.add_fqdn(fqdn, &["--check-port", &port.to_string(), "--check-tls"])
+            .await?;
+    }
+    let out = st.ok(&["list-fqdn", "--check", "--json"]).await?;
+    let rules: Value = serde_json::from_str(&out)?;
+    let check = |fqdn: &str| {
+        rules
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["fqdn"] == fqdn))
+            .map(|r| r["check"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(check("git.corp.internal"), "ok", "{out}");
+    let other = check("other.corp.internal");
+    assert!(
+        other.starts_with("certificate:")
+            && other.contains("self-signed")
+            && other.contains("not the certificate in --egress-ca-file"),
+        "{other}"
+    );
+    let wrong = check("wrong.internal.test");
+    assert!(
+        wrong.starts_with("certificate:") && wrong.contains("is not for wrong.internal.test"),
+        "{wrong}"
+    );
+    assert!(
+        !out.contains("CaUsedAsEndEntity") && !out.contains("OtherError"),
+        "{out}"
+    );
+    Ok(())
+}
+
 /// A pure-Python wheel, made here (no network, no build tools).
 const MAKE_WHEEL: &str = r#"
 import base64, hashlib, os, sys, zipfile

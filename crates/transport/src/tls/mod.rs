@@ -23,7 +23,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
 
-pub use app::AppTls;
+pub use app::{AppTls, CertProblem, cert_problem};
 pub use identity::{
     Identity, IdentitySource, LiveIdentity, generated_paths, thumbprint_of_pem_file,
 };
@@ -167,6 +167,15 @@ pub fn system_roots() -> Result<ServerTrust, TlsError> {
 
 /// CA roots from a PEM file.
 pub fn roots_from_pem_file(path: &Path) -> Result<ServerTrust, TlsError> {
+    let (roots, _) = certs_from_pem_file(path)?;
+    Ok(ServerTrust::Roots(roots))
+}
+
+/// The certificates in a PEM file, as roots and as they are (an
+/// application's own certificate is trusted as itself, [`AppTls`]).
+pub fn certs_from_pem_file(
+    path: &Path,
+) -> Result<(Arc<rustls::RootCertStore>, Vec<CertificateDer<'static>>), TlsError> {
     let bad = |why: String| TlsError::Pem {
         path: path.to_owned(),
         why,
@@ -176,11 +185,11 @@ pub fn roots_from_pem_file(path: &Path) -> Result<ServerTrust, TlsError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
+    let (added, _) = roots.add_parsable_certificates(certs.iter().cloned());
     if added == 0 {
-        return Err(bad("no usable CA certificate".into()));
+        return Err(bad("no usable certificate".into()));
     }
-    Ok(ServerTrust::Roots(Arc::new(roots)))
+    Ok((Arc::new(roots), certs))
 }
 
 #[cfg(test)]
