@@ -49,6 +49,17 @@ async fn octoporty_env_names_run_a_gateway_and_an_agent_with_a_log_file() -> Res
     let addr = addr_field(&up, "addr")?;
     let thumbprint = up["thumbprint"].as_str().context("thumbprint")?.to_owned();
     let fwd = addr_field(&gw.wait_event(gw_ev::FORWARD_LISTENING).await?, "listen")?;
+    // One line says which listeners are reachable beyond this host.
+    let l = gw.wait_event(gw_ev::LISTENERS).await?;
+    let local = l["loopback_only"].as_str().unwrap_or_default();
+    assert!(
+        local.contains(&format!("tunnel {addr}")) && local.contains(&format!("forward:edge {fwd}")),
+        "{l}"
+    );
+    assert!(
+        !l["public"].as_str().unwrap_or_default().contains("tunnel"),
+        "{l}"
+    );
 
     // The banner says where each value came from, and never the key.
     let v = setting(&mut gw, "--psk").await?;

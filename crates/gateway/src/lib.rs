@@ -97,6 +97,39 @@ pub struct Gateway {
     audit_rx: Option<tokio::sync::mpsc::Receiver<burrow_store::Traffic>>,
 }
 
+/// Says once which listeners are reachable beyond this host and which only
+/// on loopback (the tunnel port and the edge listen on all addresses by
+/// design; the proxy on loopback).
+fn reachability(bound: &[(String, Option<SocketAddr>)]) {
+    let (public, local) = reach_words(bound);
+    info!(
+        event = crate::event::LISTENERS,
+        public = %public,
+        loopback_only = %local,
+        "listeners bound: `public` are reachable beyond this host, `loopback_only` only from it"
+    );
+}
+
+/// The listeners reachable beyond this host, and those on loopback only,
+/// as `name address, …` (or `none`).
+fn reach_words(bound: &[(String, Option<SocketAddr>)]) -> (String, String) {
+    let (local, public): (Vec<_>, Vec<_>) = bound
+        .iter()
+        .filter_map(|(name, a)| a.map(|a| (name, a)))
+        .partition(|(_, a)| a.ip().is_loopback());
+    let words = |l: &[(&String, SocketAddr)]| {
+        if l.is_empty() {
+            "none".to_owned()
+        } else {
+            l.iter()
+                .map(|(n, a)| format!("{n} {a}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    (words(&public), words(&local))
+}
+
 /// Accept queue depth: bursts of new connections (a CI fleet starting, a
 /// load test) queue in the kernel instead of being dropped.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -287,6 +320,28 @@ impl Gateway {
         };
         state.catalog.reload().await;
         let tunnel_addr = tunnel.local_addr().ok();
+        let bound: Vec<(String, Option<SocketAddr>)> = [
+            ("tunnel".to_owned(), tunnel_addr),
+            (
+                "proxy".to_owned(),
+                proxy.as_ref().and_then(|l| l.local_addr().ok()),
+            ),
+            (
+                "edge-https".to_owned(),
+                edge_https.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+            ),
+            (
+                "edge-http".to_owned(),
+                edge_http.as_ref().and_then(|l| l.local_addr().ok()),
+            ),
+        ]
+        .into_iter()
+        .chain(
+            forwards
+                .iter()
+                .map(|(spec, l)| (format!("forward:{}", spec.agent), l.local_addr().ok())),
+        )
+        .collect();
         let front = match (&edge_https, &state.config.edge_tls) {
             (Some((l, _)), Some(id)) => l.local_addr().ok().map(|a| (a, Some(id.clone()))),
             _ => tunnel_addr.map(|a| (a, state.config.tls.clone())),
@@ -395,6 +450,7 @@ impl Gateway {
                 cfg,
             ));
         }
+        reachability(&bound);
         accept_loops.close();
         for ep in &state.config.agent_endpoints {
             info!(agent = %ep.name, url = %ep.url.url, "dialing listening agent");
@@ -429,5 +485,30 @@ impl Gateway {
             writer.abort();
         }
         info!(event = crate::event::STOPPED, "gateway stopped");
+    }
+}
+
+#[cfg(test)]
+mod reach_tests {
+    use super::*;
+
+    #[test]
+    fn listeners_are_said_public_or_loopback_only() {
+        let a = |s: &str| s.parse::<SocketAddr>().ok();
+        let bound = [
+            ("tunnel".to_owned(), a("0.0.0.0:8443")),
+            ("proxy".to_owned(), a("127.0.0.1:17203")),
+            ("edge-https".to_owned(), a("[::]:443")),
+            ("edge-http".to_owned(), None),
+            ("forward:home".to_owned(), a("[::1]:5432")),
+        ];
+        assert_eq!(
+            reach_words(&bound),
+            (
+                "tunnel 0.0.0.0:8443, edge-https [::]:443".to_owned(),
+                "proxy 127.0.0.1:17203, forward:home [::1]:5432".to_owned()
+            )
+        );
+        assert_eq!(reach_words(&bound[1..2]).0, "none");
     }
 }
