@@ -80,11 +80,14 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(parsed.cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let text = secrets::redact(&format!("{e:#}"), &args);
+            let text = secrets::redact(&said_once(&e), &args);
+            // Said once: a long-running command's console log is stderr
+            // (and its log file, for shippers); a one-shot command prints.
             if daemon {
                 tracing::error!("{text}");
+            } else {
+                eprintln!("burrow: {text}");
             }
-            eprintln!("burrow: {text}");
             // Bad input is a usage error (2), as clap's own are.
             if e.downcast_ref::<manage::UsageError>().is_some() {
                 ExitCode::from(2)
@@ -92,5 +95,47 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// An error and its causes as one line, each cause once: a message that
+/// already quotes its cause (`cannot listen on …: Address already in use
+/// (os error 98)`) is not followed by that cause again.
+fn said_once(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_said_once() {
+        let os = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot listen on 127.0.0.1:1: {source}")]
+        struct Bind {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Bind { source: os }).context("gateway");
+        let text = said_once(&e);
+        assert_eq!(text.matches("in use").count(), 1, "{text}");
+        assert!(
+            text.starts_with("gateway: cannot listen on 127.0.0.1:1: "),
+            "{text}"
+        );
+        let plain = anyhow::anyhow!("no such file").context("reading /x");
+        assert_eq!(said_once(&plain), "reading /x: no such file");
     }
 }

@@ -171,6 +171,26 @@ async fn two_names_for_one_setting_that_disagree_are_refused_naming_both() -> Re
     Ok(())
 }
 
+/// A fatal error is said once, its cause once: a taken port.
+#[tokio::test]
+async fn a_taken_port_is_said_once() -> Result<()> {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = taken.local_addr()?.to_string();
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data").display().to_string();
+    let mut gw = Proc::spawn(
+        "gateway",
+        &bin(),
+        &s(&["gateway", "--listen", &addr]),
+        &[("BURROW_PSK", &random_psk()), ("BURROW_DATA_DIR", &data)],
+    )?;
+    assert_eq!(gw.wait_exit().await?, Some(1));
+    let out = gw.output();
+    assert!(out.contains(&format!("cannot listen on {addr}")), "{out}");
+    assert_eq!(out.matches("Address already in use").count(), 1, "{out}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn octoporty_web_ui_settings_are_checked_at_start() -> Result<()> {
     let dir = tempfile::tempdir()?;
