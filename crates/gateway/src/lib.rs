@@ -15,6 +15,7 @@
 //! - `endpoint.rs`: the tunnel port: TLS, then the raw carrier or HTTP
 //!   (WebSocket upgrade, status page); `admit` authorizes every link.
 //! - `outbound.rs`: links the gateway dials to listening agents.
+//! - `reach.rs`: the start-up line saying which listeners are public.
 //! - `forward.rs`, `forward_spec.rs`: TCP forwards (`LISTEN=AGENT:HOST:PORT`).
 //! - `config.rs`: [`GatewayConfig`] and the errors of starting; `state.rs`:
 //!   what the core's tasks share; `sweep.rs`: the 2 s fallback sweep
@@ -53,6 +54,7 @@ mod limits;
 mod names;
 mod open;
 mod outbound;
+mod reach;
 pub mod registry;
 mod requests;
 mod shard;
@@ -95,39 +97,6 @@ pub struct Gateway {
     edge_http: Option<TcpListener>,
     edge_https: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     audit_rx: Option<tokio::sync::mpsc::Receiver<burrow_store::Traffic>>,
-}
-
-/// Says once which listeners are reachable beyond this host and which only
-/// on loopback (the tunnel port and the edge listen on all addresses by
-/// design; the proxy on loopback).
-fn reachability(bound: &[(String, Option<SocketAddr>)]) {
-    let (public, local) = reach_words(bound);
-    info!(
-        event = crate::event::LISTENERS,
-        public = %public,
-        loopback_only = %local,
-        "listeners bound: `public` are reachable beyond this host, `loopback_only` only from it"
-    );
-}
-
-/// The listeners reachable beyond this host, and those on loopback only,
-/// as `name address, …` (or `none`).
-fn reach_words(bound: &[(String, Option<SocketAddr>)]) -> (String, String) {
-    let (local, public): (Vec<_>, Vec<_>) = bound
-        .iter()
-        .filter_map(|(name, a)| a.map(|a| (name, a)))
-        .partition(|(_, a)| a.ip().is_loopback());
-    let words = |l: &[(&String, SocketAddr)]| {
-        if l.is_empty() {
-            "none".to_owned()
-        } else {
-            l.iter()
-                .map(|(n, a)| format!("{n} {a}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
-    (words(&public), words(&local))
 }
 
 /// Accept queue depth: bursts of new connections (a CI fleet starting, a
@@ -450,7 +419,7 @@ impl Gateway {
                 cfg,
             ));
         }
-        reachability(&bound);
+        reach::say(&bound);
         accept_loops.close();
         for ep in &state.config.agent_endpoints {
             info!(agent = %ep.name, url = %ep.url.url, "dialing listening agent");
@@ -485,30 +454,5 @@ impl Gateway {
             writer.abort();
         }
         info!(event = crate::event::STOPPED, "gateway stopped");
-    }
-}
-
-#[cfg(test)]
-mod reach_tests {
-    use super::*;
-
-    #[test]
-    fn listeners_are_said_public_or_loopback_only() {
-        let a = |s: &str| s.parse::<SocketAddr>().ok();
-        let bound = [
-            ("tunnel".to_owned(), a("0.0.0.0:8443")),
-            ("proxy".to_owned(), a("127.0.0.1:17203")),
-            ("edge-https".to_owned(), a("[::]:443")),
-            ("edge-http".to_owned(), None),
-            ("forward:home".to_owned(), a("[::1]:5432")),
-        ];
-        assert_eq!(
-            reach_words(&bound),
-            (
-                "tunnel 0.0.0.0:8443, edge-https [::]:443".to_owned(),
-                "proxy 127.0.0.1:17203, forward:home [::1]:5432".to_owned()
-            )
-        );
-        assert_eq!(reach_words(&bound[1..2]).0, "none");
     }
 }
