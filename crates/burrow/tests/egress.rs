@@ -32,6 +32,21 @@ async fn setup(
     setup_with(&bin(), gw_extra, agent_extra, run_agent).await
 }
 
+/// `list-fqdn --check --json`: its text, and each rule's check result by
+/// FQDN.
+async fn checked(st: &burrow_e2e::registered::Setup) -> Result<(String, impl Fn(&str) -> String)> {
+    let out = st.ok(&["list-fqdn", "--check", "--json"]).await?;
+    let rules: Value = serde_json::from_str(&out)?;
+    let check = move |fqdn: &str| {
+        rules
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["fqdn"] == fqdn))
+            .map(|r| r["check"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    Ok((out, check))
+}
+
 /// A private CA and a server certificate it signed for the private names
 /// the tests use; returns (CA, certificate, key).
 async fn cert(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
@@ -141,15 +156,7 @@ async fn git_clones_over_https_through_the_proxy_and_checks_report_each_failure(
     )
     .await?;
     st.add_fqdn("*.wild.internal.test", &[]).await?;
-    let out = st.ok(&["list-fqdn", "--check", "--json"]).await?;
-    let rules: Value = serde_json::from_str(&out)?;
-    let check = |fqdn: &str| {
-        rules
-            .as_array()
-            .and_then(|a| a.iter().find(|r| r["fqdn"] == fqdn))
-            .map(|r| r["check"].as_str().unwrap_or_default().to_owned())
-            .unwrap_or_default()
-    };
+    let (out, check) = checked(&st).await?;
     assert_eq!(check("git.internal.test"), "ok", "{out}");
     assert!(check("nowhere.invalid").starts_with("dns:"), "{out}");
     assert!(
@@ -260,15 +267,7 @@ async fn a_self_signed_certificate_given_to_the_agent_is_trusted() -> Result<()>
         st.add_fqdn(fqdn, &["--check-port", &port.to_string(), "--check-tls"])
             .await?;
     }
-    let out = st.ok(&["list-fqdn", "--check", "--json"]).await?;
-    let rules: Value = serde_json::from_str(&out)?;
-    let check = |fqdn: &str| {
-        rules
-            .as_array()
-            .and_then(|a| a.iter().find(|r| r["fqdn"] == fqdn))
-            .map(|r| r["check"].as_str().unwrap_or_default().to_owned())
-            .unwrap_or_default()
-    };
+    let (out, check) = checked(&st).await?;
     assert_eq!(check("git.corp.internal"), "ok", "{out}");
     let other = check("other.corp.internal");
     assert!(
