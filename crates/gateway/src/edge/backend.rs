@@ -59,7 +59,7 @@ impl Http {
             Ok(stream) => Ok(stream),
             Err(OpenFailure::Offline) => {
                 info!(%host, agent = %route.agent, "edge request: agent offline");
-                Err("its tunnel agent is offline".into())
+                Err(AGENT_OFFLINE.into())
             }
             Err(OpenFailure::Reset(code)) => {
                 info!(%host, agent = %route.agent, ?code, "edge request: the agent could not connect the service");
@@ -96,6 +96,19 @@ pub(crate) fn http_record(
         path,
         target: route.target.clone(),
         ..burrow_store::Traffic::default()
+    }
+}
+
+/// Why a request failed when the route's agent has no link.
+const AGENT_OFFLINE: &str = "its tunnel agent is offline";
+
+/// The title of the 502 page: the tunnel is down only when the agent is
+/// offline; a service that refused or failed is the service's fault.
+pub(crate) fn down_title(why: &str) -> &'static str {
+    if why == AGENT_OFFLINE {
+        "Tunnel down"
+    } else {
+        "Service unavailable"
     }
 }
 

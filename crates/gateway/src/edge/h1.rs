@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
-use super::backend::{Http, down_text, http_record};
+use super::backend::{Http, down_text, down_title, http_record};
 // Hop-by-hop fields go; `Transfer-Encoding` and `Content-Length` stay:
 // bodies pass through as they are framed.
 use super::forwarding::{
@@ -772,7 +772,7 @@ where
                     &mut w,
                     head.head_request,
                     502,
-                    "Tunnel down",
+                    down_title(&why),
                     &down(&why),
                     close,
                 )
@@ -792,7 +792,7 @@ where
                     &mut w,
                     head.head_request,
                     502,
-                    "Tunnel down",
+                    down_title(why),
                     &down(why),
                     true,
                 )

@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
-use super::backend::{Http, down_text, http_record};
+use super::backend::{Http, down_text, down_title, http_record};
 use super::forwarding::{
     Bodies, Field, Front, Policy, forwarded_for, last_forwarded, tokens, visitor,
 };
@@ -220,7 +220,7 @@ pub(crate) async fn proxy(
     let down = |why: &str| {
         page(
             StatusCode::BAD_GATEWAY,
-            "Tunnel down",
+            down_title(why),
             &down_text(&host, why),
         )
     };
