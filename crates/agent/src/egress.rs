@@ -330,65 +330,38 @@ pub(crate) async fn serve(state: Arc<AgentState>, stream: MuxStream, t: Target) 
 
 /// Fetches `probe` straight from `mapping`'s internal service, as the
 /// agent reaches it for the edge (the same rules, the same TLS), for the
-/// request inspector. `Host` is the internal URL's authority.
+/// request inspector. `Host` is the internal URL's host (and port).
 pub(crate) async fn inspect(state: &AgentState, mapping: &Mapping, probe: &Probe) -> Fetched {
     let via = format!("{} straight from the agent", mapping.target);
     let started = std::time::Instant::now();
-    let got = async {
-        let method = probe.method()?;
-        probe.check_path()?;
-        let uri: http::Uri = mapping
-            .target
-            .parse()
-            .map_err(|e| format!("the internal URL {}: {e}", mapping.target))?;
-        let tls = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => {
-                return Err(format!(
-                    "{} is not an http:// or https:// URL",
+    let fetching = async {
+        let method = probe.check().map_err(|(_, why)| why)?;
+        let t = Target::for_internal_url(&mapping.target, mapping.ignore_certificate_errors)
+            .ok_or_else(|| {
+                format!(
+                    "{} is not an http:// or https:// URL with a host",
                     mapping.target
-                ));
-            }
-        };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("{} names no host", mapping.target))?
-            .to_string();
-        let host = uri.host().unwrap_or_default();
-        let t = Target {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_ascii_lowercase(),
-            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
-            tls,
-            insecure: tls && mapping.ignore_certificate_errors,
-            check: false,
-            proxy: None,
-        };
-        let method =
-            http::Method::from_bytes(method.as_str().as_bytes()).map_err(|e| e.to_string())?;
+                )
+            })?;
         let client = Client::Agent {
             proxy: mapping.proxy_protocol,
         };
-        tokio::time::timeout(PROBE_TIME, async {
-            let conn = reach(state, &t, client).await.map_err(|f| f.line())?;
-            let io = match conn {
-                Connected::Plain(tcp) => Either::Left(tcp),
-                Connected::Tls(tls) => Either::Right(*tls),
-            };
-            probe::fetch(io, method, &authority, &probe.path, MAX_PROBE_BODY, started).await
-        })
+        let io = match reach(state, &t, client).await.map_err(|f| f.line())? {
+            Connected::Plain(tcp) => Either::Left(tcp),
+            Connected::Tls(tls) => Either::Right(*tls),
+        };
+        probe::fetch(
+            io,
+            method,
+            &t.http_host(),
+            &probe.path,
+            MAX_PROBE_BODY,
+            started,
+        )
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} s", PROBE_TIME.as_secs())))
-    }
-    .await;
-    probe::fetched(via, got, started)
+    };
+    probe::fetched(via, started, fetching).await
 }
-
-/// How long the inspector's direct fetch may take, connecting included.
-const PROBE_TIME: std::time::Duration = std::time::Duration::from_secs(8);
 
 #[cfg(test)]
 mod tests {

@@ -234,35 +234,38 @@ pub struct Probe {
 pub const MAX_PROBE_PATH: usize = 2048;
 
 impl Probe {
-    /// The method, when it is one the inspector sends (`GET`, `HEAD`: it
-    /// never changes anything at the service).
-    pub fn method(&self) -> Result<ProbeMethod, String> {
-        match self.method.to_ascii_uppercase().as_str() {
-            "GET" => Ok(ProbeMethod::Get),
-            "HEAD" => Ok(ProbeMethod::Head),
-            m => Err(format!("method {m:?}: the inspector sends GET or HEAD")),
-        }
-    }
-
-    /// Refuses a path that is not `/` and visible ASCII (no spaces, no
-    /// control characters), or longer than [`MAX_PROBE_PATH`].
-    pub fn check_path(&self) -> Result<(), String> {
+    /// The method to send once the probe is checked: `GET` or `HEAD` (it
+    /// never changes anything at the service), a path that starts with
+    /// `/`, is visible ASCII (no spaces, no control characters) and at most
+    /// [`MAX_PROBE_PATH`] bytes. Otherwise the field at fault and why.
+    pub fn check(&self) -> Result<ProbeMethod, (&'static str, String)> {
+        let method = match self.method.to_ascii_uppercase().as_str() {
+            "GET" => ProbeMethod::Get,
+            "HEAD" => ProbeMethod::Head,
+            m => {
+                return Err((
+                    "method",
+                    format!("method {m:?}: the inspector sends GET or HEAD"),
+                ));
+            }
+        };
         let p = &self.path;
+        let bad = |why: String| Err(("path", why));
         if !p.starts_with('/') {
-            return Err("the path must start with /".into());
+            return bad("the path must start with /".into());
         }
         if p.len() > MAX_PROBE_PATH {
-            return Err(format!(
+            return bad(format!(
                 "the path is {} bytes; at most {MAX_PROBE_PATH}",
                 p.len()
             ));
         }
         if !p.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
+            return bad(
                 "the path must be visible ASCII: percent-encode spaces and other characters".into(),
             );
         }
-        Ok(())
+        Ok(method)
     }
 }
 

@@ -435,22 +435,7 @@ fn landing_domain(fqdn: &str) -> String {
 
 /// The egress target for a route's internal URL.
 pub(crate) fn route_target(route: &Route) -> Option<Target> {
-    let uri: http::Uri = route.target.parse().ok()?;
-    let tls = match uri.scheme_str()? {
-        "http" => false,
-        "https" => true,
-        _ => return None,
-    };
-    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    Some(Target {
-        host: host.to_ascii_lowercase(),
-        port,
-        tls,
-        insecure: tls && route.ignore_certificate_errors,
-        check: false,
-        proxy: None,
-    })
+    Target::for_internal_url(&route.target, route.ignore_certificate_errors)
 }
 
 /// routes (the edge reaches them as egress targets, on the target's port).

@@ -13,6 +13,7 @@ use burrow_api::link::{
 use burrow_api::{MAX_TRAFFIC_LIMIT, MAX_TRAFFIC_OFFSET};
 use burrow_rpc::Router;
 use burrow_transport::logtap::{self, Line};
+use burrow_transport::probe;
 use tracing::Level;
 
 use crate::state::State;
@@ -101,21 +102,15 @@ pub(crate) fn router(state: Arc<State>, agent: String) -> Router {
         })
 }
 
-/// How long the inspector's fetch may take, connecting included (under
-/// the caller's default 10 s).
-pub(crate) const PROBE_TIME: std::time::Duration = std::time::Duration::from_secs(8);
-
 /// Fetches one of `agent`'s routes through the gateway's own listener, as
 /// a visitor would (the edge records it in the traffic trail like any).
 async fn inspect(state: &State, agent: &str, p: Probe) -> Result<Fetched, String> {
-    let method = p.method()?;
-    p.check_path()?;
+    let method = p.check().map_err(|(_, why)| why)?;
     let host = p.hostname.trim().to_ascii_lowercase();
-    if !state
+    if state
         .catalog
-        .routes()
-        .iter()
-        .any(|r| r.agent == agent && r.hostname == host)
+        .route_for(&host)
+        .is_none_or(|r| r.agent != agent)
     {
         return Err(format!(
             "{host} is not published for this agent at the gateway"
@@ -132,22 +127,13 @@ async fn inspect(state: &State, agent: &str, p: Probe) -> Result<Fetched, String
         door.addr
     );
     let started = std::time::Instant::now();
-    let method = http::Method::from_bytes(method.as_str().as_bytes()).map_err(|e| e.to_string())?;
-    let got = tokio::time::timeout(PROBE_TIME, async {
+    let fetching = async {
         let tcp = tokio::net::TcpStream::connect(door.addr)
             .await
             .map_err(|e| format!("connecting to {}: {e}", door.addr))?;
         let _ = tcp.set_nodelay(true);
         let Some(id) = &door.tls else {
-            return burrow_transport::probe::fetch(
-                tcp,
-                method,
-                &host,
-                &p.path,
-                MAX_PROBE_BODY,
-                started,
-            )
-            .await;
+            return probe::fetch(tcp, method, &host, &p.path, MAX_PROBE_BODY, started).await;
         };
         // Our own listener: its certificate, pinned.
         let pins = burrow_transport::tls::ServerTrust::Pinned(vec![id.thumbprint()]);
@@ -165,11 +151,9 @@ async fn inspect(state: &State, agent: &str, p: Probe) -> Result<Fetched, String
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with the edge: {e}"))?;
-        burrow_transport::probe::fetch(tls, method, &host, &p.path, MAX_PROBE_BODY, started).await
-    })
-    .await
-    .unwrap_or_else(|_| Err(format!("no answer within {} s", PROBE_TIME.as_secs())));
-    Ok(burrow_transport::probe::fetched(via, got, started))
+        probe::fetch(tls, method, &host, &p.path, MAX_PROBE_BODY, started).await
+    };
+    Ok(probe::fetched(via, started, fetching).await)
 }
 
 fn micros(t: SystemTime) -> i64 {

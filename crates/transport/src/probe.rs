@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use burrow_api::link::Fetched;
+use burrow_api::link::{Fetched, ProbeMethod};
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt as _, Empty};
@@ -29,10 +29,22 @@ pub struct Probed {
     pub truncated: bool,
 }
 
-/// What [`fetch`] gave, as the link carries it (`via` says from where;
-/// `started` is when the caller began, so a failure's time counts from
-/// there too).
-pub fn fetched(via: String, got: Result<Probed, String>, started: Instant) -> Fetched {
+/// How long one inspector fetch may take, connecting included (under the
+/// link's default 10 s per call, so the gateway's answer arrives).
+pub const PROBE_TIME: Duration = Duration::from_secs(8);
+
+/// Runs `fetching` (connecting, then [`fetch`]) for at most
+/// [`PROBE_TIME`] and gives its outcome as the link carries it: `via` says
+/// from where, `started` is when the caller began (a failure's time counts
+/// from there too).
+pub async fn fetched(
+    via: String,
+    started: Instant,
+    fetching: impl Future<Output = Result<Probed, String>>,
+) -> Fetched {
+    let got = tokio::time::timeout(PROBE_TIME, fetching)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", PROBE_TIME.as_secs())));
     match got {
         Ok(a) => Fetched::answered(
             via,
@@ -52,7 +64,7 @@ pub fn fetched(via: String, got: Result<Probed, String>, started: Instant) -> Fe
 /// bounds the whole in time.
 pub async fn fetch<IO>(
     io: IO,
-    method: Method,
+    method: ProbeMethod,
     host: &str,
     path: &str,
     limit: usize,
@@ -67,6 +79,10 @@ where
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
+    let method = match method {
+        ProbeMethod::Get => Method::GET,
+        ProbeMethod::Head => Method::HEAD,
+    };
     let req = Request::builder()
         .method(method)
         .uri(path)
@@ -155,7 +171,7 @@ mod tests {
             served(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-a: 1\r\n\r\n0123456789").await;
         let p = fetch(
             io,
-            Method::GET,
+            ProbeMethod::Get,
             "app.example.com",
             "/a?b=1",
             4,
@@ -173,7 +189,7 @@ mod tests {
         assert!(asked.to_lowercase().contains("host: app.example.com\r\n"));
 
         let (io, _) = served(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno").await;
-        let p = fetch(io, Method::GET, "h", "/", 4, Instant::now())
+        let p = fetch(io, ProbeMethod::Get, "h", "/", 4, Instant::now())
             .await
             .expect("answered");
         assert_eq!(
@@ -186,12 +202,12 @@ mod tests {
     async fn garbage_and_silence_are_errors() {
         let (io, _) = served(b"SSH-2.0-OpenSSH\r\n\r\n").await;
         assert!(
-            fetch(io, Method::GET, "h", "/", 4, Instant::now())
+            fetch(io, ProbeMethod::Get, "h", "/", 4, Instant::now())
                 .await
                 .is_err()
         );
         let (io, _) = served(b"").await;
-        let e = fetch(io, Method::HEAD, "h", "/", 4, Instant::now())
+        let e = fetch(io, ProbeMethod::Head, "h", "/", 4, Instant::now())
             .await
             .expect_err("closed");
         assert!(e.contains("no answer"), "{e}");

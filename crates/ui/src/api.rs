@@ -696,11 +696,8 @@ async fn follow_gateway_logs(
 /// straight from the agent, side by side (the page marks differences).
 /// A POST with the CSRF token: it sends requests to services.
 async fn inspect(state: &UiState, mut p: Probe) -> Response<Body> {
-    if let Err(e) = p.method() {
-        return invalid("method", e);
-    }
-    if let Err(e) = p.check_path() {
-        return invalid("path", e);
+    if let Err((field, why)) = p.check() {
+        return invalid(field, why);
     }
     p.hostname = p.hostname.trim().to_ascii_lowercase();
     let mapping = match state.cfg.db.mappings().await {

@@ -53,6 +53,44 @@ impl Target {
         s
     }
 
+    /// The target behind a route's internal URL (`http://HOST[:PORT]` or
+    /// `https://HOST[:PORT]`, ports 80 and 443 by default): TLS for
+    /// `https://`, skipping the certificate check only there and only when
+    /// `ignore_certificate_errors`. `None` for anything else.
+    pub fn for_internal_url(url: &str, ignore_certificate_errors: bool) -> Option<Target> {
+        let uri: http::Uri = url.parse().ok()?;
+        let tls = match uri.scheme_str()? {
+            "http" => false,
+            "https" => true,
+            _ => return None,
+        };
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Some(Target {
+            host: host.to_ascii_lowercase(),
+            port,
+            tls,
+            insecure: tls && ignore_certificate_errors,
+            check: false,
+            proxy: None,
+        })
+    }
+
+    /// The `Host` a client of the internal URL sends: the host, and the
+    /// port unless it is the scheme's default.
+    pub fn http_host(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == if self.tls { 443 } else { 80 } {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
     /// Parses an `Open` target; `None` if it is not an egress target or is
     /// malformed.
     pub fn parse(s: &str) -> Option<Target> {
@@ -422,6 +460,24 @@ mod tests {
         ] {
             assert_eq!(Target::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn internal_urls_give_their_target_and_host_header() {
+        let t = Target::for_internal_url("https://NAS.lan", true).expect("https");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls, t.insecure),
+            ("nas.lan", 443, true, true)
+        );
+        assert_eq!(t.http_host(), "nas.lan");
+        let t = Target::for_internal_url("http://[fd00::5]:8080", true).expect("v6");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.insecure),
+            ("fd00::5", 8080, false)
+        );
+        assert_eq!(t.http_host(), "[fd00::5]:8080");
+        assert!(Target::for_internal_url("ftp://x", false).is_none());
+        assert!(Target::for_internal_url("not a url", false).is_none());
     }
 
     #[test]
