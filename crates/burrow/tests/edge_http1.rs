@@ -9,13 +9,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use burrow_e2e::registered::{Setup, run, setup};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn bin() -> PathBuf {
@@ -84,17 +83,7 @@ srv.serve_forever()
 "#;
 
 async fn service() -> Result<(tokio::process::Child, u16)> {
-    let mut child = tokio::process::Command::new("python3")
-        .args(["-c", SERVICE])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("service stdout")?)
-        .read_line(&mut line)
-        .await?;
-    Ok((child, line.trim().parse().context("service port")?))
+    burrow_e2e::servers::python_server(SERVICE, &[]).await
 }
 
 /// curl over HTTP/1.1 against the HTTPS edge.

@@ -746,17 +746,7 @@ srv.serve_forever()
 
 #[tokio::test]
 async fn an_absolute_uri_sets_the_host_and_one_host_only() -> Result<()> {
-    use tokio::io::AsyncBufReadExt as _;
-    let mut svc = tokio::process::Command::new("python3")
-        .args(["-c", HOST_ECHO])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut line = String::new();
-    tokio::io::BufReader::new(svc.stdout.take().context("stdout")?)
-        .read_line(&mut line)
-        .await?;
-    let port: u16 = line.trim().parse()?;
+    let (_svc, port) = burrow_e2e::servers::python_server(HOST_ECHO, &[]).await?;
     let st = setup(&bin(), &[], &["--map-host", "svc.test=127.0.0.1"], true).await?;
     st.add_fqdn("svc.test", &[]).await?;
     let req = format!(

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use burrow_gateway::event as gw_ev;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::Gateway;
 use crate::{Proc, admin_key, strings as s};
@@ -295,14 +294,5 @@ pub async fn static_server(
     let (c, k) = tls.map_or(("-".to_owned(), "-".to_owned()), |(c, k)| {
         (c.display().to_string(), k.display().to_string())
     });
-    let mut child = tokio::process::Command::new("python3")
-        .args(["-c", STATIC_SERVER, &root.display().to_string(), &c, &k])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    tokio::time::timeout(Duration::from_secs(20), out.read_line(&mut line)).await??;
-    Ok((child, line.trim().parse().context("server port")?))
+    crate::servers::python_server(STATIC_SERVER, &[&root.display().to_string(), &c, &k]).await
 }

@@ -234,18 +234,33 @@ srv.serve_forever()
 
 /// Starts [`WEB_SERVICE`] as `name`; returns the child and its port.
 pub async fn web_service(name: &str) -> anyhow::Result<(tokio::process::Child, u16)> {
+    python_server(WEB_SERVICE, &[name]).await
+}
+
+/// Starts `python3 -c SCRIPT ARGS…`, a server that prints the port it
+/// listens on as its first line; the child (killed when dropped) and that
+/// port, within 20 s.
+pub async fn python_server(
+    script: &str,
+    args: &[&str],
+) -> anyhow::Result<(tokio::process::Child, u16)> {
     use anyhow::Context as _;
     use tokio::io::AsyncBufReadExt as _;
     let mut child = tokio::process::Command::new("python3")
-        .args(["-c", WEB_SERVICE, name])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
     let mut line = String::new();
-    let out = child.stdout.take().context("the service's stdout")?;
-    tokio::io::BufReader::new(out).read_line(&mut line).await?;
-    Ok((child, line.trim().parse().context("service port")?))
+    let out = child.stdout.take().context("the server's stdout")?;
+    let mut out = tokio::io::BufReader::new(out);
+    tokio::time::timeout(std::time::Duration::from_secs(20), out.read_line(&mut line))
+        .await
+        .context("the server did not say its port within 20 s")??;
+    Ok((child, line.trim().parse().context("the server's port")?))
 }
 
 /// A port free on 127.0.0.1 just now (for a server that must be told its
