@@ -585,10 +585,7 @@ fn parse_level(name: Option<&str>) -> Result<tracing::Level, ()> {
 }
 
 fn matches(l: &logtap::Line, needle: Option<&str>) -> bool {
-    needle.is_none_or(|n| {
-        l.message.to_lowercase().contains(n)
-            || l.fields.values().any(|v| v.to_lowercase().contains(n))
-    })
+    crate::logfile::mentions(needle, &l.message, l.fields.values().map(|v| v.into()))
 }
 
 fn line_json(l: &logtap::Line) -> Value {

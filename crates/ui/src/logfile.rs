@@ -48,14 +48,25 @@ impl FileLine {
     }
 
     fn matches(&self, needle: Option<&str>) -> bool {
-        needle.is_none_or(|n| {
-            self.message.to_lowercase().contains(n)
-                || self
-                    .fields
-                    .values()
-                    .any(|v| v.to_string().to_lowercase().contains(n))
-        })
+        mentions(
+            needle,
+            &self.message,
+            self.fields.values().map(|v| v.to_string().into()),
+        )
     }
+}
+
+/// Whether a log line's message or one of its field values contains
+/// `needle` (lowercase), ignoring case; no needle: every line. The Logs
+/// page's search, for the lines of the files and the live ones alike.
+pub(crate) fn mentions<'a>(
+    needle: Option<&str>,
+    message: &str,
+    mut values: impl Iterator<Item = std::borrow::Cow<'a, str>>,
+) -> bool {
+    needle.is_none_or(|n| {
+        message.to_lowercase().contains(n) || values.any(|v| v.to_lowercase().contains(n))
+    })
 }
 
 impl LogFiles {
