@@ -75,7 +75,7 @@ impl ServerCertVerifier for GivenOrRoots {
 /// Why an application's certificate was refused, in words.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct CertProblem(String);
+struct CertProblem(String);
 
 impl CertProblem {
     fn of(cert: &CertificateDer<'_>, e: Option<&Error>, name: &ServerName<'_>, file: bool) -> Self {
