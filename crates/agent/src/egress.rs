@@ -47,13 +47,14 @@ pub fn is_link_local_or_metadata(ip: IpAddr) -> bool {
     }
 }
 
-/// What went wrong reaching an application, as a check reports it.
+/// What went wrong reaching an application, as a check reports it and
+/// as a refused stream tells the gateway (a code and these words).
 #[derive(Debug)]
 pub(crate) enum Failure {
     NotAllowed(String),
     Dns(String),
     Refused(String),
-    Timeout,
+    Timeout(String),
     Unreachable(String),
     Certificate(String),
     Tls(String),
@@ -63,22 +64,45 @@ impl Failure {
     fn code(&self) -> ResetCode {
         match self {
             Failure::NotAllowed(_) => ResetCode::NotAllowed,
+            Failure::Dns(_) => ResetCode::NameNotFound,
             Failure::Refused(_) => ResetCode::Refused,
-            _ => ResetCode::Unreachable,
+            Failure::Timeout(_) => ResetCode::TimedOut,
+            Failure::Unreachable(_) => ResetCode::Unreachable,
+            Failure::Certificate(_) => ResetCode::Certificate,
+            Failure::Tls(_) => ResetCode::Tls,
+        }
+    }
+
+    /// What happened, in words.
+    fn detail(&self) -> &str {
+        match self {
+            Failure::NotAllowed(d)
+            | Failure::Dns(d)
+            | Failure::Refused(d)
+            | Failure::Timeout(d)
+            | Failure::Unreachable(d)
+            | Failure::Certificate(d)
+            | Failure::Tls(d) => d,
         }
     }
 
     /// One line: `kind: detail`.
     pub(crate) fn line(&self) -> String {
-        match self {
-            Failure::NotAllowed(d) => format!("not-allowed: {d}"),
-            Failure::Dns(d) => format!("dns: {d}"),
-            Failure::Refused(d) => format!("refused: {d}"),
-            Failure::Timeout => "timeout".into(),
-            Failure::Unreachable(d) => format!("unreachable: {d}"),
-            Failure::Certificate(d) => format!("certificate: {d}"),
-            Failure::Tls(d) => format!("tls: {d}"),
-        }
+        let kind = match self {
+            Failure::NotAllowed(_) => "not-allowed",
+            Failure::Dns(_) => "dns",
+            Failure::Refused(_) => "refused",
+            Failure::Timeout(_) => "timeout",
+            Failure::Unreachable(_) => "unreachable",
+            Failure::Certificate(_) => "certificate",
+            Failure::Tls(_) => "tls",
+        };
+        format!("{kind}: {}", self.detail())
+    }
+
+    /// Refuses `stream` with this failure's code and words.
+    pub(crate) fn refuse(&self, stream: &MuxStream) {
+        stream.reset_because(self.code(), self.detail());
     }
 }
 
@@ -87,8 +111,15 @@ fn rule_for(state: &AgentState, host: &str) -> Option<AgentRule> {
     best_match(rules.iter().map(|r| (r.pattern.as_str(), r)), host).map(|(_, r)| r.clone())
 }
 
-/// Resolves (through the host map first), drops forbidden addresses.
-async fn resolve(state: &AgentState, host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+/// The addresses of `host`: the host map (`--map-host`) first, then an
+/// IP literal, then DNS. The one resolver for everything the agent dials:
+/// forwards, egress and routes.
+pub(crate) async fn lookup(
+    state: &AgentState,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Failure> {
+    let host = host.trim_end_matches('.');
     let addrs: Vec<SocketAddr> = if let Some(ip) = state.config.map_hosts.get(host) {
         vec![SocketAddr::new(*ip, port)]
     } else if let Ok(ip) = host.parse::<IpAddr>() {
@@ -97,13 +128,23 @@ async fn resolve(state: &AgentState, host: &str, port: u16) -> Result<Vec<Socket
         let lookup = tokio::net::lookup_host((host, port));
         match tokio::time::timeout(state.config.connect_timeout, lookup).await {
             Ok(Ok(a)) => a.collect(),
-            Ok(Err(e)) => return Err(Failure::Dns(format!("cannot resolve {host}: {e}"))),
+            Ok(Err(e)) => {
+                return Err(Failure::Dns(format!(
+                    "cannot resolve {host}: {e} (give the agent its address with --map-host {host}=IP if DNS here does not know it)"
+                )));
+            }
             Err(_) => return Err(Failure::Dns(format!("resolving {host} timed out"))),
         }
     };
     if addrs.is_empty() {
         return Err(Failure::Dns(format!("{host} has no address")));
     }
+    Ok(addrs)
+}
+
+/// Resolves ([`lookup`]), drops forbidden addresses.
+async fn resolve(state: &AgentState, host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+    let addrs = lookup(state, host, port).await?;
     let forbidden = |ip: IpAddr| {
         if !state.config.allow_link_local && is_link_local_or_metadata(ip) {
             Some(
@@ -131,7 +172,7 @@ async fn resolve(state: &AgentState, host: &str, port: u16) -> Result<Vec<Socket
     Ok(ok)
 }
 
-async fn connect(
+pub(crate) async fn connect(
     state: &AgentState,
     host: &str,
     addrs: &[SocketAddr],
@@ -144,7 +185,12 @@ async fn connect(
                 last = Failure::Refused(format!("{host} ({a}) refused the connection"));
             }
             Ok(Err(e)) => last = Failure::Unreachable(format!("{host} ({a}): {e}")),
-            Err(_) => last = Failure::Timeout,
+            Err(_) => {
+                last = Failure::Timeout(format!(
+                    "connecting {host} ({a}) took longer than {} s",
+                    state.config.connect_timeout.as_secs()
+                ));
+            }
         }
     }
     Err(last)
@@ -189,7 +235,10 @@ async fn handshake(
                 Err(Failure::Tls(format!("{host}: {e}")))
             }
         }
-        Err(_) => Err(Failure::Timeout),
+        Err(_) => Err(Failure::Timeout(format!(
+            "the TLS handshake with {host} took longer than {} s",
+            state.config.connect_timeout.as_secs()
+        ))),
     }
 }
 
@@ -309,7 +358,7 @@ pub(crate) async fn serve(state: Arc<AgentState>, stream: MuxStream, t: Target) 
         Ok(c) => c,
         Err(f) => {
             warn!(event = crate::event::EGRESS_REFUSED, host = %t.host, port = t.port, reason = %f.line(), "refused egress stream");
-            stream.reset(f.code());
+            f.refuse(&stream);
             return;
         }
     };

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
+use crate::egress::Failure;
 use crate::{AgentMode, AgentState, Backoff};
 
 /// Longest the WebSocket dial and upgrade may take.
@@ -53,6 +54,7 @@ pub(crate) fn hello(state: &AgentState, credential: Option<&Secret>) -> Hello {
             capabilities::STREAMS.into(),
             capabilities::OPENED_ACK.into(),
             capabilities::REQUESTS.into(),
+            capabilities::RESET_REASONS.into(),
         ],
         credential: credential
             .map(|p| p.expose().to_owned())
@@ -237,6 +239,10 @@ pub(crate) async fn serve(
     let config = burrow_mux::Config {
         dialer: true,
         heartbeat: Some(state.config.heartbeat),
+        peer_reads_reasons: ack
+            .capabilities
+            .iter()
+            .any(|c| c == capabilities::RESET_REASONS),
         ..burrow_mux::Config::default()
     };
     let thumb = link.peer_cert.map(|t| t.to_string());
@@ -317,7 +323,9 @@ pub(crate) async fn serve(
                 }
                 Some(Event::Control(control::RULES, body)) => {
                     let rules = burrow_wire::egress::decode_rules(&body);
-                    info!(rules = rules.len(), "FQDN rules from the gateway");
+                    // One entry per host pattern: the FQDN rules and the
+                    // targets of routes, joined.
+                    info!(targets = rules.len(), "egress targets from the gateway (its FQDN rules and route targets)");
                     *state.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
                 }
                 Some(Event::Control(..)) => {}
@@ -342,6 +350,25 @@ pub(crate) async fn serve(
     (session.closed().await.to_string(), asked)
 }
 
+/// Connects a forward's `host:port` through the agent's one resolver
+/// (the host map first, as for egress and routes).
+async fn dial_forward(state: &AgentState, target: &str) -> Result<TcpStream, Failure> {
+    let parsed = target
+        .rsplit_once(':')
+        .and_then(|(h, p)| {
+            Some((
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse().ok()?,
+            ))
+        })
+        .filter(|(h, _)| !h.is_empty());
+    let Some((host, port)) = parsed else {
+        return Err(Failure::NotAllowed(format!("{target} is not HOST:PORT")));
+    };
+    let addrs = crate::egress::lookup(state, host, port).await?;
+    crate::egress::connect(state, host, &addrs).await
+}
+
 async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, target: String) {
     if let Some(t) = burrow_wire::egress::Target::parse(&target) {
         return crate::egress::serve(state, stream, t).await;
@@ -356,26 +383,11 @@ async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, t
         stream.reset(ResetCode::NotAllowed);
         return;
     }
-    let tcp = match tokio::time::timeout(state.config.connect_timeout, TcpStream::connect(&target))
-        .await
-    {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
-            let code = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                ResetCode::Refused
-            } else {
-                ResetCode::Unreachable
-            };
-            warn!(dest = %target, error = %e, "cannot connect target");
-            stream.reset(code);
-            return;
-        }
-        Err(_) => {
-            warn!(
-                timeout_s = state.config.connect_timeout.as_secs(),
-                "timed out connecting target"
-            );
-            stream.reset(ResetCode::Unreachable);
+    let tcp = match dial_forward(&state, &target).await {
+        Ok(tcp) => tcp,
+        Err(f) => {
+            warn!(event = crate::event::STREAM_REFUSED, dest = %target, reason = %f.line(), "cannot connect forward target");
+            f.refuse(&stream);
             return;
         }
     };

@@ -414,8 +414,9 @@ pub struct AgentArgs {
     /// On SIGINT/SIGTERM, how long open streams may take to finish.
     #[arg(long, env = "BURROW_DRAIN_TIMEOUT_SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub drain_timeout_seconds: Duration,
-    /// Resolve NAME to IP for egress before DNS (a hosts entry):
-    /// NAME=IP, repeatable or comma-separated.
+    /// Resolve NAME to IP before DNS (a hosts entry) for everything the
+    /// agent dials: forwards, egress and routes. NAME=IP, repeatable or
+    /// comma-separated.
     #[arg(long = "map-host", env = "BURROW_MAP_HOST", value_delimiter = ',', value_parser = parse_map_host)]
     pub map_hosts: Vec<(String, std::net::IpAddr)>,
     /// Let egress reach link-local and cloud metadata addresses

@@ -739,9 +739,12 @@ async fn https_services_are_validated_unless_the_route_says_not_to() -> Result<(
     assert!(
         out.contains("Service unavailable")
             && !out.contains("Tunnel down")
+            && out.contains("the agent refused the internal service's TLS certificate")
             && out.trim_end().ends_with("status=502"),
         "{out}"
     );
+    // The kind of failure only: the agent's words name internal hosts.
+    assert!(!out.contains("nas.lan"), "{out}");
     // Marked to ignore validation errors: served.
     st.ok(&[
         "add-route",

@@ -585,7 +585,11 @@ async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
         .await?
         .unwrap_err();
     assert_eq!(status, 502);
-    assert!(body.contains("refused the connection"), "{body}");
+    assert!(
+        body.contains("agent edge could not connect closed.internal.test")
+            && body.contains(&format!("127.0.0.1:{closed}) refused the connection")),
+        "{body}"
+    );
     let (code, _, err) = run(
         "curl",
         &[
@@ -607,7 +611,51 @@ async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
         .await?
         .unwrap_err();
     assert_eq!(status, 403, "{body}");
-    assert!(body.contains("link-local or metadata"), "{body}");
+    // The agent's own words: which address, and the flag that overrides.
+    assert!(
+        body.contains("agent edge refused to connect meta.internal.test")
+            && body.contains("169.254.169.254")
+            && body.contains("--allow-link-local"),
+        "{body}"
+    );
+    // A name the agent cannot resolve: 502 saying so, SOCKS5 reply 4
+    // (host unreachable).
+    st.add_fqdn("gone.invalid", &[]).await?;
+    let (status, body) = connect_via(proxy, "gone.invalid:80", None)
+        .await?
+        .unwrap_err();
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("agent edge could not connect gone.invalid: cannot resolve gone.invalid")
+            && body.contains("--map-host gone.invalid=IP"),
+        "{body}"
+    );
+    let (code, _, err) = run(
+        "curl",
+        &[
+            "-sS",
+            "--socks5-hostname",
+            &proxy.to_string(),
+            "http://gone.invalid/",
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await?;
+    assert_ne!(code, 0);
+    assert!(err.contains("(4)"), "{err}");
+    // An IP literal: no rule can name it, so the hint is a name, not an
+    // `add-fqdn` for the address.
+    let (status, body) = connect_via(proxy, "10.20.30.40:80", None)
+        .await?
+        .unwrap_err();
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("10.20.30.40 is an IP address")
+            && body.contains("--map-host NAME=10.20.30.40")
+            && !body.contains("--fqdn 10.20.30.40"),
+        "{body}"
+    );
     // The agent says why (its log line may reach us a moment later).
     let mut st = st;
     st.agent

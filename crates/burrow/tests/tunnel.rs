@@ -520,6 +520,83 @@ async fn targets_outside_the_allow_list_are_refused_by_the_agent() -> Result<()>
     Ok(())
 }
 
+/// The README's forward: a target by a name only the agent's host map
+/// knows (`--map-host`), as egress and routes resolve; a target it cannot
+/// resolve shows up in the gateway's log with the agent's words.
+#[tokio::test]
+async fn a_forward_target_resolves_through_the_host_map_and_its_failure_reaches_the_gateway_log()
+-> Result<()> {
+    let echo = servers::echo().await;
+    let psk = random_psk();
+    let port = echo.port();
+    let mut gw = Proc::spawn(
+        "gateway",
+        &bin(),
+        &[
+            "gateway".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--no-tls".into(),
+            "--forward".into(),
+            format!("127.0.0.1:0=home:db.internal:{port},127.0.0.1:0=home:gone.invalid:5432"),
+        ],
+        &[("BURROW_PSK", &psk)],
+    )?;
+    let addr = burrow_e2e::addr_field(&gw.wait_event(gw_ev::TUNNEL_LISTENING).await?, "addr")?;
+    let db = gw
+        .wait_event_after(0, gw_ev::FORWARD_LISTENING, |v| {
+            v["dest"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("db.internal"))
+        })
+        .await?;
+    let gone = gw
+        .wait_event_after(0, gw_ev::FORWARD_LISTENING, |v| {
+            v["dest"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("gone.invalid"))
+        })
+        .await?;
+    let (db, gone) = (
+        burrow_e2e::addr_field(&db, "listen")?,
+        burrow_e2e::addr_field(&gone, "listen")?,
+    );
+    let mut agent = Proc::spawn(
+        "agent",
+        &bin(),
+        &[
+            "run".into(),
+            "--connect-url".into(),
+            format!("ws://{addr}/connect"),
+            "--agent-name".into(),
+            "home".into(),
+            "--allow".into(),
+            format!("db.internal:{port},gone.invalid:5432"),
+            "--map-host".into(),
+            "db.internal=127.0.0.1".into(),
+        ],
+        &[("BURROW_PSK", &psk)],
+    )?;
+    gw.wait_event(gw_ev::AGENT_LINK_UP).await?;
+    assert_eq!(echo_roundtrip(db, b"by name").await?, b"by name");
+    let got = echo_roundtrip(gone, b"nobody").await;
+    assert!(
+        got.is_err() || got.as_ref().is_ok_and(|v| v.is_empty()),
+        "{got:?}"
+    );
+    let v = gw.wait_event(gw_ev::FORWARD_TARGET_FAILED).await?;
+    assert_eq!(v["agent"], "home", "{v}");
+    assert_eq!(v["dest"], "gone.invalid:5432", "{v}");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("cannot resolve gone.invalid") && reason.contains("--map-host"),
+        "{v}"
+    );
+    assert_eq!(v["code"], "target name not found", "{v}");
+    agent.kill().await;
+    Ok(())
+}
+
 /// Opens a connection through a forward and proves it with one echo.
 async fn connect_and_ping(fwd: std::net::SocketAddr) -> Result<TcpStream> {
     let mut s = TcpStream::connect(fwd).await?;

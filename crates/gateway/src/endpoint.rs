@@ -468,7 +468,11 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         handshake::reject(&mut link, Reject { code, message }).await;
         return;
     }
-    let caps = vec![capabilities::STREAMS.into(), capabilities::REQUESTS.into()];
+    let caps = vec![
+        capabilities::STREAMS.into(),
+        capabilities::REQUESTS.into(),
+        capabilities::RESET_REASONS.into(),
+    ];
     if let Err(e) = handshake::ack(&mut link, caps).await {
         warn!(%agent, error = %e, "agent link failed during hello");
         return;
@@ -476,6 +480,10 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     let config = burrow_mux::Config {
         dialer: false,
         heartbeat: Some(state.config.heartbeat),
+        peer_reads_reasons: hello
+            .capabilities
+            .iter()
+            .any(|c| c == capabilities::RESET_REASONS),
         ..burrow_mux::Config::default()
     };
     let (session, incoming) = Session::new(link.reader, link.writer, config);

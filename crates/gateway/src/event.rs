@@ -6,6 +6,9 @@
 pub const TUNNEL_LISTENING: &str = "tunnel_listening";
 /// A forward's local port is bound (fields: listen, agent, dest).
 pub const FORWARD_LISTENING: &str = "forward_listening";
+/// The agent could not connect a forward's target (fields: agent, dest,
+/// client, code, reason; at most one a second per forward).
+pub const FORWARD_TARGET_FAILED: &str = "forward_target_failed";
 /// The egress proxy is bound (fields: addr, client_auth).
 pub const PROXY_LISTENING: &str = "proxy_listening";
 /// The HTTPS edge is bound (field: addr).

@@ -55,6 +55,7 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
         };
         let spec = spec.clone();
         let state2 = state.clone();
+        let warn_limit = warn_limit.clone();
         // Debug level: a span formats its fields when created, a cost paid per
         // connection; at the default level it is skipped entirely.
         let span = debug_span!("stream", agent = %spec.agent, dest = %spec.target, %client);
@@ -90,6 +91,9 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                                 out = watched => out,
                             };
                             debug!(stream = id, up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "stream closed");
+                            if let Some((code, reason)) = watch.refusal().filter(|_| warn_limit.allow()) {
+                                warn!(event = crate::event::FORWARD_TARGET_FAILED, agent = %spec.agent, dest = %spec.target, %client, %code, %reason, "the agent could not connect the forward's target");
+                            }
                             state2.audit.record(burrow_store::Traffic {
                                 at,
                                 kind: burrow_store::TrafficKind::Forward,

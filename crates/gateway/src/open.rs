@@ -24,11 +24,31 @@ pub(crate) enum OpenFailure {
     /// The agent has no live (answering) link.
     Offline,
     /// The agent refused or could not connect the target.
-    Reset(ResetCode),
+    Reset(Refusal),
     /// The agent did not connect the target within [`OPEN_TIMEOUT`].
     Timeout,
     /// Anything else on the link (stream limits, ids).
     Failed(String),
+}
+
+/// Why the agent refused a stream: its code and, from an agent that gives
+/// them, its words (what it could not resolve, which certificate, ...).
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) code: ResetCode,
+    /// Empty from an agent too old to say.
+    pub(crate) reason: String,
+}
+
+impl Refusal {
+    /// The agent's words, else `fallback`.
+    pub(crate) fn or<'a>(&'a self, fallback: &'a str) -> &'a str {
+        if self.reason.is_empty() {
+            fallback
+        } else {
+            &self.reason
+        }
+    }
 }
 
 /// Opens `target` through `agent` and waits until the agent has connected.
@@ -49,7 +69,10 @@ pub(crate) async fn open(
         return match tokio::time::timeout(OPEN_TIMEOUT, session.answered(&stream)).await {
             Ok(Ok(())) => Ok(stream),
             Ok(Err(MuxError::Closed(_))) => continue,
-            Ok(Err(MuxError::Reset(code))) => Err(OpenFailure::Reset(code)),
+            Ok(Err(MuxError::Reset(code))) => Err(OpenFailure::Reset(Refusal {
+                code,
+                reason: stream.reset_reason(),
+            })),
             Ok(Err(e)) => Err(OpenFailure::Failed(e.to_string())),
             Err(_) => {
                 stream.reset(ResetCode::Cancelled);

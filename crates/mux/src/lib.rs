@@ -52,6 +52,10 @@ pub struct Config {
     pub dialer: bool,
     /// Frames that may wait for the writer at once (data and fin).
     pub write_queue: usize,
+    /// Does the peer read reasons and the finer codes in resets (it
+    /// announced [`burrow_wire::capabilities::RESET_REASONS`])? Without,
+    /// [`MuxStream::reset_because`] sends the code it knows and no words.
+    pub peer_reads_reasons: bool,
 }
 
 impl Default for Config {
@@ -63,6 +67,7 @@ impl Default for Config {
             heartbeat: Some(Duration::from_secs(30)),
             dialer: true,
             write_queue: 64,
+            peer_reads_reasons: false,
         }
     }
 }

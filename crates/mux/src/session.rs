@@ -113,6 +113,24 @@ impl Shared {
         lock(&self.table)
     }
 
+    /// The reset frame for `stream_id`: with the finer code and the words
+    /// only if the peer reads them.
+    pub(crate) fn reset_frame(&self, stream_id: u32, code: ResetCode, reason: &str) -> Frame {
+        if self.config.peer_reads_reasons {
+            Frame::Reset {
+                stream_id,
+                code,
+                reason: reason.to_owned(),
+            }
+        } else {
+            Frame::Reset {
+                stream_id,
+                code: code.legacy(),
+                reason: String::new(),
+            }
+        }
+    }
+
     /// Queues a link-level frame that must not wait behind data (window,
     /// reset, pong). Bounded by the caller's limits: one window update per
     /// half-window consumed, one reset per stream, one pong per ping.
@@ -509,10 +527,14 @@ fn on_frame(
                 s.on_opened();
             }
         }
-        Frame::Reset { stream_id, code } => {
+        Frame::Reset {
+            stream_id,
+            code,
+            reason,
+        } => {
             let s = shared.table().streams.remove(&stream_id);
             if let Some(s) = s {
-                s.on_reset(code);
+                s.on_peer_reset(code, reason);
             }
         }
         Frame::Open {
@@ -543,10 +565,7 @@ fn on_frame(
                     limit = shared.config.max_streams,
                     "refusing stream: at stream limit"
                 );
-                shared.push_control(Frame::Reset {
-                    stream_id,
-                    code: ResetCode::Busy,
-                });
+                shared.push_control(shared.reset_frame(stream_id, ResetCode::Busy, ""));
                 return Ok(());
             };
             let stream = MuxStream::new(s, shared.clone(), Some(target), ack);

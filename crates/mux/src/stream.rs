@@ -36,6 +36,10 @@ struct State {
     remote_fin: bool,
     local_fin: bool,
     reset: Option<ResetCode>,
+    /// The peer's reason in words for `reset`, if it gave one.
+    reason: String,
+    /// The peer reset the stream before it was opened: it refused it.
+    refused: bool,
     send_credit: u64,
     opened: bool,
     read_waker: Option<Waker>,
@@ -189,6 +193,18 @@ impl StreamShared {
         wake(o);
     }
 
+    /// The peer reset the stream, saying why.
+    pub(crate) fn on_peer_reset(&self, code: ResetCode, reason: String) {
+        {
+            let mut st = self.state();
+            if st.reset.is_none() {
+                st.refused = !st.opened;
+                st.reason = reason;
+            }
+        }
+        self.on_reset(code);
+    }
+
     pub(crate) fn on_reset(&self, code: ResetCode) {
         let mut st = self.state();
         st.reset.get_or_insert(code);
@@ -211,6 +227,16 @@ pub struct OpenedWatch {
 }
 
 impl OpenedWatch {
+    /// If the peer refused the stream (reset it before it was opened):
+    /// its code and its words (empty if it gave none).
+    pub fn refusal(&self) -> Option<(ResetCode, String)> {
+        let st = self.shared.state();
+        match st.reset {
+            Some(code) if st.refused => Some((code, st.reason.clone())),
+            _ => None,
+        }
+    }
+
     /// As [`MuxStream::opened`].
     pub async fn opened(&self) -> Result<(), MuxError> {
         poll_fn(|cx| {
@@ -468,6 +494,13 @@ impl MuxStream {
 
     /// Aborts the stream both ways, telling the peer why.
     pub fn reset(&self, code: ResetCode) {
+        self.reset_because(code, "");
+    }
+
+    /// Aborts the stream both ways, telling the peer why with a code and
+    /// in words (a peer that reads neither the words nor a finer code gets
+    /// the code it knows, [`ResetCode::legacy`]).
+    pub fn reset_because(&self, code: ResetCode, reason: &str) {
         let first = {
             let mut st = self.shared.state();
             let first = st.reset.is_none();
@@ -475,13 +508,17 @@ impl MuxStream {
             first
         };
         if first {
-            self.session.push_control(Frame::Reset {
-                stream_id: self.shared.id,
-                code,
-            });
+            self.session
+                .push_control(self.session.reset_frame(self.shared.id, code, reason));
         }
         self.session.remove(self.shared.id);
         self.shared.on_reset(code);
+    }
+
+    /// The peer's reason in words for resetting this stream, if it gave
+    /// one (empty otherwise).
+    pub fn reset_reason(&self) -> String {
+        self.shared.state().reason.clone()
     }
 }
 

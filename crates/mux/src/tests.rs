@@ -173,6 +173,45 @@ async fn explicit_reset_code_reaches_the_opener() {
 }
 
 #[tokio::test]
+async fn a_reset_carries_its_reason_only_to_a_peer_that_reads_it() {
+    for reads in [true, false] {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (opener, _ai) = session_over(
+            a,
+            Config {
+                heartbeat: None,
+                ..Config::default()
+            },
+        );
+        let (_b, mut bi) = session_over(
+            b,
+            Config {
+                heartbeat: None,
+                dialer: false,
+                peer_reads_reasons: reads,
+                ..Config::default()
+            },
+        );
+        let s = opener.open_with_ack("git.corp:443").await.expect("open");
+        let watch = s.opened_watch();
+        let peer = bi.accept().await.expect("accept");
+        peer.reset_because(ResetCode::NameNotFound, "cannot resolve git.corp");
+        let got = s.opened().await;
+        if reads {
+            assert_eq!(got, Err(MuxError::Reset(ResetCode::NameNotFound)));
+            assert_eq!(s.reset_reason(), "cannot resolve git.corp");
+            assert_eq!(
+                watch.refusal(),
+                Some((ResetCode::NameNotFound, "cannot resolve git.corp".into()))
+            );
+        } else {
+            assert_eq!(got, Err(MuxError::Reset(ResetCode::Unreachable)));
+            assert_eq!(s.reset_reason(), "");
+        }
+    }
+}
+
+#[tokio::test]
 async fn opened_resolves_on_confirmation() {
     let ((a, _ai), (_b, mut bi)) = pair();
     let s = a.open_with_ack("x").await.expect("open");

@@ -3,8 +3,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::{
-    HEADER_LEN, Hello, HelloAck, MAX_DATA, MAX_PAYLOAD, MAX_TARGET_LEN, Reject, WireError, get_str,
-    put_str,
+    HEADER_LEN, Hello, HelloAck, MAX_DATA, MAX_PAYLOAD, MAX_TARGET_LEN, MAX_TEXT_LEN, Reject,
+    WireError, get_str, put_str,
 };
 
 /// Why a stream was reset. Unknown codes from newer peers decode as
@@ -27,6 +27,17 @@ pub enum ResetCode {
     Busy,
     /// The peer's TCP connection was reset.
     ConnectionReset,
+    /// The target's name did not resolve. Sent only to a peer that
+    /// announced [`crate::capabilities::RESET_REASONS`] (others get
+    /// [`ResetCode::Unreachable`]), as are the codes below.
+    NameNotFound,
+    /// Connecting the target (or its TLS handshake) took too long.
+    TimedOut,
+    /// The target's TLS certificate was refused (expired, wrong name,
+    /// unknown issuer).
+    Certificate,
+    /// TLS with the target failed other than by its certificate.
+    Tls,
     /// A code this build does not know.
     Other(u16),
 }
@@ -43,6 +54,10 @@ impl ResetCode {
             ResetCode::ProtocolError => 6,
             ResetCode::Busy => 7,
             ResetCode::ConnectionReset => 8,
+            ResetCode::NameNotFound => 9,
+            ResetCode::TimedOut => 10,
+            ResetCode::Certificate => 11,
+            ResetCode::Tls => 12,
             ResetCode::Other(c) => c,
         }
     }
@@ -58,7 +73,24 @@ impl ResetCode {
             6 => ResetCode::ProtocolError,
             7 => ResetCode::Busy,
             8 => ResetCode::ConnectionReset,
+            9 => ResetCode::NameNotFound,
+            10 => ResetCode::TimedOut,
+            11 => ResetCode::Certificate,
+            12 => ResetCode::Tls,
             c => ResetCode::Other(c),
+        }
+    }
+
+    /// The code a peer without [`crate::capabilities::RESET_REASONS`]
+    /// knows: the finer failures to reach a target are all
+    /// [`ResetCode::Unreachable`] to it.
+    pub fn legacy(self) -> Self {
+        match self {
+            ResetCode::NameNotFound
+            | ResetCode::TimedOut
+            | ResetCode::Certificate
+            | ResetCode::Tls => ResetCode::Unreachable,
+            c => c,
         }
     }
 }
@@ -74,6 +106,10 @@ impl std::fmt::Display for ResetCode {
             ResetCode::ProtocolError => f.write_str("protocol error"),
             ResetCode::Busy => f.write_str("peer busy"),
             ResetCode::ConnectionReset => f.write_str("connection reset"),
+            ResetCode::NameNotFound => f.write_str("target name not found"),
+            ResetCode::TimedOut => f.write_str("timed out connecting target"),
+            ResetCode::Certificate => f.write_str("target's TLS certificate refused"),
+            ResetCode::Tls => f.write_str("TLS with target failed"),
             ResetCode::Other(c) => write!(f, "reset code {c}"),
         }
     }
@@ -213,6 +249,10 @@ pub enum Frame {
         stream_id: u32,
         /// Why.
         code: ResetCode,
+        /// Why, in words (at most [`crate::MAX_TEXT_LEN`] bytes), or empty.
+        /// Sent only to a peer that announced
+        /// [`crate::capabilities::RESET_REASONS`].
+        reason: String,
     },
     /// Liveness probe; the peer answers with a [`Frame::Pong`] carrying the same nonce.
     Ping {
@@ -280,7 +320,7 @@ impl Frame {
             Frame::Opened { .. } | Frame::Fin { .. } => 0,
             Frame::Data { payload, .. } => payload.len(),
             Frame::Window { .. } => 4,
-            Frame::Reset { .. } => 2,
+            Frame::Reset { reason, .. } => 2 + cut_text(reason).len(),
             Frame::Ping { .. } | Frame::Pong { .. } => 8,
             Frame::Control { body, .. } => 2 + body.len(),
         }
@@ -306,7 +346,10 @@ impl Frame {
             Frame::Opened { .. } | Frame::Fin { .. } => {}
             Frame::Data { payload, .. } => buf.put_slice(payload),
             Frame::Window { increment, .. } => buf.put_u32(*increment),
-            Frame::Reset { code, .. } => buf.put_u16(code.to_u16()),
+            Frame::Reset { code, reason, .. } => {
+                buf.put_u16(code.to_u16());
+                buf.put_slice(cut_text(reason).as_bytes());
+            }
             Frame::Ping { nonce } | Frame::Pong { nonce } => buf.put_u64(*nonce),
             Frame::Control { kind, body } => {
                 buf.put_u16(*kind);
@@ -376,6 +419,15 @@ fn parse_header(buf: &[u8]) -> Result<Option<(FrameType, u32, usize)>, WireError
         });
     }
     Ok(Some((ty, stream_id, len)))
+}
+
+/// `s` cut to at most [`MAX_TEXT_LEN`] bytes, at a char boundary.
+fn cut_text(s: &str) -> &str {
+    let mut end = s.len().min(MAX_TEXT_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn exact(payload: &Bytes, n: usize, frame: &'static str) -> Result<(), WireError> {
@@ -452,10 +504,19 @@ fn decode_payload(ty: FrameType, stream_id: u32, mut p: Bytes) -> Result<Frame, 
             Frame::Fin { stream_id }
         }
         FrameType::Reset => {
-            exact(&p, 2, name)?;
+            if p.len() < 2 || p.len() > 2 + MAX_TEXT_LEN {
+                return Err(WireError::Malformed {
+                    frame: name,
+                    why: "wrong payload length",
+                });
+            }
+            let code = ResetCode::from_u16(p.get_u16());
+            let reason = String::from_utf8_lossy(&p).into_owned();
+            p.advance(p.len());
             Frame::Reset {
                 stream_id,
-                code: ResetCode::from_u16(p.get_u16()),
+                code,
+                reason,
             }
         }
         FrameType::Ping | FrameType::Pong => {

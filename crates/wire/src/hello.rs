@@ -15,6 +15,9 @@ pub mod capabilities {
     /// The announcing side answers requests on the control messages
     /// ([`crate::rpc`]).
     pub const REQUESTS: &str = "requests";
+    /// The announcing side reads a reason in words in a `Reset` frame and
+    /// the finer reset codes (name not found, timeout, certificate, TLS).
+    pub const RESET_REASONS: &str = "reset-reasons";
 }
 
 fn get_u16(p: &mut Bytes, frame: &'static str) -> Result<u16, WireError> {

@@ -71,9 +71,12 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             increment
         }),
         sid.clone().prop_map(|stream_id| Frame::Fin { stream_id }),
-        (sid, any::<u16>()).prop_map(|(stream_id, c)| Frame::Reset {
-            stream_id,
-            code: ResetCode::from_u16(c),
+        (sid, any::<u16>(), "[a-z é:]{0,40}").prop_map(|(stream_id, c, reason)| {
+            Frame::Reset {
+                stream_id,
+                code: ResetCode::from_u16(c),
+                reason,
+            }
         }),
         any::<u64>().prop_map(|nonce| Frame::Ping { nonce }),
         any::<u64>().prop_map(|nonce| Frame::Pong { nonce }),
@@ -253,6 +256,45 @@ fn long_strings_are_cut_at_char_boundaries_not_rejected() {
         panic!("not a reject");
     };
     assert!(r.message.len() <= MAX_TEXT_LEN);
+}
+
+#[test]
+fn reset_reasons_are_optional_cut_and_bounded() {
+    // An old peer's reset: the code alone.
+    let old = Bytes::from_static(&[0x15, 0, 0, 0, 1, 0, 0, 0, 2, 0, 3]);
+    assert_eq!(
+        Frame::decode_message(old),
+        Ok(Frame::Reset {
+            stream_id: 1,
+            code: ResetCode::Unreachable,
+            reason: String::new(),
+        })
+    );
+    // A reason past the limit is cut at a char boundary when sent.
+    let f = Frame::Reset {
+        stream_id: 1,
+        code: ResetCode::NameNotFound,
+        reason: "é".repeat(MAX_TEXT_LEN),
+    };
+    let Ok(Frame::Reset { code, reason, .. }) = Frame::decode_message(f.to_bytes()) else {
+        panic!("a long reason decodes");
+    };
+    assert_eq!(code, ResetCode::NameNotFound);
+    assert!(reason.len() <= MAX_TEXT_LEN && reason.chars().all(|c| c == 'é'));
+    // A hostile peer's longer one, or one without a code, closes the link.
+    let mut m = vec![0x15, 0, 0, 0, 1];
+    m.extend_from_slice(&u32::try_from(3 + MAX_TEXT_LEN).unwrap_or(0).to_be_bytes());
+    m.extend_from_slice(&[0, 3]);
+    m.extend(std::iter::repeat_n(b'x', MAX_TEXT_LEN + 1));
+    assert!(Frame::decode_message(Bytes::from(m)).is_err());
+    let short = Bytes::from_static(&[0x15, 0, 0, 0, 1, 0, 0, 0, 1, 0]);
+    assert!(Frame::decode_message(short).is_err());
+    // The finer codes read as `Unreachable` to a peer that does not know them.
+    for c in [9, 10, 11, 12] {
+        assert_eq!(ResetCode::from_u16(c).to_u16(), c);
+        assert_eq!(ResetCode::from_u16(c).legacy(), ResetCode::Unreachable);
+    }
+    assert_eq!(ResetCode::Refused.legacy(), ResetCode::Refused);
 }
 
 #[test]

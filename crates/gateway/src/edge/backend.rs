@@ -48,30 +48,54 @@ impl Http {
     }
 
     /// Opens a stream through the route's agent to its internal service and
-    /// waits until the agent has connected it; the error is for the visitor.
+    /// waits until the agent has connected it; the error is for the visitor
+    /// (in words of the kind of failure; the agent's own words, which may
+    /// name internal addresses, go to the gateway's log).
     pub(crate) async fn open(
         &self,
         route: &Route,
         host: &str,
         target: &Target,
-    ) -> Result<MuxStream, String> {
+    ) -> Result<MuxStream, Down> {
         match crate::open::open(&self.links, &route.agent, target).await {
             Ok(stream) => Ok(stream),
             Err(OpenFailure::Offline) => {
                 info!(%host, agent = %route.agent, "edge request: agent offline");
-                Err(AGENT_OFFLINE.into())
+                Err(Down {
+                    status: 502,
+                    title: "Tunnel down",
+                    why: "its tunnel agent is offline".into(),
+                })
             }
-            Err(OpenFailure::Reset(code)) => {
-                info!(%host, agent = %route.agent, ?code, "edge request: the agent could not connect the service");
-                let why = match code {
+            Err(OpenFailure::Reset(r)) => {
+                info!(%host, agent = %route.agent, code = ?r.code, reason = %r.reason, "edge request: the agent could not connect the service");
+                let why = match r.code {
                     ResetCode::Refused => "the internal service refused the connection",
                     ResetCode::NotAllowed => "the agent refused the internal address",
+                    ResetCode::NameNotFound => {
+                        "the agent cannot resolve the internal service's name"
+                    }
+                    ResetCode::TimedOut => {
+                        return Err(Down {
+                            status: 504,
+                            title: "Service timed out",
+                            why: "the agent could not connect the internal service in time".into(),
+                        });
+                    }
+                    ResetCode::Certificate => {
+                        "the agent refused the internal service's TLS certificate"
+                    }
+                    ResetCode::Tls => "TLS with the internal service failed",
                     _ => "the agent cannot reach the internal service",
                 };
-                Err(why.into())
+                Err(Down::service(why))
             }
-            Err(OpenFailure::Timeout) => Err("the internal service did not answer in time".into()),
-            Err(OpenFailure::Failed(why)) => Err(why),
+            Err(OpenFailure::Timeout) => Err(Down {
+                status: 504,
+                title: "Service timed out",
+                why: "the internal service did not answer in time".into(),
+            }),
+            Err(OpenFailure::Failed(why)) => Err(Down::service(why)),
         }
     }
 }
@@ -99,20 +123,33 @@ pub(crate) fn http_record(
     }
 }
 
-/// Why a request failed when the route's agent has no link.
-const AGENT_OFFLINE: &str = "its tunnel agent is offline";
-
-/// The title of the 502 page: the tunnel is down only when the agent is
-/// offline; a service that refused or failed is the service's fault.
-pub(crate) fn down_title(why: &str) -> &'static str {
-    if why == AGENT_OFFLINE {
-        "Tunnel down"
-    } else {
-        "Service unavailable"
-    }
+/// Why a visitor's request did not reach the service: the page it gets.
+#[derive(Debug)]
+pub(crate) struct Down {
+    /// 502, or 504 for a timeout.
+    pub(crate) status: u16,
+    /// "Tunnel down" only when the agent is offline; a service that
+    /// refused or failed is the service's fault.
+    pub(crate) title: &'static str,
+    /// In words for the visitor.
+    pub(crate) why: String,
 }
 
-/// The text of the 502 page for a service that is not reachable.
-pub(crate) fn down_text(host: &str, why: &str) -> String {
-    format!("The service at {host} is not reachable right now: {why}. Try again later.")
+impl Down {
+    /// The service failed (502 "Service unavailable").
+    pub(crate) fn service(why: impl Into<String>) -> Down {
+        Down {
+            status: 502,
+            title: "Service unavailable",
+            why: why.into(),
+        }
+    }
+
+    /// The page's text for `host`.
+    pub(crate) fn text(&self, host: &str) -> String {
+        format!(
+            "The service at {host} is not reachable right now: {}. Try again later.",
+            self.why
+        )
+    }
 }

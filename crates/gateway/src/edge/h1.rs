@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
-use super::backend::{Http, down_text, down_title, http_record};
+use super::backend::{Down, Http, http_record};
 // Hop-by-hop fields go; `Transfer-Encoding` and `Content-Length` stay:
 // bodies pass through as they are framed.
 use super::forwarding::{
@@ -602,8 +602,9 @@ struct ServiceStream {
 
 /// Why an exchange ended early.
 enum Failed {
-    /// Before anything was sent to the visitor: it gets a 502 page.
-    Service(String),
+    /// Before anything was sent to the visitor: it gets a 502 (or 504)
+    /// page.
+    Service(Down),
     /// The service closed or reset the connection without a byte of
     /// response: on a kept connection, it had dropped it while idle (the
     /// request can be sent again on a new one).
@@ -696,7 +697,6 @@ where
             head.host.clone(),
             std::mem::take(&mut head.path),
         );
-        let down = |why: &str| down_text(&head.host, why);
         // With PROXY protocol the service connection states one visitor:
         // a kept one serves only requests from that visitor.
         let proxy = route
@@ -722,7 +722,9 @@ where
                 None => {
                     let Some(mut target) = route_target(&route) else {
                         tracing::warn!(host = %head.host, target = %route.target, "route has an unusable internal URL");
-                        break Err(Failed::Service("its internal URL is not usable".into()));
+                        break Err(Failed::Service(Down::service(
+                            "its internal URL is not usable",
+                        )));
                     };
                     target.proxy = proxy;
                     match http.open(&route, &head.host, &target).await {
@@ -764,21 +766,21 @@ where
                     return Outcome::Done;
                 }
             }
-            Err(Failed::Service(why)) => {
-                debug!(host = %head.host, %why, "edge request failed at the service");
+            Err(Failed::Service(down)) => {
+                debug!(host = %head.host, why = %down.why, "edge request failed at the service");
                 // A request body not yet read cannot be skipped reliably.
                 let close = !replayable || head.close;
                 let failed = write_page(
                     &mut w,
                     head.head_request,
-                    502,
-                    down_title(&why),
-                    &down(&why),
+                    down.status,
+                    down.title,
+                    &down.text(&head.host),
                     close,
                 )
                 .await;
                 http.record(burrow_store::Traffic {
-                    status: 502,
+                    status: i64::from(down.status),
                     duration_ms: elapsed_ms(started),
                     ..record
                 });
@@ -787,13 +789,14 @@ where
                 }
             }
             Err(Failed::Unanswered) => {
-                let why = "the internal service closed the connection without answering";
+                let down =
+                    Down::service("the internal service closed the connection without answering");
                 let _ = write_page(
                     &mut w,
                     head.head_request,
-                    502,
-                    down_title(why),
-                    &down(why),
+                    down.status,
+                    down.title,
+                    &down.text(&head.host),
                     true,
                 )
                 .await;
@@ -925,7 +928,7 @@ where
     stream
         .send(first)
         .await
-        .map_err(|e| Failed::Service(e.to_string()))?;
+        .map_err(|e| Failed::Service(Down::service(e.to_string())))?;
     let req_done = AtomicBool::new(req_left.done());
     let mut x = if req_left.done() {
         // Nothing more to send (most requests): just the response.
@@ -1001,9 +1004,9 @@ async fn response<W: AsyncWrite + Unpin>(
                 Ok(Some(res)) => break res,
                 Ok(None) => {}
                 Err(why) if from_service == 0 => {
-                    return Err(Failed::Service(format!(
+                    return Err(Failed::Service(Down::service(format!(
                         "the internal service failed: {why}"
-                    )));
+                    ))));
                 }
                 Err(_) => return Err(Failed::Broken),
             }
@@ -1014,19 +1017,19 @@ async fn response<W: AsyncWrite + Unpin>(
                 // connection: the service dropped it while idle).
                 Ok(None) | Err(_) if bbuf.is_empty() => return Err(Failed::Unanswered),
                 Ok(None) => {
-                    return Err(Failed::Service(
-                        "the internal service's response broke off".into(),
-                    ));
+                    return Err(Failed::Service(Down::service(
+                        "the internal service's response broke off",
+                    )));
                 }
-                Err(e) => return Err(Failed::Service(e.to_string())),
+                Err(e) => return Err(Failed::Service(Down::service(e.to_string()))),
             }
         };
         from_service += res.len as u64;
         if res.status == 101 {
             if !head.upgrade {
-                return Err(Failed::Service(
-                    "the internal service switched protocols unasked".into(),
-                ));
+                return Err(Failed::Service(Down::service(
+                    "the internal service switched protocols unasked",
+                )));
             }
             let h = bbuf.split_to(res.len);
             w.write_all(&h).await.map_err(|_| Failed::Broken)?;

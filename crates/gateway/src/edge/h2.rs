@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
-use super::backend::{Http, down_text, down_title, http_record};
+use super::backend::{Down, Http, http_record};
 use super::forwarding::{
     Bodies, Field, Front, Policy, forwarded_for, last_forwarded, tokens, visitor,
 };
@@ -217,11 +217,11 @@ pub(crate) async fn proxy(
         let visitor = visitor(front, last_forwarded(&prior), client);
         target.proxy = Some((visitor, local));
     }
-    let down = |why: &str| {
+    let down = |d: &Down| {
         page(
-            StatusCode::BAD_GATEWAY,
-            down_title(why),
-            &down_text(&host, why),
+            StatusCode::from_u16(d.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            d.title,
+            &d.text(&host),
         )
     };
     let record = http_record(
@@ -278,7 +278,7 @@ pub(crate) async fn proxy(
     let backend_req = Request::from_parts(parts, body);
     let mut res = match backend.sender.send_request(backend_req).await {
         Ok(r) => r,
-        Err(e) => return down(&format!("the internal service failed: {e}")),
+        Err(e) => return down(&Down::service(format!("the internal service failed: {e}"))),
     };
     let status = res.status().as_u16();
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -363,7 +363,7 @@ async fn open_backend(
     route: &Route,
     host: &str,
     target: &Target,
-) -> Result<ServiceClient, String> {
+) -> Result<ServiceClient, Down> {
     let stream: MuxStream = http.open(route, host, target).await?;
     let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -375,7 +375,7 @@ async fn open_backend(
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(counted))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Down::service(e.to_string()))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             debug!(error = %e, "edge backend connection ended");

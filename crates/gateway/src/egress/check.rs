@@ -41,10 +41,13 @@ pub(crate) async fn check(links: &Registry, rule: &FqdnRule) -> String {
         Err(OpenFailure::Offline) => {
             return format!("offline: agent {} has no live link", rule.agent);
         }
-        Err(OpenFailure::Reset(ResetCode::NotAllowed)) => {
-            return "not-allowed: the agent refused the check".into();
+        Err(OpenFailure::Reset(r)) if r.code == ResetCode::NotAllowed => {
+            return format!("not-allowed: {}", r.or("the agent refused the check"));
         }
-        Err(OpenFailure::Reset(code)) => return format!("failed: {}", MuxError::Reset(code)),
+        Err(OpenFailure::Reset(r)) => {
+            let code = MuxError::Reset(r.code).to_string();
+            return format!("failed: {}", r.or(&code));
+        }
         Err(OpenFailure::Timeout) => return "timeout: the agent did not answer".into(),
         Err(OpenFailure::Failed(why)) => return format!("failed: {why}"),
     };

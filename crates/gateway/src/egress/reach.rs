@@ -12,7 +12,7 @@ use burrow_wire::egress::{Ports, Target};
 use subtle::ConstantTimeEq;
 
 use crate::catalog::Catalog;
-use crate::open::{OPEN_TIMEOUT, OpenFailure};
+use crate::open::{OPEN_TIMEOUT, OpenFailure, Refusal};
 use crate::registry::Registry;
 use crate::throttle::Throttles;
 use crate::traffic::AuditSink;
@@ -90,7 +90,7 @@ pub(crate) enum NotReached {
     Agent {
         host: String,
         agent: String,
-        code: ResetCode,
+        refusal: Refusal,
     },
     /// The link failed or the agent took too long.
     Failed { host: String, why: String },
@@ -99,6 +99,20 @@ pub(crate) enum NotReached {
 impl NotReached {
     pub(crate) fn http(&self) -> (u16, &'static str, String) {
         match self {
+            NotReached::NoRule(h)
+                if h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok() =>
+            {
+                (
+                    403,
+                    "Forbidden",
+                    format!(
+                        "burrow: {h} is an IP address, and FQDN rules match host names only: this gateway is not an open proxy. Ask for the service by a name instead: give the agent the name with --map-host NAME={ip} and route it with: burrow add-fqdn --agent-name AGENT --fqdn NAME\n",
+                        ip = h.trim_matches(['[', ']'])
+                    ),
+                )
+            }
             NotReached::NoRule(h) => (
                 403,
                 "Forbidden",
@@ -124,28 +138,47 @@ impl NotReached {
                     "burrow: agent {agent}, which reaches {host}, is offline (no live link): the tunnel is down\n"
                 ),
             ),
-            NotReached::Agent { host, agent, code } => {
-                let why = match code {
-                    ResetCode::Refused => format!("{host} refused the connection (agent {agent})"),
-                    ResetCode::NotAllowed => format!(
-                        "agent {agent} refused to connect {host}: its rules do not allow it, or it resolves to a link-local or metadata address"
+            NotReached::Agent {
+                host,
+                agent,
+                refusal,
+            } => {
+                // The agent's words say what failed; these are for an agent
+                // too old to give them.
+                let (status, text, what, fallback) = match refusal.code {
+                    ResetCode::NotAllowed => (
+                        403,
+                        "Forbidden",
+                        "refused to connect",
+                        "its rules do not allow it, or it resolves to a link-local or metadata address",
                     ),
-                    ResetCode::Unreachable => format!(
-                        "agent {agent} cannot reach {host}: name resolution, network, timeout or TLS failed (the agent's log says which)"
+                    ResetCode::TimedOut => (
+                        504,
+                        "Gateway Timeout",
+                        "timed out connecting",
+                        "no answer in time",
                     ),
-                    other => format!("agent {agent} could not connect {host} ({other:?})"),
+                    code => (
+                        502,
+                        "Bad Gateway",
+                        "could not connect",
+                        match code {
+                            ResetCode::Refused => "the connection was refused",
+                            ResetCode::NameNotFound => "the name does not resolve there",
+                            ResetCode::Certificate => "its TLS certificate was refused",
+                            ResetCode::Tls => "TLS failed",
+                            _ => {
+                                "name resolution, network, timeout or TLS failed (the agent's log says which)"
+                            }
+                        },
+                    ),
                 };
-                let status = if *code == ResetCode::NotAllowed {
-                    403
-                } else {
-                    502
-                };
-                let text = if status == 403 {
-                    "Forbidden"
-                } else {
-                    "Bad Gateway"
-                };
-                (status, text, format!("burrow: {why}\n"))
+                let why = refusal.or(fallback);
+                (
+                    status,
+                    text,
+                    format!("burrow: agent {agent} {what} {host}: {why}\n"),
+                )
             }
             NotReached::Failed { host, why } => {
                 (502, "Bad Gateway", format!("burrow: {host}: {why}\n"))
@@ -158,19 +191,14 @@ impl NotReached {
         match self {
             NotReached::NoRule(_) | NotReached::Port { .. } => 0x02,
             NotReached::Offline { .. } => 0x04,
-            NotReached::Agent {
-                code: ResetCode::NotAllowed,
-                ..
-            } => 0x02,
-            NotReached::Agent {
-                code: ResetCode::Refused,
-                ..
-            } => 0x05,
-            NotReached::Agent {
-                code: ResetCode::Unreachable,
-                ..
-            } => 0x04,
-            NotReached::Agent { .. } | NotReached::Failed { .. } => 0x01,
+            NotReached::Agent { refusal, .. } => match refusal.code {
+                ResetCode::NotAllowed => 0x02,
+                ResetCode::Refused => 0x05,
+                ResetCode::Unreachable | ResetCode::NameNotFound => 0x04,
+                ResetCode::TimedOut => 0x06,
+                _ => 0x01,
+            },
+            NotReached::Failed { .. } => 0x01,
         }
     }
 }
@@ -211,10 +239,10 @@ impl Proxy {
                 host,
                 agent: rule.agent.clone(),
             }),
-            Err(OpenFailure::Reset(code)) => Err(NotReached::Agent {
+            Err(OpenFailure::Reset(refusal)) => Err(NotReached::Agent {
                 host,
                 agent: rule.agent.clone(),
-                code,
+                refusal,
             }),
             Err(OpenFailure::Timeout) => Err(NotReached::Failed {
                 host,
