@@ -881,3 +881,100 @@ async fn a_rule_changed_through_another_gateway_on_the_same_database_applies_wit
     b.proc.kill().await;
     Ok(())
 }
+
+/// An agent connected with the pre-shared key is not registered: a rule
+/// for it is refused saying so and how to register it; once registered
+/// (it keeps connecting with the key), the rule serves it.
+#[tokio::test]
+async fn rules_for_an_agent_on_the_pre_shared_key_say_to_register_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let psk = burrow_e2e::random_psk();
+    let mut gw = Gateway::start(
+        &bin(),
+        &dir.path().join("gw"),
+        &burrow_e2e::admin_key(),
+        &["--no-tls"],
+        &[("BURROW_PSK", &psk)],
+    )
+    .await?;
+    let echo = servers::echo().await;
+    let mark = gw.proc.mark();
+    let mut agent = burrow_e2e::Proc::spawn(
+        "agent",
+        &bin(),
+        &s(&[
+            "run",
+            "--connect-url",
+            gw.connect_url(),
+            "--agent-name",
+            "home",
+            "--map-host",
+            "echo.internal.test=127.0.0.1",
+            "--allow-loopback",
+        ]),
+        &[("BURROW_PSK", &psk)],
+    )?;
+    gw.wait_links(mark, "home", 1).await?;
+    let add = [
+        "add-fqdn",
+        "--agent-name",
+        "home",
+        "--fqdn",
+        "echo.internal.test",
+    ];
+    let (code, _, err) = gw.cli.run(&add).await?;
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("no registered agent named \"home\"")
+            && err.contains("connected with the pre-shared key")
+            && err.contains("burrow register --agent-name home"),
+        "{err}"
+    );
+    // A route for a name nothing connects as: the same advice, no claim
+    // that it is connected.
+    let (code, _, err) = gw
+        .cli
+        .run(&[
+            "add-route",
+            "--hostname",
+            "ghost.tunnel.test",
+            "--agent-name",
+            "ghost",
+            "--target",
+            "http://127.0.0.1:8080",
+        ])
+        .await?;
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("no registered agent named \"ghost\"")
+            && !err.contains("pre-shared key (")
+            && err.contains("burrow register --agent-name ghost"),
+        "{err}"
+    );
+    // Registered as the message says: the rule is taken and serves the
+    // agent still on the pre-shared key.
+    let keys = gw.cli.keygen(dir.path(), "home").await?;
+    gw.cli
+        .register("home", "k1", &keys.public.display().to_string())
+        .await?;
+    gw.cli.ok(&add).await?;
+    let proxy = gw.proxy.context("proxy address")?;
+    let target = format!("echo.internal.test:{}", echo.port());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match connect_via(proxy, &target, None).await? {
+            Ok(s) => break s,
+            // The rule reaches the agent within a moment.
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err((status, body)) => bail!("{status}: {body}"),
+        }
+    };
+    s.write_all(b"hello home").await?;
+    let mut buf = [0u8; 10];
+    s.read_exact(&mut buf).await?;
+    assert_eq!(&buf, b"hello home");
+    agent.kill().await;
+    Ok(())
+}

@@ -23,6 +23,32 @@ pub(crate) struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// A store error from a change naming `agent` (a rule or a route), for
+    /// the caller: an unregistered agent is told how to register it, and
+    /// one connected with the pre-shared key is said to be (the key does
+    /// not register a name; any holder may claim any name).
+    pub(crate) fn for_agent(&self, e: burrow_store::StoreError, agent: &str) -> Refusal {
+        if !matches!(e, burrow_store::StoreError::NotFound { what: "agent", .. }) {
+            return e.into();
+        }
+        let links = self.admin.links.links(agent);
+        let connected = if links.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Agent {agent} is connected with the pre-shared key ({} link{}), which does not register it.",
+                links.len(),
+                if links.len() == 1 { "" } else { "s" }
+            )
+        };
+        Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no registered agent named {agent:?}: FQDN rules and routes belong to registered agents.{connected} Register it with: burrow keygen --agent-name {agent} && burrow register --agent-name {agent} --key-name KEY --public-key \"$(cat ConnectionAgent-{agent}.pem.pub)\" (it may keep connecting with the pre-shared key)"
+            ),
+        )
+    }
+
     /// Records an admin action in the audit log (and the gateway log).
     pub(crate) async fn audit(&self, action: &'static str, subject: &str, detail: String) {
         if let Err(e) = self.store.audit(self.actor, action, subject, &detail).await {

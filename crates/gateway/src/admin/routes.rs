@@ -64,7 +64,11 @@ pub(super) async fn put(
             b.target
         )));
     }
-    let created = call.store.put_route(&row).await?;
+    let created = call
+        .store
+        .put_route(&row)
+        .await
+        .map_err(|e| call.for_agent(e, &row.agent))?;
     call.admin.catalog.reload().await;
     let action = if created { "add-route" } else { "update-route" };
     call.audit(

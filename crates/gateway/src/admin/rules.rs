@@ -67,7 +67,11 @@ pub(super) async fn put(
         created_at: now,
         updated_at: now,
     };
-    let created = call.store.put_fqdn_rule(&row).await?;
+    let created = call
+        .store
+        .put_fqdn_rule(&row)
+        .await
+        .map_err(|e| call.for_agent(e, &row.agent))?;
     call.admin.catalog.reload().await;
     let action = if created { "add-fqdn" } else { "update-fqdn" };
     let detail = match &row.ports {
