@@ -111,6 +111,13 @@ pub enum Endpoint {
     Traffic(TrafficQuery),
     /// `POST /admin-keys` with [`types::NewAdminKey`]: [`types::AdminKeyCreated`].
     CreateAdminKey,
+    /// `GET /admin-keys`: [`Vec<types::AdminKeyInfo>`].
+    ListAdminKeys,
+    /// `DELETE /admin-keys/{id}`: [`types::AdminKeyRevoked`].
+    RevokeAdminKey {
+        /// The key's id.
+        id: String,
+    },
 }
 
 /// `.` or `..`, as such or percent-encoded (`%2e`, RFC 3986 §2.3).
@@ -297,6 +304,10 @@ impl Endpoint {
             },
             ("GET", ["traffic"]) => return Ok(Endpoint::Traffic(TrafficQuery::parse(&q)?)),
             ("POST", ["admin-keys"]) => Endpoint::CreateAdminKey,
+            ("GET", ["admin-keys"]) => Endpoint::ListAdminKeys,
+            ("DELETE", ["admin-keys", id]) => Endpoint::RevokeAdminKey {
+                id: (*id).to_owned(),
+            },
             _ => return Err(Invalid::not_found()),
         };
         only(&q, &[])?;
@@ -341,7 +352,8 @@ impl Endpoint {
                     format!("/traffic?{q}")
                 }
             }
-            Endpoint::CreateAdminKey => "/admin-keys".to_owned(),
+            Endpoint::CreateAdminKey | Endpoint::ListAdminKeys => "/admin-keys".to_owned(),
+            Endpoint::RevokeAdminKey { id } => format!("/admin-keys/{}", p(id)),
         };
         format!("{PREFIX}{path}")
     }
@@ -363,6 +375,8 @@ impl Endpoint {
             Endpoint::RemoveRoute { .. } => "removeRoute",
             Endpoint::Traffic(_) => "listTraffic",
             Endpoint::CreateAdminKey => "createAdminKey",
+            Endpoint::ListAdminKeys => "listAdminKeys",
+            Endpoint::RevokeAdminKey { .. } => "revokeAdminKey",
         };
         openapi::operation(id)
     }

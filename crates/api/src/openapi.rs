@@ -259,6 +259,28 @@ pub const OPERATIONS: &[Operation] = &[
         response: schema::<AdminKeyCreated>,
         params: &[],
     },
+    Operation {
+        id: "listAdminKeys",
+        method: "GET",
+        path: "/admin-keys",
+        summary: "List the admin API keys (never the keys themselves): id, name, created, expires, last used, revoked.",
+        command: "burrow admin-key list",
+        request: None,
+        status: 200,
+        response: schema::<Vec<AdminKeyInfo>>,
+        params: &[],
+    },
+    Operation {
+        id: "revokeAdminKey",
+        method: "DELETE",
+        path: "/admin-keys/{id}",
+        summary: "Revoke an admin API key (409 if it is the last one that works).",
+        command: "burrow admin-key revoke",
+        request: None,
+        status: 200,
+        response: schema::<AdminKeyRevoked>,
+        params: &[],
+    },
 ];
 
 /// The operation with `id`.

@@ -55,6 +55,10 @@ fn every_endpoint() -> Vec<Endpoint> {
             offset: Some(5),
         }),
         Endpoint::CreateAdminKey,
+        Endpoint::ListAdminKeys,
+        Endpoint::RevokeAdminKey {
+            id: "0123456789ab".into(),
+        },
     ]
 }
 
@@ -79,7 +83,8 @@ fn every_operation_is_an_endpoint_and_every_endpoint_is_documented() {
             .replace("{agent}", "home")
             .replace("{key}", "k1")
             .replace("{fqdn}", "git.corp.internal")
-            .replace("{hostname}", "app.example.com");
+            .replace("{hostname}", "app.example.com")
+            .replace("{id}", "0123456789ab");
         let e = parse(op.method, &format!("{PREFIX}{path}")).unwrap();
         assert_eq!(e.operation().id, op.id);
     }

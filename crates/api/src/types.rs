@@ -283,6 +283,32 @@ pub struct AdminKeyCreated {
     pub expires_at: Option<i64>,
 }
 
+/// `GET /admin-keys` item: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AdminKeyInfo {
+    /// The key's id (`bk_ID_…`).
+    pub id: String,
+    /// Its name (`bootstrap` for the gateway's first key).
+    pub name: String,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it expires, if it does.
+    pub expires_at: Option<i64>,
+    /// When it was last used (to within a minute), if ever.
+    pub last_used_at: Option<i64>,
+    /// Revoked (`burrow admin-key revoke`).
+    pub revoked: bool,
+    /// The key this request was made with.
+    pub current: bool,
+}
+
+/// `DELETE /admin-keys/{id}` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AdminKeyRevoked {
+    /// The key revoked.
+    pub id: String,
+}
+
 /// Every refusal's body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {

@@ -227,6 +227,12 @@ pub struct GatewayArgs {
     /// File holding that admin API key (first line).
     #[arg(long, env = "BURROW_ADMIN_KEY_FILE", conflicts_with = "admin_key")]
     pub admin_key_file: Option<PathBuf>,
+    /// Lifetime of the bootstrap admin key this start creates (the random
+    /// one a fresh database gets, or BURROW_ADMIN_KEY the first time): 30m,
+    /// 1h, 7d. Default: never expires. Replace it before then with
+    /// `burrow admin-key replace ID`.
+    #[arg(long, env = "BURROW_BOOTSTRAP_KEY_EXPIRES_IN", value_parser = crate::manage::parse_duration)]
+    pub bootstrap_key_expires_in: Option<std::time::Duration>,
     /// File holding the access-token signing key (64+ hex characters,
     /// e.g. `openssl rand -hex 32`), the same on every replica. Default:
     /// `token-key` in the data directory (created, mode 0600) with SQLite;
@@ -728,12 +734,20 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     }
     .context("cannot open the database")?;
     let token_key = token_key_source(args.token_key_file.as_deref(), store.backend(), &data_dir)?;
-    match burrow_gateway::admin::bootstrap(&store, admin_key.as_deref())
+    let lifetime = args.bootstrap_key_expires_in;
+    match burrow_gateway::admin::bootstrap(&store, admin_key.as_deref(), lifetime)
         .await
         .map_err(anyhow::Error::msg)?
     {
         Some(token) => {
-            println!("Bootstrap admin API key (shown once; keep it safe): {token}");
+            let expires = match lifetime {
+                Some(d) => format!(
+                    "; expires in {}, replace it with `burrow admin-key replace`",
+                    crate::manage::duration_words(d)
+                ),
+                None => String::new(),
+            };
+            println!("Bootstrap admin API key (shown once; keep it safe{expires}): {token}");
             info!(
                 "bootstrap admin API key created and printed on standard output (never in this log)"
             );
@@ -1119,7 +1133,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
     // SQLite store, the agent registered with a fresh P-256 key pair.
     let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
     let store = burrow_store::Store::open_in(dir.path()).await?;
-    let admin = burrow_gateway::admin::bootstrap(&store, None)
+    let admin = burrow_gateway::admin::bootstrap(&store, None, None)
         .await
         .map_err(anyhow::Error::msg)?
         .context("a fresh database has no admin key yet")?;

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use burrow_api::types::{
-    AdminKeyCreated, Agent, ErrorBody, Key, KeyRemoved, NewAdminKey, NewAgent, NewKey, Registered,
-    Route, RouteRemoved, RouteRequest, Rule, RuleRemoved, RuleRequest, Unregistered,
+    AdminKeyCreated, AdminKeyInfo, AdminKeyRevoked, Agent, ErrorBody, Key, KeyRemoved, NewAdminKey,
+    NewAgent, NewKey, Registered, Route, RouteRemoved, RouteRequest, Rule, RuleRemoved,
+    RuleRequest, Unregistered,
 };
 use burrow_api::{Endpoint, validate};
 use burrow_transport::client::{HttpClient, HttpResponse};
@@ -252,6 +253,43 @@ pub enum AdminKeyCmd {
         #[arg(long, value_parser = parse_duration)]
         expires_in: Option<Duration>,
     },
+    /// List the admin API keys: id, name, created, expires, last used,
+    /// revoked (never the keys themselves). `*` marks the key in use.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Revoke an admin API key by its id (as `list` shows it). The last
+    /// key that works cannot be revoked: create or replace one first.
+    Revoke {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The key's id (the 12 hex digits after `bk_`).
+        id: String,
+    },
+    /// Replace an admin API key: create one with the same name (shown
+    /// once), then revoke the old one, e.g. the bootstrap key.
+    Replace {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The id of the key to replace.
+        id: String,
+        /// The new key's lifetime: 90s, 30m, 1h, 7d. Default: never expires.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+}
+
+/// A lifetime in words: `90 s`, `30 min`, `2 h`, `1 day`, `7 days`.
+pub fn duration_words(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        86_400 => "1 day".into(),
+        _ if s.is_multiple_of(86_400) => format!("{} days", s / 86_400),
+        _ if s.is_multiple_of(3600) => format!("{} h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{} min", s / 60),
+        _ => format!("{s} s"),
+    }
 }
 
 /// `30s`, `15m`, `1h`, `7d`, or plain seconds.
@@ -854,24 +892,122 @@ pub async fn admin_key(cmd: AdminKeyCmd) -> Result<()> {
         } => {
             check_name("admin key", &name)?;
             let a = Api::new(&api)?;
-            let req = NewAdminKey {
-                name,
-                expires_in_seconds: expires_in.map(|d| d.as_secs()),
-            };
-            let v: AdminKeyCreated = a.call(&Endpoint::CreateAdminKey, Some(&req)).await?;
-            a.print(&v, |v| {
-                let expires = match v.expires_at {
-                    None => "never expires".to_owned(),
-                    Some(t) => format!("expires {} UTC", time(Some(t))),
-                };
-                format!(
-                    "{}\n# admin API key {} ({expires}); shown once, keep it safe\n",
-                    v.key, v.id
-                )
-            });
+            let v = create_admin_key(&a, name, expires_in).await?;
+            a.print(&v, created_admin_key);
+        }
+        AdminKeyCmd::List { api } => {
+            let a = Api::new(&api)?;
+            let v: Vec<AdminKeyInfo> = a.call(&Endpoint::ListAdminKeys, NONE).await?;
+            a.print(&v, |v| admin_keys_table(v));
+        }
+        AdminKeyCmd::Revoke { api, id } => {
+            let id = key_id(&id)?;
+            let a = Api::new(&api)?;
+            let v: AdminKeyRevoked = a.call(&Endpoint::RevokeAdminKey { id }, NONE).await?;
+            a.print(&v, |v| format!("admin API key {} revoked\n", v.id));
+        }
+        AdminKeyCmd::Replace {
+            api,
+            id,
+            expires_in,
+        } => {
+            let id = key_id(&id)?;
+            let a = Api::new(&api)?;
+            let keys: Vec<AdminKeyInfo> = a.call(&Endpoint::ListAdminKeys, NONE).await?;
+            let old = keys.iter().find(|k| k.id == id).with_context(|| {
+                format!("no admin API key with id {id} (burrow admin-key list shows them)")
+            })?;
+            let new = create_admin_key(&a, old.name.clone(), expires_in).await?;
+            // The new key is made; if the revoke fails, say so with it, so
+            // it is not lost and the old one can be revoked again.
+            let revoked: Result<AdminKeyRevoked> = a
+                .call(&Endpoint::RevokeAdminKey { id: id.clone() }, NONE)
+                .await;
+            a.print(&new, created_admin_key);
+            match revoked {
+                Ok(_) => eprintln!("# admin API key {id} revoked; use the new key from now on"),
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "the new key above was created, but {id} was not revoked: revoke it with `burrow admin-key revoke {id}`"
+                    )));
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// An admin key id, as given: `ID`, or the `bk_ID` prefix of a key.
+fn key_id(given: &str) -> Result<String, UsageError> {
+    let id = given
+        .trim()
+        .trim_start_matches(burrow_auth::admin_key::PREFIX);
+    let id = id.split('_').next().unwrap_or_default();
+    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(UsageError(format!(
+            "{given:?} is not an admin API key id: give the 12 hex digits `burrow admin-key list` shows"
+        )))
+    }
+}
+
+async fn create_admin_key(
+    a: &Api,
+    name: String,
+    expires_in: Option<Duration>,
+) -> Result<AdminKeyCreated> {
+    let req = NewAdminKey {
+        name,
+        expires_in_seconds: expires_in.map(|d| d.as_secs()),
+    };
+    a.call(&Endpoint::CreateAdminKey, Some(&req)).await
+}
+
+fn created_admin_key(v: &AdminKeyCreated) -> String {
+    let expires = match v.expires_at {
+        None => "never expires".to_owned(),
+        Some(t) => format!("expires {} UTC", time(Some(t))),
+    };
+    format!(
+        "{}\n# admin API key {} ({expires}); shown once, keep it safe\n",
+        v.key, v.id
+    )
+}
+
+fn admin_keys_table(keys: &[AdminKeyInfo]) -> String {
+    let now = burrow_store::now_micros();
+    let rows = keys
+        .iter()
+        .map(|k| {
+            let state = if k.revoked {
+                "revoked"
+            } else if k.expires_at.is_some_and(|t| t <= now) {
+                "expired"
+            } else {
+                "active"
+            };
+            vec![
+                format!("{}{}", k.id, if k.current { " *" } else { "" }),
+                k.name.clone(),
+                state.to_owned(),
+                time(Some(k.created_at)),
+                time(k.expires_at),
+                time(k.last_used_at),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "NAME",
+            "STATE",
+            "CREATED (UTC)",
+            "EXPIRES (UTC)",
+            "LAST USED (UTC)",
+        ],
+        rows,
+    )
 }
 
 #[cfg(test)]

@@ -74,6 +74,11 @@ async fn every_documented_operation_is_served_and_answers_as_documented() -> Res
     let pem = |n: &str| {
         std::fs::read_to_string(keys.join(format!("ConnectionAgent-{n}.pem.pub"))).unwrap()
     };
+    let spare: Value = serde_json::from_str(
+        &st.ok(&["admin-key", "create", "--name", "spare", "--json"])
+            .await?,
+    )?;
+    let spare = spare["id"].as_str().unwrap_or_default().to_owned();
     // Each operation, in an order that leaves what the next one needs.
     let calls: Vec<(&str, &str, String, Option<Value>, u16)> = vec![
         ("listAgents", "GET", "/agents".into(), None, 200),
@@ -151,6 +156,14 @@ async fn every_documented_operation_is_served_and_answers_as_documented() -> Res
             "/admin-keys".into(),
             Some(json!({ "name": "api-test", "expires_in_seconds": 60 })),
             201,
+        ),
+        ("listAdminKeys", "GET", "/admin-keys".into(), None, 200),
+        (
+            "revokeAdminKey",
+            "DELETE",
+            format!("/admin-keys/{spare}"),
+            None,
+            200,
         ),
         ("unregisterAgent", "DELETE", "/agents/api".into(), None, 200),
     ];

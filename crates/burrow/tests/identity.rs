@@ -1195,3 +1195,144 @@ async fn the_admin_api_answers_browsers_from_allowed_origins_only() -> Result<()
     assert!(!h.contains("access-control-allow-origin"), "{h}");
     Ok(())
 }
+
+/// Admin keys are listed (never shown), revoked and replaced; the last key
+/// that works stays; a bootstrap key can be made to expire; a wrong key of
+/// the right form is called wrong, not malformed.
+#[tokio::test]
+async fn admin_keys_are_listed_revoked_and_replaced_and_the_bootstrap_key_can_expire() -> Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let bootstrap = admin_key();
+    let gw = Gateway::start(
+        &bin(),
+        &dir.path().join("gw"),
+        &bootstrap,
+        &["--no-tls"],
+        &[],
+    )
+    .await?;
+    let with = |key: &str| {
+        let mut env = gw.cli.env().to_vec();
+        for (k, v) in &mut env {
+            if k == "BURROW_ADMIN_KEY" {
+                *v = key.to_owned();
+            }
+        }
+        env
+    };
+    let list = |key: String| {
+        let env = with(&key);
+        async move {
+            let (code, out, err) = cli(&["admin-key", "list", "--json"], &env).await?;
+            anyhow::ensure!(code == 0, "admin-key list: {err}");
+            Ok::<Value, anyhow::Error>(serde_json::from_str(&out)?)
+        }
+    };
+    let keys = list(bootstrap.clone()).await?;
+    let first = &keys[0];
+    let boot_id = first["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(first["name"], "bootstrap", "{keys}");
+    assert_eq!(first["current"], true, "{keys}");
+    assert!(first["last_used_at"].as_i64().is_some(), "{keys}");
+    assert!(
+        !keys.to_string().contains(&bootstrap[16..]),
+        "never the secret: {keys}"
+    );
+    // The table says the same in words.
+    let (code, table, err) = cli(&["admin-key", "list"], &with(&bootstrap)).await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.starts_with("ID")
+            && table.contains(&format!("{boot_id} *"))
+            && table.contains("active"),
+        "{table}"
+    );
+    // A wrong key of the bk_ form (a typo, another gateway's) is wrong.
+    let typo = format!("bk_{boot_id}_tooshort");
+    let (code, _, err) = cli(&["admin-key", "list"], &with(&typo)).await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("unknown or wrong admin API key") && !err.contains("not a Burrow"),
+        "{err}"
+    );
+    // The only key that works cannot be revoked: nobody is locked out.
+    let (code, _, err) = cli(&["admin-key", "revoke", &boot_id], &with(&bootstrap)).await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("409")
+            && err.contains("last one that works")
+            && err.contains("admin-key replace"),
+        "{err}"
+    );
+    // Replaced: a new key (shown once, same name), the old one revoked.
+    let (code, out, err) = cli(
+        &["admin-key", "replace", &boot_id, "--expires-in", "1h"],
+        &with(&bootstrap),
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    let new = out.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        new.starts_with("bk_") && err.contains("revoked"),
+        "{out}{err}"
+    );
+    let (code, _, err) = cli(&["list-agents"], &with(&bootstrap)).await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("revoked"), "{err}");
+    let keys = list(new.clone()).await?;
+    let states: Vec<(String, bool, bool)> = keys
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|k| {
+                    (
+                        k["name"].as_str().unwrap_or_default().to_owned(),
+                        k["revoked"] == true,
+                        k["current"] == true,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        states,
+        vec![
+            ("bootstrap".to_owned(), true, false),
+            ("bootstrap".to_owned(), false, true)
+        ],
+        "{keys}"
+    );
+    assert!(keys[1]["expires_at"].as_i64().is_some(), "{keys}");
+    // Bad ids are refused before anything is sent.
+    let (code, _, err) = cli(&["admin-key", "revoke", "../x"], &with(&new)).await?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not an admin API key id"), "{err}");
+    let (code, _, err) = cli(&["admin-key", "revoke", "0123456789ab"], &with(&new)).await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no admin key named"), "{err}");
+    assert!(
+        !gw.proc.output().contains(&new[16..]),
+        "keys never reach the log"
+    );
+    drop(gw);
+
+    // A bootstrap key given a lifetime stops working after it.
+    let other = tempfile::tempdir()?;
+    let short = admin_key();
+    let gw = Gateway::start(
+        &bin(),
+        &other.path().join("gw"),
+        &short,
+        &["--no-tls", "--bootstrap-key-expires-in", "2s"],
+        &[],
+    )
+    .await?;
+    let (code, _, err) = cli(&["list-agents"], gw.cli.env()).await?;
+    assert_eq!(code, 0, "{err}");
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let (code, _, err) = cli(&["list-agents"], gw.cli.env()).await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("expired"), "{err}");
+    Ok(())
+}

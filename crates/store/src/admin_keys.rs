@@ -20,6 +20,8 @@ pub struct AdminKey {
     pub expires_at: Option<i64>,
     /// Revoked by an administrator.
     pub revoked: bool,
+    /// When it was last used (to within a minute), if ever.
+    pub last_used_at: Option<i64>,
 }
 
 fn admin_key_from(r: &AnyRow) -> Result<AdminKey> {
@@ -30,6 +32,7 @@ fn admin_key_from(r: &AnyRow) -> Result<AdminKey> {
         created_at: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
         revoked: r.try_get::<i64, _>("revoked")? != 0,
+        last_used_at: r.try_get("last_used_at")?,
     })
 }
 
@@ -71,19 +74,39 @@ impl Store {
             .collect()
     }
 
-    /// Revokes an admin key.
-    pub async fn revoke_admin_key(&self, id: &str) -> Result<()> {
-        let n = sqlx::query("UPDATE admin_keys SET revoked = 1 WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound {
+    /// Revokes an admin key, unless it is the last one that works (not
+    /// revoked, not expired at `now`): that would lock every administrator
+    /// out. Revoking a revoked key again is not an error.
+    pub async fn revoke_admin_key(&self, id: &str, now: i64) -> Result<()> {
+        let n = sqlx::query(
+            "UPDATE admin_keys SET revoked = 1 WHERE id = $1 AND revoked = 0 AND EXISTS \
+             (SELECT 1 FROM admin_keys o WHERE o.id <> $1 AND o.revoked = 0 AND (o.expires_at IS NULL OR o.expires_at > $2))",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            return Ok(());
+        }
+        match self.admin_key(id).await? {
+            None => Err(StoreError::NotFound {
                 what: "admin key",
                 name: id.to_owned(),
-            });
+            }),
+            Some(k) if k.revoked => Ok(()),
+            Some(_) => Err(StoreError::LastAdminKey(id.to_owned())),
         }
+    }
+
+    /// Notes that an admin key was used at `at`.
+    pub async fn admin_key_used(&self, id: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE admin_keys SET last_used_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

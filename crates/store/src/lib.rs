@@ -114,6 +114,11 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// Revoking this admin key would leave none that works.
+    #[error(
+        "admin key {0} is the last one that works: create another first (burrow admin-key create), or replace it (burrow admin-key replace {0})"
+    )]
+    LastAdminKey(String),
     /// The database's disk is full: the change was not made. Changes
     /// succeed again once space is freed; nothing needs restarting.
     #[error(

@@ -47,10 +47,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "agent_mappings",
         include_str!("../migrations/0009_agent_mappings.sql"),
     ),
+    (
+        10,
+        "admin_key_use",
+        include_str!("../migrations/0010_admin_key_use.sql"),
+    ),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Arbitrary, fixed: the advisory lock id for migrations.
 const PG_LOCK: i64 = 0x6275_7272_6f77;

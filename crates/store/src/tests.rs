@@ -300,13 +300,42 @@ async fn exercise(s: &Store) {
         created_at: now_micros(),
         expires_at: Some(now_micros() + 3_600_000_000),
         revoked: false,
+        last_used_at: None,
     };
     s.insert_admin_key(&k).await.unwrap();
     assert_eq!(s.admin_key("bk_0001").await.unwrap(), Some(k.clone()));
-    s.revoke_admin_key("bk_0001").await.unwrap();
+    // The last key that works stays: nobody is locked out.
+    assert!(matches!(
+        s.revoke_admin_key("bk_0001", now_micros()).await,
+        Err(StoreError::LastAdminKey(_))
+    ));
+    // An expired one does not count as working.
+    let old = AdminKey {
+        id: "bk_0000".into(),
+        expires_at: Some(now_micros() - 1),
+        ..k.clone()
+    };
+    s.insert_admin_key(&old).await.unwrap();
+    assert!(matches!(
+        s.revoke_admin_key("bk_0001", now_micros()).await,
+        Err(StoreError::LastAdminKey(_))
+    ));
+    let next = AdminKey {
+        id: "bk_0002".into(),
+        expires_at: None,
+        ..k.clone()
+    };
+    s.insert_admin_key(&next).await.unwrap();
+    s.revoke_admin_key("bk_0001", now_micros()).await.unwrap();
     assert!(s.admin_key("bk_0001").await.unwrap().unwrap().revoked);
-    assert_eq!(s.admin_keys().await.unwrap().len(), 1);
-    assert!(s.revoke_admin_key("nope").await.is_err());
+    s.revoke_admin_key("bk_0001", now_micros()).await.unwrap();
+    s.admin_key_used("bk_0002", 42).await.unwrap();
+    assert_eq!(
+        s.admin_key("bk_0002").await.unwrap().unwrap().last_used_at,
+        Some(42)
+    );
+    assert_eq!(s.admin_keys().await.unwrap().len(), 3);
+    assert!(s.revoke_admin_key("nope", now_micros()).await.is_err());
 
     // Assertion ids: once only, until they expire.
     let later = now_micros() + 60_000_000;

@@ -1,7 +1,7 @@
 //! Admin API keys: created through the API (shown once), and the
 //! bootstrap key a fresh gateway makes or is given.
 
-use burrow_api::types::{AdminKeyCreated, NewAdminKey};
+use burrow_api::types::{AdminKeyCreated, AdminKeyInfo, AdminKeyRevoked, NewAdminKey};
 use burrow_api::validate;
 use burrow_auth::admin_key;
 use burrow_store::{AdminKey, Store, now_micros};
@@ -29,6 +29,7 @@ pub(super) async fn create(call: &Call<'_>, b: NewAdminKey) -> Result<Response<B
             created_at: now_micros(),
             expires_at,
             revoked: false,
+            last_used_at: None,
         })
         .await?;
     call.audit("admin-key-create", &k.id, b.name.clone()).await;
@@ -43,9 +44,41 @@ pub(super) async fn create(call: &Call<'_>, b: NewAdminKey) -> Result<Response<B
     ))
 }
 
+/// `GET /admin-keys`.
+pub(super) async fn list(call: &Call<'_>) -> Result<Response<Body>, Refusal> {
+    let keys = call.store.admin_keys().await?;
+    let list: Vec<AdminKeyInfo> = keys
+        .into_iter()
+        .map(|k| AdminKeyInfo {
+            current: k.id == call.actor,
+            id: k.id,
+            name: k.name,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            last_used_at: k.last_used_at,
+            revoked: k.revoked,
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &list))
+}
+
+/// `DELETE /admin-keys/{id}`: refused for the last key that works.
+pub(super) async fn revoke(call: &Call<'_>, id: &str) -> Result<Response<Body>, Refusal> {
+    call.store.revoke_admin_key(id, now_micros()).await?;
+    call.audit("admin-key-revoke", id, String::new()).await;
+    Ok(json(StatusCode::OK, &AdminKeyRevoked { id: id.to_owned() }))
+}
+
 /// Makes sure an admin key exists: the one given (`BURROW_ADMIN_KEY`), or
 /// on a fresh database a new one, returned so the caller can show it once.
-pub async fn bootstrap(store: &Store, given: Option<&str>) -> Result<Option<String>, String> {
+/// A key this makes (given or new) expires after `lifetime`, if set.
+pub async fn bootstrap(
+    store: &Store,
+    given: Option<&str>,
+    lifetime: Option<std::time::Duration>,
+) -> Result<Option<String>, String> {
+    let expires_at = lifetime
+        .map(|d| now_micros().saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)));
     if let Some(token) = given {
         let (id, secret) = admin_key::parse(token).map_err(|e| format!("BURROW_ADMIN_KEY: {e}"))?;
         match store.admin_key(id).await.map_err(|e| e.to_string())? {
@@ -60,8 +93,9 @@ pub async fn bootstrap(store: &Store, given: Option<&str>) -> Result<Option<Stri
                 name: "bootstrap".into(),
                 hash,
                 created_at: now_micros(),
-                expires_at: None,
+                expires_at,
                 revoked: false,
+                last_used_at: None,
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -82,8 +116,9 @@ pub async fn bootstrap(store: &Store, given: Option<&str>) -> Result<Option<Stri
             name: "bootstrap".into(),
             hash: k.hash.clone(),
             created_at: now_micros(),
-            expires_at: None,
+            expires_at,
             revoked: false,
+            last_used_at: None,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -44,7 +44,9 @@ impl From<Invalid> for Refusal {
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
         let status = match &e {
-            StoreError::Exists { .. } | StoreError::AgentLimit { .. } => StatusCode::CONFLICT,
+            StoreError::Exists { .. }
+            | StoreError::AgentLimit { .. }
+            | StoreError::LastAdminKey(_) => StatusCode::CONFLICT,
             StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
             StoreError::DiskFull(_) => {
                 warn!(error = %e, "admin API change refused: the disk is full");

@@ -133,6 +133,8 @@ async fn serve(
         Endpoint::RemoveRoute { hostname } => routes::remove(&call, &hostname).await,
         Endpoint::Traffic(q) => traffic::list(&call, &q).await,
         Endpoint::CreateAdminKey => admin_keys::create(&call, body(req).await?).await,
+        Endpoint::ListAdminKeys => admin_keys::list(&call).await,
+        Endpoint::RevokeAdminKey { id } => admin_keys::revoke(&call, &id).await,
     }
 }
 
@@ -181,12 +183,21 @@ async fn authenticate(
 
 async fn check_admin_key(store: &Store, token: &str) -> Result<String, Refusal> {
     let unauthorized = |m: &str| Refusal::new(StatusCode::UNAUTHORIZED, m);
-    let (id, secret) = admin_key::parse(token).map_err(|e| unauthorized(&e.to_string()))?;
+    let wrong = "unknown or wrong admin API key";
+    let (id, secret) = admin_key::parse(token).map_err(|e| {
+        // A key of the `bk_` form that is not one of ours is a wrong key,
+        // not a malformed one.
+        if token.trim().starts_with(admin_key::PREFIX) {
+            unauthorized(wrong)
+        } else {
+            unauthorized(&e.to_string())
+        }
+    })?;
     let key = store
         .admin_key(id)
         .await?
         .filter(|k| admin_key::verify(secret, &k.hash))
-        .ok_or_else(|| unauthorized("unknown or wrong admin API key"))?;
+        .ok_or_else(|| unauthorized(wrong))?;
     if key.revoked {
         return Err(unauthorized("this admin API key was revoked"));
     }
@@ -194,6 +205,15 @@ async fn check_admin_key(store: &Store, token: &str) -> Result<String, Refusal> 
         return Err(unauthorized(
             "this admin API key has expired: create a new one with `burrow admin-key create`",
         ));
+    }
+    // Last use, to within a minute: at most one write a minute per key.
+    let now = now_micros();
+    if key
+        .last_used_at
+        .is_none_or(|t| now.saturating_sub(t) >= 60_000_000)
+        && let Err(e) = store.admin_key_used(&key.id, now).await
+    {
+        tracing::warn!(error = %e, "admin key use not recorded");
     }
     Ok(key.id)
 }
