@@ -28,6 +28,7 @@ fn record(i: i64) -> Traffic {
         bytes_in: 412,
         bytes_out: 1_337,
         duration_ms: 1,
+        ..Traffic::default()
     }
 }
 

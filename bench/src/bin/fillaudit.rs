@@ -49,6 +49,7 @@ async fn main() -> Res<()> {
                     bytes_in: 412,
                     bytes_out: 1_337,
                     duration_ms: 1,
+                    ..Traffic::default()
                 }
             })
             .collect();

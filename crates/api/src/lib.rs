@@ -191,10 +191,10 @@ impl TrafficQuery {
         )?;
         let kind = q.get("kind").cloned();
         if let Some(k) = &kind
-            && !["http", "egress", "forward"].contains(&k.as_str())
+            && !["http", "egress", "forward", "auth"].contains(&k.as_str())
         {
             return Err(Invalid::bad_request(format!(
-                "query parameter kind: unknown traffic kind {k:?}: use http, egress or forward"
+                "query parameter kind: unknown traffic kind {k:?}: use http, egress, forward or auth"
             )));
         }
         let time = 0..=i64::MAX;

@@ -64,7 +64,7 @@ const TRAFFIC: &[Param] = &[
     Param {
         name: "kind",
         kind: "string",
-        description: "http, egress or forward.",
+        description: "http, egress, forward or auth.",
     },
     Param {
         name: "agent",

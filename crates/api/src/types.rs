@@ -223,7 +223,9 @@ pub struct RouteRemoved {
 pub struct TrafficRecord {
     /// When it started.
     pub at: i64,
-    /// `http`, `egress` or `forward`.
+    /// `http`, `egress`, `forward`, or `auth` (credential failures from
+    /// one address, counted: `target` names the check, `failures` how
+    /// many, `error` the last reason).
     pub kind: String,
     /// The agent that carried it.
     pub agent_name: String,
@@ -247,6 +249,10 @@ pub struct TrafficRecord {
     pub bytes_out: i64,
     /// How long it took.
     pub duration_ms: i64,
+    /// Why it failed or was refused, in words; empty when it was served.
+    pub error: String,
+    /// For `auth`: how many credential failures the record counts.
+    pub failures: i64,
 }
 
 /// `GET /traffic` answer.

@@ -230,6 +230,16 @@ async fn routes_publish_services_by_host_name_over_http1_and_http2() -> Result<(
         out.contains("Tunnel down") && out.trim_end().ends_with("status=502"),
         "{out}"
     );
+    // Both refusals are in the audit trail, with why.
+    let r = st
+        .traffic_until("kind=http&status=404", |r| r["host"] == "beta.tunnel.test")
+        .await?;
+    assert_eq!(r["error"], "no route for beta.tunnel.test", "{r}");
+    let r = st
+        .traffic_until("kind=http&status=502", |r| r["host"] == "alpha.tunnel.test")
+        .await?;
+    assert_eq!(r["agent_name"], "edge", "{r}");
+    assert_eq!(r["error"], "its tunnel agent is offline", "{r}");
     Ok(())
 }
 
@@ -745,6 +755,15 @@ async fn https_services_are_validated_unless_the_route_says_not_to() -> Result<(
     );
     // The kind of failure only: the agent's words name internal hosts.
     assert!(!out.contains("nas.lan"), "{out}");
+    // The operator's audit trail has them.
+    let r = st
+        .traffic_until("kind=http&status=502", |r| r["host"] == "nas.tunnel.test")
+        .await?;
+    let error = r["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("the agent refused the internal service's TLS certificate: nas.lan"),
+        "{r}"
+    );
     // Marked to ignore validation errors: served.
     st.ok(&[
         "add-route",

@@ -514,9 +514,18 @@ async fn curl_reaches_services_by_socks5_connect_plain_http_and_tls_origination(
     let (code, out, err) =
         curl(s(&["-sS", "-p", "-x", &format!("http://{proxy}"), &plain])).await?;
     assert_eq!((code, out.as_str()), (0, "private web\n"), "{err}");
-    // An absolute http:// request (no CONNECT).
+    // An absolute http:// request (no CONNECT), its bytes counted both
+    // ways in the audit trail.
     let (code, out, err) = curl(s(&["-sS", "-x", &format!("http://{proxy}"), &plain])).await?;
     assert_eq!((code, out.as_str()), (0, "private web\n"), "{err}");
+    let target = format!("web.internal.test:{plain_port}");
+    let r = st
+        .traffic_until("kind=egress", |r| {
+            r["target"] == target.as_str() && r["bytes_in"].as_i64() > Some(40)
+        })
+        .await?;
+    assert!(r["bytes_out"].as_i64() > Some(100), "{r}");
+    assert_eq!(r["error"], "", "{r}");
     // TLS origination: plain http:// from the client, HTTPS from the agent
     // to the application (validated with the agent's --egress-ca-file).
     let originated = format!("http://tls.internal.test:{tls_port}/hello.txt");
@@ -656,6 +665,50 @@ async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
             && !body.contains("--fqdn 10.20.30.40"),
         "{body}"
     );
+    // Every refusal is in the audit trail with what the client was told.
+    let r = st
+        .traffic_until("kind=egress&status=403", |r| {
+            r["target"] == "secret.internal.test:443"
+        })
+        .await?;
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("no FQDN rule for secret.internal.test")),
+        "{r}"
+    );
+    let r = st
+        .traffic_until("kind=egress&status=403", |r| {
+            r["target"] == "meta.internal.test:80"
+        })
+        .await?;
+    assert_eq!(r["agent_name"], "edge", "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("169.254.169.254")),
+        "{r}"
+    );
+    let r = st
+        .traffic_until("kind=egress&status=502", |r| {
+            r["target"] == "gone.invalid:80"
+        })
+        .await?;
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot resolve gone.invalid")),
+        "{r}"
+    );
+    let r = st
+        .traffic_until("kind=egress", |r| {
+            r["target"] == "gone.invalid:80"
+                && r["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("SOCKS5 reply 4"))
+        })
+        .await?;
+    assert_eq!(r["status"], 0, "{r}");
     // The agent says why (its log line may reach us a moment later).
     let mut st = st;
     st.agent
@@ -836,6 +889,16 @@ async fn proxy_credentials_are_required_when_set() -> Result<()> {
         !st.gateway.proc.output().contains("s3cret-pass"),
         "never logged"
     );
+    // The wrong credentials are in the audit trail as a count per address
+    // (the first at once, the rest summed up within the log interval).
+    let r = st
+        .traffic_until("kind=auth", |r| r["target"] == "proxy credentials")
+        .await?;
+    assert_eq!(r["client"], "127.0.0.1", "{r}");
+    assert!(r["failures"].as_i64() >= Some(1), "{r}");
+    assert!(r["error"].as_str().is_some_and(|e| !e.is_empty()), "{r}");
+    let all = st.api_get("/traffic?kind=auth").await?;
+    assert!(!all.to_string().contains("s3cret"), "{all}");
     Ok(())
 }
 

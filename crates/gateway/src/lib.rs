@@ -175,8 +175,8 @@ impl Gateway {
         };
         let shards = Arc::new(shard::Shards::start(shard::default_count()));
         let registry = Arc::new(Registry::default());
-        let throttles = Arc::new(throttle::Throttles::default());
         let audit = traffic::AuditSink::new(recorder);
+        let throttles = Arc::new(throttle::Throttles::new(&audit));
         let catalog = Arc::new(catalog::Catalog::new(
             config.store.clone(),
             config.own_names.clone(),

@@ -15,7 +15,10 @@
 //!
 //! Failures are logged as a rate: the first from an address in each
 //! [`LOG_INTERVAL`] at once (with its reason), the rest as one line with
-//! their count when the interval is over.
+//! their count when the interval is over; each of those lines is also a
+//! record of kind `auth` in the audit trail (the address, the check, the
+//! count and the last reason), so a guessing run is a few records, not
+//! one per guess.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,6 +28,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use tracing::warn;
+
+use crate::traffic::AuditSink;
 
 /// Failures an address may have before its attempts wait.
 pub(crate) const BURST: u32 = 20;
@@ -49,10 +54,18 @@ struct Source {
 }
 
 /// One credential check's throttle (its name is in the log lines).
-#[derive(Debug)]
 pub(crate) struct Throttle {
     what: &'static str,
     sources: Mutex<HashMap<IpAddr, Source>>,
+    audit: AuditSink,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("what", &self.what)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An attempt allowed through: say how it went.
@@ -72,11 +85,25 @@ fn interval() -> Duration {
 }
 
 impl Throttle {
-    pub(crate) fn new(what: &'static str) -> Self {
+    pub(crate) fn new(what: &'static str, audit: AuditSink) -> Self {
         Throttle {
             what,
             sources: Mutex::new(HashMap::new()),
+            audit,
         }
+    }
+
+    /// The audit record of `n` failures from `ip`, the last for `reason`.
+    fn audit(&self, ip: IpAddr, n: u64, reason: &str) {
+        self.audit.record(burrow_store::Traffic {
+            at: burrow_store::now_micros(),
+            kind: burrow_store::TrafficKind::Auth,
+            client: ip.to_string(),
+            target: self.what.to_owned(),
+            error: reason.to_owned(),
+            failures: i64::try_from(n).unwrap_or(i64::MAX),
+            ..burrow_store::Traffic::default()
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Source>> {
@@ -130,11 +157,14 @@ impl Throttle {
         if fresh {
             let earlier = std::mem::take(&mut s.unlogged);
             s.logged_at = Some(now);
+            let last = std::mem::take(&mut s.last_reason);
             drop(map);
             if earlier > 0 {
                 warn!(event = crate::event::CREDENTIAL_FAILURES, check = self.what, source = %ip, failures = earlier, interval_seconds = LOG_INTERVAL.as_secs(), "credential failures from one address");
+                self.audit(ip, earlier, &last);
             }
             warn!(event = crate::event::CREDENTIAL_REFUSED, check = self.what, source = %ip, %reason, "credential refused");
+            self.audit(ip, 1, reason);
         } else {
             s.unlogged += 1;
             reason.clone_into(&mut s.last_reason);
@@ -167,6 +197,7 @@ impl Throttle {
         }
         for (ip, n, reason) in due {
             warn!(event = crate::event::CREDENTIAL_FAILURES, check = self.what, source = %ip, failures = n, interval_seconds = LOG_INTERVAL.as_secs(), last_reason = %reason, "credential failures from one address");
+            self.audit(ip, n, &reason);
         }
     }
 }
@@ -197,18 +228,17 @@ pub(crate) struct Throttles {
     pub(crate) proxy: Throttle,
 }
 
-impl Default for Throttles {
-    fn default() -> Self {
+impl Throttles {
+    /// The four throttles, their counts recorded in `audit`.
+    pub(crate) fn new(audit: &AuditSink) -> Self {
         Throttles {
-            admin: Throttle::new("admin API key"),
-            token: Throttle::new("client assertion"),
-            tunnel: Throttle::new("agent link"),
-            proxy: Throttle::new("proxy credentials"),
+            admin: Throttle::new("admin API key", audit.clone()),
+            token: Throttle::new("client assertion", audit.clone()),
+            tunnel: Throttle::new("agent link", audit.clone()),
+            proxy: Throttle::new("proxy credentials", audit.clone()),
         }
     }
-}
 
-impl Throttles {
     /// Logs pending failure counts every [`LOG_INTERVAL`], until `stop`.
     pub(crate) async fn report(&self, stop: tokio_util::sync::CancellationToken) {
         let mut tick = tokio::time::interval(LOG_INTERVAL);
@@ -235,7 +265,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failures_past_the_burst_wait_then_are_refused_and_others_are_untouched() {
-        let t = Throttle::new("test");
+        let t = Throttle::new("test", AuditSink::default());
         let start = tokio::time::Instant::now();
         for _ in 0..BURST {
             t.attempt(A).await.unwrap().failed("wrong");
@@ -266,7 +296,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_valid_client_behind_a_busy_address_is_slowed_not_locked_out() {
-        let t = Throttle::new("test");
+        let t = Throttle::new("test", AuditSink::default());
         for _ in 0..BURST * 2 {
             if let Ok(a) = t.attempt(A).await {
                 a.failed("wrong");
@@ -285,7 +315,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failures_are_logged_once_per_interval_with_a_count() {
-        let t = Throttle::new("test");
+        let t = Throttle::new("test", AuditSink::default());
         for _ in 0..5 {
             t.attempt(A).await.unwrap().failed("wrong");
         }

@@ -23,6 +23,9 @@ pub enum TrafficKind {
     Forward,
     /// A connection through the egress proxy.
     Egress,
+    /// Credential failures from one address, counted (`failures`):
+    /// `target` names the check (agent link, admin API key, ...).
+    Auth,
 }
 
 impl TrafficKind {
@@ -32,6 +35,7 @@ impl TrafficKind {
             TrafficKind::Http => "http",
             TrafficKind::Forward => "forward",
             TrafficKind::Egress => "egress",
+            TrafficKind::Auth => "auth",
         }
     }
 }
@@ -55,6 +59,7 @@ impl std::str::FromStr for TrafficKind {
             "http" => Ok(TrafficKind::Http),
             "forward" => Ok(TrafficKind::Forward),
             "egress" => Ok(TrafficKind::Egress),
+            "auth" => Ok(TrafficKind::Auth),
             other => Err(UnknownTrafficKind(other.to_owned())),
         }
     }
@@ -89,6 +94,10 @@ pub struct Traffic {
     pub bytes_out: i64,
     /// How long it lasted.
     pub duration_ms: i64,
+    /// Why it failed or was refused, in words (empty when it was served).
+    pub error: String,
+    /// For `auth`: how many credential failures this record counts.
+    pub failures: i64,
 }
 
 /// Which traffic records to list, newest first.
@@ -132,6 +141,10 @@ struct Entry {
     bytes_in: i64,
     bytes_out: i64,
     duration_ms: i64,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    failures: i64,
 }
 
 /// First element of a packed `entries` text in the form builds of
@@ -139,14 +152,33 @@ struct Entry {
 const FORM_FIXED: i64 = 2;
 /// Integers per record in [`FORM_FIXED`].
 const FIXED_INTS: usize = 9;
-/// First element of the form this build writes ([`pack`]).
+/// First element of the delta form builds before 2026-12-03 wrote (still
+/// read): eight fields, without the error and the failure count.
 const FORM_DELTA: i64 = 3;
 /// Fields a [`FORM_DELTA`] record's mask covers, in bit order: the places
 /// of client, method, host and path, then status, bytes in, bytes out and
 /// duration.
-const FIELDS: usize = 8;
+const DELTA_FIELDS: usize = 8;
+/// First element of the form this build writes ([`pack`]): as
+/// [`FORM_DELTA`], with the error's place after the path's and the
+/// failure count last.
+const FORM_ERRORS: i64 = 4;
+/// Fields a [`FORM_ERRORS`] record's mask covers, in bit order: the places
+/// of client, method, host, path and error, then status, bytes in, bytes
+/// out, duration and failures.
+const FIELDS: usize = 10;
+/// Where status sits in a record's fields.
+const STATUS: usize = 5;
+/// An absent string's place (the error, in the older forms).
+const NO_TEXT: i64 = -1;
 
-/// A block's records as stored: `[3, T0, STRINGS, INTS]`, each distinct
+/// A [`FORM_DELTA`] or nine-integer record's eight fields in this form's
+/// ten.
+fn widen(f: &[i64; DELTA_FIELDS]) -> [i64; FIELDS] {
+    [f[0], f[1], f[2], f[3], NO_TEXT, f[4], f[5], f[6], f[7], 0]
+}
+
+/// A block's records as stored: `[4, T0, STRINGS, INTS]`, each distinct
 /// string once in STRINGS. Per record, INTS holds a mask, its time less
 /// the record before's (T0 for the first), then only the fields (in
 /// [`FIELDS`] order) that differ from the record before's, whose bits are
@@ -164,13 +196,22 @@ fn pack(rows: &[&Traffic], t0: i64) -> std::result::Result<String, serde_json::E
     let mut prev = [0i64; FIELDS];
     for t in rows {
         let mut now = [0i64; FIELDS];
-        for (slot, text) in now.iter_mut().zip([&t.client, &t.method, &t.host, &t.path]) {
+        for (slot, text) in now
+            .iter_mut()
+            .zip([&t.client, &t.method, &t.host, &t.path, &t.error])
+        {
             *slot = *places.entry(text.as_str()).or_insert_with(|| {
                 strings.push(text.as_str());
                 i64::try_from(strings.len() - 1).unwrap_or(i64::MAX)
             });
         }
-        now[4..].copy_from_slice(&[t.status, t.bytes_in, t.bytes_out, t.duration_ms]);
+        now[STATUS..].copy_from_slice(&[
+            t.status,
+            t.bytes_in,
+            t.bytes_out,
+            t.duration_ms,
+            t.failures,
+        ]);
         let changed = (0..FIELDS).filter(|&i| now[i] != prev[i]);
         ints.push(changed.clone().fold(0, |mask, i| mask | 1 << i));
         // Wrapping both ways, so any two times round-trip exactly.
@@ -179,7 +220,7 @@ fn pack(rows: &[&Traffic], t0: i64) -> std::result::Result<String, serde_json::E
         (prev, prev_at) = (now, t.at);
     }
     Ok(format!(
-        "[{FORM_DELTA},{t0},{},{}]",
+        "[{FORM_ERRORS},{t0},{},{}]",
         serde_json::to_string(&strings)?,
         serde_json::to_string(&ints)?
     ))
@@ -226,13 +267,15 @@ fn unpack_where(text: &str, keep: impl Fn(i64, &str, i64) -> bool) -> Result<Vec
     };
     // Adds the record to `out` if it is kept.
     let take = |out: &mut Vec<Entry>, at: i64, f: &[i64; FIELDS]| -> Result<()> {
-        let (client, method, host, path) = (
+        let (client, method, host, path, error) = (
             text_at(f[0])?,
             text_at(f[1])?,
             text_at(f[2])?,
             text_at(f[3])?,
+            // The older forms have no error.
+            if f[4] == NO_TEXT { "" } else { text_at(f[4])? },
         );
-        if keep(at, host, f[4]) {
+        if keep(at, host, f[STATUS]) {
             let own = str::to_owned;
             out.push(Entry {
                 at,
@@ -240,39 +283,51 @@ fn unpack_where(text: &str, keep: impl Fn(i64, &str, i64) -> bool) -> Result<Vec
                 method: own(method),
                 host: own(host),
                 path: own(path),
-                status: f[4],
-                bytes_in: f[5],
-                bytes_out: f[6],
-                duration_ms: f[7],
+                error: own(error),
+                status: f[5],
+                bytes_in: f[6],
+                bytes_out: f[7],
+                duration_ms: f[8],
+                failures: f[9],
             });
         }
         Ok(())
     };
-    match form {
-        FORM_DELTA => {
-            let cut = || bad("traffic block ends inside a record".into());
-            let mut ints = ints.into_iter();
-            let mut out = Vec::new();
-            let (mut at, mut fields) = (t0, [0i64; FIELDS]);
-            while let Some(mask) = ints.next() {
-                if !(0..1 << FIELDS).contains(&mask) {
-                    return Err(bad(format!("traffic block record mask {mask}")));
+    // The delta forms: per record a mask, a time step and the changed
+    // fields, `n` of them.
+    let deltas = |n: usize| -> Result<Vec<Entry>> {
+        let cut = || bad("traffic block ends inside a record".into());
+        let mut ints = ints.iter().copied();
+        let mut out = Vec::new();
+        let (mut at, mut fields) = (t0, [0i64; FIELDS]);
+        while let Some(mask) = ints.next() {
+            if !(0..1 << n).contains(&mask) {
+                return Err(bad(format!("traffic block record mask {mask}")));
+            }
+            at = at.wrapping_add(ints.next().ok_or_else(cut)?);
+            for (i, field) in fields.iter_mut().take(n).enumerate() {
+                if mask & 1 << i != 0 {
+                    *field = ints.next().ok_or_else(cut)?;
                 }
-                at = at.wrapping_add(ints.next().ok_or_else(cut)?);
-                for (i, field) in fields.iter_mut().enumerate() {
-                    if mask & 1 << i != 0 {
-                        *field = ints.next().ok_or_else(cut)?;
-                    }
-                }
+            }
+            if n == DELTA_FIELDS {
+                let mut old = [0i64; DELTA_FIELDS];
+                old.copy_from_slice(&fields[..DELTA_FIELDS]);
+                take(&mut out, at, &widen(&old))?;
+            } else {
                 take(&mut out, at, &fields)?;
             }
-            Ok(out)
         }
+        Ok(out)
+    };
+    match form {
+        FORM_ERRORS => deltas(FIELDS),
+        FORM_DELTA => deltas(DELTA_FIELDS),
         FORM_FIXED if ints.len() % FIXED_INTS == 0 => {
             let mut out = Vec::new();
             for r in ints.chunks_exact(FIXED_INTS) {
                 let fields = [r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]];
-                take(&mut out, t0.saturating_add(r[0]), &fields)?;
+                take(&mut out, t0.saturating_add(r[0]), &widen(&fields))?;
             }
             Ok(out)
         }
@@ -376,6 +431,8 @@ pub(crate) async fn adopt_v6_rows(
                     bytes_in: r.try_get("bytes_in")?,
                     bytes_out: r.try_get("bytes_out")?,
                     duration_ms: r.try_get("duration_ms")?,
+                    error: String::new(),
+                    failures: 0,
                 })
             })
             .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
@@ -482,6 +539,8 @@ impl Store {
                     bytes_in,
                     bytes_out,
                     duration_ms,
+                    error,
+                    failures,
                 } = e;
                 found.push(Traffic {
                     at,
@@ -497,6 +556,8 @@ impl Store {
                     bytes_in,
                     bytes_out,
                     duration_ms,
+                    error,
+                    failures,
                 });
             }
             if found.len() >= need {

@@ -47,5 +47,7 @@ pub(crate) fn record(t: burrow_store::Traffic) -> TrafficRecord {
         bytes_in: t.bytes_in,
         bytes_out: t.bytes_out,
         duration_ms: t.duration_ms,
+        error: t.error,
+        failures: t.failures,
     }
 }

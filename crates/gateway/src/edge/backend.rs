@@ -47,6 +47,22 @@ impl Http {
         self.audit.record(t);
     }
 
+    /// Records a request for a host no route serves (it got the 404
+    /// landing page). `path` is without the query.
+    pub(crate) fn record_unrouted(&self, client: String, method: &str, host: &str, path: &str) {
+        self.audit.record(burrow_store::Traffic {
+            at: burrow_store::now_micros(),
+            kind: burrow_store::TrafficKind::Http,
+            client,
+            method: method.to_owned(),
+            host: host.to_owned(),
+            path: path.split('?').next().unwrap_or_default().to_owned(),
+            status: 404,
+            error: format!("no route for {host}"),
+            ..burrow_store::Traffic::default()
+        });
+    }
+
     /// Opens a stream through the route's agent to its internal service and
     /// waits until the agent has connected it; the error is for the visitor
     /// (in words of the kind of failure; the agent's own words, which may
@@ -61,40 +77,44 @@ impl Http {
             Ok(stream) => Ok(stream),
             Err(OpenFailure::Offline) => {
                 info!(%host, agent = %route.agent, "edge request: agent offline");
-                Err(Down {
-                    status: 502,
-                    title: "Tunnel down",
-                    why: "its tunnel agent is offline".into(),
-                })
+                Err(Down::new(502, "Tunnel down", "its tunnel agent is offline"))
             }
             Err(OpenFailure::Reset(r)) => {
                 info!(%host, agent = %route.agent, code = ?r.code, reason = %r.reason, "edge request: the agent could not connect the service");
-                let why = match r.code {
-                    ResetCode::Refused => "the internal service refused the connection",
-                    ResetCode::NotAllowed => "the agent refused the internal address",
-                    ResetCode::NameNotFound => {
-                        "the agent cannot resolve the internal service's name"
-                    }
-                    ResetCode::TimedOut => {
-                        return Err(Down {
-                            status: 504,
-                            title: "Service timed out",
-                            why: "the agent could not connect the internal service in time".into(),
-                        });
-                    }
-                    ResetCode::Certificate => {
-                        "the agent refused the internal service's TLS certificate"
-                    }
-                    ResetCode::Tls => "TLS with the internal service failed",
-                    _ => "the agent cannot reach the internal service",
+                let (status, title, why) = match r.code {
+                    ResetCode::TimedOut => (
+                        504,
+                        "Service timed out",
+                        "the agent could not connect the internal service in time",
+                    ),
+                    code => (
+                        502,
+                        "Service unavailable",
+                        match code {
+                            ResetCode::Refused => "the internal service refused the connection",
+                            ResetCode::NotAllowed => "the agent refused the internal address",
+                            ResetCode::NameNotFound => {
+                                "the agent cannot resolve the internal service's name"
+                            }
+                            ResetCode::Certificate => {
+                                "the agent refused the internal service's TLS certificate"
+                            }
+                            ResetCode::Tls => "TLS with the internal service failed",
+                            _ => "the agent cannot reach the internal service",
+                        },
+                    ),
                 };
-                Err(Down::service(why))
+                let mut down = Down::new(status, title, why);
+                if !r.reason.is_empty() {
+                    down.cause = format!("{why}: {}", r.reason);
+                }
+                Err(down)
             }
-            Err(OpenFailure::Timeout) => Err(Down {
-                status: 504,
-                title: "Service timed out",
-                why: "the internal service did not answer in time".into(),
-            }),
+            Err(OpenFailure::Timeout) => Err(Down::new(
+                504,
+                "Service timed out",
+                "the internal service did not answer in time",
+            )),
             Err(OpenFailure::Failed(why)) => Err(Down::service(why)),
         }
     }
@@ -133,15 +153,29 @@ pub(crate) struct Down {
     pub(crate) title: &'static str,
     /// In words for the visitor.
     pub(crate) why: String,
+    /// In words for the operator (the audit trail): with the agent's own
+    /// reason, which may name internal hosts.
+    pub(crate) cause: String,
 }
 
 impl Down {
+    fn new(status: u16, title: &'static str, why: &str) -> Down {
+        Down {
+            status,
+            title,
+            why: why.to_owned(),
+            cause: why.to_owned(),
+        }
+    }
+
     /// The service failed (502 "Service unavailable").
     pub(crate) fn service(why: impl Into<String>) -> Down {
+        let why = why.into();
         Down {
             status: 502,
             title: "Service unavailable",
-            why: why.into(),
+            cause: why.clone(),
+            why,
         }
     }
 

@@ -677,6 +677,7 @@ where
                 return Outcome::Handover(r.unsplit(w), buf);
             }
             let page = http.unknown_host_page(&head.host);
+            http.record_unrouted(client_str.clone(), &head.method, &head.host, &head.path);
             let _ = buf.split_to(head.len);
             let close = head.close || head.framing != Framing::Length(0);
             if write_html(&mut w, head.head_request, 404, page, close)
@@ -782,6 +783,7 @@ where
                 http.record(burrow_store::Traffic {
                     status: i64::from(down.status),
                     duration_ms: elapsed_ms(started),
+                    error: down.cause,
                     ..record
                 });
                 if failed.is_err() || close {
@@ -803,6 +805,7 @@ where
                 http.record(burrow_store::Traffic {
                     status: 502,
                     duration_ms: elapsed_ms(started),
+                    error: down.cause,
                     ..record
                 });
                 return Outcome::Done;
@@ -820,6 +823,7 @@ where
                 http.record(burrow_store::Traffic {
                     status: 400,
                     duration_ms: elapsed_ms(started),
+                    error: "the request's body is not framed as its header says".into(),
                     ..record
                 });
                 linger(&mut r, &mut w).await;

@@ -191,6 +191,12 @@ pub(crate) async fn proxy(
         );
     };
     let Some(route) = http.route_for(&host) else {
+        http.record_unrouted(
+            client.to_string(),
+            req.method().as_str(),
+            &host,
+            req.uri().path(),
+        );
         return full(
             StatusCode::NOT_FOUND,
             "text/html; charset=utf-8",
@@ -244,7 +250,14 @@ pub(crate) async fn proxy(
         Some(b) => b,
         None => match open_backend(&http, &route, &host, &target).await {
             Ok(b) => b,
-            Err(why) => return down(&why),
+            Err(d) => {
+                http.record(burrow_store::Traffic {
+                    status: i64::from(d.status),
+                    error: d.cause.clone(),
+                    ..record
+                });
+                return down(&d);
+            }
         },
     };
     let counted_at = backend.counters();

@@ -262,12 +262,14 @@ pub(crate) async fn serve(
         Err(r) => {
             let (status, reason, body) = r.http();
             info!(%client, %host, port, status, reason = %body.trim(), "proxy request refused");
+            proxy.refused(client, (&host, port), &r, status, &body);
             reply(&mut tcp, status, reason, "", &body).await;
             return;
         }
     };
     debug!(%client, %host, port, connect, "proxy stream open");
     let rest = Bytes::copy_from_slice(&buf[head_len..]);
+    let sent = (rest.len() + rewritten.as_ref().map_or(0, String::len)) as u64;
     match rewritten {
         None => {
             if tcp
@@ -291,5 +293,5 @@ pub(crate) async fn serve(
     let started = (burrow_store::now_micros(), std::time::Instant::now());
     let out = pump(stream, tcp).await;
     debug!(%client, %host, up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "proxy stream closed");
-    proxy.record(started, agent, client, &host, port, &out);
+    proxy.record(started, agent, client, (&host, port), sent, &out);
 }

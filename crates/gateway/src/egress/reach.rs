@@ -97,6 +97,14 @@ pub(crate) enum NotReached {
 }
 
 impl NotReached {
+    /// The agent the rule named, if the refusal got as far as a rule.
+    fn agent(&self) -> Option<&str> {
+        match self {
+            NotReached::Offline { agent, .. } | NotReached::Agent { agent, .. } => Some(agent),
+            NotReached::NoRule(_) | NotReached::Port { .. } | NotReached::Failed { .. } => None,
+        }
+    }
+
     pub(crate) fn http(&self) -> (u16, &'static str, String) {
         match self {
             NotReached::NoRule(h)
@@ -255,14 +263,16 @@ impl Proxy {
         }
     }
 
-    /// The audit record of one egress stream.
+    /// The audit record of one egress stream; `sent` is what the client
+    /// sent before the pump took over (a rewritten request head, bytes
+    /// read with the request).
     pub(crate) fn record(
         &self,
         (at, started): (i64, std::time::Instant),
         agent: String,
         client: SocketAddr,
-        host: &str,
-        port: u16,
+        (host, port): (&str, u16),
+        sent: u64,
         out: &burrow_mux::PumpOutcome,
     ) {
         self.audit.record(burrow_store::Traffic {
@@ -271,9 +281,31 @@ impl Proxy {
             agent,
             client: client.to_string(),
             target: format!("{host}:{port}"),
-            bytes_in: i64::try_from(out.tcp_to_stream).unwrap_or(i64::MAX),
+            bytes_in: i64::try_from(out.tcp_to_stream.saturating_add(sent)).unwrap_or(i64::MAX),
             bytes_out: i64::try_from(out.stream_to_tcp).unwrap_or(i64::MAX),
             duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            ..burrow_store::Traffic::default()
+        });
+    }
+
+    /// The audit record of a refused request: `status` the HTTP status the
+    /// client got (0 for SOCKS5), `error` what it was told.
+    pub(crate) fn refused(
+        &self,
+        client: SocketAddr,
+        (host, port): (&str, u16),
+        r: &NotReached,
+        status: u16,
+        error: &str,
+    ) {
+        self.audit.record(burrow_store::Traffic {
+            at: burrow_store::now_micros(),
+            kind: burrow_store::TrafficKind::Egress,
+            agent: r.agent().unwrap_or_default().to_owned(),
+            client: client.to_string(),
+            target: format!("{host}:{port}"),
+            status: i64::from(status),
+            error: error.trim().trim_start_matches("burrow: ").to_owned(),
             ..burrow_store::Traffic::default()
         });
     }

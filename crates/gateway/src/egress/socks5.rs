@@ -131,17 +131,26 @@ pub(crate) async fn serve(proxy: &Proxy, tcp: TcpStream, first: BytesMut, client
         Err(r) => {
             let (_, _, why) = r.http();
             info!(%client, %host, port, reason = %why.trim(), "SOCKS5 request refused");
-            reply(&mut tcp, r.socks()).await;
+            let code = r.socks();
+            proxy.refused(
+                client,
+                (&host, port),
+                &r,
+                0,
+                &format!("{} (SOCKS5 reply {code})", why.trim()),
+            );
+            reply(&mut tcp, code).await;
             return;
         }
     };
     reply(&mut tcp, 0).await;
     let (tcp, rest) = tcp.into_parts();
+    let sent = rest.len() as u64;
     if !rest.is_empty() && stream.send(Bytes::from(rest)).await.is_err() {
         return;
     }
     let started = (burrow_store::now_micros(), std::time::Instant::now());
     let out = pump(stream, tcp).await;
     debug!(%client, %host, up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "SOCKS5 stream closed");
-    proxy.record(started, agent, client, &host, port, &out);
+    proxy.record(started, agent, client, (&host, port), sent, &out);
 }

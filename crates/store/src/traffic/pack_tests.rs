@@ -27,6 +27,8 @@ fn entry(t: &Traffic) -> Entry {
         bytes_in: t.bytes_in,
         bytes_out: t.bytes_out,
         duration_ms: t.duration_ms,
+        error: t.error.clone(),
+        failures: t.failures,
     }
 }
 
@@ -101,6 +103,8 @@ fn packed_blocks_read_back_exactly_and_are_smaller_than_the_older_forms() {
         odd.bytes_out,
         odd.duration_ms,
     ) = ("POST".into(), "b".into(), i64::MAX, 0, i64::MIN);
+    odd.error = "agent home could not connect db: \"refused\"".into();
+    odd.failures = 7;
     rows.push(odd);
     rows.push(record(i64::MAX, "a", "/", 0));
     let refs: Vec<&Traffic> = rows.iter().collect();
@@ -129,6 +133,24 @@ fn packed_blocks_read_back_exactly_and_are_smaller_than_the_older_forms() {
     assert_eq!(unpack(&oldest).expect("oldest form reads"), want);
     assert_eq!(unpack("[]").expect("empty"), Vec::<Entry>::new());
     assert_eq!(unpack("[3,7,[],[]]").expect("empty"), Vec::<Entry>::new());
+    // The eight-field delta form of 2026-12-02 reads with no error.
+    let delta = unpack(r#"[3,7,["c","GET"],[31,5,0,1,0,0,200]]"#).expect("delta form reads");
+    assert_eq!(
+        delta,
+        [Entry {
+            at: 12,
+            client: "c".into(),
+            method: "GET".into(),
+            host: "c".into(),
+            path: "c".into(),
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration_ms: 0,
+            error: String::new(),
+            failures: 0,
+        }]
+    );
 }
 
 #[test]
@@ -145,7 +167,9 @@ fn a_damaged_packed_block_is_an_error_not_a_panic() {
         r#"[3,7,["c"],[0]]"#,                    // cut before its time
         r#"[3,7,["c"],[256,5]]"#,                // a mask beyond the fields
         r#"[3,7,["c"],[-1,5]]"#,                 // a negative mask
-        r#"[4,7,["c"],[0,0,0,0,0,200,1,2,3]]"#,  // a form this build does not know
+        r#"[4,7,["c"],[16,5,1]]"#,               // an error that is not there
+        r#"[4,7,["c"],[1024,5]]"#,               // a mask beyond the fields
+        r#"[5,7,["c"],[0,0,0,0,0,200,1,2,3]]"#,  // a form this build does not know
         r#"[3,7,["c"],[16,5,200]"#,              // truncated text
     ]
     .into_iter()

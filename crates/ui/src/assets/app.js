@@ -228,6 +228,7 @@
     text($("#traffic-message"), r.data.records.length ? "" : "No records match.");
     for (const t of r.data.records) {
       const tr = document.createElement("tr");
+      if (t.error) tr.title = t.error;
       [when(t.at), t.kind, t.method, t.host, t.path, t.status || "", t.client, t.duration_ms, bytes(t.bytes_in), bytes(t.bytes_out)].forEach((v) => cell(tr, v));
       tb.appendChild(tr);
     }
