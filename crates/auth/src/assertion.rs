@@ -156,6 +156,13 @@ pub fn sign(
     lifetime: u64,
 ) -> Result<String, AssertionError> {
     let (alg, key) = if let Ok(k) = EncodingKey::from_rsa_pem(private_pem) {
+        let bits = crate::pubkey::rsa_private_bits(&String::from_utf8_lossy(private_pem));
+        if let Some(b) = bits.filter(|b| *b < crate::pubkey::MIN_RSA_BITS) {
+            return Err(AssertionError::Key(format!(
+                "this RSA key has {b} bits, and the gateway accepts RSA keys of at least {} bits: make a new pair with `burrow keygen`, add its public key with `burrow add-key` and start the agent with the new private key",
+                crate::pubkey::MIN_RSA_BITS
+            )));
+        }
         (Algorithm::RS256, k)
     } else if let Ok(k) = EncodingKey::from_ec_pem(private_pem) {
         (Algorithm::ES256, k)

@@ -132,6 +132,44 @@ fn rsa_bits(bit_string: &[u8]) -> Result<usize, KeyError> {
     Ok(n.len() * 8 - n[0].leading_zeros() as usize)
 }
 
+/// The modulus size of a PEM RSA private key (PKCS#1 `RSA PRIVATE KEY`
+/// or PKCS#8 `PRIVATE KEY`), or `None` for anything else.
+pub fn rsa_private_bits(pem: &str) -> Option<usize> {
+    let pem = pem.trim();
+    let (pkcs8, body) = if let Some(b) = pem
+        .strip_prefix("-----BEGIN RSA PRIVATE KEY-----")
+        .and_then(|r| r.strip_suffix("-----END RSA PRIVATE KEY-----"))
+    {
+        (false, b)
+    } else {
+        let b = pem
+            .strip_prefix("-----BEGIN PRIVATE KEY-----")
+            .and_then(|r| r.strip_suffix("-----END PRIVATE KEY-----"))?;
+        (true, b)
+    };
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let (seq, _) = expect(&der, 0x30, "not a sequence").ok()?;
+    let (_, rest) = expect(seq, 0x02, "no version").ok()?;
+    let rsa_key = if pkcs8 {
+        let (alg, rest) = expect(rest, 0x30, "no algorithm").ok()?;
+        let (oid, _) = expect(alg, 0x06, "no OID").ok()?;
+        if oid != OID_RSA {
+            return None;
+        }
+        let (inner, _) = expect(rest, 0x04, "no key").ok()?;
+        let (seq, _) = expect(inner, 0x30, "not a sequence").ok()?;
+        let (_, rest) = expect(seq, 0x02, "no version").ok()?;
+        rest
+    } else {
+        rest
+    };
+    let (n, _) = expect(rsa_key, 0x02, "no modulus").ok()?;
+    let i = n.iter().position(|b| *b != 0)?;
+    let n = &n[i..];
+    Some(n.len() * 8 - n[0].leading_zeros() as usize)
+}
+
 impl KeyInfo {
     /// Parses and checks a PEM public key.
     pub fn from_pem(pem: &str) -> Result<KeyInfo, KeyError> {

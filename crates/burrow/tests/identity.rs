@@ -760,6 +760,40 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
         .await?;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("2048"), "{err}");
+    // The same key at the agent (PKCS#8 as openssl writes it, and PKCS#1):
+    // refused at start in the same words, not as a signing error.
+    let st = std::process::Command::new("openssl")
+        .args([
+            "rsa",
+            "-in",
+            "small.pem",
+            "-traditional",
+            "-out",
+            "small1.pem",
+        ])
+        .current_dir(d)
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    assert!(st.success());
+    for pem in ["small.pem", "small1.pem"] {
+        let path = d.join(pem).display().to_string();
+        let env = [
+            ("CONNECT_URL", gw.connect_url().to_owned()),
+            ("AUTH_SERVER_CLIENT_ID", "burrow-x".to_owned()),
+            ("API_AUDIENCE", "urn:burrow:tunnel:x".to_owned()),
+            ("AUTH_SERVER_PRIVATE_KEY_PEM_PATH", path),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        let (code, _, err) = cli(&["run", "--agent-name", "tiny"], &env).await?;
+        assert_ne!(code, 0, "{err}");
+        assert!(
+            err.contains("this RSA key has 1024 bits")
+                && err.contains("at least 2048")
+                && err.contains("burrow keygen")
+                && !err.contains("TooSmall"),
+            "{pem}: {err}"
+        );
+    }
     // Bad names: exit 2, caught before anything is sent.
     let long = "a".repeat(201);
     for (agent, key) in [

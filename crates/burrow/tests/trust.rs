@@ -224,6 +224,23 @@ async fn a_wrong_gateway_thumbprint_is_refused_by_the_agent_which_says_why() -> 
         e.contains("not trusted by the CA roots") && e.contains(&real),
         "{e}"
     );
+    // Said once, in words: how to pin, no phrase twice.
+    assert_eq!(e.matches("printed at start").count(), 1, "{e}");
+    assert!(e.contains("set GATEWAY_THUMBPRINT"), "{e}");
+    // Plain ws:// to this TLS port: told to use wss://, not a parse error.
+    let mut w = agent(
+        "plain",
+        &format!("ws://{addr}/tunnel"),
+        &[],
+        &[("BURROW_PSK", &psk)],
+    )?;
+    let e = error_of(&w.wait_event(agent_ev::GATEWAY_UNREACHABLE).await?);
+    assert!(
+        e.contains(&format!(
+            "{addr} speaks TLS, so connect with wss://{addr}/tunnel"
+        )) && !e.contains("invalid HTTP version"),
+        "{e}"
+    );
     Ok(())
 }
 

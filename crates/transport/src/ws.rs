@@ -133,6 +133,15 @@ where
             Ok(httparse::Status::Partial) => {
                 return Err(ws_err("the upgrade response header is too large".into()));
             }
+            // A TLS record (an alert, a handshake): plain HTTP was sent
+            // to a port that speaks TLS.
+            Err(_) if matches!(buf.first(), Some(0x15 | 0x16)) => {
+                return Err(ws_err(format!(
+                    "the server answered in TLS: {} speaks TLS, so connect with {}",
+                    url.authority,
+                    url.url.replacen("ws://", "wss://", 1)
+                )));
+            }
             Err(e) => {
                 return Err(ws_err(format!("the upgrade response is not HTTP: {e}")));
             }

@@ -30,7 +30,7 @@ pub enum PinError {
     },
     /// CA validation failed.
     #[error(
-        "{peer}'s certificate (thumbprint {presented}) is not trusted by the CA roots in use: {cause}. If {peer} uses Burrow's self-signed certificate, pin it instead ({hint}) after comparing with the thumbprint {peer} printed at start"
+        "{peer}'s certificate (thumbprint {presented}) is not trusted by the CA roots in use: {cause}. If {peer} uses Burrow's self-signed certificate, pin it ({hint}) once that thumbprint matches the one presented here"
     )]
     Untrusted {
         /// Who presented it.
