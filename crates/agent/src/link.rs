@@ -142,11 +142,20 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                 last_failure = None;
                 failures = 0;
                 let up_at = Instant::now();
-                let (reason, asked) = serve(&state, link, &ack, Some(idx)).await;
+                let (reason, asked, going_away) = serve(&state, link, &ack, Some(idx)).await;
                 if state.stopping.is_cancelled() {
                     return;
                 }
-                warn!(event = crate::event::LINK_DOWN, link = idx, reason = %reason, "link down; reconnecting");
+                if going_away {
+                    info!(
+                        event = crate::event::LINK_DOWN,
+                        link = idx,
+                        reason = "the gateway is shutting down",
+                        "the gateway closed the link; reconnecting"
+                    );
+                } else {
+                    warn!(event = crate::event::LINK_DOWN, link = idx, reason = %reason, "link down; reconnecting");
+                }
                 if asked || up_at.elapsed() >= cfg.stable_after {
                     backoff.reset();
                 }
@@ -235,7 +244,7 @@ pub(crate) async fn serve(
     link: Link,
     ack: &HelloAck,
     idx: Option<usize>,
-) -> (String, bool) {
+) -> (burrow_mux::CloseReason, bool, bool) {
     let config = burrow_mux::Config {
         dialer: true,
         heartbeat: Some(state.config.heartbeat),
@@ -290,6 +299,7 @@ pub(crate) async fn serve(
     }
     let mut unsettled = Unsettled::new(&state.unsettled_links);
     let mut asked = false;
+    let mut going_away = false;
     let mut announced = false;
     let mut refusing = false;
     let ack_deadline = tokio::time::sleep(Duration::from_secs(86_400));
@@ -321,6 +331,7 @@ pub(crate) async fn serve(
                     refusing = true;
                     unsettled.settle();
                 }
+                Some(Event::Control(control::GOING_AWAY, _)) => going_away = true,
                 Some(Event::Control(control::RULES, body)) => {
                     let rules = burrow_wire::egress::decode_rules(&body);
                     // One entry per host pattern: the FQDN rules and the
@@ -347,7 +358,7 @@ pub(crate) async fn serve(
         }
     }
     unsettled.settle();
-    (session.closed().await.to_string(), asked)
+    (session.closed().await, asked, going_away)
 }
 
 /// Connects a forward's `host:port` through the agent's one resolver

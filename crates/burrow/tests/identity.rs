@@ -876,9 +876,35 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
         "admin keys never reach the log"
     );
 
+    // A key pair belongs to one agent: its public key is refused for
+    // another (a new one, or as another key), naming who has it.
+    for args in [
+        ["register", "--agent-name", "edge-2"],
+        ["add-key", "--agent-name", &max],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--key-name", "k2", "--public-key", &public]);
+        let (code, _, err) = gw.cli.run(&all).await?;
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("409")
+                && err.contains(&format!(
+                    "already registered, as key \"k\" of agent \"{max}\""
+                ))
+                && err.contains("burrow keygen"),
+            "{err}"
+        );
+    }
+    assert!(agent_row(&gw.cli.json(&["list-agents"]).await?, "edge-2").is_null());
     // The sixth agent is refused with how to raise the limit.
+    let mut fresh = Vec::new();
+    for i in 2..=6 {
+        fresh.push(keygen(d, &format!("edge-{i}")).await?.1);
+    }
     for i in 2..=5 {
-        gw.cli.register(&format!("edge-{i}"), "k", &public).await?;
+        gw.cli
+            .register(&format!("edge-{i}"), "k", &fresh[i - 2])
+            .await?;
     }
     let (code, _, err) = gw
         .cli
@@ -889,7 +915,7 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
             "--key-name",
             "k",
             "--public-key",
-            &public,
+            &fresh[4],
         ])
         .await?;
     assert_eq!(code, 1, "{err}");
@@ -907,7 +933,7 @@ async fn bad_input_and_bad_admin_keys_are_refused_and_change_nothing() -> Result
             "--key-name",
             "k",
             "--public-key",
-            &public,
+            &fresh[4],
         ])
         .await?;
     assert_eq!(code, 1, "{err}");
@@ -995,6 +1021,7 @@ async fn the_bootstrap_key_is_printed_once_and_a_killed_gateway_loses_nothing() 
     )
     .await?;
     assert_eq!(code, 0, "{err}");
+    let (_, second_public, _) = keygen(&dir.path().join("second-key"), "edge-1").await?;
     let (code, _, err) = cli(
         &[
             "add-key",
@@ -1003,7 +1030,7 @@ async fn the_bootstrap_key_is_printed_once_and_a_killed_gateway_loses_nothing() 
             "--key-name",
             "key-2",
             "--public-key",
-            &public,
+            &second_public,
         ],
         &env,
     )

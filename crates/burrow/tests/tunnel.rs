@@ -630,6 +630,7 @@ async fn sigterm_drains_open_streams_before_exiting() -> Result<()> {
     };
     let mut t = Tunnel::start(bin(), &[echo], opts).await?;
     let mut s = connect_and_ping(t.forwards[0]).await?;
+    let agent_mark = t.agent.mark();
     t.gateway.term()?;
     t.gateway.wait_event(gw_ev::DRAINING).await?;
     // New connections are no longer accepted...
@@ -644,6 +645,15 @@ async fn sigterm_drains_open_streams_before_exiting() -> Result<()> {
         0,
         "finished before the timeout"
     );
+    // The agent was told: a clean close is information, not a warning.
+    for link in 0..2u64 {
+        let v = t
+            .agent
+            .wait_event_after(agent_mark, agent_ev::LINK_DOWN, |v| v["link"] == link)
+            .await?;
+        assert_eq!(v["level"], "INFO", "{v}");
+        assert_eq!(v["reason"], "the gateway is shutting down", "{v}");
+    }
     Ok(())
 }
 

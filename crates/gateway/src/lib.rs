@@ -442,7 +442,7 @@ impl Gateway {
             "shutting down: listeners closed; draining open streams"
         );
         burrow_mux::drain(&state.streams, state.config.drain_timeout).await;
-        state.registry.close_all();
+        state.registry.close_all().await;
         state.links.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.links.wait()).await;
         // Streams left at the drain's end broke with their links; let their

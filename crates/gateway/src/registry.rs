@@ -207,12 +207,19 @@ impl Registry {
     }
 
     /// Closes every link (shutdown).
-    pub fn close_all(&self) {
-        for a in self.agents().values() {
-            for l in &a.links {
-                l.session.close();
-            }
-        }
+    pub async fn close_all(&self) {
+        let sessions: Vec<Session> = self
+            .agents()
+            .values()
+            .flat_map(|a| a.links.iter().map(|l| l.session.clone()))
+            .collect();
+        // Each agent is told first, so it logs a clean close, not a failure.
+        let told = sessions.iter().map(|s| async move {
+            let said = s.send_control(burrow_wire::control::GOING_AWAY, bytes::Bytes::new());
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), said).await;
+            s.close();
+        });
+        futures_util::future::join_all(told).await;
     }
 }
 

@@ -134,6 +134,7 @@ impl Store {
         rules: &[FqdnRule],
     ) -> Result<Agent> {
         let mut tx = tx::Tx::begin(&self.pool, self.backend).await?;
+        key_not_in_use(&mut tx, &first_key.fingerprint).await?;
         let agent = insert_agent(&mut tx, name, client_id, max_agents).await?;
         sqlx::query(
             "INSERT INTO agent_keys (agent, name, algorithm, bits, fingerprint, public_pem, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -259,6 +260,9 @@ impl Store {
                 name: key.agent.clone(),
             });
         }
+        let mut conn = self.pool.acquire().await?;
+        key_not_in_use(&mut conn, &key.fingerprint).await?;
+        drop(conn);
         let r = sqlx::query(
             "INSERT INTO agent_keys (agent, name, algorithm, bits, fingerprint, public_pem, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -326,5 +330,20 @@ impl Store {
             Err(e) if is_unique_violation(&e) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Refuses a public key (by fingerprint) that some agent has already.
+async fn key_not_in_use(conn: &mut sqlx::AnyConnection, fingerprint: &str) -> Result<()> {
+    let row = sqlx::query("SELECT agent, name FROM agent_keys WHERE fingerprint = $1 LIMIT 1")
+        .bind(fingerprint)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(r) => Err(StoreError::KeyInUse {
+            agent: r.try_get("agent")?,
+            key: r.try_get("name")?,
+        }),
+        None => Ok(()),
     }
 }

@@ -114,6 +114,16 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// The public key is registered already (to this agent or another).
+    #[error(
+        "this public key is already registered, as key {key:?} of agent {agent:?}: each agent needs a key pair of its own (make one with burrow keygen --agent-name NAME)"
+    )]
+    KeyInUse {
+        /// The agent that has it.
+        agent: String,
+        /// Its name there.
+        key: String,
+    },
     /// Revoking this admin key would leave none that works.
     #[error(
         "admin key {0} is the last one that works: create another first (burrow admin-key create), or replace it (burrow admin-key replace {0})"

@@ -53,6 +53,9 @@ pub mod control {
     pub const RESPONSE: u16 = 6;
     /// Either way: the caller no longer wants the answer to a request.
     pub const CANCEL: u16 = 7;
+    /// Gateway to agent: the gateway is shutting down and closes this
+    /// link next (a clean close, not a failure); reconnect.
+    pub const GOING_AWAY: u16 = 8;
 }
 
 /// Version of the frame protocol spoken by this build.

@@ -46,7 +46,8 @@ impl From<StoreError> for Refusal {
         let status = match &e {
             StoreError::Exists { .. }
             | StoreError::AgentLimit { .. }
-            | StoreError::LastAdminKey(_) => StatusCode::CONFLICT,
+            | StoreError::LastAdminKey(_)
+            | StoreError::KeyInUse { .. } => StatusCode::CONFLICT,
             StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
             StoreError::DiskFull(_) => {
                 warn!(error = %e, "admin API change refused: the disk is full");
