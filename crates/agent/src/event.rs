@@ -2,6 +2,9 @@
 //! happened, stable for log queries and tests (the message wording may
 //! change; these do not).
 
+/// A key-pair agent learnt its registered name from the gateway, in its
+/// first access token (field: agent).
+pub const AGENT_NAMED: &str = "agent_named";
 /// A link to the gateway passed its hello (fields: link, gateway, after_failures).
 pub const LINK_UP: &str = "link_up";
 /// A link to the gateway closed (fields: link, reason).

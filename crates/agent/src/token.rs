@@ -241,13 +241,19 @@ impl Tokens {
         let life = Duration::from_secs(answer.expires_in);
         let now = Instant::now();
         let token = Secret::new(answer.access_token);
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let before = current.as_ref().and_then(|c| c.agent_name.clone());
+        if let Some(name) = answer.agent_name.as_ref().filter(|n| before.as_ref() != Some(*n)) {
+            info!(event = crate::event::AGENT_NAMED, agent = %name, "the gateway knows this agent by its registered name");
+        }
+        *current = Some(Cached {
             token: token.clone(),
             agent_name: answer.agent_name,
             // Renew with a third of the lifetime left.
             renew_at: now + life * 2 / 3,
             expires_at: now + life,
         });
+        drop(current);
         debug!(expires_in = answer.expires_in, "access token obtained");
         Ok(token)
     }

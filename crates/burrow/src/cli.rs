@@ -1102,7 +1102,14 @@ async fn agent(args: AgentArgs, log: &LogArgs) -> Result<()> {
         .as_ref()
         .map(|a| a.client_id.clone())
         .unwrap_or_default();
-    info!(version = env!("CARGO_PKG_VERSION"), agent = %config.name, %client_id, %gateway, links = config.links, "burrow agent starting");
+    // A key-pair agent without a name is named by the gateway (the name
+    // registered for its client id), in its first token.
+    let agent = if config.name.is_empty() {
+        "(the name registered for client_id, from the gateway)".to_owned()
+    } else {
+        config.name.clone()
+    };
+    info!(version = env!("CARGO_PKG_VERSION"), %agent, %client_id, %gateway, links = config.links, "burrow agent starting");
     let agent = burrow_agent::Agent::new(config);
     let stop_ui = tokio_util::sync::CancellationToken::new();
     if let Some(cfg) = ui {

@@ -93,6 +93,12 @@ pub enum Manage {
         /// An FQDN (or *.domain) this agent reaches; repeatable.
         #[arg(long)]
         fqdn: Vec<String>,
+        /// How to print the agent's four variables: `env` (NAME=value
+        /// lines, for an env file or `docker run --env-file`), `export`
+        /// (shell lines: `eval "$(burrow register ... --format export)"`)
+        /// or `json` (as --json).
+        #[arg(long, value_enum, default_value_t = EnvFormat::Env)]
+        format: EnvFormat,
     },
     /// Delete an agent and all its keys; its live links are closed.
     Unregister {
@@ -236,6 +242,23 @@ pub enum Manage {
         #[arg(long)]
         agent_name: String,
     },
+}
+
+/// How `register` prints the agent's variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvFormat {
+    /// `NAME=value` lines.
+    Env,
+    /// `export NAME='value'` lines for a POSIX shell.
+    Export,
+    /// JSON (as `--json`).
+    Json,
+}
+
+/// `value` quoted for a POSIX shell (single quotes; a quote inside as
+/// `'\''`).
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
 }
 
 /// `burrow admin-key` subcommands.
@@ -675,12 +698,14 @@ pub async fn run(cmd: Manage) -> Result<()> {
             agent_name,
             key,
             fqdn,
+            format,
         } => {
             check_name("agent", &agent_name)?;
             check_name("key", &key.key_name)?;
             let pem = public_key(&key.public_key)?;
             let connect_url = api.connect_url.clone();
-            let a = Api::new(&api)?;
+            let mut a = Api::new(&api)?;
+            a.json |= format == EnvFormat::Json;
             let req = NewAgent {
                 agent_name,
                 key_name: key.key_name,
@@ -692,10 +717,18 @@ pub async fn run(cmd: Manage) -> Result<()> {
             v.env.CONNECT_URL = connect_url;
             a.print(&v, |v| {
                 let e = &v.env;
-                format!(
-                    "AUTH_SERVER_DOMAIN={}\nAUTH_SERVER_CLIENT_ID={}\nAPI_AUDIENCE={}\nCONNECT_URL={}\n",
-                    e.AUTH_SERVER_DOMAIN, e.AUTH_SERVER_CLIENT_ID, e.API_AUDIENCE, e.CONNECT_URL
-                )
+                [
+                    ("AUTH_SERVER_DOMAIN", &e.AUTH_SERVER_DOMAIN),
+                    ("AUTH_SERVER_CLIENT_ID", &e.AUTH_SERVER_CLIENT_ID),
+                    ("API_AUDIENCE", &e.API_AUDIENCE),
+                    ("CONNECT_URL", &e.CONNECT_URL),
+                ]
+                .iter()
+                .map(|(k, v)| match format {
+                    EnvFormat::Export => format!("export {k}={}\n", shell_quote(v)),
+                    _ => format!("{k}={v}\n"),
+                })
+                .collect()
             });
         }
         Manage::Unregister { api, agent_name } => {
@@ -1013,6 +1046,12 @@ fn admin_keys_table(keys: &[AdminKeyInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("wss://h:1/connect"), "'wss://h:1/connect'");
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -526,6 +526,19 @@ async fn curl_reaches_services_by_socks5_connect_plain_http_and_tls_origination(
         .await?;
     assert!(r["bytes_out"].as_i64() > Some(100), "{r}");
     assert_eq!(r["error"], "", "{r}");
+    // The agent runs on register's variables alone (no name): its start
+    // line says where the name comes from, and the name is logged once
+    // the gateway gives it.
+    let mut st = st;
+    let agent = st.agent.as_mut().context("agent")?;
+    let named = agent.wait_event(agent_ev::AGENT_NAMED).await?;
+    assert_eq!(named["agent"], "edge", "{named}");
+    assert_eq!(agent.count_events(agent_ev::AGENT_NAMED), 1);
+    assert!(
+        agent.output().contains("(the name registered for client_id, from the gateway)"),
+        "{}",
+        agent.output()
+    );
     // TLS origination: plain http:// from the client, HTTPS from the agent
     // to the application (validated with the agent's --egress-ca-file).
     let originated = format!("http://tls.internal.test:{tls_port}/hello.txt");
