@@ -243,7 +243,11 @@ impl Tokens {
         let token = Secret::new(answer.access_token);
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let before = current.as_ref().and_then(|c| c.agent_name.clone());
-        if let Some(name) = answer.agent_name.as_ref().filter(|n| before.as_ref() != Some(*n)) {
+        if let Some(name) = answer
+            .agent_name
+            .as_ref()
+            .filter(|n| before.as_ref() != Some(*n))
+        {
             info!(event = crate::event::AGENT_NAMED, agent = %name, "the gateway knows this agent by its registered name");
         }
         *current = Some(Cached {

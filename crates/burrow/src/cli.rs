@@ -728,6 +728,16 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     .map(|v| v.parse::<burrow_gateway::ProxyAuth>())
     .transpose()
     .map_err(anyhow::Error::msg)?;
+    // Listeners first: the database pool's connections take ephemeral
+    // ports, which could be a listen port in that range.
+    let listeners = burrow_gateway::Listeners::bind(
+        args.listen,
+        args.proxy_listen.0,
+        args.edge_http_listen.0,
+        args.edge_https_listen.0,
+        &args.forwards,
+    )
+    .await?;
     let store = match &database_url {
         Some(url) => burrow_store::Store::open(url).await,
         None => burrow_store::Store::open_in(&data_dir).await,
@@ -840,7 +850,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     config.tunnel_caps = caps(args.tunnel_max_connections, per.saturating_mul(2));
     config.edge_caps = caps(args.edge_max_connections, per);
     config.proxy_caps = caps(args.proxy_max_connections, per);
-    let gw = Gateway::bind(config, args.listen).await?;
+    let gw = Gateway::with_listeners(config, listeners).await?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         "burrow gateway starting"

@@ -535,7 +535,9 @@ async fn curl_reaches_services_by_socks5_connect_plain_http_and_tls_origination(
     assert_eq!(named["agent"], "edge", "{named}");
     assert_eq!(agent.count_events(agent_ev::AGENT_NAMED), 1);
     assert!(
-        agent.output().contains("(the name registered for client_id, from the gateway)"),
+        agent
+            .output()
+            .contains("(the name registered for client_id, from the gateway)"),
         "{}",
         agent.output()
     );

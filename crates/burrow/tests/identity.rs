@@ -1404,7 +1404,14 @@ async fn admin_keys_are_listed_revoked_and_replaced_and_the_bootstrap_key_can_ex
 #[tokio::test]
 async fn register_prints_the_agents_variables_as_env_export_or_json() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let gw = Gateway::start(&bin(), &dir.path().join("gw"), &admin_key(), &["--no-tls"], &[]).await?;
+    let gw = Gateway::start(
+        &bin(),
+        &dir.path().join("gw"),
+        &admin_key(),
+        &["--no-tls"],
+        &[],
+    )
+    .await?;
     let mut lines = Vec::new();
     for (i, format) in ["env", "export", "json"].iter().enumerate() {
         let name = format!("fmt-{i}");
@@ -1427,19 +1434,41 @@ async fn register_prints_the_agents_variables_as_env_export_or_json() -> Result<
     }
     let env = burrow_e2e::cli::env_lines(&lines[0]);
     assert_eq!(env.len(), 4, "{}", lines[0]);
-    assert!(lines[1].lines().all(|l| l.starts_with("export ")), "{}", lines[1]);
+    assert!(
+        lines[1].lines().all(|l| l.starts_with("export ")),
+        "{}",
+        lines[1]
+    );
     // A shell reads the export lines back to the same kind of values.
-    let script = format!("{}\nprintf '%s\\n' \"$CONNECT_URL\" \"$API_AUDIENCE\"", lines[1]);
-    let out = std::process::Command::new("sh").args(["-c", &script]).output()?;
+    let script = format!(
+        "{}\nprintf '%s\\n' \"$CONNECT_URL\" \"$API_AUDIENCE\"",
+        lines[1]
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()?;
     let got = String::from_utf8_lossy(&out.stdout);
     let mut got = got.lines();
     assert_eq!(got.next(), env.get("CONNECT_URL").map(String::as_str));
     assert_eq!(got.next(), env.get("API_AUDIENCE").map(String::as_str));
     let json: Value = serde_json::from_str(&lines[2])?;
-    assert!(json["env"]["AUTH_SERVER_CLIENT_ID"].as_str().is_some(), "{json}");
+    assert!(
+        json["env"]["AUTH_SERVER_CLIENT_ID"].as_str().is_some(),
+        "{json}"
+    );
     let (code, _, err) = gw
         .cli
-        .run(&["register", "--agent-name", "x", "--key-name", "k", "--public-key", "x", "--format", "yaml"])
+        .run(&[
+            "register",
+            "--agent-name",
+            "x",
+            "--key-name",
+            "k",
+            "--public-key",
+            "x",
+            "--format",
+            "yaml",
+        ])
         .await?;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("possible values: env, export, json"), "{err}");

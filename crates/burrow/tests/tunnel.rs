@@ -726,3 +726,59 @@ async fn the_tunnel_port_answers_plain_http_without_secrets() -> Result<()> {
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     Ok(())
 }
+
+/// The gateway binds its listeners before it connects to its database: a
+/// pool's outgoing connections take ephemeral ports, and a listen port in
+/// that range must not be taken by them first. A stand-in database checks,
+/// when the gateway connects to it, that the listen port is already bound.
+#[tokio::test]
+async fn listeners_are_bound_before_the_database_is_connected() -> Result<()> {
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let db = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let db_addr = db.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Ok((conn, _)) = db.accept().await {
+            // Anything but "in use" means the port was still free.
+            let taken = std::net::TcpListener::bind(listen)
+                .err()
+                .map(|e| e.kind() == std::io::ErrorKind::AddrInUse);
+            let _ = tx.send(taken);
+            drop(conn);
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let mut gw = Proc::spawn(
+        "gateway",
+        &bin(),
+        &[
+            "gateway".into(),
+            "--listen".into(),
+            listen.to_string(),
+            "--no-tls".into(),
+            "--proxy-listen".into(),
+            "off".into(),
+            "--database-url".into(),
+            format!("postgres://burrow@{db_addr}/test?connect_timeout=5"),
+        ],
+        &[("BURROW_DATA_DIR", &dir.path().display().to_string())],
+    )?;
+    let taken = tokio::time::timeout(WAIT, rx)
+        .await
+        .context("the gateway never connected to its database")??;
+    assert_eq!(
+        taken,
+        Some(true),
+        "the listen port was free when the database was connected"
+    );
+    // The stand-in closed the connection: the gateway says it cannot open
+    // the database, and exits.
+    let code = gw.wait_exit().await?;
+    assert_ne!(code, Some(0));
+    assert!(
+        gw.output().contains("cannot open the database"),
+        "{}",
+        gw.output()
+    );
+    Ok(())
+}

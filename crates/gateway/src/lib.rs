@@ -122,32 +122,92 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
         .map_err(|source| GatewayError::Bind { addr, source })
 }
 
+/// The gateway's listening sockets, bound before anything else opens a
+/// connection: a database pool's outgoing connections take ephemeral
+/// ports, and a listen port in that range (e.g. 34140) would be taken
+/// before it was bound.
+pub struct Listeners {
+    tunnel: TcpListener,
+    proxy: Option<TcpListener>,
+    edge_http: Option<TcpListener>,
+    edge_https: Option<TcpListener>,
+    forwards: Vec<(ForwardSpec, TcpListener)>,
+}
+
+impl Listeners {
+    /// Binds the tunnel port and each of the others that is set.
+    pub async fn bind(
+        tunnel: SocketAddr,
+        proxy: Option<SocketAddr>,
+        edge_http: Option<SocketAddr>,
+        edge_https: Option<SocketAddr>,
+        forwards: &[ForwardSpec],
+    ) -> Result<Self, GatewayError> {
+        let maybe = |a: Option<SocketAddr>| async move {
+            match a {
+                Some(addr) => bind(addr).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let mut bound = Listeners {
+            tunnel: bind(tunnel).await?,
+            proxy: maybe(proxy).await?,
+            edge_http: maybe(edge_http).await?,
+            edge_https: maybe(edge_https).await?,
+            forwards: Vec::new(),
+        };
+        for spec in forwards {
+            bound
+                .forwards
+                .push((spec.clone(), bind(spec.listen).await?));
+        }
+        Ok(bound)
+    }
+
+    /// Binds what `config` asks for.
+    async fn for_config(config: &GatewayConfig, tunnel: SocketAddr) -> Result<Self, GatewayError> {
+        let https = config.edge_https.filter(|_| config.edge_tls.is_some());
+        Listeners::bind(
+            tunnel,
+            config.proxy_listen,
+            config.edge_http,
+            https,
+            &config.forwards,
+        )
+        .await
+    }
+}
+
 impl Gateway {
     /// Binds the tunnel endpoint and every forward. Port 0 picks a free port;
     /// the chosen addresses are logged and returned by the accessors.
     pub async fn bind(config: GatewayConfig, tunnel: SocketAddr) -> Result<Self, GatewayError> {
-        let tunnel = bind(tunnel).await?;
-        let proxy = match config.proxy_listen {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
-        let edge_http = match config.edge_http {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
-        let edge_https = match (config.edge_https, &config.edge_tls) {
-            (Some(addr), Some(id)) => Some((
-                bind(addr).await?,
+        let listeners = Listeners::for_config(&config, tunnel).await?;
+        Gateway::with_listeners(config, listeners).await
+    }
+
+    /// Starts on listeners bound already ([`Listeners::bind`], with the
+    /// addresses `config` names).
+    pub async fn with_listeners(
+        config: GatewayConfig,
+        listeners: Listeners,
+    ) -> Result<Self, GatewayError> {
+        let Listeners {
+            tunnel,
+            proxy,
+            edge_http,
+            edge_https,
+            forwards,
+        } = listeners;
+        let edge_https = match (edge_https, &config.edge_tls) {
+            (Some(l), Some(id)) => Some((
+                l,
                 tokio_rustls::TlsAcceptor::from(burrow_transport::tls::edge_server_config(
                     id.clone(),
                 )?),
             )),
             _ => None,
         };
-        let mut forwards = Vec::new();
-        for spec in &config.forwards {
-            forwards.push((spec.clone(), bind(spec.listen).await?));
-        }
         let acceptor = match &config.tls {
             Some(id) => Some(tokio_rustls::TlsAcceptor::from(
                 burrow_transport::tls::server_config(id.clone())?,
