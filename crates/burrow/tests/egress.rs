@@ -681,49 +681,28 @@ async fn refusals_name_the_fqdn_the_agent_and_the_reason() -> Result<()> {
         "{body}"
     );
     // Every refusal is in the audit trail with what the client was told.
-    let r = st
-        .traffic_until("kind=egress&status=403", |r| {
-            r["target"] == "secret.internal.test:443"
-        })
-        .await?;
-    assert!(
-        r["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("no FQDN rule for secret.internal.test")),
-        "{r}"
-    );
-    let r = st
-        .traffic_until("kind=egress&status=403", |r| {
-            r["target"] == "meta.internal.test:80"
-        })
-        .await?;
+    let recorded = |status: i64, target: &'static str, says: &'static str| {
+        let st = &st;
+        async move {
+            st.traffic_until("kind=egress", |r| {
+                r["status"] == status
+                    && r["target"] == target
+                    && r["error"].as_str().is_some_and(|e| e.contains(says))
+            })
+            .await
+        }
+    };
+    recorded(
+        403,
+        "secret.internal.test:443",
+        "no FQDN rule for secret.internal.test",
+    )
+    .await?;
+    let r = recorded(403, "meta.internal.test:80", "169.254.169.254").await?;
     assert_eq!(r["agent_name"], "edge", "{r}");
-    assert!(
-        r["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("169.254.169.254")),
-        "{r}"
-    );
-    let r = st
-        .traffic_until("kind=egress&status=502", |r| {
-            r["target"] == "gone.invalid:80"
-        })
-        .await?;
-    assert!(
-        r["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("cannot resolve gone.invalid")),
-        "{r}"
-    );
-    let r = st
-        .traffic_until("kind=egress", |r| {
-            r["target"] == "gone.invalid:80"
-                && r["error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("SOCKS5 reply 4"))
-        })
-        .await?;
-    assert_eq!(r["status"], 0, "{r}");
+    recorded(502, "gone.invalid:80", "cannot resolve gone.invalid").await?;
+    // SOCKS5 has no HTTP status: 0, and the reply code in the words.
+    recorded(0, "gone.invalid:80", "SOCKS5 reply 4").await?;
     // The agent says why (its log line may reach us a moment later).
     let mut st = st;
     st.agent

@@ -32,6 +32,22 @@ fn pair_with(buf: usize, window: u32) -> ((Session, Incoming), (Session, Incomin
     (session_over(a, cfg(true)), session_over(b, cfg(false)))
 }
 
+/// A dialer with the default settings and an acceptor with `acceptor`'s
+/// (heartbeats off on both).
+fn pair_configured(acceptor: Config) -> ((Session, Incoming), (Session, Incoming)) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let dialer = Config {
+        heartbeat: None,
+        ..Config::default()
+    };
+    let acceptor = Config {
+        heartbeat: None,
+        dialer: false,
+        ..acceptor
+    };
+    (session_over(a, dialer), session_over(b, acceptor))
+}
+
 fn pair() -> ((Session, Incoming), (Session, Incoming)) {
     pair_with(64 * 1024, 256 * 1024)
 }
@@ -175,23 +191,10 @@ async fn explicit_reset_code_reaches_the_opener() {
 #[tokio::test]
 async fn a_reset_carries_its_reason_only_to_a_peer_that_reads_it() {
     for reads in [true, false] {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let (opener, _ai) = session_over(
-            a,
-            Config {
-                heartbeat: None,
-                ..Config::default()
-            },
-        );
-        let (_b, mut bi) = session_over(
-            b,
-            Config {
-                heartbeat: None,
-                dialer: false,
-                peer_reads_reasons: reads,
-                ..Config::default()
-            },
-        );
+        let ((opener, _ai), (_b, mut bi)) = pair_configured(Config {
+            peer_reads_reasons: reads,
+            ..Config::default()
+        });
         let s = opener.open_with_ack("git.corp:443").await.expect("open");
         let watch = s.opened_watch();
         let peer = bi.accept().await.expect("accept");
@@ -237,23 +240,10 @@ async fn closing_a_session_resets_its_streams_and_refuses_opens() {
 
 #[tokio::test]
 async fn stream_limit_refuses_with_busy() {
-    let (x, y) = tokio::io::duplex(64 * 1024);
-    let (a, _ai) = session_over(
-        x,
-        Config {
-            heartbeat: None,
-            ..Config::default()
-        },
-    );
-    let (_b, mut bi) = session_over(
-        y,
-        Config {
-            heartbeat: None,
-            dialer: false,
-            max_streams: 1,
-            ..Config::default()
-        },
-    );
+    let ((a, _ai), (_b, mut bi)) = pair_configured(Config {
+        max_streams: 1,
+        ..Config::default()
+    });
     let _first = a.open("1").await.expect("open");
     let _kept = bi.accept().await.expect("accept");
     let second = a.open("2").await.expect("open");
