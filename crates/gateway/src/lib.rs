@@ -501,8 +501,9 @@ impl Gateway {
             drain_seconds = state.config.drain_timeout.as_secs_f64(),
             "shutting down: listeners closed; draining open streams"
         );
+        state.registry.say_going_away().await;
         burrow_mux::drain(&state.streams, state.config.drain_timeout).await;
-        state.registry.close_all().await;
+        state.registry.close_all();
         state.links.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.links.wait()).await;
         // Streams left at the drain's end broke with their links; let their

@@ -207,17 +207,26 @@ impl Registry {
     }
 
     /// Closes every link (shutdown).
-    pub async fn close_all(&self) {
+    pub fn close_all(&self) {
+        for a in self.agents().values() {
+            for l in &a.links {
+                l.session.close();
+            }
+        }
+    }
+
+    /// Tells every agent on every link that this gateway is shutting down
+    /// (its links close after the drain), so it logs the close as one, not
+    /// as a failure. Sent when the drain starts, well before the close.
+    pub async fn say_going_away(&self) {
         let sessions: Vec<Session> = self
             .agents()
             .values()
             .flat_map(|a| a.links.iter().map(|l| l.session.clone()))
             .collect();
-        // Each agent is told first, so it logs a clean close, not a failure.
         let told = sessions.iter().map(|s| async move {
             let said = s.send_control(burrow_wire::control::GOING_AWAY, bytes::Bytes::new());
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), said).await;
-            s.close();
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), said).await;
         });
         futures_util::future::join_all(told).await;
     }

@@ -54,7 +54,8 @@ pub mod control {
     /// Either way: the caller no longer wants the answer to a request.
     pub const CANCEL: u16 = 7;
     /// Gateway to agent: the gateway is shutting down and closes this
-    /// link next (a clean close, not a failure); reconnect.
+    /// link when its open streams have drained (a clean close, not a
+    /// failure); reconnect then.
     pub const GOING_AWAY: u16 = 8;
 }
 
