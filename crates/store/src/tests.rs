@@ -76,7 +76,7 @@ fn key(agent: &str, name: &str) -> AgentKey {
         name: name.into(),
         algorithm: "RSA".into(),
         bits: 2048,
-        fingerprint: format!("fp-{name}"),
+        fingerprint: format!("fp-{agent}-{name}"),
         public_pem: "-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n".into(),
         created_at: now_micros(),
     }
@@ -107,8 +107,34 @@ async fn exercise(s: &Store) {
     // Keys.
     s.add_key(&key("edge-1", "key-b")).await.unwrap();
     s.add_key(&key("edge-1", "key-a")).await.unwrap();
-    let e = s.add_key(&key("edge-1", "key-a")).await.unwrap_err();
+    // A taken name with another key: exists; a key some agent has
+    // already, under any name, for any agent: in use, naming where.
+    let e = s
+        .add_key(&AgentKey {
+            fingerprint: "fp-other".into(),
+            ..key("edge-1", "key-a")
+        })
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::Exists { .. }), "{e}");
+    for (agent, name) in [
+        ("edge-1", "key-a"),
+        ("edge-1", "key-c"),
+        ("edge-2", "key-x"),
+    ] {
+        let e = s
+            .add_key(&AgentKey {
+                agent: agent.into(),
+                name: name.into(),
+                ..key("edge-1", "key-a")
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::KeyInUse { agent, key } if agent == "edge-1" && key == "key-a"),
+            "{e}"
+        );
+    }
     let e = s.add_key(&key("ghost", "k")).await.unwrap_err();
     assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
     let names: Vec<String> = s
