@@ -158,6 +158,20 @@ async fn body_json<T: serde::de::DeserializeOwned>(
             "send JSON (Content-Type: application/json)",
         ));
     }
+    // A declared length past the limit is refused before a byte is read
+    // (no "100 Continue": the client never sends the body it would have
+    // to be cut off in).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request is larger than {MAX_BODY} bytes"),
+        ));
+    }
     let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
