@@ -511,7 +511,10 @@ fn decode_payload(ty: FrameType, stream_id: u32, mut p: Bytes) -> Result<Frame, 
                 });
             }
             let code = ResetCode::from_u16(p.get_u16());
-            let reason = String::from_utf8_lossy(&p).into_owned();
+            // Strict, as every string on the wire: a lossy reading could
+            // grow past the limit and not re-encode to what arrived.
+            let reason =
+                String::from_utf8(p.to_vec()).map_err(|_| WireError::NotUtf8("reset reason"))?;
             p.advance(p.len());
             Frame::Reset {
                 stream_id,

@@ -289,6 +289,11 @@ fn reset_reasons_are_optional_cut_and_bounded() {
     assert!(Frame::decode_message(Bytes::from(m)).is_err());
     let short = Bytes::from_static(&[0x15, 0, 0, 0, 1, 0, 0, 0, 1, 0]);
     assert!(Frame::decode_message(short).is_err());
+    // A reason that is not UTF-8 is refused, not read lossily (which could
+    // grow it past the limit).
+    let mut bad = vec![0x15, 0, 0, 0, 1, 0, 0, 0, 6, 0, 3];
+    bad.extend_from_slice(&[0xff; 4]);
+    assert!(Frame::decode_message(Bytes::from(bad)).is_err());
     // The finer codes read as `Unreachable` to a peer that does not know them.
     for c in [9, 10, 11, 12] {
         assert_eq!(ResetCode::from_u16(c).to_u16(), c);
