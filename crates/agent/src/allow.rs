@@ -27,7 +27,8 @@ pub struct AllowRuleError {
     why: &'static str,
 }
 
-fn split_host_port(s: &str) -> Option<(&str, &str)> {
+/// `host:port` (or `[v6]:port`) split, brackets dropped; the port unparsed.
+pub(crate) fn split_host_port(s: &str) -> Option<(&str, &str)> {
     let (host, port) = s.rsplit_once(':')?;
     let host = host
         .strip_prefix('[')

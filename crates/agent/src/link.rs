@@ -364,15 +364,9 @@ pub(crate) async fn serve(
 /// Connects a forward's `host:port` through the agent's one resolver
 /// (the host map first, as for egress and routes).
 async fn dial_forward(state: &AgentState, target: &str) -> Result<TcpStream, Failure> {
-    let parsed = target
-        .rsplit_once(':')
-        .and_then(|(h, p)| {
-            Some((
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse().ok()?,
-            ))
-        })
-        .filter(|(h, _)| !h.is_empty());
+    // Parsed as the allow-list parsed it.
+    let parsed =
+        crate::allow::split_host_port(target).and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)));
     let Some((host, port)) = parsed else {
         return Err(Failure::NotAllowed(format!("{target} is not HOST:PORT")));
     };

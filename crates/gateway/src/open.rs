@@ -71,7 +71,7 @@ pub(crate) async fn open(
             Ok(Err(MuxError::Closed(_))) => continue,
             Ok(Err(MuxError::Reset(code))) => Err(OpenFailure::Reset(Refusal {
                 code,
-                reason: stream.reset_reason(),
+                reason: stream.refusal().map(|(_, r)| r).unwrap_or_default(),
             })),
             Ok(Err(e)) => Err(OpenFailure::Failed(e.to_string())),
             Err(_) => {

@@ -193,6 +193,16 @@ impl StreamShared {
         wake(o);
     }
 
+    /// The peer's code and words, if it reset the stream before it was
+    /// opened.
+    fn refusal(&self) -> Option<(ResetCode, String)> {
+        let st = self.state();
+        match st.reset {
+            Some(code) if st.refused => Some((code, st.reason.clone())),
+            _ => None,
+        }
+    }
+
     /// The peer reset the stream, saying why.
     pub(crate) fn on_peer_reset(&self, code: ResetCode, reason: String) {
         {
@@ -230,11 +240,7 @@ impl OpenedWatch {
     /// If the peer refused the stream (reset it before it was opened):
     /// its code and its words (empty if it gave none).
     pub fn refusal(&self) -> Option<(ResetCode, String)> {
-        let st = self.shared.state();
-        match st.reset {
-            Some(code) if st.refused => Some((code, st.reason.clone())),
-            _ => None,
-        }
+        self.shared.refusal()
     }
 
     /// As [`MuxStream::opened`].
@@ -515,10 +521,9 @@ impl MuxStream {
         self.shared.on_reset(code);
     }
 
-    /// The peer's reason in words for resetting this stream, if it gave
-    /// one (empty otherwise).
-    pub fn reset_reason(&self) -> String {
-        self.shared.state().reason.clone()
+    /// As [`OpenedWatch::refusal`].
+    pub fn refusal(&self) -> Option<(ResetCode, String)> {
+        self.shared.refusal()
     }
 }
 

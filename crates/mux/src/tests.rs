@@ -202,14 +202,17 @@ async fn a_reset_carries_its_reason_only_to_a_peer_that_reads_it() {
         let got = s.opened().await;
         if reads {
             assert_eq!(got, Err(MuxError::Reset(ResetCode::NameNotFound)));
-            assert_eq!(s.reset_reason(), "cannot resolve git.corp");
+            assert_eq!(
+                s.refusal(),
+                Some((ResetCode::NameNotFound, "cannot resolve git.corp".into()))
+            );
             assert_eq!(
                 watch.refusal(),
                 Some((ResetCode::NameNotFound, "cannot resolve git.corp".into()))
             );
         } else {
             assert_eq!(got, Err(MuxError::Reset(ResetCode::Unreachable)));
-            assert_eq!(s.reset_reason(), "");
+            assert_eq!(s.refusal(), Some((ResetCode::Unreachable, String::new())));
         }
     }
 }
