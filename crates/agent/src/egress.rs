@@ -21,6 +21,7 @@ use tokio_util::either::Either;
 use tracing::{debug, warn};
 
 use crate::AgentState;
+use crate::metrics::Kind;
 
 /// Is `ip` the agent host itself: loopback (127.0.0.0/8, ::1) or the
 /// unspecified address (0.0.0.0, ::, which connects to this host)?
@@ -354,10 +355,14 @@ pub(crate) async fn serve(state: Arc<AgentState>, stream: MuxStream, t: Target) 
         }
         return;
     }
+    let metrics = state.metrics.as_ref();
     let conn = match result {
         Ok(c) => c,
         Err(f) => {
             warn!(event = crate::event::EGRESS_REFUSED, host = %t.host, port = t.port, reason = %f.line(), "refused egress stream");
+            if let Some(m) = metrics {
+                m.failed(Kind::Egress);
+            }
             f.refuse(&stream);
             return;
         }
@@ -365,15 +370,24 @@ pub(crate) async fn serve(state: Arc<AgentState>, stream: MuxStream, t: Target) 
     if stream.confirm_opened().await.is_err() {
         return;
     }
-    match conn {
+    let _active = metrics.map(|m| m.active(Kind::Egress));
+    let (from_gateway, to_gateway) = match conn {
         Connected::Plain(tcp) => {
             let out = pump(stream, tcp).await;
             debug!(up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "egress stream closed");
+            (out.stream_to_tcp, out.tcp_to_stream)
         }
         Connected::Tls(tls) => {
             let (up, down) = relay_tls(stream, *tls).await;
             debug!(up = ?up, down = ?down, "egress TLS stream closed");
+            (
+                down.as_ref().map_or(0, |n| *n),
+                up.as_ref().map_or(0, |n| *n),
+            )
         }
+    };
+    if let Some(m) = metrics {
+        m.carried(Kind::Egress, from_gateway, to_gateway);
     }
 }
 

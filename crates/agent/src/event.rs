@@ -15,6 +15,8 @@ pub const GATEWAY_UNREACHABLE: &str = "gateway_unreachable";
 pub const GATEWAY_STILL_UNREACHABLE: &str = "gateway_still_unreachable";
 /// A stream the gateway opened was refused (fields: dest).
 pub const STREAM_REFUSED: &str = "stream_refused";
+/// The probe and metrics listener is bound (field: addr).
+pub const HEALTH_LISTENING: &str = "health_listening";
 /// Shutdown began: new streams refused, open ones draining.
 pub const DRAINING: &str = "draining";
 /// A listening agent is bound (fields: addr, thumbprint, gateway).

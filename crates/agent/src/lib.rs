@@ -23,6 +23,7 @@ mod egress;
 pub mod event;
 mod link;
 mod listen;
+mod metrics;
 mod status;
 mod token;
 
@@ -107,6 +108,9 @@ pub struct AgentConfig {
     /// The gateway host name it was configured with (`Agent__GatewayFqdn`),
     /// told to the gateway for landing-page routing.
     pub gateway_fqdn: Option<String>,
+    /// Where the probes (`/healthz`, `/ready`) and `/metrics` are served;
+    /// `None`: not served, and no metrics are kept.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -132,6 +136,7 @@ impl AgentConfig {
             app_tls: None,
             routes: Vec::new(),
             gateway_fqdn: None,
+            health_listen: None,
         }
     }
 }
@@ -158,6 +163,8 @@ pub(crate) struct AgentState {
     pub(crate) synced: std::sync::Mutex<Option<Synced>>,
     /// Close the links now and redial at once ("reconnect now").
     pub(crate) reconnect: tokio::sync::Notify,
+    /// Metrics, with the probe listener.
+    pub(crate) metrics: Option<Arc<metrics::Metrics>>,
 }
 
 /// Errors starting an agent.
@@ -185,7 +192,6 @@ impl AgentState {
         };
         Arc::new(AgentState {
             tokens,
-            config,
             stopping: CancellationToken::new(),
             close_links: CancellationToken::new(),
             streams: TaskTracker::new(),
@@ -195,6 +201,8 @@ impl AgentState {
             mappings: std::sync::Mutex::new(Vec::new()),
             synced: std::sync::Mutex::new(None),
             reconnect: tokio::sync::Notify::new(),
+            metrics: config.health_listen.map(|_| metrics::Metrics::new()),
+            config,
         })
     }
 
@@ -363,6 +371,42 @@ impl Agent {
     }
 }
 
+/// The probe listener's view of the agent: ready while polling links are
+/// up (at least one) or the listening port is open, and not shutting down.
+fn probes(state: &Arc<AgentState>) -> burrow_ops::Probes {
+    let (ready, scrape) = (state.clone(), state.clone());
+    burrow_ops::Probes {
+        ready: Arc::new(move || {
+            let state = ready.clone();
+            Box::pin(async move {
+                if state.stopping.is_cancelled() {
+                    return Err("shutting down".to_owned());
+                }
+                if matches!(state.config.mode, AgentMode::Listen { .. }) {
+                    return Ok(());
+                }
+                let links = state.links.snapshot();
+                if links.iter().any(|l| l.state == LinkState::Connected) {
+                    return Ok(());
+                }
+                let why = links
+                    .iter()
+                    .find_map(|l| l.last_failure.clone())
+                    .unwrap_or_else(|| "connecting".to_owned());
+                Err(format!("no link to the gateway is up ({why})"))
+            })
+        }),
+        metrics: state.metrics.as_ref().map(|_| {
+            Arc::new(move || {
+                scrape
+                    .metrics
+                    .as_ref()
+                    .map_or_else(String::new, |m| m.scrape(&scrape.links.snapshot()))
+            }) as Arc<dyn Fn() -> String + Send + Sync>
+        }),
+    }
+}
+
 /// Runs the agent until `shutdown` resolves, then refuses new streams, lets
 /// open ones finish for up to the drain timeout, and closes its links.
 pub async fn run(
@@ -382,6 +426,18 @@ async fn run_state(
         );
     }
     let loops = TaskTracker::new();
+    if let Some(addr) = state.config.health_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| AgentError::Bind { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        info!(event = crate::event::HEALTH_LISTENING, addr = %bound, "probes and metrics listening (/healthz, /ready, /metrics)");
+        loops.spawn(burrow_ops::serve(
+            listener,
+            probes(&state),
+            state.close_links.clone(),
+        ));
+    }
     if state.tokens.is_some() {
         loops.spawn(token::renew(state.clone()));
     }

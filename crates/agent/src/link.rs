@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::egress::Failure;
+use crate::metrics::{DialFailure, Kind};
 use crate::{AgentMode, AgentState, Backoff};
 
 /// Longest the WebSocket dial and upgrade may take.
@@ -26,6 +27,23 @@ pub(crate) enum DialError {
     Handshake(#[from] HandshakeError),
     #[error(transparent)]
     Token(#[from] crate::TokenError),
+}
+
+impl DialError {
+    /// How long the gateway asked to wait before the next dial: it is at
+    /// its handshake cap (a 503 with `Retry-After` on the upgrade or the
+    /// token endpoint, or a busy refusal at hello).
+    fn asked_wait(&self) -> Option<Duration> {
+        match self {
+            DialError::Transport(TransportError::Busy { retry_after }) => Some(*retry_after),
+            DialError::Token(crate::TokenError::Unavailable { retry_after, .. }) => *retry_after,
+            DialError::Handshake(HandshakeError::Rejected {
+                code: RejectCode::Busy,
+                ..
+            }) => Some(Duration::from_secs(burrow_wire::BUSY_RETRY_AFTER_SECS)),
+            _ => None,
+        }
+    }
 }
 
 /// What this agent presents on a link: its access token (key-pair
@@ -132,6 +150,7 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
             return;
         }
         let failure: String;
+        let mut asked_wait = None;
         match dial(&state, idx).await {
             Ok((link, ack)) => {
                 let gateway = match &cfg.mode {
@@ -167,6 +186,16 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
             }
             Err(e) => {
                 failures += 1;
+                asked_wait = e.asked_wait();
+                if let Some(m) = &state.metrics {
+                    m.dial_failed(match &e {
+                        DialError::Token(_) => DialFailure::Token,
+                        DialError::Handshake(HandshakeError::Rejected { .. }) => {
+                            DialFailure::Refused
+                        }
+                        _ => DialFailure::Unreachable,
+                    });
+                }
                 // A refused token (its key removed, the gateway's database
                 // replaced) is not retried: the next dial asks for a new one.
                 if let (
@@ -189,7 +218,10 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                 }
             }
         }
-        let delay = backoff.next_delay(&mut rand::rng());
+        let delay = match asked_wait {
+            Some(asked) => backoff.next_delay_after(&mut rand::rng(), asked),
+            None => backoff.next_delay(&mut rand::rng()),
+        };
         state.links.failed(idx, &failure, delay);
         debug!(
             link = idx,
@@ -383,8 +415,15 @@ async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, t
         stream.reset(ResetCode::NotAllowed);
         return;
     }
+    let metrics = state.metrics.as_ref();
+    let failed = || {
+        if let Some(m) = metrics {
+            m.failed(Kind::Forward);
+        }
+    };
     if !state.config.allow.allows(&target) {
         warn!(event = crate::event::STREAM_REFUSED, dest = %target, "refused stream: target is not in this agent's allow-list (--allow)");
+        failed();
         stream.reset(ResetCode::NotAllowed);
         return;
     }
@@ -392,6 +431,7 @@ async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, t
         Ok(tcp) => tcp,
         Err(f) => {
             warn!(event = crate::event::STREAM_REFUSED, dest = %target, reason = %f.line(), "cannot connect forward target");
+            failed();
             f.refuse(&stream);
             return;
         }
@@ -399,6 +439,10 @@ async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, t
     if stream.confirm_opened().await.is_err() {
         return;
     }
+    let _active = metrics.map(|m| m.active(Kind::Forward));
     let out = pump(stream, tcp).await;
     debug!(up = out.tcp_to_stream, down = out.stream_to_tcp, error = ?out.error, "stream closed");
+    if let Some(m) = metrics {
+        m.carried(Kind::Forward, out.stream_to_tcp, out.tcp_to_stream);
+    }
 }

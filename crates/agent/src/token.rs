@@ -76,6 +76,8 @@ pub enum TokenError {
         status: u16,
         /// `error_description`.
         reason: String,
+        /// How long it asked to wait (`Retry-After`).
+        retry_after: Option<Duration>,
     },
     /// The answer made no sense.
     #[error("the token endpoint answered something that is not a token: {0}")]
@@ -228,7 +230,11 @@ impl Tokens {
             };
             let status = res.status.as_u16();
             return Err(if res.status.is_server_error() {
-                TokenError::Unavailable { status, reason }
+                TokenError::Unavailable {
+                    status,
+                    reason,
+                    retry_after: res.retry_after,
+                }
             } else {
                 TokenError::Refused { status, reason }
             });

@@ -105,6 +105,26 @@ pub enum Command {
     /// Manage admin API keys.
     #[command(subcommand)]
     AdminKey(crate::manage::AdminKeyCmd),
+    /// Exit 0 if the agent (or gateway) on this machine is ready, 1 if
+    /// not, saying why: an exec probe for containers. Asks the probe
+    /// listener (the agent's --health-listen, the gateway's
+    /// --metrics-listen) for /ready.
+    Ready(ReadyArgs),
+}
+
+/// `burrow ready` flags.
+#[derive(Debug, Args)]
+pub struct ReadyArgs {
+    /// The probe listener to ask: the agent's BURROW_HEALTH_LISTEN (a
+    /// wildcard address is asked on loopback).
+    #[arg(long = "health-listen", env = "BURROW_HEALTH_LISTEN", value_parser = parse_listen)]
+    pub addr: Option<SocketAddr>,
+    /// Ask /healthz (alive) instead of /ready.
+    #[arg(long)]
+    pub alive: bool,
+    /// Longest wait for the answer.
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub timeout_seconds: Duration,
 }
 
 /// A listen address, or `off`.
@@ -360,6 +380,18 @@ pub struct GatewayArgs {
     /// one NAT).
     #[arg(long, env = "BURROW_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_address: u32,
+    /// Most agent handshakes (link hellos and token requests) under way at
+    /// once; more are answered 503 with Retry-After, and agents come back
+    /// after it (with jitter): a reconnect storm after a restart queues
+    /// instead of swamping the gateway and its database.
+    #[arg(long, env = "BURROW_MAX_HANDSHAKES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_handshakes: u32,
+    /// Serve Prometheus metrics at /metrics here (with the probes /healthz
+    /// and /ready), e.g. 127.0.0.1:9090, or 0.0.0.0:9090 in a pod; `off`
+    /// (the default) keeps no metrics. Nothing here asks for credentials:
+    /// keep it off the public internet.
+    #[arg(long, env = "BURROW_METRICS_LISTEN", default_value = "off", value_parser = parse_listen_or_off)]
+    pub metrics_listen: ListenOrOff,
 }
 
 /// Agent flags.
@@ -448,6 +480,20 @@ pub struct AgentArgs {
     /// Default: the system's roots.
     #[arg(long, env = "BURROW_EGRESS_CA_FILE")]
     pub egress_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub health_listen: HealthListen,
+}
+
+/// Where the agent's probes and metrics listen.
+#[derive(Debug, Args)]
+pub struct HealthListen {
+    /// Serve probes here: /healthz (alive), /ready (at least one link to
+    /// the gateway is up; 503 with the reason otherwise), and Prometheus
+    /// metrics at /metrics. E.g. 127.0.0.1:17290, or 0.0.0.0:17290 in a
+    /// pod. `off` (the default): not served, no metrics kept. `burrow
+    /// ready` asks it.
+    #[arg(long = "health-listen", env = "BURROW_HEALTH_LISTEN", default_value = "off", value_parser = parse_listen_or_off)]
+    pub addr: ListenOrOff,
 }
 
 fn parse_route(s: &str) -> Result<(String, String), String> {
@@ -670,6 +716,31 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Keygen(args) => crate::keygen::run(args),
         Command::Manage(cmd) => crate::manage::run(cmd).await,
         Command::AdminKey(cmd) => crate::manage::admin_key(cmd).await,
+        Command::Ready(args) => ready(args).await,
+    }
+}
+
+/// `burrow ready`: 0 when the probe listener answers 200, else the reason
+/// and exit code 1.
+async fn ready(args: ReadyArgs) -> Result<()> {
+    let Some(mut addr) = args.addr else {
+        bail!(
+            "burrow ready asks the probe listener: set BURROW_HEALTH_LISTEN (as the agent has it) or --health-listen HOST:PORT"
+        );
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let path = if args.alive { "/healthz" } else { "/ready" };
+    match burrow_ops::check(addr, path, args.timeout_seconds).await {
+        Ok(said) => {
+            println!("{said}");
+            Ok(())
+        }
+        Err(e) => bail!("{e}"),
     }
 }
 
@@ -737,6 +808,8 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         args.edge_https_listen.0,
         &args.forwards,
     )
+    .await?
+    .with_metrics(args.metrics_listen.0)
     .await?;
     let store = match &database_url {
         Some(url) => burrow_store::Store::open(url).await,
@@ -839,6 +912,8 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     config.reconnect_delay = args.reconnect_delay_seconds;
     config.max_reconnect_delay = args.max_reconnect_delay_seconds;
     config.forwards = args.forwards;
+    config.metrics_listen = args.metrics_listen.0;
+    config.max_handshakes = args.max_handshakes as usize;
     config.heartbeat = args.heartbeat_interval_seconds;
     config.drain_timeout = args.drain_timeout_seconds;
     config.max_connections = args.max_connections;
@@ -1023,6 +1098,7 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     c.routes = args.routes;
     c.allow_link_local = args.allow_link_local;
     c.allow_loopback = args.allow_loopback;
+    c.health_listen = args.health_listen.addr.0;
     let (roots, given) = match &args.egress_ca_file {
         Some(f) => burrow_transport::tls::certs_from_pem_file(f)?,
         None => match system_roots() {

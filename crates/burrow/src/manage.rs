@@ -39,12 +39,14 @@ pub struct ApiArgs {
     #[arg(long, env = "CONNECT_URL")]
     pub connect_url: String,
     /// Admin API key (bk_...): the bootstrap key the gateway printed on
-    /// first start, or one from `burrow admin-key create`.
+    /// first start, or one from `burrow admin-key create`. Also
+    /// --octopus-cloud-instance-api-key, as Octopus Connection Agent's
+    /// commands take it.
     #[arg(
         long,
         env = "BURROW_ADMIN_KEY",
         hide_env_values = true,
-        visible_alias = "api-key",
+        visible_aliases = ["api-key", "octopus-cloud-instance-api-key"],
         required_unless_present = "admin_key_file"
     )]
     pub admin_key: Option<String>,
@@ -413,7 +415,7 @@ impl Api {
             None => Bytes::new(),
         };
         let method = Method::from_bytes(endpoint.method().as_bytes())?;
-        let HttpResponse { status, body } = self
+        let HttpResponse { status, body, .. } = self
             .client
             .request(
                 method,

@@ -123,6 +123,14 @@ pub struct GatewayConfig {
     pub proxy_caps: Caps,
     /// Most live links one agent may hold.
     pub max_links_per_agent: usize,
+    /// Most handshakes under way at once (agent hellos and token
+    /// requests); more are told to retry (503 with `Retry-After`).
+    pub max_handshakes: usize,
+    /// Where `/metrics` (and the probes `/healthz`, `/ready`) are served
+    /// when the gateway binds its own listeners ([`crate::Gateway::bind`];
+    /// else [`crate::Listeners::with_metrics`]); `None`: no metrics are
+    /// kept.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl GatewayConfig {
@@ -171,6 +179,8 @@ impl GatewayConfig {
                 per_address: 256,
             },
             max_links_per_agent: 16,
+            max_handshakes: 256,
+            metrics_listen: None,
         }
     }
 }

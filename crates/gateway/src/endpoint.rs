@@ -57,8 +57,11 @@ pub(crate) async fn serve(state: Arc<State>, listener: TcpListener) {
                 Ok(tls) if tls.raw => {
                     let mut link = raw::link(tls.stream, Some(peer));
                     link.peer_cert = tls.peer_cert;
+                    let slot = state.handshake_slot();
                     let links = state.links.clone();
-                    links.spawn(admit(state, link, None).instrument(info_span!("link", %peer)));
+                    links.spawn(
+                        admit(state, link, None, slot).instrument(info_span!("link", %peer)),
+                    );
                 }
                 Ok(tls) => serve_http(state, tls.stream, peer, local, tls.peer_cert).await,
                 Err(e) => tls_failed(peer, &e),
@@ -152,10 +155,22 @@ async fn serve_general<I>(
                 );
             }
             let boxed = |r: Response<Body>| r.map(|b| b.map_err(|e| match e {}).boxed());
+            // The probes, as the probe listener answers them (Kubernetes
+            // may probe the port agents dial).
+            if matches!(req.uri().path(), "/healthz" | "/ready") {
+                let probes = state.probes();
+                return Ok(boxed(
+                    burrow_ops::answer(&probes, req.method(), req.uri().path()).await,
+                ));
+            }
             if req.uri().path().starts_with("/api/v1/") {
                 return Ok(boxed(crate::admin::handle(&state.admin, req, peer).await));
             }
             if req.uri().path() == crate::tokens::TOKEN_PATH {
+                let Slot::Held(_slot) = state.handshake_slot() else {
+                    state.count_refusal(crate::metrics::Refused::Busy);
+                    return Ok(boxed(busy("token requests")));
+                };
                 return Ok(boxed(match &state.identity {
                     Some(id) => id.token_endpoint(req, peer, &state.throttles.token).await,
                     None => text(
@@ -226,7 +241,6 @@ where
     }
     match path {
         "/" => status_page(&state),
-        "/healthz" => text(StatusCode::OK, "ok\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -289,6 +303,10 @@ where
             return text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
         }
     }
+    let Slot::Held(slot) = state.handshake_slot() else {
+        state.count_refusal(crate::metrics::Refused::Busy);
+        return busy("agent links");
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let span = info_span!("link", %peer);
     let links = state.links.clone();
@@ -310,7 +328,7 @@ where
                         }
                     };
                     link.peer_cert = cert;
-                    admit(state, link, None).await;
+                    admit(state, link, None, Slot::Held(slot)).await;
                 }
                 Err(e) => warn!(error = %e, "websocket upgrade failed"),
             }
@@ -418,15 +436,44 @@ async fn authorize_throttled(
     }
 }
 
+/// A link's place among the handshakes under way (capped, so a reconnect
+/// storm is told to come back instead of swamping the gateway and its
+/// database).
+pub(crate) enum Slot {
+    /// Counted until its hello is done.
+    Held(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
+    /// None was free: refused as busy once its hello is read.
+    Busy,
+    /// Not counted: links this gateway dials itself.
+    Uncounted,
+}
+
+/// The answer of a gateway at its handshake cap: 503, and when to retry.
+fn busy(what: &str) -> Response<Body> {
+    let mut r = closing(text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the gateway has as many handshakes under way as it takes ({what} are waiting): retry in {} s\n",
+            burrow_wire::BUSY_RETRY_AFTER_SECS
+        ),
+    ));
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(burrow_wire::BUSY_RETRY_AFTER_SECS),
+    );
+    r
+}
+
 /// Runs the hello on a new link, authorizes it, and serves it until it
 /// closes. `expected` is the agent name a gateway-dialed link must carry.
-pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&str>) {
+pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&str>, slot: Slot) {
     let peer = link.peer;
     let cert = link.peer_cert;
     let hello = match handshake::accept(&mut link).await {
         Ok(h) => h,
         Err(e) => {
             warn!(event = crate::event::HELLO_REFUSED, error = %e, "agent link refused at hello");
+            state.count_refusal(crate::metrics::Refused::Hello);
             return;
         }
     };
@@ -436,6 +483,14 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         Some((
             RejectCode::ShuttingDown,
             "gateway is shutting down; retry shortly".to_owned(),
+        ))
+    } else if matches!(slot, Slot::Busy) {
+        Some((
+            RejectCode::Busy,
+            format!(
+                "the gateway has as many handshakes under way as it takes: retry in {} s",
+                burrow_wire::BUSY_RETRY_AFTER_SECS
+            ),
         ))
     } else if let Some(want) = expected.filter(|w| *w != agent) {
         Some((
@@ -461,6 +516,12 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         None
     };
     if let Some((code, message)) = refusal {
+        state.count_refusal(match code {
+            RejectCode::ShuttingDown => crate::metrics::Refused::ShuttingDown,
+            RejectCode::Busy => crate::metrics::Refused::Busy,
+            RejectCode::TooManyLinks => crate::metrics::Refused::TooManyLinks,
+            _ => crate::metrics::Refused::Unauthorized,
+        });
         if code != RejectCode::Unauthorized {
             // Credential refusals are logged as a rate by the throttle.
             warn!(%agent, reason = %message, "agent link refused");
@@ -477,6 +538,7 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
         warn!(%agent, error = %e, "agent link failed during hello");
         return;
     }
+    drop(slot);
     let config = burrow_mux::Config {
         dialer: false,
         heartbeat: Some(state.config.heartbeat),
@@ -511,6 +573,9 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     let cert = cert.map(|t| t.to_string()).unwrap_or_default();
     let key_name = key.as_deref().unwrap_or("");
     let shard = crate::shard::current().map_or_else(|| "main".to_owned(), |i| i.to_string());
+    if let Some(m) = state.audit.metrics() {
+        m.link_changed(true);
+    }
     info!(event = crate::event::AGENT_LINK_UP, %agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, %shard, "agent link up");
     touch(&state, &agent, &hello.software_version, peer).await;
     state.catalog.push(&agent, Some(&session)).await;
@@ -524,6 +589,9 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     ));
     let reason = session.closed().await;
     let left = state.registry.remove(&agent, id);
+    if let Some(m) = state.audit.metrics() {
+        m.link_changed(false);
+    }
     state.catalog.routes_changed();
     touch(&state, &agent, &hello.software_version, peer).await;
     info!(event = crate::event::AGENT_LINK_DOWN, %agent, link = id, links = left, %reason, "agent link down");

@@ -15,6 +15,8 @@ pub const PROXY_LISTENING: &str = "proxy_listening";
 pub const EDGE_HTTPS_LISTENING: &str = "edge_https_listening";
 /// The plain-HTTP edge (redirects) is bound (field: addr).
 pub const EDGE_HTTP_LISTENING: &str = "edge_http_listening";
+/// The metrics and probe listener is bound (field: addr).
+pub const METRICS_LISTENING: &str = "metrics_listening";
 /// Every listener is bound: which are reachable beyond this host, which
 /// on loopback only (fields: public, loopback_only).
 pub const LISTENERS: &str = "listeners";

@@ -47,6 +47,9 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
             continue;
         };
         let Some((first, shard)) = state.registry.pick_link(&spec.agent) else {
+            if let Some(m) = state.audit.metrics() {
+                m.open_failed(crate::metrics::Kind::Forward);
+            }
             if warn_limit.allow() {
                 warn!(%client, agent = %spec.agent, dest = %spec.target, "refusing connection: agent has no live link");
             }
@@ -79,6 +82,7 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                     // at once either way.
                     match session.open_with_ack(&spec.target).await {
                         Ok(stream) => {
+                            let _active = state2.audit.active(crate::metrics::Kind::Forward);
                             let id = stream.id();
                             let (at, started) = (burrow_store::now_micros(), std::time::Instant::now());
                             let watch = stream.opened_watch();
@@ -113,6 +117,9 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                             break;
                         }
                     }
+                }
+                if let Some(m) = state2.audit.metrics() {
+                    m.open_failed(crate::metrics::Kind::Forward);
                 }
                 refuse(tcp);
             }

@@ -28,6 +28,9 @@
 //!   7523 token endpoint, credential-failure throttles.
 //! - `limits.rs`, `shard.rs`, `io.rs`: connection caps and accept loops,
 //!   per-core runtimes, the head reader and rewinding reader.
+//! - `metrics.rs`: the Prometheus metrics (`--metrics-listen`), counted
+//!   where the audit sink, the link admission and the throttles see
+//!   things happen.
 //! - `traffic.rs`: the audit sink and its writer; `answer.rs`: the body
 //!   and JSON form of the gateway's own answers.
 //!
@@ -51,6 +54,7 @@ mod forward;
 mod forward_spec;
 mod io;
 mod limits;
+mod metrics;
 mod names;
 mod open;
 mod outbound;
@@ -97,6 +101,7 @@ pub struct Gateway {
     edge_http: Option<TcpListener>,
     edge_https: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     audit_rx: Option<tokio::sync::mpsc::Receiver<burrow_store::Traffic>>,
+    metrics: Option<TcpListener>,
 }
 
 /// Accept queue depth: bursts of new connections (a CI fleet starting, a
@@ -132,6 +137,7 @@ pub struct Listeners {
     edge_http: Option<TcpListener>,
     edge_https: Option<TcpListener>,
     forwards: Vec<(ForwardSpec, TcpListener)>,
+    metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -155,6 +161,7 @@ impl Listeners {
             edge_http: maybe(edge_http).await?,
             edge_https: maybe(edge_https).await?,
             forwards: Vec::new(),
+            metrics: None,
         };
         for spec in forwards {
             bound
@@ -162,6 +169,14 @@ impl Listeners {
                 .push((spec.clone(), bind(spec.listen).await?));
         }
         Ok(bound)
+    }
+
+    /// Also binds the metrics and probe listener, when `addr` is set.
+    pub async fn with_metrics(mut self, addr: Option<SocketAddr>) -> Result<Self, GatewayError> {
+        if let Some(addr) = addr {
+            self.metrics = Some(bind(addr).await?);
+        }
+        Ok(self)
     }
 
     /// Binds what `config` asks for.
@@ -174,6 +189,8 @@ impl Listeners {
             https,
             &config.forwards,
         )
+        .await?
+        .with_metrics(config.metrics_listen)
         .await
     }
 }
@@ -198,6 +215,7 @@ impl Gateway {
             edge_http,
             edge_https,
             forwards,
+            metrics: metrics_listener,
         } = listeners;
         let edge_https = match (edge_https, &config.edge_tls) {
             (Some(l), Some(id)) => Some((
@@ -235,7 +253,8 @@ impl Gateway {
         };
         let shards = Arc::new(shard::Shards::start(shard::default_count()));
         let registry = Arc::new(Registry::default());
-        let audit = traffic::AuditSink::new(recorder);
+        let metrics = metrics_listener.as_ref().map(|_| metrics::Metrics::new());
+        let audit = traffic::AuditSink::new(recorder, metrics);
         let throttles = Arc::new(throttle::Throttles::new(&audit));
         let catalog = Arc::new(catalog::Catalog::new(
             config.store.clone(),
@@ -282,6 +301,7 @@ impl Gateway {
             identity,
             acceptor,
             conn_limit: Arc::new(Semaphore::new(config.max_connections)),
+            handshakes: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
             config,
             registry,
             stop_accepting: CancellationToken::new(),
@@ -298,6 +318,7 @@ impl Gateway {
             edge_http,
             edge_https,
             audit_rx,
+            metrics: metrics_listener,
         })
     }
 
@@ -316,6 +337,11 @@ impl Gateway {
         self.edge_https
             .as_ref()
             .and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Where each forward listens, in configuration order.
@@ -337,6 +363,7 @@ impl Gateway {
             edge_http,
             edge_https,
             audit_rx,
+            metrics,
         } = self;
         let audit_writer = match (audit_rx, &state.config.store, state.audit.recorder()) {
             (Some(rx), Some(store), Some(rec)) => Some(tokio::spawn(traffic::writer(
@@ -479,6 +506,14 @@ impl Gateway {
                 cfg,
             ));
         }
+        // Served through the drain, so /ready says "shutting down" then.
+        let probes_stop = CancellationToken::new();
+        if let Some(l) = metrics {
+            if let Ok(addr) = l.local_addr() {
+                info!(event = crate::event::METRICS_LISTENING, %addr, "metrics and probes listening (/metrics, /healthz, /ready)");
+            }
+            tokio::spawn(burrow_ops::serve(l, state.probes(), probes_stop.clone()));
+        }
         reach::say(&bound);
         accept_loops.close();
         for ep in &state.config.agent_endpoints {
@@ -503,6 +538,7 @@ impl Gateway {
         );
         state.registry.say_going_away().await;
         burrow_mux::drain(&state.streams, state.config.drain_timeout).await;
+        probes_stop.cancel();
         state.registry.close_all();
         state.links.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.links.wait()).await;

@@ -59,7 +59,7 @@ pub(crate) async fn run(state: Arc<State>, ep: AgentEndpoint, idx: usize) {
                 Ok(link) => {
                     last_failure = None;
                     let up_at = Instant::now();
-                    endpoint::admit(state.clone(), link, Some(&ep.name)).await;
+                    endpoint::admit(state.clone(), link, Some(&ep.name), endpoint::Slot::Uncounted).await;
                     if up_at.elapsed() >= STABLE_AFTER {
                         backoff.reset();
                     }

@@ -23,6 +23,8 @@ pub(crate) struct State {
     /// Link tasks.
     pub(crate) links: TaskTracker,
     pub(crate) conn_limit: Arc<Semaphore>,
+    /// Handshakes (hellos and token requests) under way, capped.
+    pub(crate) handshakes: Arc<Semaphore>,
     pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
     /// Token endpoint and token checks; present with a store.
     pub(crate) identity: Option<tokens::Identity>,
@@ -58,6 +60,56 @@ pub(crate) struct FrontDoor {
 }
 
 impl State {
+    /// The probes (`/healthz`, `/ready`) and, when enabled, `/metrics`.
+    /// Ready: not shutting down, and the database (if any) answers.
+    pub(crate) fn probes(self: &Arc<Self>) -> burrow_ops::Probes {
+        let ready_state = self.clone();
+        let metrics_state = self.clone();
+        burrow_ops::Probes {
+            ready: Arc::new(move || {
+                let state = ready_state.clone();
+                Box::pin(async move { state.ready().await })
+            }),
+            metrics: self.audit.metrics().map(|_| {
+                Arc::new(move || {
+                    let s = &metrics_state;
+                    s.audit
+                        .metrics()
+                        .map_or_else(String::new, |m| m.scrape(&s.registry, s.audit.recorder()))
+                }) as Arc<dyn Fn() -> String + Send + Sync>
+            }),
+        }
+    }
+
+    /// Whether this gateway should be sent work now.
+    async fn ready(&self) -> Result<(), String> {
+        if self.stop_accepting.is_cancelled() {
+            return Err("shutting down".into());
+        }
+        if let Some(store) = &self.config.store {
+            store
+                .ping()
+                .await
+                .map_err(|e| format!("the database does not answer: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// A place for one more handshake, if the cap allows.
+    pub(crate) fn handshake_slot(&self) -> crate::endpoint::Slot {
+        match self.handshakes.clone().try_acquire_owned() {
+            Ok(p) => crate::endpoint::Slot::Held(p),
+            Err(_) => crate::endpoint::Slot::Busy,
+        }
+    }
+
+    /// Counts a refused link, when metrics are enabled.
+    pub(crate) fn count_refusal(&self, why: crate::metrics::Refused) {
+        if let Some(m) = self.audit.metrics() {
+            m.link_refused(why);
+        }
+    }
+
     /// What an accept loop takes.
     pub(crate) fn accepting(&self) -> limits::Accepting {
         limits::Accepting {

@@ -56,6 +56,8 @@ struct Source {
 /// One credential check's throttle (its name is in the log lines).
 pub(crate) struct Throttle {
     what: &'static str,
+    /// Its label in `burrow_auth_failures_total`.
+    check: &'static str,
     sources: Mutex<HashMap<IpAddr, Source>>,
     audit: AuditSink,
 }
@@ -85,9 +87,10 @@ fn interval() -> Duration {
 }
 
 impl Throttle {
-    pub(crate) fn new(what: &'static str, audit: AuditSink) -> Self {
+    pub(crate) fn new(what: &'static str, check: &'static str, audit: AuditSink) -> Self {
         Throttle {
             what,
+            check,
             sources: Mutex::new(HashMap::new()),
             audit,
         }
@@ -206,6 +209,9 @@ impl Attempt<'_> {
     /// The credential was wrong: counts against the address, logged as a
     /// rate.
     pub(crate) fn failed(self, reason: &str) {
+        if let Some(m) = self.throttle.audit.metrics() {
+            m.auth_failed(self.throttle.check);
+        }
         self.throttle.record_failure(self.ip, reason);
     }
 
@@ -232,10 +238,10 @@ impl Throttles {
     /// The four throttles, their counts recorded in `audit`.
     pub(crate) fn new(audit: &AuditSink) -> Self {
         Throttles {
-            admin: Throttle::new("admin API key", audit.clone()),
-            token: Throttle::new("client assertion", audit.clone()),
-            tunnel: Throttle::new("agent link", audit.clone()),
-            proxy: Throttle::new("proxy credentials", audit.clone()),
+            admin: Throttle::new("admin API key", "admin", audit.clone()),
+            token: Throttle::new("client assertion", "token", audit.clone()),
+            tunnel: Throttle::new("agent link", "tunnel", audit.clone()),
+            proxy: Throttle::new("proxy credentials", "proxy", audit.clone()),
         }
     }
 
@@ -265,7 +271,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failures_past_the_burst_wait_then_are_refused_and_others_are_untouched() {
-        let t = Throttle::new("test", AuditSink::default());
+        let t = Throttle::new("test", "test", AuditSink::default());
         let start = tokio::time::Instant::now();
         for _ in 0..BURST {
             t.attempt(A).await.unwrap().failed("wrong");
@@ -296,7 +302,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_valid_client_behind_a_busy_address_is_slowed_not_locked_out() {
-        let t = Throttle::new("test", AuditSink::default());
+        let t = Throttle::new("test", "test", AuditSink::default());
         for _ in 0..BURST * 2 {
             if let Ok(a) = t.attempt(A).await {
                 a.failed("wrong");
@@ -315,7 +321,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failures_are_logged_once_per_interval_with_a_count() {
-        let t = Throttle::new("test", AuditSink::default());
+        let t = Throttle::new("test", "test", AuditSink::default());
         for _ in 0..5 {
             t.attempt(A).await.unwrap().failed("wrong");
         }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use burrow_store::{Store, Traffic, now_micros};
 use tokio::sync::mpsc;
+
+use crate::metrics::{Active, Kind, Metrics};
 use tracing::{debug, info, warn};
 
 /// Most records in one batch: one commit, one block per route in it.
@@ -78,6 +80,11 @@ impl Recorder {
         }
     }
 
+    /// Records queued and not yet written.
+    pub(crate) fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
     /// Records dropped so far (queue full, or a failed write).
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -85,26 +92,44 @@ impl Recorder {
 }
 
 /// The audit sink the traffic paths (edge, egress, forwards) record into:
-/// a recorder when the gateway has a store, nothing otherwise.
+/// a recorder when the gateway has a store, and the metrics when they are
+/// enabled; nothing otherwise. Every tunneled stream and request ends
+/// here, so this is where traffic is counted.
 #[derive(Clone, Default)]
-pub(crate) struct AuditSink(Option<std::sync::Arc<Recorder>>);
+pub(crate) struct AuditSink {
+    recorder: Option<Arc<Recorder>>,
+    metrics: Option<Arc<Metrics>>,
+}
 
 impl AuditSink {
-    /// A sink into `recorder`.
-    pub(crate) fn new(recorder: Option<std::sync::Arc<Recorder>>) -> Self {
-        AuditSink(recorder)
+    /// A sink into `recorder`, counted in `metrics`.
+    pub(crate) fn new(recorder: Option<Arc<Recorder>>, metrics: Option<Arc<Metrics>>) -> Self {
+        AuditSink { recorder, metrics }
     }
 
     /// Records one tunneled request or stream, without waiting.
     pub(crate) fn record(&self, t: Traffic) {
-        if let Some(r) = &self.0 {
+        if let Some(m) = &self.metrics {
+            m.finished(&t);
+        }
+        if let Some(r) = &self.recorder {
             r.record(t);
         }
     }
 
+    /// A stream of `kind` starts: counted as active while the guard lives.
+    pub(crate) fn active(&self, kind: Kind) -> Option<Active> {
+        self.metrics.as_ref().map(|m| m.active(kind))
+    }
+
+    /// The metrics, when enabled.
+    pub(crate) fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
     /// The recorder, if there is one.
-    pub(crate) fn recorder(&self) -> Option<&std::sync::Arc<Recorder>> {
-        self.0.as_ref()
+    pub(crate) fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.as_ref()
     }
 }
 

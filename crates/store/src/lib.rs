@@ -140,8 +140,18 @@ pub enum StoreError {
     Db(sqlx::Error),
 }
 
+/// Database errors seen by this process (every store in it), for the
+/// gateway's `burrow_store_errors_total`.
+static ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many database errors this process has seen.
+pub fn errors_seen() -> u64 {
+    ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if is_disk_full(&e) {
             StoreError::DiskFull(e)
         } else {
@@ -261,6 +271,12 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the database answers a query now (a readiness probe).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Closes the pool, waiting for connections to finish.

@@ -34,6 +34,14 @@ impl Backoff {
         delay
     }
 
+    /// [`Backoff::next_delay`], but no sooner than `asked` (a server's
+    /// `Retry-After`) plus up to half of it again, so agents told the same
+    /// wait do not all come back at once.
+    pub fn next_delay_after(&mut self, rng: &mut impl Rng, asked: Duration) -> Duration {
+        let own = self.next_delay(rng);
+        own.max(asked.mul_f64(rng.random_range(1.0..=1.5)))
+    }
+
     /// Back to the base delay (after a link stayed up long enough).
     pub fn reset(&mut self) {
         self.current = self.base;
@@ -44,6 +52,23 @@ impl Backoff {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn a_servers_retry_after_is_a_floor_with_jitter_above_it() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let asked = Duration::from_secs(2);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(300));
+            let d = b.next_delay_after(&mut rng, asked);
+            assert!(d >= asked && d <= asked.mul_f64(1.5), "{d:?}");
+            seen.insert(d.as_millis() / 100);
+        }
+        assert!(seen.len() > 3, "spread out: {seen:?}");
+        // A longer own step wins over a shorter request.
+        let mut b = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
+        assert!(b.next_delay_after(&mut rng, asked) >= Duration::from_secs(48));
+    }
 
     #[test]
     fn doubles_to_the_cap_with_bounded_jitter_and_resets() {

@@ -35,6 +35,20 @@ pub struct HttpResponse {
     pub status: StatusCode,
     /// The body.
     pub body: Bytes,
+    /// How long the server asked to wait before retrying (`Retry-After`
+    /// in seconds, on a 503 or 429).
+    pub retry_after: Option<Duration>,
+}
+
+/// Longest `Retry-After` honoured: a server asking for more is waited on
+/// this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A `Retry-After` value in seconds (the HTTP-date form is not used by
+/// gateways and is ignored).
+pub fn parse_retry_after(v: &[u8]) -> Option<Duration> {
+    let secs: u64 = std::str::from_utf8(v).ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 impl HttpClient {
@@ -131,11 +145,19 @@ where
     let driver = tokio::spawn(conn);
     let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = res.status();
+    let retry_after = res
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| parse_retry_after(v.as_bytes()));
     let body = Limited::new(res.into_body(), MAX_RESPONSE)
         .collect()
         .await
         .map_err(|e| format!("reading the response: {e}"))?
         .to_bytes();
     driver.abort();
-    Ok(HttpResponse { status, body })
+    Ok(HttpResponse {
+        status,
+        body,
+        retry_after,
+    })
 }

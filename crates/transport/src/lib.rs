@@ -100,6 +100,13 @@ pub enum TransportError {
         /// The URL dialed.
         url: String,
     },
+    /// The gateway is at its handshake cap (HTTP 503): retry after this
+    /// long (its `Retry-After`), with jitter.
+    #[error("the gateway is busy (HTTP 503): retrying in {} s or more, as it asked", retry_after.as_secs())]
+    Busy {
+        /// How long it asked to wait.
+        retry_after: std::time::Duration,
+    },
     /// The WebSocket handshake failed otherwise.
     #[error("websocket handshake failed: {0}")]
     WebSocket(String),

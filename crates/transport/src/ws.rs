@@ -111,7 +111,7 @@ where
     io.flush().await.map_err(lost)?;
 
     let mut buf = BytesMut::with_capacity(4096);
-    let (len, status, accept, upgrade) = loop {
+    let (len, status, accept, upgrade, retry_after) = loop {
         let mut fields = [httparse::EMPTY_HEADER; 64];
         let mut res = httparse::Response::new(&mut fields);
         match res.parse(&buf) {
@@ -127,6 +127,8 @@ where
                     res.code.unwrap_or_default(),
                     field("sec-websocket-accept"),
                     field("upgrade"),
+                    field("retry-after")
+                        .and_then(|v| crate::client::parse_retry_after(v.as_bytes())),
                 );
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => {}
@@ -152,6 +154,9 @@ where
             ));
         }
     };
+    if let (503, Some(retry_after)) = (status, retry_after) {
+        return Err(TransportError::Busy { retry_after });
+    }
     match status {
         101 => {}
         401 | 403 => return Err(TransportError::Unauthorized { status }),

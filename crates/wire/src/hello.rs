@@ -192,6 +192,10 @@ pub enum RejectCode {
     TooManyLinks,
     /// The accepting side is shutting down; retry later.
     ShuttingDown,
+    /// The accepting side has as many handshakes under way as it takes
+    /// (a reconnect storm): retry after [`crate::BUSY_RETRY_AFTER_SECS`],
+    /// with jitter.
+    Busy,
     /// A code this build does not know.
     Other(u16),
 }
@@ -204,6 +208,7 @@ impl RejectCode {
             RejectCode::Unauthorized => 3,
             RejectCode::TooManyLinks => 4,
             RejectCode::ShuttingDown => 5,
+            RejectCode::Busy => 6,
             RejectCode::Other(c) => c,
         }
     }
@@ -215,6 +220,7 @@ impl RejectCode {
             3 => RejectCode::Unauthorized,
             4 => RejectCode::TooManyLinks,
             5 => RejectCode::ShuttingDown,
+            6 => RejectCode::Busy,
             c => RejectCode::Other(c),
         }
     }

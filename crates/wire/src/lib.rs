@@ -62,6 +62,11 @@ pub mod control {
 /// Version of the frame protocol spoken by this build.
 pub const PROTOCOL_VERSION: u16 = 1;
 
+/// How long a gateway at its handshake cap asks agents to wait before
+/// redialing: the `Retry-After` of its 503 answers, and the wait a
+/// [`RejectCode::Busy`] refusal means. Agents add jitter.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 2;
+
 /// Size of the fixed frame header: type (1), stream id (4), payload length (4).
 pub const HEADER_LEN: usize = 9;
 

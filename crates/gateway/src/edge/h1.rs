@@ -698,6 +698,7 @@ where
             head.host.clone(),
             std::mem::take(&mut head.path),
         );
+        let _active = http.audit.active(crate::metrics::Kind::Http);
         // With PROXY protocol the service connection states one visitor:
         // a kept one serves only requests from that visitor.
         let proxy = route

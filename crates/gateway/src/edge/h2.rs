@@ -237,6 +237,7 @@ pub(crate) async fn proxy(
         host.clone(),
         req.uri().path().to_owned(),
     );
+    let active = http.audit.active(crate::metrics::Kind::Http);
     // The visitor's connection keeps its backend connection (one tunnel
     // stream, one connection to the service) between requests.
     let cached = {
@@ -330,6 +331,7 @@ pub(crate) async fn proxy(
         counters: backend.read_written(),
         from: counted_at,
         started: std::time::Instant::now(),
+        _active: active,
     };
     *cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(backend);
     res.map(|body| {
@@ -414,6 +416,8 @@ struct Audit {
     /// Their values when the request started.
     from: (u64, u64),
     started: std::time::Instant,
+    /// Counts the request as active until the body ends.
+    _active: Option<crate::metrics::Active>,
 }
 
 impl Audit {

@@ -267,6 +267,7 @@ pub(crate) async fn serve(
             return;
         }
     };
+    let _active = proxy.audit.active(crate::metrics::Kind::Egress);
     debug!(%client, %host, port, connect, "proxy stream open");
     let rest = Bytes::copy_from_slice(&buf[head_len..]);
     let sent = (rest.len() + rewritten.as_ref().map_or(0, String::len)) as u64;

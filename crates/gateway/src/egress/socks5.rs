@@ -143,6 +143,7 @@ pub(crate) async fn serve(proxy: &Proxy, tcp: TcpStream, first: BytesMut, client
             return;
         }
     };
+    let _active = proxy.audit.active(crate::metrics::Kind::Egress);
     reply(&mut tcp, 0).await;
     let (tcp, rest) = tcp.into_parts();
     let sent = rest.len() as u64;
