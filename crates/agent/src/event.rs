@@ -7,6 +7,9 @@
 pub const AGENT_NAMED: &str = "agent_named";
 /// A link to the gateway passed its hello (fields: link, gateway, after_failures).
 pub const LINK_UP: &str = "link_up";
+/// A link leaves a gateway replica another link is on, for one it has no
+/// link on (fields: link, replica, to: that replica's URL or empty).
+pub const LINK_MOVING: &str = "link_moving";
 /// A link to the gateway closed (fields: link, reason).
 pub const LINK_DOWN: &str = "link_down";
 /// The first failed dial of an outage; retrying with backoff (fields: link, error).

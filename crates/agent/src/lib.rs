@@ -79,8 +79,12 @@ pub struct AgentConfig {
     /// This agent's name (1–200 letters, digits, `-`, `.`); empty for a
     /// key-pair agent that takes the name it was registered with.
     pub name: String,
-    /// Links to keep open at once.
+    /// Links to keep open at once, on as many gateway replicas as there
+    /// are (up to this many).
     pub links: usize,
+    /// More gateway URLs (`CONNECT_URL` listing several): link `i` dials
+    /// the `i`th of the configured URL and these, in turn.
+    pub more_urls: Vec<burrow_transport::TunnelUrl>,
     /// Heartbeat interval; three silent intervals drop a link.
     pub heartbeat: Duration,
     /// First reconnect delay.
@@ -123,6 +127,7 @@ impl AgentConfig {
             auth: None,
             name,
             links: 2,
+            more_urls: Vec::new(),
             heartbeat: Duration::from_secs(30),
             reconnect_delay: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(300),
@@ -165,6 +170,11 @@ pub(crate) struct AgentState {
     pub(crate) reconnect: tokio::sync::Notify,
     /// Metrics, with the probe listener.
     pub(crate) metrics: Option<Arc<metrics::Metrics>>,
+    /// The gateway's live replicas, (id, URL), as it last listed them.
+    pub(crate) replicas: std::sync::RwLock<Vec<(String, String)>>,
+    /// Where each link dials next, when not the configured URL: another
+    /// replica's own address.
+    pub(crate) next_dial: std::sync::Mutex<std::collections::HashMap<usize, String>>,
 }
 
 /// Errors starting an agent.
@@ -202,6 +212,8 @@ impl AgentState {
             synced: std::sync::Mutex::new(None),
             reconnect: tokio::sync::Notify::new(),
             metrics: config.health_listen.map(|_| metrics::Metrics::new()),
+            replicas: std::sync::RwLock::new(Vec::new()),
+            next_dial: std::sync::Mutex::new(std::collections::HashMap::new()),
             config,
         })
     }

@@ -88,10 +88,72 @@ async fn dial(state: &AgentState, idx: usize) -> Result<(Link, HelloAck), DialEr
     state.links.connecting(idx);
     let credential = credential(state).await?;
     let bearer = credential.as_ref().map(Secret::expose);
-    let mut link = dialer.dial(bearer, DIAL_TIMEOUT).await?;
+    let mut link = match dialer_for(state, dialer, idx)? {
+        Some(other) => other.dial(bearer, DIAL_TIMEOUT).await?,
+        None => dialer.dial(bearer, DIAL_TIMEOUT).await?,
+    };
     state.links.authenticating(idx);
     let ack = handshake::dial(&mut link, hello(state, credential.as_ref())).await?;
     Ok((link, ack))
+}
+
+/// The dialer link `idx` uses instead of the configured URL's: another
+/// replica's own address it was sent to, else its share of several
+/// configured URLs.
+fn dialer_for(
+    state: &AgentState,
+    base: &burrow_transport::Dialer,
+    idx: usize,
+) -> Result<Option<burrow_transport::Dialer>, DialError> {
+    let moved = state
+        .next_dial
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&idx);
+    if let Some(url) = moved {
+        match burrow_transport::TunnelUrl::parse(&url).map(|u| base.with_url(u)) {
+            Ok(Ok(d)) => return Ok(Some(d)),
+            Ok(Err(e)) => {
+                debug!(link = idx, %url, error = %e, "replica address not dialable; using the configured URL")
+            }
+            Err(e) => {
+                debug!(link = idx, %url, error = %e, "replica address not a URL; using the configured URL")
+            }
+        }
+    }
+    let urls = &state.config.more_urls;
+    match idx % (urls.len() + 1) {
+        0 => Ok(None),
+        i => Ok(Some(base.with_url(urls[i - 1].clone())?)),
+    }
+}
+
+/// Whether link `idx`, on `replica`, should go to another replica: a link
+/// with a lower index is on the same one, and a replica the agent has no
+/// link on is live. Returns that replica's own URL (empty: redial the
+/// shared name and land where it sends).
+fn move_to(state: &AgentState, idx: usize, replica: &str) -> Option<String> {
+    let links = state.links.snapshot();
+    let connected = |l: &&crate::LinkStatus| l.state == crate::LinkState::Connected;
+    let shared = links
+        .iter()
+        .filter(connected)
+        .any(|l| l.index < idx && l.gateway_replica.as_deref() == Some(replica));
+    if !shared {
+        return None;
+    }
+    let held: std::collections::HashSet<&str> = links
+        .iter()
+        .filter(connected)
+        .filter_map(|l| l.gateway_replica.as_deref())
+        .collect();
+    let known = state.replicas.read().unwrap_or_else(|p| p.into_inner());
+    let unheld: Vec<&(String, String)> = known
+        .iter()
+        .filter(|(id, _)| !held.contains(id.as_str()))
+        .collect();
+    // Links moving at once spread over the free replicas.
+    (!unheld.is_empty()).then(|| unheld[idx % unheld.len()].1.clone())
 }
 
 /// Runs link `idx` ([`run`]) and the streams it accepts on a
@@ -161,11 +223,14 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                 last_failure = None;
                 failures = 0;
                 let up_at = Instant::now();
-                let (reason, asked, going_away) = serve(&state, link, &ack, Some(idx)).await;
+                let (reason, asked, going_away, moving) =
+                    serve(&state, link, &ack, Some(idx)).await;
                 if state.stopping.is_cancelled() {
                     return;
                 }
-                if going_away {
+                if moving {
+                    // Logged when decided; redialled with backoff.
+                } else if going_away {
                     info!(
                         event = crate::event::LINK_DOWN,
                         link = idx,
@@ -175,10 +240,47 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                 } else {
                     warn!(event = crate::event::LINK_DOWN, link = idx, reason = %reason, "link down; reconnecting");
                 }
-                if asked || up_at.elapsed() >= cfg.stable_after {
+                if asked || going_away || up_at.elapsed() >= cfg.stable_after {
                     backoff.reset();
                 }
-                failure = if asked {
+                if going_away {
+                    // Its replacement goes up before the old link closes:
+                    // at once, on another replica if one is known.
+                    let here = state
+                        .links
+                        .snapshot()
+                        .into_iter()
+                        .find(|l| l.index == idx)
+                        .and_then(|l| l.gateway_replica);
+                    let elsewhere = state
+                        .replicas
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .filter(|(id, url)| Some(id) != here.as_ref() && !url.is_empty())
+                        .map(|(_, url)| url.clone())
+                        .nth(idx);
+                    let elsewhere = elsewhere.or_else(|| {
+                        state
+                            .replicas
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .iter()
+                            .find(|(id, url)| Some(id) != here.as_ref() && !url.is_empty())
+                            .map(|(_, url)| url.clone())
+                    });
+                    if let Some(url) = elsewhere {
+                        state
+                            .next_dial
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(idx, url);
+                    }
+                    continue;
+                }
+                failure = if moving {
+                    "moving to another gateway replica".to_owned()
+                } else if asked {
                     "reconnect asked for".to_owned()
                 } else {
                     format!("link down: {reason}")
@@ -271,12 +373,35 @@ impl Drop for Unsettled<'_> {
 /// accepting streams until the gateway acknowledges (streams the gateway
 /// opened before it knew are served, not refused); after that new streams
 /// are refused and open ones finish.
+///
+/// When the gateway says it is going away (it drains for a restart), this
+/// returns at once with `going_away` set while the link goes on serving
+/// its streams, and any the gateway still opens, until the gateway closes
+/// it: the caller dials a replacement meanwhile.
 pub(crate) async fn serve(
     state: &Arc<AgentState>,
     link: Link,
     ack: &HelloAck,
     idx: Option<usize>,
-) -> (burrow_mux::CloseReason, bool, bool) {
+) -> (burrow_mux::CloseReason, bool, bool, bool) {
+    let (away_tx, away_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(serve_link(state.clone(), link, ack.clone(), idx, away_tx));
+    tokio::select! {
+        done = task => done.unwrap_or((burrow_mux::CloseReason::Local, false, false, false)),
+        Ok(moving) = away_rx => (burrow_mux::CloseReason::PeerClosed, false, !moving, moving),
+    }
+}
+
+async fn serve_link(
+    state: Arc<AgentState>,
+    link: Link,
+    ack: HelloAck,
+    idx: Option<usize>,
+    away: tokio::sync::oneshot::Sender<bool>,
+) -> (burrow_mux::CloseReason, bool, bool, bool) {
+    let state = &state;
+    let ack = &ack;
+    let mut away = Some(away);
     let config = burrow_mux::Config {
         dialer: true,
         heartbeat: Some(state.config.heartbeat),
@@ -297,10 +422,16 @@ pub(crate) async fn serve(
             version: ack.software_version.clone(),
         },
     );
+    let replica = capabilities::replica_of(&ack.capabilities).map(str::to_owned);
     if let Some(idx) = idx {
-        state
-            .links
-            .up(idx, &session, &rpc, &ack.software_version, thumb);
+        state.links.up(
+            idx,
+            &session,
+            &rpc,
+            &ack.software_version,
+            thumb,
+            replica.as_deref(),
+        );
     }
     if rpc.peer_answers() {
         let (state, rpc) = (state.clone(), rpc.clone());
@@ -332,6 +463,8 @@ pub(crate) async fn serve(
     let mut unsettled = Unsettled::new(&state.unsettled_links);
     let mut asked = false;
     let mut going_away = false;
+    let mut moving = false;
+    let mut moved_at = Instant::now();
     let mut announced = false;
     let mut refusing = false;
     let ack_deadline = tokio::time::sleep(Duration::from_secs(86_400));
@@ -356,6 +489,12 @@ pub(crate) async fn serve(
                 session.close();
                 break;
             }
+            () = tokio::time::sleep(Duration::from_millis(100)), if moving && refusing => {
+                if session.stream_count() == 0 || moved_at.elapsed() >= state.config.drain_timeout {
+                    session.close();
+                    break;
+                }
+            }
             e = incoming.next() => match e {
                 Some(Event::Control(kind, body)) if rpc.on_control(kind, &body) => {}
                 Some(Event::Control(control::DRAINING_ACK, _)) if announced => {
@@ -363,7 +502,38 @@ pub(crate) async fn serve(
                     refusing = true;
                     unsettled.settle();
                 }
-                Some(Event::Control(control::GOING_AWAY, _)) => going_away = true,
+                Some(Event::Control(control::GOING_AWAY, _)) => {
+                    going_away = true;
+                    if let Some(tx) = away.take() {
+                        let _ = tx.send(false);
+                    }
+                }
+                Some(Event::Control(control::REPLICAS, body)) => {
+                    *state.replicas.write().unwrap_or_else(|p| p.into_inner()) =
+                        burrow_wire::replicas::decode(&body);
+                    if let (false, Some(idx), Some(r)) = (moving || announced, idx, replica.as_deref())
+                        && let Some(url) = move_to(state, idx, r)
+                    {
+                        info!(event = crate::event::LINK_MOVING, link = idx, replica = %r, to = %url, "another link is on this gateway replica and one has none: moving this link");
+                        if !url.is_empty() {
+                            state.next_dial.lock().unwrap_or_else(|p| p.into_inner()).insert(idx, url);
+                        }
+                        // Drained, not cut: the gateway stops opening
+                        // streams on it, those open finish, then it closes
+                        // while its replacement is dialed.
+                        moving = true;
+                        moved_at = Instant::now();
+                        announced = true;
+                        ack_deadline.as_mut().reset(Instant::now() + DRAIN_ACK_TIMEOUT);
+                        if session.send_control(control::DRAINING, bytes::Bytes::new()).await.is_err() {
+                            session.close();
+                            break;
+                        }
+                        if let Some(tx) = away.take() {
+                            let _ = tx.send(true);
+                        }
+                    }
+                }
                 Some(Event::Control(control::RULES, body)) => {
                     let rules = burrow_wire::egress::decode_rules(&body);
                     // One entry per host pattern: the FQDN rules and the
@@ -390,7 +560,7 @@ pub(crate) async fn serve(
         }
     }
     unsettled.settle();
-    (session.closed().await, asked, going_away)
+    (session.closed().await, asked, going_away, moving)
 }
 
 /// Connects a forward's `host:port` through the agent's one resolver

@@ -124,7 +124,7 @@ impl Listener {
                         Err(e) => return warn!(error = %e, "gateway link failed at hello"),
                     };
                     info!(event = crate::event::LINK_UP, "link up");
-                    let (reason, _, _) = link::serve(&state, link, &ack, None).await;
+                    let (reason, _, _, _) = link::serve(&state, link, &ack, None).await;
                     info!(event = crate::event::LINK_DOWN, %reason, "link down");
                 }
                 .instrument(info_span!("gateway_link", %peer)),

@@ -82,10 +82,16 @@ struct LinkLabel {
     link: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReplicaLabel {
+    replica: String,
+}
+
 /// The agent's metrics.
 pub(crate) struct Metrics {
     prom: Prom,
     links: Family<StateLabel, Gauge>,
+    by_replica: Family<ReplicaLabel, Gauge>,
     rtt: Family<LinkLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     reconnects: Counter,
     dial_failures: Family<ReasonLabel, Counter>,
@@ -129,6 +135,7 @@ impl Metrics {
         let m = Metrics {
             prom: Prom::default(),
             links: Family::default(),
+            by_replica: Family::default(),
             rtt: Family::default(),
             reconnects: Counter::default(),
             dial_failures: Family::default(),
@@ -141,6 +148,11 @@ impl Metrics {
             "burrow_agent_links",
             "This agent's links, by state",
             m.links.clone(),
+        );
+        prom.register(
+            "burrow_agent_replica_links",
+            "Connected links by the gateway replica they are on (at most --links replicas)",
+            m.by_replica.clone(),
         );
         prom.register_with_unit(
             "burrow_agent_link_rtt",
@@ -241,6 +253,14 @@ impl Metrics {
                     state: state_name(s),
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.by_replica.clear();
+        for l in links.iter().filter(|l| l.state == LinkState::Connected) {
+            if let Some(r) = &l.gateway_replica {
+                self.by_replica
+                    .get_or_create(&ReplicaLabel { replica: r.clone() })
+                    .inc();
+            }
         }
         self.rtt.clear();
         for l in links.iter().filter(|l| l.state == LinkState::Connected) {

@@ -43,6 +43,8 @@ pub struct LinkStatus {
     pub gateway_version: Option<String>,
     /// The gateway certificate's SHA-1 thumbprint, once connected over TLS.
     pub gateway_thumbprint: Option<String>,
+    /// The gateway replica it is connected to, when the gateway says.
+    pub gateway_replica: Option<String>,
     /// Smoothed heartbeat round trip, once measured.
     pub rtt_ms: Option<f64>,
     /// Streams open on it now.
@@ -88,6 +90,7 @@ impl Links {
                             reconnects: 0,
                             gateway_version: None,
                             gateway_thumbprint: None,
+                            gateway_replica: None,
                             rtt_ms: None,
                             open_streams: 0,
                             bytes_in: 0,
@@ -139,9 +142,11 @@ impl Links {
         rpc: &Rpc,
         version: &str,
         thumb: Option<String>,
+        replica: Option<&str>,
     ) {
         self.with(idx, |s| {
             Self::set_state(s, LinkState::Connected);
+            s.shown.gateway_replica = replica.map(str::to_owned);
             s.ups += 1;
             s.shown.reconnects = s.ups - 1;
             s.shown.last_failure = None;

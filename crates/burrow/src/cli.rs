@@ -149,6 +149,16 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not IP:PORT or a port number"))
 }
 
+fn parse_replica_id(s: &str) -> Result<String, String> {
+    if burrow_wire::valid_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?}: a replica id is 1-200 letters, digits, '-' and '.', not only dots"
+        ))
+    }
+}
+
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
@@ -380,12 +390,42 @@ pub struct GatewayArgs {
     /// one NAT).
     #[arg(long, env = "BURROW_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_address: u32,
+    /// How often the gateway re-reads FQDN rules, routes and agents' keys
+    /// from the database as a fallback (closing links whose key was
+    /// removed). Replicas on PostgreSQL are also told of each change at
+    /// once (LISTEN/NOTIFY).
+    #[arg(long, env = "BURROW_SWEEP_INTERVAL_SECONDS", default_value = "2", value_parser = parse_seconds)]
+    pub sweep_interval_seconds: Duration,
     /// Most agent handshakes (link hellos and token requests) under way at
     /// once; more are answered 503 with Retry-After, and agents come back
     /// after it (with jitter): a reconnect storm after a restart queues
     /// instead of swamping the gateway and its database.
     #[arg(long, env = "BURROW_MAX_HANDSHAKES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_handshakes: u32,
+    /// This replica's id among gateways sharing one database (shown in
+    /// list-agents, told to agents). Default: the host name (a pod's name)
+    /// and four random hex digits.
+    #[arg(long, env = "BURROW_REPLICA_ID", value_parser = parse_replica_id)]
+    pub replica_id: Option<String>,
+    /// Where agents and other replicas reach this replica itself, e.g.
+    /// wss://10.0.0.5:17200/connect or tls://gw-1.internal:17200. Kept in
+    /// the database: agents dial it to spread their links over replicas,
+    /// and replicas carry connections for agents they hold no link of to
+    /// the replica that does (mutual TLS, each presenting the gateway's
+    /// certificate). Without it, replicas are reached only through the
+    /// shared name, and do not carry for each other.
+    #[arg(long, env = "BURROW_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// Trust another replica presenting this certificate on a peer link
+    /// (SHA-256 thumbprint); the gateway's own certificate is always
+    /// trusted. Repeat, or separate with commas, while replicas move to a
+    /// new certificate.
+    #[arg(
+        long = "peer-thumbprint",
+        env = "BURROW_PEER_THUMBPRINT",
+        value_delimiter = ','
+    )]
+    pub peer_thumbprints: Vec<Thumbprint>,
     /// Serve Prometheus metrics at /metrics here (with the probes /healthz
     /// and /ready), e.g. 127.0.0.1:9090, or 0.0.0.0:9090 in a pod; `off`
     /// (the default) keeps no metrics. Nothing here asks for credentials:
@@ -399,6 +439,8 @@ pub struct GatewayArgs {
 pub struct AgentArgs {
     /// Gateway tunnel URL (polling mode): wss://gateway.example.com:17200/tunnel,
     /// tls://gateway.example.com:17200, or ws://… behind a TLS proxy.
+    /// Several, comma-separated (gateway replicas without one shared
+    /// name): links dial them in turn.
     #[arg(long, env = "CONNECT_URL", conflicts_with = "listen")]
     pub connect_url: Option<String>,
     /// Gateway host name: sets CONNECT_URL to wss://GATEWAY_FQDN/tunnel.
@@ -434,7 +476,8 @@ pub struct AgentArgs {
     #[arg(long = "allow", env = "BURROW_ALLOW", value_delimiter = ',')]
     pub allow: Vec<AllowRule>,
     /// Links to keep open to the gateway. Streams are spread over them; each
-    /// link runs, with its streams, on a thread of its own.
+    /// link runs, with its streams, on a thread of its own. With gateway
+    /// replicas, links go to as many distinct replicas as there are.
     #[arg(long, env = "BURROW_LINKS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub links: u16,
     /// Heartbeat interval; a link silent for 3 intervals is dropped.
@@ -914,6 +957,17 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     config.forwards = args.forwards;
     config.metrics_listen = args.metrics_listen.0;
     config.max_handshakes = args.max_handshakes as usize;
+    config.revocation_check = args.sweep_interval_seconds;
+    if let Some(id) = args.replica_id {
+        config.replica_id = id;
+    }
+    config.advertise_url = args
+        .advertise_url
+        .as_deref()
+        .map(burrow_transport::TunnelUrl::parse)
+        .transpose()
+        .context("--advertise-url")?;
+    config.peer_trust = args.peer_thumbprints;
     config.heartbeat = args.heartbeat_interval_seconds;
     config.drain_timeout = args.drain_timeout_seconds;
     config.max_connections = args.max_connections;
@@ -1015,7 +1069,20 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     if args.max_reconnect_delay_seconds < args.reconnect_delay_seconds {
         bail!("MAX_RECONNECT_DELAY_SECONDS must not be below RECONNECT_DELAY_SECONDS");
     }
-    let url = match (&args.connect_url, &args.gateway_fqdn, args.listen) {
+    // Several URLs, comma-separated: the first is the gateway's (the
+    // token endpoint's default host); links take them in turn.
+    let mut urls = args
+        .connect_url
+        .as_deref()
+        .map(|u| u.split(',').map(str::trim).filter(|u| !u.is_empty()))
+        .into_iter()
+        .flatten();
+    let first_url = urls.next().map(str::to_owned);
+    let more_urls = urls
+        .map(TunnelUrl::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .context("CONNECT_URL")?;
+    let url = match (&first_url, &args.gateway_fqdn, args.listen) {
         (Some(u), _, _) => Some(TunnelUrl::parse(u)?),
         (None, Some(fqdn), _) => Some(TunnelUrl::parse(&format!("wss://{fqdn}/tunnel"))?),
         (None, None, Some(_)) => None,
@@ -1088,6 +1155,7 @@ fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     c.identity = identity;
     c.auth = auth;
     c.links = usize::from(args.links);
+    c.more_urls = more_urls;
     c.heartbeat = args.heartbeat_interval_seconds;
     c.reconnect_delay = args.reconnect_delay_seconds;
     c.max_reconnect_delay = args.max_reconnect_delay_seconds;

@@ -123,6 +123,14 @@ pub struct GatewayConfig {
     pub proxy_caps: Caps,
     /// Most live links one agent may hold.
     pub max_links_per_agent: usize,
+    /// This replica's id among those sharing the database.
+    pub replica_id: String,
+    /// Where agents and other replicas reach this replica itself
+    /// (`--advertise-url`); `None`: only through the shared name.
+    pub advertise_url: Option<TunnelUrl>,
+    /// More certificates other replicas may present on peer links (the
+    /// gateway's own is always trusted).
+    pub peer_trust: Vec<burrow_transport::tls::Thumbprint>,
     /// Most handshakes under way at once (agent hellos and token
     /// requests); more are told to retry (503 with `Retry-After`).
     pub max_handshakes: usize,
@@ -180,9 +188,24 @@ impl GatewayConfig {
             },
             max_links_per_agent: 16,
             max_handshakes: 256,
+            replica_id: default_replica_id(),
+            advertise_url: None,
+            peer_trust: Vec::new(),
             metrics_listen: None,
         }
     }
+}
+
+/// A replica id: the host name (a pod's name in Kubernetes) and four
+/// random hex digits, so processes on one host differ.
+pub fn default_replica_id() -> String {
+    use rand::Rng as _;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| burrow_wire::valid_name(h) && h.len() < 180)
+        .unwrap_or_else(|| "gateway".to_owned());
+    format!("{host}-{:04x}", rand::rng().random::<u16>())
 }
 
 /// Errors starting a gateway.

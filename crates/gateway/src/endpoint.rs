@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::io::Rewind;
+pub(crate) use crate::limits::Slot;
 use crate::state::State;
 
 use crate::answer::Body;
@@ -436,18 +437,6 @@ async fn authorize_throttled(
     }
 }
 
-/// A link's place among the handshakes under way (capped, so a reconnect
-/// storm is told to come back instead of swamping the gateway and its
-/// database).
-pub(crate) enum Slot {
-    /// Counted until its hello is done.
-    Held(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
-    /// None was free: refused as busy once its hello is read.
-    Busy,
-    /// Not counted: links this gateway dials itself.
-    Uncounted,
-}
-
 /// The answer of a gateway at its handshake cap: 503, and when to retry.
 fn busy(what: &str) -> Response<Body> {
     let mut r = closing(text(
@@ -477,6 +466,33 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
             return;
         }
     };
+    if hello.capabilities.iter().any(|c| c == capabilities::PEER) {
+        drop(slot);
+        match state.cluster.clone() {
+            Some(cluster) => {
+                crate::cluster::serve_peer(
+                    cluster,
+                    state.registry.clone(),
+                    state.streams.clone(),
+                    link,
+                    hello,
+                    state.config.heartbeat,
+                )
+                .await;
+            }
+            None => {
+                handshake::reject(
+                    &mut link,
+                    Reject {
+                        code: RejectCode::Unauthorized,
+                        message: "this gateway shares no database with other replicas".into(),
+                    },
+                )
+                .await;
+            }
+        }
+        return;
+    }
     let agent = hello.agent_name.clone();
     let mut key = None;
     let refusal = if state.stop_accepting.is_cancelled() {
@@ -522,18 +538,26 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
             RejectCode::TooManyLinks => crate::metrics::Refused::TooManyLinks,
             _ => crate::metrics::Refused::Unauthorized,
         });
-        if code != RejectCode::Unauthorized {
+        match code {
             // Credential refusals are logged as a rate by the throttle.
-            warn!(%agent, reason = %message, "agent link refused");
+            RejectCode::Unauthorized => {}
+            // A storm's refusals are counted (burrow_link_refusals_total),
+            // not logged one by one.
+            RejectCode::Busy => debug!(%agent, "agent link refused: at the handshake cap"),
+            _ => warn!(%agent, reason = %message, "agent link refused"),
         }
         handshake::reject(&mut link, Reject { code, message }).await;
         return;
     }
-    let caps = vec![
+    let mut caps = vec![
         capabilities::STREAMS.into(),
         capabilities::REQUESTS.into(),
         capabilities::RESET_REASONS.into(),
     ];
+    let cluster = state.cluster.clone();
+    if let Some(c) = &cluster {
+        caps.push(capabilities::replica(&c.id));
+    }
     if let Err(e) = handshake::ack(&mut link, caps).await {
         warn!(%agent, error = %e, "agent link failed during hello");
         return;
@@ -578,6 +602,13 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     }
     info!(event = crate::event::AGENT_LINK_UP, %agent, link = id, links, version = %hello.software_version, certificate = %cert, key = key_name, %shard, "agent link up");
     touch(&state, &agent, &hello.software_version, peer).await;
+    if let Some(c) = &cluster {
+        c.links_changed();
+        let list = burrow_wire::replicas::encode(&c.replica_list());
+        let _ = session
+            .send_control(burrow_wire::control::REPLICAS, Bytes::from(list))
+            .await;
+    }
     state.catalog.push(&agent, Some(&session)).await;
     state.catalog.routes_changed();
     tokio::spawn(control_loop(
@@ -589,6 +620,9 @@ pub(crate) async fn admit(state: Arc<State>, mut link: Link, expected: Option<&s
     ));
     let reason = session.closed().await;
     let left = state.registry.remove(&agent, id);
+    if let Some(c) = &cluster {
+        c.links_changed();
+    }
     if let Some(m) = state.audit.metrics() {
         m.link_changed(false);
     }

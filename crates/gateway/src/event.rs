@@ -17,6 +17,16 @@ pub const EDGE_HTTPS_LISTENING: &str = "edge_https_listening";
 pub const EDGE_HTTP_LISTENING: &str = "edge_http_listening";
 /// The metrics and probe listener is bound (field: addr).
 pub const METRICS_LISTENING: &str = "metrics_listening";
+/// This gateway is a replica of a shared database (fields: replica,
+/// advertise_url).
+pub const REPLICA: &str = "replica";
+/// The live replicas sharing the database changed (fields: replicas, ids).
+pub const REPLICAS_CHANGED: &str = "replicas_changed";
+/// A link with another replica came up (fields: url or replica).
+pub const PEER_LINK_UP: &str = "peer_link_up";
+/// A replica's peer link was refused: its certificate is not trusted
+/// (fields: replica, certificate).
+pub const PEER_REFUSED: &str = "peer_refused";
 /// Every listener is bound: which are reachable beyond this host, which
 /// on loopback only (fields: public, loopback_only).
 pub const LISTENERS: &str = "listeners";

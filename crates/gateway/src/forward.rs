@@ -31,6 +31,27 @@ fn refuse(tcp: TcpStream) {
     let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
 }
 
+/// The audit record of one forwarded connection.
+fn record(
+    state: &State,
+    spec: &ForwardSpec,
+    client: std::net::SocketAddr,
+    (at, started): (i64, std::time::Instant),
+    out: &burrow_mux::PumpOutcome,
+) {
+    state.audit.record(burrow_store::Traffic {
+        at,
+        kind: burrow_store::TrafficKind::Forward,
+        agent: spec.agent.clone(),
+        client: client.to_string(),
+        target: spec.target.clone(),
+        bytes_in: i64::try_from(out.tcp_to_stream).unwrap_or(i64::MAX),
+        bytes_out: i64::try_from(out.stream_to_tcp).unwrap_or(i64::MAX),
+        duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        ..burrow_store::Traffic::default()
+    });
+}
+
 pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpListener) {
     let spec = Arc::new(spec);
     let warn_limit = Arc::new(RateLimit(AtomicU64::new(0)));
@@ -47,6 +68,31 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
             continue;
         };
         let Some((first, shard)) = state.registry.pick_link(&spec.agent) else {
+            if state.registry.remote().is_some() {
+                // Another replica may hold the agent's links.
+                let (spec, state2) = (spec.clone(), state.clone());
+                let tracked = state.streams.token();
+                state.shards.serve_on(None, tcp, move |tcp| async move {
+                    let _tracked = tracked;
+                    let _permit = permit;
+                    match crate::open::open_str(&state2.registry, &spec.agent, &spec.target).await {
+                        Ok(stream) => {
+                            let _active = state2.audit.active(crate::metrics::Kind::Forward);
+                            let (at, started) = (burrow_store::now_micros(), std::time::Instant::now());
+                            let out = pump(stream, tcp).await;
+                            record(&state2, &spec, client, (at, started), &out);
+                        }
+                        Err(f) => {
+                            debug!(agent = %spec.agent, failure = ?f, "forward: no replica reached the agent");
+                            if let Some(m) = state2.audit.metrics() {
+                                m.open_failed(crate::metrics::Kind::Forward);
+                            }
+                            refuse(tcp);
+                        }
+                    }
+                });
+                continue;
+            }
             if let Some(m) = state.audit.metrics() {
                 m.open_failed(crate::metrics::Kind::Forward);
             }
@@ -98,17 +144,7 @@ pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpLis
                             if let Some((code, reason)) = watch.refusal().filter(|_| warn_limit.allow()) {
                                 warn!(event = crate::event::FORWARD_TARGET_FAILED, agent = %spec.agent, dest = %spec.target, %client, %code, %reason, "the agent could not connect the forward's target");
                             }
-                            state2.audit.record(burrow_store::Traffic {
-                                at,
-                                kind: burrow_store::TrafficKind::Forward,
-                                agent: spec.agent.clone(),
-                                client: client.to_string(),
-                                target: spec.target.clone(),
-                                bytes_in: i64::try_from(out.tcp_to_stream).unwrap_or(i64::MAX),
-                                bytes_out: i64::try_from(out.stream_to_tcp).unwrap_or(i64::MAX),
-                                duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-                                ..burrow_store::Traffic::default()
-                            });
+                            record(&state2, &spec, client, (at, started), &out);
                             return;
                         }
                         Err(MuxError::Closed(_)) => continue,

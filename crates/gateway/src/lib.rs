@@ -45,6 +45,7 @@
 pub mod admin;
 mod answer;
 mod catalog;
+mod cluster;
 mod config;
 mod edge;
 mod egress;
@@ -59,6 +60,7 @@ mod names;
 mod open;
 mod outbound;
 mod reach;
+mod refusal;
 pub mod registry;
 mod requests;
 mod shard;
@@ -81,7 +83,7 @@ use tracing::{info, warn};
 
 use state::State;
 
-pub use config::{AgentEndpoint, GatewayConfig, GatewayError};
+pub use config::{AgentEndpoint, GatewayConfig, GatewayError, default_replica_id};
 pub use edge::caddy::CaddyConfig;
 pub use egress::ProxyAuth;
 pub use forward_spec::{ForwardSpec, ForwardSpecError};
@@ -253,6 +255,30 @@ impl Gateway {
         };
         let shards = Arc::new(shard::Shards::start(shard::default_count()));
         let registry = Arc::new(Registry::default());
+        // Presence and hops where replicas share the database: always on
+        // PostgreSQL, on SQLite (one file, one host) when addresses are
+        // advertised.
+        let cluster = config
+            .store
+            .as_ref()
+            .filter(|s| {
+                s.backend() == burrow_store::Backend::Postgres || config.advertise_url.is_some()
+            })
+            .map(|store| {
+                cluster::Cluster::new(
+                    config.replica_id.clone(),
+                    config.advertise_url.as_ref(),
+                    store.clone(),
+                    registry.clone(),
+                    config.tls.clone(),
+                    config.peer_trust.clone(),
+                    config.heartbeat,
+                )
+            });
+        if let Some(c) = &cluster {
+            registry.set_remote(c.clone());
+        }
+        let cluster_for_state = cluster.clone();
         let metrics = metrics_listener.as_ref().map(|_| metrics::Metrics::new());
         let audit = traffic::AuditSink::new(recorder, metrics);
         let throttles = Arc::new(throttle::Throttles::new(&audit));
@@ -309,6 +335,7 @@ impl Gateway {
             links: TaskTracker::new(),
             started: std::time::SystemTime::now(),
             front_door: std::sync::OnceLock::new(),
+            cluster: cluster_for_state,
         });
         Ok(Gateway {
             state,
@@ -439,6 +466,11 @@ impl Gateway {
         if state.identity.is_some() {
             accept_loops.spawn(sweep::run(state.clone()));
         }
+        let cluster_gone = CancellationToken::new();
+        let cluster_task = state.cluster.clone().map(|c| {
+            info!(event = crate::event::REPLICA, replica = %c.id, advertise_url = %state.config.advertise_url.as_ref().map(|u| u.url.as_str()).unwrap_or(""), "replica of a shared database: presence kept, hops to other replicas");
+            tokio::spawn(c.run(state.stop_accepting.clone(), cluster_gone.clone()))
+        });
         {
             let (throttles, stop) = (state.throttles.clone(), state.stop_accepting.clone());
             accept_loops.spawn(async move { throttles.report(stop).await });
@@ -539,6 +571,10 @@ impl Gateway {
         state.registry.say_going_away().await;
         burrow_mux::drain(&state.streams, state.config.drain_timeout).await;
         probes_stop.cancel();
+        cluster_gone.cancel();
+        if let Some(t) = cluster_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
         state.registry.close_all();
         state.links.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.links.wait()).await;

@@ -128,6 +128,22 @@ impl Limiter {
     }
 }
 
+/// A link's place among the handshakes under way (capped, so a reconnect
+/// storm is told to come back instead of swamping the gateway and its
+/// database).
+pub(crate) enum Slot {
+    /// Counted until its hello is done.
+    Held(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
+    /// None was free: refused as busy once its hello is read.
+    Busy,
+    /// Not counted: links this gateway dials itself.
+    Uncounted,
+}
+
+/// How long a stopping accept loop waits for one more connection already
+/// in the listener's queue before closing it.
+const BACKLOG_GRACE: Duration = Duration::from_millis(20);
+
 /// What an accept loop uses of the gateway.
 #[derive(Clone)]
 pub(crate) struct Accepting {
@@ -149,8 +165,16 @@ impl Accepting {
         what: &'static str,
     ) -> Option<(TcpStream, SocketAddr)> {
         loop {
+            if self.stop.is_cancelled() {
+                // Connections the kernel completed before the listener
+                // closes are served (and drained), not reset with it.
+                return match tokio::time::timeout(BACKLOG_GRACE, listener.accept()).await {
+                    Ok(Ok(c)) => Some(c),
+                    _ => None,
+                };
+            }
             tokio::select! {
-                _ = self.stop.cancelled() => return None,
+                _ = self.stop.cancelled() => continue,
                 r = listener.accept() => match r {
                     Ok(c) => return Some(c),
                     Err(e) => {

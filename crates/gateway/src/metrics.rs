@@ -19,7 +19,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry as Prom, Unit};
 
 use crate::registry::Registry;
-use crate::traffic::Recorder;
 
 /// What a tunneled stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -364,8 +363,9 @@ impl Metrics {
         }
     }
 
-    /// The metrics text, with what is read at scrape brought up to date.
-    pub(crate) fn scrape(&self, links: &Registry, audit: Option<&Arc<Recorder>>) -> String {
+    /// The metrics text, with what is read at scrape brought up to date;
+    /// `audit` is the audit queue's (depth, records dropped so far).
+    pub(crate) fn scrape(&self, links: &Registry, audit: Option<(u64, u64)>) -> String {
         let agents = links.status();
         self.agents
             .set(i64::try_from(agents.len()).unwrap_or(i64::MAX));
@@ -386,10 +386,10 @@ impl Metrics {
                     .set(rtt.as_secs_f64());
             }
         }
-        if let Some(rec) = audit {
+        if let Some((depth, dropped)) = audit {
             self.audit_queue
-                .set(i64::try_from(rec.pending()).unwrap_or(i64::MAX));
-            catch_up(&self.audit_dropped, rec.dropped());
+                .set(i64::try_from(depth).unwrap_or(i64::MAX));
+            catch_up(&self.audit_dropped, dropped);
         }
         catch_up(&self.store_errors, burrow_store::errors_seen());
         burrow_ops::encode(&self.prom)

@@ -5,63 +5,54 @@
 //! ([`burrow_mux::Session::answered`]), is left for the next at once,
 //! instead of the client waiting until heartbeats notice it is dead.
 
-use std::time::Duration;
-
 use burrow_mux::{MuxError, MuxStream, ResetCode};
 use burrow_wire::egress::Target;
 
 use crate::registry::Registry;
 
-/// Longest wait for the agent to connect the target.
-pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) use crate::refusal::{OpenFailure, Refusal};
+
+pub(crate) use crate::refusal::OPEN_TIMEOUT;
 
 /// Links tried per open.
 const TRIES: usize = 3;
 
-/// Why an open failed.
-#[derive(Debug)]
-pub(crate) enum OpenFailure {
-    /// The agent has no live (answering) link.
-    Offline,
-    /// The agent refused or could not connect the target.
-    Reset(Refusal),
-    /// The agent did not connect the target within [`OPEN_TIMEOUT`].
-    Timeout,
-    /// Anything else on the link (stream limits, ids).
-    Failed(String),
-}
-
-/// Why the agent refused a stream: its code and, from an agent that gives
-/// them, its words (what it could not resolve, which certificate, ...).
-#[derive(Debug)]
-pub(crate) struct Refusal {
-    pub(crate) code: ResetCode,
-    /// Empty from an agent too old to say.
-    pub(crate) reason: String,
-}
-
-impl Refusal {
-    /// The agent's words, else `fallback`.
-    pub(crate) fn or<'a>(&'a self, fallback: &'a str) -> &'a str {
-        if self.reason.is_empty() {
-            fallback
-        } else {
-            &self.reason
-        }
-    }
-}
-
-/// Opens `target` through `agent` and waits until the agent has connected.
+/// Opens `target` through `agent` and waits until the agent has connected;
+/// through another replica when this one holds none of its links.
 pub(crate) async fn open(
     registry: &Registry,
     agent: &str,
     target: &Target,
 ) -> Result<MuxStream, OpenFailure> {
+    open_str(registry, agent, &target.encode()).await
+}
+
+/// [`open`], for a target string (a forward's `HOST:PORT`).
+pub(crate) async fn open_str(
+    registry: &Registry,
+    agent: &str,
+    target: &str,
+) -> Result<MuxStream, OpenFailure> {
+    match open_local(registry, agent, target).await {
+        Err(OpenFailure::Offline) => match registry.remote() {
+            Some(cluster) => cluster.open(agent, target).await,
+            None => Err(OpenFailure::Offline),
+        },
+        done => done,
+    }
+}
+
+/// [`open`] on this replica's own links of the agent only.
+pub(crate) async fn open_local(
+    registry: &Registry,
+    agent: &str,
+    target: &str,
+) -> Result<MuxStream, OpenFailure> {
     for _ in 0..TRIES {
         let Some(session) = registry.pick(agent) else {
             return Err(OpenFailure::Offline);
         };
-        let stream = match session.open_with_ack(&target.encode()).await {
+        let stream = match session.open_with_ack(target).await {
             Ok(s) => s,
             Err(MuxError::Closed(_)) => continue,
             Err(e) => return Err(OpenFailure::Failed(e.to_string())),

@@ -42,6 +42,23 @@ struct Agent {
 pub struct Registry {
     agents: Mutex<HashMap<String, Agent>>,
     next_id: AtomicU64,
+    /// The other replicas, for agents with no link here.
+    remote: std::sync::OnceLock<std::sync::Arc<dyn Remote>>,
+}
+
+/// What an open waits for.
+pub(crate) type Opening<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<burrow_mux::MuxStream, crate::refusal::OpenFailure>>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// Agents reached through other replicas.
+pub(crate) trait Remote: Send + Sync {
+    /// Opens `target` through `agent` on a replica holding its links.
+    fn open<'a>(&'a self, agent: &'a str, target: &'a str) -> Opening<'a>;
 }
 
 /// A snapshot of one agent for status output.
@@ -101,6 +118,24 @@ impl Registry {
             agents.remove(agent);
         }
         left
+    }
+
+    /// Reaches agents through other replicas from now on.
+    pub(crate) fn set_remote(&self, remote: std::sync::Arc<dyn Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// The other replicas, when this gateway shares its database.
+    pub(crate) fn remote(&self) -> Option<&std::sync::Arc<dyn Remote>> {
+        self.remote.get()
+    }
+
+    /// Every live link's session.
+    pub(crate) fn sessions(&self) -> Vec<Session> {
+        self.agents()
+            .values()
+            .flat_map(|a| a.links.iter().map(|l| l.session.clone()))
+            .collect()
     }
 
     /// Number of live links an agent has.
@@ -219,11 +254,7 @@ impl Registry {
     /// (its links close after the drain), so it logs the close as one, not
     /// as a failure. Sent when the drain starts, well before the close.
     pub async fn say_going_away(&self) {
-        let sessions: Vec<Session> = self
-            .agents()
-            .values()
-            .flat_map(|a| a.links.iter().map(|l| l.session.clone()))
-            .collect();
+        let sessions = self.sessions();
         let told = sessions.iter().map(|s| async move {
             let said = s.send_control(burrow_wire::control::GOING_AWAY, bytes::Bytes::new());
             let _ = tokio::time::timeout(std::time::Duration::from_millis(500), said).await;

@@ -48,6 +48,8 @@ pub(crate) struct State {
     /// edge, else the tunnel port (where Caddy sends visitors), with the
     /// certificate it serves there. Set once the listeners are bound.
     pub(crate) front_door: std::sync::OnceLock<FrontDoor>,
+    /// This replica among those sharing the database, if it shares one.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A listener serving routes, as the inspector reaches it.
@@ -73,9 +75,12 @@ impl State {
             metrics: self.audit.metrics().map(|_| {
                 Arc::new(move || {
                     let s = &metrics_state;
-                    s.audit
-                        .metrics()
-                        .map_or_else(String::new, |m| m.scrape(&s.registry, s.audit.recorder()))
+                    s.audit.metrics().map_or_else(String::new, |m| {
+                        m.scrape(
+                            &s.registry,
+                            s.audit.recorder().map(|r| (r.pending(), r.dropped())),
+                        )
+                    })
                 }) as Arc<dyn Fn() -> String + Send + Sync>
             }),
         }
@@ -96,10 +101,10 @@ impl State {
     }
 
     /// A place for one more handshake, if the cap allows.
-    pub(crate) fn handshake_slot(&self) -> crate::endpoint::Slot {
+    pub(crate) fn handshake_slot(&self) -> limits::Slot {
         match self.handshakes.clone().try_acquire_owned() {
-            Ok(p) => crate::endpoint::Slot::Held(p),
-            Err(_) => crate::endpoint::Slot::Busy,
+            Ok(p) => limits::Slot::Held(p),
+            Err(_) => limits::Slot::Busy,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::state::State;
 
@@ -17,10 +17,30 @@ pub(crate) async fn run(state: Arc<State>) {
     };
     let mut tick = tokio::time::interval(state.config.revocation_check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // PostgreSQL tells of changes at once; the tick stays as the fallback.
+    let mut changes = match id.store.listen_changes().await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "not listening for changes (PostgreSQL LISTEN); the sweep alone keeps this replica in step");
+            None
+        }
+    };
     loop {
+        let told = async {
+            match changes.as_mut() {
+                Some(c) => {
+                    if let Err(e) = c.next().await {
+                        debug!(error = %e, "change notifications interrupted");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = state.stop_accepting.cancelled() => return,
             _ = tick.tick() => {}
+            () = told => {}
         }
         state.catalog.reload().await;
         for agent in state.registry.keyed_agents() {

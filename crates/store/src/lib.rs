@@ -22,6 +22,7 @@ mod admin_keys;
 mod agents;
 mod audit;
 mod migrate;
+mod replicas;
 mod routes;
 mod rules;
 mod settings;
@@ -39,6 +40,7 @@ pub use admin_keys::AdminKey;
 pub use agents::{Agent, AgentKey};
 pub use audit::AuditEntry;
 pub use migrate::SCHEMA_VERSION;
+pub use replicas::{Presence, Replica};
 pub use routes::{Landing, Route, RouteOrigin};
 pub use rules::FqdnRule;
 pub use traffic::{MAX_TRAFFIC_OFFSET, Traffic, TrafficFilter, TrafficKind, UnknownTrafficKind};
@@ -202,6 +204,8 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL, for PostgreSQL's notification listener.
+    url: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -254,7 +258,11 @@ impl Store {
             .connect(&url)
             .await
             .map_err(|source| StoreError::Open { backend, source })?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            url: url.as_str().into(),
+        };
         migrate::run(&store.pool, backend).await?;
         Ok(store)
     }
@@ -273,6 +281,30 @@ impl Store {
         self.backend
     }
 
+    /// Tells every replica listening ([`Store::listen_changes`]) that
+    /// agents, keys, rules or routes changed (PostgreSQL `NOTIFY`; nothing
+    /// on SQLite, where only the sweep sees changes).
+    pub async fn notify_change(&self) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANGES_CHANNEL)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Listens for [`Store::notify_change`] from any replica (PostgreSQL
+    /// `LISTEN`); `None` on SQLite.
+    pub async fn listen_changes(&self) -> Result<Option<Changes>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut l = sqlx::postgres::PgListener::connect(&self.url).await?;
+        l.listen(CHANGES_CHANNEL).await?;
+        Ok(Some(Changes(l)))
+    }
+
     /// Whether the database answers a query now (a readiness probe).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -282,6 +314,28 @@ impl Store {
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The notification channel of [`Store::notify_change`].
+const CHANGES_CHANNEL: &str = "burrow_changes";
+
+/// Notifications that something changed, from any replica.
+pub struct Changes(sqlx::postgres::PgListener);
+
+impl std::fmt::Debug for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Changes")
+    }
+}
+
+impl Changes {
+    /// The next change. After a lost connection the listener reconnects
+    /// (notifications sent meanwhile are missed: the sweep covers them)
+    /// and says so as a change, so the caller re-reads.
+    pub async fn next(&mut self) -> Result<()> {
+        self.0.recv().await?;
+        Ok(())
     }
 }
 

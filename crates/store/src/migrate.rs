@@ -52,10 +52,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "admin_key_use",
         include_str!("../migrations/0010_admin_key_use.sql"),
     ),
+    (
+        11,
+        "replicas",
+        include_str!("../migrations/0011_replicas.sql"),
+    ),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Arbitrary, fixed: the advisory lock id for migrations.
 const PG_LOCK: i64 = 0x6275_7272_6f77;

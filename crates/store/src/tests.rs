@@ -637,6 +637,93 @@ async fn exercise(s: &Store) {
     assert!(log[0].at >= log[1].at);
 }
 
+/// Replicas and presence: announced, replaced, expired, removed.
+async fn presence(s: &Store) {
+    let r = |id: &str, url: &str| Replica {
+        id: id.into(),
+        advertise_url: url.into(),
+        draining: false,
+    };
+    s.announce_replica(&r("gw-a", "tls://10.0.0.1:17200"), 60_000_000)
+        .await
+        .unwrap();
+    s.announce_replica(&r("gw-b", ""), 60_000_000)
+        .await
+        .unwrap();
+    // Already expired: never listed.
+    s.announce_replica(&r("gw-dead", "tls://10.0.0.9:17200"), -1)
+        .await
+        .unwrap();
+    s.set_presence("gw-a", &[("home".into(), 2), ("lab".into(), 1)], 60_000_000)
+        .await
+        .unwrap();
+    s.set_presence("gw-b", &[("home".into(), 3)], 60_000_000)
+        .await
+        .unwrap();
+    s.set_presence("gw-dead", &[("home".into(), 9)], 60_000_000)
+        .await
+        .unwrap();
+    let ids: Vec<String> = s
+        .replicas()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["gw-a", "gw-b"]);
+    let home = s.presence("home").await.unwrap();
+    assert_eq!(
+        home.iter()
+            .map(|p| (p.replica.id.as_str(), p.links))
+            .collect::<Vec<_>>(),
+        [("gw-b", 3), ("gw-a", 2)],
+        "most links first; the dead replica's rows are not read"
+    );
+    assert_eq!(home[1].replica.advertise_url, "tls://10.0.0.1:17200");
+    // A replica's rows are replaced whole.
+    s.set_presence("gw-a", &[("lab".into(), 2)], 60_000_000)
+        .await
+        .unwrap();
+    assert_eq!(s.presence("home").await.unwrap().len(), 1);
+    // Draining is said; expired presence is not read.
+    s.announce_replica(
+        &Replica {
+            draining: true,
+            ..r("gw-b", "")
+        },
+        60_000_000,
+    )
+    .await
+    .unwrap();
+    assert!(s.presence("home").await.unwrap()[0].replica.draining);
+    s.set_presence("gw-b", &[("home".into(), 1)], -1)
+        .await
+        .unwrap();
+    assert!(s.presence("home").await.unwrap().is_empty());
+    s.remove_replica("gw-a").await.unwrap();
+    assert!(s.presence("lab").await.unwrap().is_empty());
+    assert_eq!(s.replicas().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_replicas_and_presence_expire_and_are_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).await.unwrap();
+    presence(&s).await;
+}
+
+#[tokio::test]
+async fn postgres_replicas_and_presence_expire_and_are_replaced() {
+    if !burrow_e2e::needs::needs(&["postgres"]) {
+        return;
+    }
+    let pg = PgSchema::new().await;
+    let s = Store::open(&pg.url).await.unwrap();
+    presence(&s).await;
+    s.close().await;
+    pg.drop().await;
+}
+
 fn key_with_time(k: &AgentKey) -> AgentKey {
     AgentKey {
         created_at: k.created_at,

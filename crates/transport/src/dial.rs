@@ -55,6 +55,31 @@ impl Dialer {
         Ok(Dialer { url, tls, proxy })
     }
 
+    /// A dialer for another URL of the same gateway (a replica's own
+    /// address): the same TLS trust, client certificate and proxy, with
+    /// the ALPN of `url`'s scheme.
+    pub fn with_url(&self, url: TunnelUrl) -> Result<Self, TransportError> {
+        let tls = match (&self.tls, url.scheme.is_tls()) {
+            (Some(cfg), true) => {
+                let mut c = ClientConfig::clone(cfg);
+                c.alpn_protocols = vec![url.scheme.alpn().to_vec()];
+                Some(Arc::new(c))
+            }
+            (None, true) => {
+                return Err(TransportError::BadUrl {
+                    url: url.url.clone(),
+                    why: "a TLS URL, but the agent dials its gateway without TLS".into(),
+                });
+            }
+            (_, false) => None,
+        };
+        Ok(Dialer {
+            url,
+            tls,
+            proxy: self.proxy.clone(),
+        })
+    }
+
     /// The proxy links go through, if any.
     pub fn proxy(&self) -> Option<&ProxyUrl> {
         self.proxy.as_ref()

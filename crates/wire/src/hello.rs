@@ -18,6 +18,24 @@ pub mod capabilities {
     /// The announcing side reads a reason in words in a `Reset` frame and
     /// the finer reset codes (name not found, timeout, certificate, TLS).
     pub const RESET_REASONS: &str = "reset-reasons";
+    /// In a hello: the dialing side is another gateway replica (its name
+    /// is its replica id), opening [`crate::hop`] streams; it is trusted
+    /// by its certificate alone.
+    pub const PEER: &str = "peer";
+    /// In a hello answer: `replica=ID`, the answering gateway replica's id.
+    const REPLICA: &str = "replica=";
+
+    /// The capability saying which replica answered.
+    pub fn replica(id: &str) -> String {
+        format!("{REPLICA}{id}")
+    }
+
+    /// The replica id in a hello answer's capabilities, if any.
+    pub fn replica_of(caps: &[String]) -> Option<&str> {
+        caps.iter()
+            .find_map(|c| c.strip_prefix(REPLICA))
+            .filter(|id| !id.is_empty())
+    }
 }
 
 fn get_u16(p: &mut Bytes, frame: &'static str) -> Result<u16, WireError> {

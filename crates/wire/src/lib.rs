@@ -57,6 +57,57 @@ pub mod control {
     /// link when its open streams have drained (a clean close, not a
     /// failure); reconnect then.
     pub const GOING_AWAY: u16 = 8;
+    /// Gateway to agent: the live replicas sharing the gateway's database
+    /// ([`crate::replicas`]), replacing any earlier list. An agent keeps
+    /// its links on as many of them as it has links.
+    pub const REPLICAS: u16 = 9;
+}
+
+/// The replica list of a [`control::REPLICAS`] message: one `ID\tURL`
+/// line each (URL empty when the replica advertises no address of its
+/// own; reach it through the shared name).
+pub mod replicas {
+    /// Most replicas one message lists.
+    pub const MAX: usize = 256;
+
+    /// The message body.
+    pub fn encode(replicas: &[(String, String)]) -> String {
+        replicas
+            .iter()
+            .take(MAX)
+            .filter(|(id, url)| !id.contains(['\t', '\n']) && !url.contains(['\t', '\n']))
+            .map(|(id, url)| format!("{id}\t{url}\n"))
+            .collect()
+    }
+
+    /// (id, url) pairs; malformed lines are skipped, at most [`MAX`].
+    pub fn decode(body: &[u8]) -> Vec<(String, String)> {
+        String::from_utf8_lossy(body)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(id, _)| !id.is_empty())
+            .take(MAX)
+            .map(|(id, url)| (id.to_owned(), url.to_owned()))
+            .collect()
+    }
+}
+
+/// Streams one gateway replica opens on another's peer link: to the
+/// agent the other holds links of, and the target to open through it.
+pub mod hop {
+    /// What a hop target starts with.
+    pub const PREFIX: &str = "hop:";
+
+    /// `hop:AGENT\nTARGET`.
+    pub fn encode(agent: &str, target: &str) -> String {
+        format!("{PREFIX}{agent}\n{target}")
+    }
+
+    /// (agent, target) of a hop target.
+    pub fn parse(s: &str) -> Option<(&str, &str)> {
+        let (agent, target) = s.strip_prefix(PREFIX)?.split_once('\n')?;
+        (crate::valid_name(agent) && !target.is_empty()).then_some((agent, target))
+    }
 }
 
 /// Version of the frame protocol spoken by this build.
@@ -196,3 +247,40 @@ pub fn valid_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cluster_tests {
+    #[test]
+    fn hop_targets_carry_a_valid_agent_and_a_target() {
+        let t = super::hop::encode("home", "egress:git.internal:443;tls");
+        assert_eq!(
+            super::hop::parse(&t),
+            Some(("home", "egress:git.internal:443;tls"))
+        );
+        for bad in [
+            "hop:home",
+            "hop:\nx",
+            "hop:..\nx",
+            "hop:a b\nx",
+            "hop:home\n",
+            "home\nx",
+        ] {
+            assert_eq!(super::hop::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn replica_lists_and_ids_round_trip_and_skip_what_is_malformed() {
+        let list = vec![
+            ("gw-a".to_owned(), "tls://10.0.0.1:17200".to_owned()),
+            ("gw-b".to_owned(), String::new()),
+            ("bad\tid".to_owned(), String::new()),
+        ];
+        let body = super::replicas::encode(&list);
+        assert_eq!(super::replicas::decode(body.as_bytes()), list[..2]);
+        assert!(super::replicas::decode(b"\tno-id\nnotab\n").is_empty());
+        let caps = vec!["streams".to_owned(), super::capabilities::replica("gw-a")];
+        assert_eq!(super::capabilities::replica_of(&caps), Some("gw-a"));
+        assert_eq!(super::capabilities::replica_of(&caps[..1]), None);
+    }
+}

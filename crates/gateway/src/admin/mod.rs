@@ -65,10 +65,20 @@ pub(crate) async fn handle(
         }
         return r;
     }
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
     let mut r = match serve(admin, req, peer).await {
         Ok(r) => r,
         Err(r) => r.response(),
     };
+    // Other replicas re-read at once (PostgreSQL NOTIFY) instead of at
+    // their next sweep.
+    if changes
+        && r.status().is_success()
+        && let Some(store) = &admin.store
+        && let Err(e) = store.notify_change().await
+    {
+        tracing::debug!(error = %e, "change not announced to other replicas");
+    }
     if let Some(a) = allowed {
         r.headers_mut()
             .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, a);
