@@ -22,16 +22,15 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# shellcheck source=bench/nginx.sh
+. bench/nginx.sh
+start_nginx "$WORK" $BACK
 umask 077
 psql "$PG" -qc "CREATE SCHEMA $SCHEMA"
 DB="$PG?options=-c%20search_path%3D$SCHEMA"
 ADMIN="bk_$(openssl rand -hex 6)_$(openssl rand -hex 24)"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/key.pem" \
   -out "$WORK/cert.pem" -days 2 -subj /CN=bench -addext subjectAltName=IP:127.0.0.1 2>/dev/null
-
-# shellcheck source=bench/nginx.sh
-. bench/nginx.sh
-start_nginx "$WORK" $BACK
 
 start_gw() {  # NAME PORT EDGE [FLAGS...]
   local name=$1 port=$2 edge=$3; shift 3
@@ -54,11 +53,13 @@ export CONNECT_URL="wss://127.0.0.1:$PA/connect" BURROW_ADMIN_KEY="$ADMIN" GATEW
 "$BIN" register --agent-name bench --key-name k1 --public-key "$WORK/ConnectionAgent-bench.pem.pub" > "$WORK/agent.env"
 "$BIN" add-route --hostname app.tunnel.test --agent-name bench --target "http://127.0.0.1:$BACK" >/dev/null
 start_agent() {
+  # shellcheck disable=SC2046
   env $(cat "$WORK/agent.env") AUTH_SERVER_PRIVATE_KEY_PEM_PATH="$WORK/ConnectionAgent-bench.pem" \
     GATEWAY_THUMBPRINT="$THUMB" CONNECT_URL="tls://127.0.0.1:$PA" BURROW_LINKS=1 \
     BURROW_ALLOW_LOOPBACK=true BURROW_UI_LISTEN=off RECONNECT_DELAY_SECONDS=0.5 \
     BURROW_DATA_DIR="$WORK/agent" BURROW_LOG_FORMAT=json \
     "$BIN" run 2> "$WORK/agent.log" &
+  AGENT=$!
 }
 mkdir -p "$WORK/agent"
 start_agent
@@ -91,10 +92,19 @@ phase() {  # PATHS...
 : > "$WORK/results.tsv"
 echo "rep	path	req/s	p99_ms	non2xx"
 phase direct a b
-# A again, with metrics on and scraped every second.
+# A again, with metrics on and scraped every second (CONTROL=1: restarted
+# without them, to tell the restart's effect from the metrics').
 kill -TERM "$GW_a"; wait "$GW_a" 2>/dev/null || true
-start_gw a $PA $EA --metrics-listen 127.0.0.1:$MA
-( while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$MA/metrics"; done ) &
+if [ "${CONTROL:-0}" = 1 ]; then
+  start_gw a $PA $EA
+else
+  start_gw a $PA $EA --metrics-listen 127.0.0.1:$MA
+  ( while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$MA/metrics"; done ) &
+fi
+# The agent moved its link to B when A went away: bring it back to A.
+kill -TERM "$AGENT"; wait "$AGENT" 2>/dev/null || true
+start_agent
+sleep 2
 phase direct a+metrics
 grep -q '"hop\|peer_link_up' "$WORK/b.log" && echo "(B reached the agent through peer links: $(grep -c peer_link_up "$WORK/b.log") link(s) up)"
 echo

@@ -16,7 +16,7 @@ STORM=${STORM_BIN:-$PWD/target/release/storm}
 PORT=${PORT:-18471}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
 umask 077
 openssl rand -hex 32 > "$WORK/psk"
 mkdir -p "$WORK/gw"

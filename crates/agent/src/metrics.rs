@@ -57,22 +57,6 @@ impl DialFailure {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct BytesLabel {
-    kind: &'static str,
-    direction: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
 }
@@ -94,11 +78,11 @@ pub(crate) struct Metrics {
     by_replica: Family<ReplicaLabel, Gauge>,
     rtt: Family<LinkLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     reconnects: Counter,
-    dial_failures: Family<ReasonLabel, Counter>,
-    opened: Family<KindLabel, Counter>,
-    active: Family<KindLabel, Gauge>,
-    failed: Family<KindLabel, Counter>,
-    bytes: Family<BytesLabel, Counter>,
+    dial_failures: Family<burrow_ops::labels::Reason, Counter>,
+    opened: Family<burrow_ops::labels::Kind, Counter>,
+    active: Family<burrow_ops::labels::Kind, Gauge>,
+    failed: Family<burrow_ops::labels::Kind, Counter>,
+    bytes: Family<burrow_ops::labels::Bytes, Counter>,
 }
 
 /// A stream counted as active until dropped.
@@ -111,7 +95,7 @@ impl Drop for Active {
     fn drop(&mut self) {
         self.metrics
             .active
-            .get_or_create(&KindLabel {
+            .get_or_create(&burrow_ops::labels::Kind {
                 kind: self.kind.as_str(),
             })
             .dec();
@@ -197,7 +181,7 @@ impl Metrics {
     /// A dial failed.
     pub(crate) fn dial_failed(&self, why: DialFailure) {
         self.dial_failures
-            .get_or_create(&ReasonLabel {
+            .get_or_create(&burrow_ops::labels::Reason {
                 reason: why.as_str(),
             })
             .inc();
@@ -206,7 +190,7 @@ impl Metrics {
     /// A stream of `kind` is connected: counted, and active until the
     /// guard drops.
     pub(crate) fn active(self: &Arc<Self>, kind: Kind) -> Active {
-        let label = KindLabel {
+        let label = burrow_ops::labels::Kind {
             kind: kind.as_str(),
         };
         self.opened.get_or_create(&label).inc();
@@ -220,7 +204,7 @@ impl Metrics {
     /// A stream of `kind` was refused or could not be connected.
     pub(crate) fn failed(&self, kind: Kind) {
         self.failed
-            .get_or_create(&KindLabel {
+            .get_or_create(&burrow_ops::labels::Kind {
                 kind: kind.as_str(),
             })
             .inc();
@@ -232,7 +216,7 @@ impl Metrics {
         for (direction, n) in [("in", from_gateway), ("out", to_gateway)] {
             if n > 0 {
                 self.bytes
-                    .get_or_create(&BytesLabel { kind: k, direction })
+                    .get_or_create(&burrow_ops::labels::Bytes { kind: k, direction })
                     .inc_by(n);
             }
         }
@@ -272,11 +256,7 @@ impl Metrics {
                     .set(ms / 1000.0);
             }
         }
-        let reconnects: u64 = links.iter().map(|l| l.reconnects).sum();
-        let now = self.reconnects.get();
-        if reconnects > now {
-            self.reconnects.inc_by(reconnects - now);
-        }
+        burrow_ops::catch_up(&self.reconnects, links.iter().map(|l| l.reconnects).sum());
         burrow_ops::encode(&self.prom)
     }
 }

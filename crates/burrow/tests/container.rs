@@ -10,12 +10,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use burrow_e2e::cli::env_lines;
 use burrow_e2e::registered::{run, setup};
 use burrow_e2e::servers::{free_port, web_service};
+use burrow_e2e::until;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_burrow"))
@@ -178,21 +179,6 @@ async fn build(p: &Podman) -> Result<()> {
     )
     .await?;
     Ok(())
-}
-
-async fn until<F, Fut>(limit: Duration, what: &str, mut f: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await? {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    bail!("{what}: not within {limit:?}")
 }
 
 #[tokio::test]

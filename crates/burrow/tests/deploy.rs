@@ -124,6 +124,10 @@ async fn every_variable_the_deploy_files_set_is_read_by_the_binary_and_probes_hi
         let vars = env_vars(&yaml);
         assert!(!vars.is_empty(), "{}", f.display());
         for (name, _) in &vars {
+            // Set only to be expanded into another's value, as $(POD_IP).
+            if yaml.contains(&format!("$({name})")) && !name.starts_with("BURROW_") {
+                continue;
+            }
             assert!(
                 reads(help, name),
                 "{} sets {name}, which the binary does not read",

@@ -7,11 +7,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use burrow_e2e::registered::{run, setup};
 use burrow_e2e::servers::{free_port, web_service};
+use burrow_e2e::until;
 use burrow_e2e::{Proc, addr_field};
 
 fn bin() -> PathBuf {
@@ -59,22 +60,6 @@ async fn burrow_ready(addr: SocketAddr) -> Result<(i32, String, String)> {
         &[("BURROW_HEALTH_LISTEN", &addr.to_string())],
     )
     .await
-}
-
-/// Waits until `f` is true, at most `limit`.
-async fn until<F, Fut>(limit: Duration, what: &str, mut f: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await? {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("{what}: not within {limit:?}")
 }
 
 const PROMETHEUS_CONFIG: &str = "global:

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use burrow_e2e::cli::Cli;
 use burrow_e2e::registered::run;
 use burrow_e2e::servers::{echo_roundtrip, free_port, web_service};
+use burrow_e2e::until;
 use burrow_e2e::{Proc, addr_field, admin_key};
 use burrow_gateway::event as gw_ev;
 
@@ -280,21 +281,6 @@ async fn spread(probe: SocketAddr) -> Result<BTreeMap<String, u64>> {
         .filter_map(|l| l.split_once("\"} "))
         .map(|(r, n)| (r.to_owned(), n.trim().parse().unwrap_or(0)))
         .collect())
-}
-
-async fn until<F, Fut>(limit: Duration, what: &str, mut f: F) -> Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await? {
-            return Ok(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("{what}: not within {limit:?}")
 }
 
 async fn curl(args: &[&str]) -> Result<(i32, String, String)> {

@@ -51,6 +51,24 @@ pub struct Proc {
     _data: tempfile::TempDir,
 }
 
+/// Polls `f` until it says yes, at most `limit`; how long that took, or
+/// an error naming `what`. For what has no event to wait on (a probe's
+/// answer, another process's metrics, a series in Prometheus).
+pub async fn until<F, Fut>(limit: Duration, what: &str, mut f: F) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f().await? {
+            return Ok(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{what}: not within {limit:?}")
+}
+
 /// A fresh pre-shared key for one test (never a fixed secret).
 pub fn random_psk() -> String {
     use rand::Rng;

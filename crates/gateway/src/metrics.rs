@@ -32,6 +32,16 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 3] = [Kind::Forward, Kind::Egress, Kind::Http];
+
+    fn index(self) -> usize {
+        match self {
+            Kind::Forward => 0,
+            Kind::Egress => 1,
+            Kind::Http => 2,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Kind::Forward => "forward",
@@ -69,17 +79,6 @@ impl Refused {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct BytesLabel {
-    kind: &'static str,
-    direction: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct AgentBytesLabel {
     agent: String,
     direction: &'static str,
@@ -88,11 +87,6 @@ struct AgentBytesLabel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct AgentLabel {
     agent: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -110,15 +104,24 @@ struct StatusLabel {
     status: &'static str,
 }
 
-fn status_class(status: i64) -> &'static str {
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+fn status_class(status: i64) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
+        100..=599 => usize::try_from(status / 100 - 1).unwrap_or(5),
+        _ => 5,
     }
+}
+
+/// The handles of the fixed label sets, made once: the traffic path
+/// increments them without a family lookup.
+struct Handles {
+    opened: [Counter; 3],
+    active: [Gauge; 3],
+    failed: [Counter; 3],
+    /// By kind, then (in, out).
+    bytes: [[Counter; 2]; 3],
+    http_duration: [Histogram; 6],
 }
 
 fn new_histogram() -> Histogram {
@@ -132,18 +135,21 @@ pub(crate) struct Metrics {
     agents: Gauge,
     links: Gauge,
     link_changes: Family<ChangeLabel, Counter>,
-    link_refusals: Family<ReasonLabel, Counter>,
+    link_refusals: Family<burrow_ops::labels::Reason, Counter>,
     auth_failures: Family<CheckLabel, Counter>,
-    opened: Family<KindLabel, Counter>,
-    active: Family<KindLabel, Gauge>,
-    failed: Family<KindLabel, Counter>,
-    bytes: Family<BytesLabel, Counter>,
+    opened: Family<burrow_ops::labels::Kind, Counter>,
+    active: Family<burrow_ops::labels::Kind, Gauge>,
+    failed: Family<burrow_ops::labels::Kind, Counter>,
+    bytes: Family<burrow_ops::labels::Bytes, Counter>,
     agent_bytes: Family<AgentBytesLabel, Counter>,
     http_duration: Family<StatusLabel, Histogram, fn() -> Histogram>,
     rtt: Family<AgentLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     audit_queue: Gauge,
     audit_dropped: Counter,
     store_errors: Counter,
+    handles: Handles,
+    /// Each agent's (in, out) byte counters, found without allocating.
+    agent_handles: std::sync::RwLock<std::collections::HashMap<String, [Counter; 2]>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -160,12 +166,7 @@ pub(crate) struct Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.metrics
-            .active
-            .get_or_create(&KindLabel {
-                kind: self.kind.as_str(),
-            })
-            .dec();
+        self.metrics.handles.active[self.kind.index()].dec();
     }
 }
 
@@ -174,18 +175,44 @@ impl Metrics {
     pub(crate) fn new() -> Arc<Self> {
         let mut prom = Prom::default();
         burrow_ops::register_build_info(&mut prom);
+        let opened: Family<burrow_ops::labels::Kind, Counter> = Family::default();
+        let active: Family<burrow_ops::labels::Kind, Gauge> = Family::default();
+        let failed: Family<burrow_ops::labels::Kind, Counter> = Family::default();
+        let bytes: Family<burrow_ops::labels::Bytes, Counter> = Family::default();
+        let http_duration: Family<StatusLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(new_histogram);
+        let kind = |k: Kind| burrow_ops::labels::Kind { kind: k.as_str() };
+        let handles = Handles {
+            opened: Kind::ALL.map(|k| opened.get_or_create(&kind(k)).clone()),
+            active: Kind::ALL.map(|k| active.get_or_create(&kind(k)).clone()),
+            failed: Kind::ALL.map(|k| failed.get_or_create(&kind(k)).clone()),
+            bytes: Kind::ALL.map(|k| {
+                ["in", "out"].map(|direction| {
+                    bytes
+                        .get_or_create(&burrow_ops::labels::Bytes {
+                            kind: k.as_str(),
+                            direction,
+                        })
+                        .clone()
+                })
+            }),
+            http_duration: STATUS_CLASSES
+                .map(|status| http_duration.get_or_create(&StatusLabel { status }).clone()),
+        };
         let m = Metrics {
+            handles,
+            agent_handles: std::sync::RwLock::new(std::collections::HashMap::new()),
             agents: Gauge::default(),
             links: Gauge::default(),
             link_changes: Family::default(),
             link_refusals: Family::default(),
             auth_failures: Family::default(),
-            opened: Family::default(),
-            active: Family::default(),
-            failed: Family::default(),
-            bytes: Family::default(),
+            opened,
+            active,
+            failed,
+            bytes,
             agent_bytes: Family::default(),
-            http_duration: Family::new_with_constructor(new_histogram),
+            http_duration,
             rtt: Family::default(),
             audit_queue: Gauge::default(),
             audit_dropped: Counter::default(),
@@ -285,7 +312,7 @@ impl Metrics {
     /// A link was refused at the handshake.
     pub(crate) fn link_refused(&self, why: Refused) {
         self.link_refusals
-            .get_or_create(&ReasonLabel {
+            .get_or_create(&burrow_ops::labels::Reason {
                 reason: why.as_str(),
             })
             .inc();
@@ -300,11 +327,8 @@ impl Metrics {
 
     /// A stream of `kind` opened: counted, and active until the guard drops.
     pub(crate) fn active(self: &Arc<Self>, kind: Kind) -> Active {
-        let label = KindLabel {
-            kind: kind.as_str(),
-        };
-        self.opened.get_or_create(&label).inc();
-        self.active.get_or_create(&label).inc();
+        self.handles.opened[kind.index()].inc();
+        self.handles.active[kind.index()].inc();
         Active {
             metrics: self.clone(),
             kind,
@@ -314,11 +338,7 @@ impl Metrics {
     /// A stream the audit trail does not see (a forward's connection with
     /// no link to go on) could not be opened.
     pub(crate) fn open_failed(&self, kind: Kind) {
-        self.failed
-            .get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            })
-            .inc();
+        self.handles.failed[kind.index()].inc();
     }
 
     /// A stream or request finished, as the audit trail records it.
@@ -329,37 +349,55 @@ impl Metrics {
             burrow_store::TrafficKind::Http => Kind::Http,
             _ => return,
         };
-        let k = kind.as_str();
+        let k = kind.index();
         if !t.error.is_empty() {
-            self.failed.get_or_create(&KindLabel { kind: k }).inc();
+            self.handles.failed[k].inc();
         }
-        let (bytes_in, bytes_out) = (
+        let carried = [
             u64::try_from(t.bytes_in).unwrap_or(0),
             u64::try_from(t.bytes_out).unwrap_or(0),
-        );
-        for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
-            if n == 0 {
-                continue;
+        ];
+        for (counter, n) in self.handles.bytes[k].iter().zip(carried) {
+            if n > 0 {
+                counter.inc_by(n);
             }
-            self.bytes
-                .get_or_create(&BytesLabel { kind: k, direction })
-                .inc_by(n);
-            if !t.agent.is_empty() {
-                self.agent_bytes
-                    .get_or_create(&AgentBytesLabel {
-                        agent: t.agent.clone(),
-                        direction,
-                    })
-                    .inc_by(n);
-            }
+        }
+        if !t.agent.is_empty() && carried.iter().any(|n| *n > 0) {
+            self.agent_carried(&t.agent, carried);
         }
         if kind == Kind::Http {
             let seconds = u64::try_from(t.duration_ms).unwrap_or(0) as f64 / 1000.0;
-            self.http_duration
-                .get_or_create(&StatusLabel {
-                    status: status_class(t.status),
-                })
-                .observe(seconds);
+            self.handles.http_duration[status_class(t.status)].observe(seconds);
+        }
+    }
+
+    /// Counts an agent's bytes, making its counters on first use only.
+    fn agent_carried(&self, agent: &str, carried: [u64; 2]) {
+        let found = self
+            .agent_handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agent)
+            .cloned();
+        let counters = found.unwrap_or_else(|| {
+            let made = ["in", "out"].map(|direction| {
+                self.agent_bytes
+                    .get_or_create(&AgentBytesLabel {
+                        agent: agent.to_owned(),
+                        direction,
+                    })
+                    .clone()
+            });
+            self.agent_handles
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(agent.to_owned(), made.clone());
+            made
+        });
+        for (c, n) in counters.iter().zip(carried) {
+            if n > 0 {
+                c.inc_by(n);
+            }
         }
     }
 
@@ -389,18 +427,10 @@ impl Metrics {
         if let Some((depth, dropped)) = audit {
             self.audit_queue
                 .set(i64::try_from(depth).unwrap_or(i64::MAX));
-            catch_up(&self.audit_dropped, dropped);
+            burrow_ops::catch_up(&self.audit_dropped, dropped);
         }
-        catch_up(&self.store_errors, burrow_store::errors_seen());
+        burrow_ops::catch_up(&self.store_errors, burrow_store::errors_seen());
         burrow_ops::encode(&self.prom)
-    }
-}
-
-/// Brings a counter up to a total counted elsewhere.
-fn catch_up(c: &Counter, total: u64) {
-    let now = c.get();
-    if total > now {
-        c.inc_by(total - now);
     }
 }
 

@@ -219,6 +219,43 @@ pub fn register_build_info(registry: &mut prometheus_client::registry::Registry)
     registry.register("burrow_build", "Burrow's version", info);
 }
 
+/// Label sets both sides' metrics use: fixed lists, never per visitor.
+pub mod labels {
+    use prometheus_client::encoding::EncodeLabelSet;
+
+    /// What a stream carries (`forward`, `egress`, `http`).
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+    pub struct Kind {
+        /// The kind.
+        pub kind: &'static str,
+    }
+
+    /// Bytes of a kind, one way (`in`, `out`).
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+    pub struct Bytes {
+        /// The kind.
+        pub kind: &'static str,
+        /// `in` or `out`.
+        pub direction: &'static str,
+    }
+
+    /// Why something was refused.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+    pub struct Reason {
+        /// The reason.
+        pub reason: &'static str,
+    }
+}
+
+/// Brings `counter` up to `total`, a count kept elsewhere (it never goes
+/// down).
+pub fn catch_up(counter: &prometheus_client::metrics::counter::Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
 /// The registry's text, in the OpenMetrics format.
 pub fn encode(registry: &prometheus_client::registry::Registry) -> String {
     let mut out = String::new();
