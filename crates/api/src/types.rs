@@ -63,16 +63,26 @@ pub struct Registered {
 }
 
 /// An agent in `GET /agents`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Agent {
     /// The agent's name.
     pub agent_name: String,
     /// Its client id (the token endpoint's `client_id`).
     pub client_id: String,
-    /// Whether it has a live link to this gateway.
+    /// Whether it has a live link to this gateway or one of its replicas.
     pub connected: bool,
-    /// Its live links to this gateway.
+    /// Its live links, on every replica.
     pub links: u64,
+    /// Its links on each replica holding any, most first (one entry, this
+    /// gateway, without replicas).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaLinks>,
+    /// The smallest heartbeat round trip of its links, ms, once measured.
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
+    /// Seconds since its oldest live link came up.
+    #[serde(default)]
+    pub uptime_seconds: Option<u64>,
     /// When it was last seen (now, while connected).
     pub last_seen: Option<i64>,
     /// The version it last reported.
@@ -81,6 +91,21 @@ pub struct Agent {
     pub remote_address: Option<String>,
     /// When it was registered.
     pub created_at: i64,
+}
+
+/// An agent's links on one gateway replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReplicaLinks {
+    /// The replica's id (`--replica-id`).
+    pub replica: String,
+    /// The agent's links there.
+    pub links: u64,
+    /// Their smallest heartbeat round trip, ms, once measured.
+    pub rtt_ms: Option<f64>,
+    /// When the oldest came up (µs since the epoch).
+    pub since: i64,
+    /// The replica is shutting down.
+    pub draining: bool,
 }
 
 /// `DELETE /agents/{agent}` answer.

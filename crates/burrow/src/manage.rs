@@ -110,11 +110,15 @@ pub enum Manage {
         #[arg(long)]
         agent_name: String,
     },
-    /// Show every registered agent: connected or not, links, last seen,
-    /// version, remote address.
+    /// Show every registered agent: connected or not, links (on each
+    /// gateway replica), round trip, uptime, last seen, version, remote
+    /// address. With --agent-name, one agent in detail.
     ListAgents {
         #[command(flatten)]
         api: ApiArgs,
+        /// Show only this agent, in detail.
+        #[arg(long)]
+        agent_name: Option<String>,
     },
     /// Authorize another public key for an agent (key rotation).
     AddKey {
@@ -580,6 +584,83 @@ fn keys_table(keys: &[Key]) -> String {
     )
 }
 
+fn rtt(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"))
+}
+
+/// `45 s`, `12 min`, `3 h 20 min`, `2 days 4 h`.
+fn uptime(secs: Option<u64>) -> String {
+    let Some(s) = secs else {
+        return "-".into();
+    };
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} days {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// `REPLICA:LINKS` for each replica holding links, most first.
+fn per_replica(g: &Agent) -> String {
+    if g.replicas.is_empty() {
+        return "-".into();
+    }
+    g.replicas
+        .iter()
+        .map(|r| {
+            let d = if r.draining { " (draining)" } else { "" };
+            format!("{}:{}{d}", r.replica, r.links)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One agent, field by field, then its links on each replica.
+fn agent_detail(g: &Agent) -> String {
+    let state = if g.connected {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    let mut out = String::new();
+    for (k, v) in [
+        ("agent", g.agent_name.clone()),
+        ("state", state.to_owned()),
+        ("links", g.links.to_string()),
+        ("round trip", rtt(g.rtt_ms)),
+        ("uptime", uptime(g.uptime_seconds)),
+        ("last seen (UTC)", time(g.last_seen)),
+        ("version", opt(g.version.as_deref())),
+        ("remote address", opt(g.remote_address.as_deref())),
+        ("client id", g.client_id.clone()),
+        ("registered (UTC)", time(Some(g.created_at))),
+    ] {
+        out.push_str(&format!("{k:<17} {v}\n"));
+    }
+    if !g.replicas.is_empty() {
+        out.push('\n');
+        let rows = g
+            .replicas
+            .iter()
+            .map(|r| {
+                vec![
+                    r.replica.clone(),
+                    r.links.to_string(),
+                    rtt(r.rtt_ms),
+                    time(Some(r.since)),
+                    if r.draining { "draining" } else { "serving" }.into(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["REPLICA", "LINKS", "ROUND TRIP", "UP SINCE (UTC)", "STATE"],
+            rows,
+        ));
+    }
+    out
+}
+
 fn agents_table(agents: &[Agent]) -> String {
     let rows = agents
         .iter()
@@ -593,6 +674,9 @@ fn agents_table(agents: &[Agent]) -> String {
                 g.agent_name.clone(),
                 state.into(),
                 g.links.to_string(),
+                per_replica(g),
+                rtt(g.rtt_ms),
+                uptime(g.uptime_seconds),
                 time(g.last_seen),
                 opt(g.version.as_deref()),
                 opt(g.remote_address.as_deref()),
@@ -605,6 +689,9 @@ fn agents_table(agents: &[Agent]) -> String {
             "AGENT",
             "STATE",
             "LINKS",
+            "ON REPLICAS",
+            "ROUND TRIP",
+            "UPTIME",
             "LAST SEEN (UTC)",
             "VERSION",
             "REMOTE ADDRESS",
@@ -747,10 +834,22 @@ pub async fn run(cmd: Manage) -> Result<()> {
                 )
             });
         }
-        Manage::ListAgents { api } => {
+        Manage::ListAgents { api, agent_name } => {
             let a = Api::new(&api)?;
             let v: Vec<Agent> = a.call(&Endpoint::ListAgents, NONE).await?;
-            a.print(&v, |v| agents_table(v));
+            match agent_name {
+                None => a.print(&v, |v| agents_table(v)),
+                Some(name) => {
+                    check_name("agent", &name)?;
+                    let Some(one) = v.into_iter().find(|g| g.agent_name == name) else {
+                        return Err(UsageError(format!(
+                            "no agent named {name:?} is registered (list-agents shows them all)"
+                        ))
+                        .into());
+                    };
+                    a.print(&one, agent_detail);
+                }
+            }
         }
         Manage::AddKey {
             api,

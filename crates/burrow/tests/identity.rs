@@ -170,6 +170,11 @@ async fn octopus_connection_agents_whole_flow_keygen_register_run_traffic_list()
         "{row}"
     );
     assert!(row["last_seen"].as_i64().is_some());
+    // One gateway: its own links, as one replica's.
+    let replicas = row["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 1, "{row}");
+    assert_eq!(replicas[0]["links"], 2, "{row}");
+    assert!(row["uptime_seconds"].is_u64(), "{row}");
     let (code, table, _) = gw.cli.run(&["list-agents"]).await?;
     assert_eq!(code, 0);
     assert!(

@@ -343,6 +343,41 @@ async fn three_replicas_share_agents_links_spread_and_traffic_entering_any_repli
         Ok(spread(solo_probe).await?.values().sum::<u64>() == 1)
     })
     .await?;
+    // list-agents through any replica shows the links on every replica.
+    let listed = c.cli(0).json(&["list-agents"]).await?;
+    let edge_row = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|g| g["agent_name"] == "edge"))
+        .context("edge listed")?;
+    assert_eq!(edge_row["links"], 4, "{edge_row}");
+    let per: BTreeMap<String, u64> = edge_row["replicas"]
+        .as_array()
+        .context("replicas")?
+        .iter()
+        .map(|r| {
+            (
+                r["replica"].as_str().unwrap_or_default().to_owned(),
+                r["links"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(per.len(), 3, "{edge_row}");
+    assert_eq!(per.values().sum::<u64>(), 4, "{edge_row}");
+    assert!(edge_row["uptime_seconds"].is_u64(), "{edge_row}");
+    let detail = c
+        .cli(2)
+        .ok(&["list-agents", "--agent-name", "edge"])
+        .await?;
+    for r in ["gw-0", "gw-1", "gw-2"] {
+        assert!(detail.contains(&format!("\n{r} ")), "{r} in {detail}");
+    }
+    assert!(detail.contains("state             connected"), "{detail}");
+    let (code, _, err) = c
+        .cli(0)
+        .run(&["list-agents", "--agent-name", "nobody"])
+        .await?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no agent named \"nobody\""), "{err}");
     let (_svc, port) = web_service("inside").await?;
     c.cli(1)
         .ok(&[

@@ -119,12 +119,7 @@ impl Cluster {
             debug!(error = %e, "replica not announced");
             return;
         }
-        let agents: Vec<(String, i64)> = self
-            .links
-            .status()
-            .into_iter()
-            .map(|a| (a.name, i64::try_from(a.links).unwrap_or(i64::MAX)))
-            .collect();
+        let agents = self.links.held();
         if let Err(e) = self.store.set_presence(&self.id, &agents, ttl).await {
             debug!(error = %e, "presence not written");
         }

@@ -315,6 +315,7 @@ impl Gateway {
                 .as_ref()
                 .map(|i: &tokens::Identity| i.audience.clone())
                 .unwrap_or_default(),
+            replica_id: config.replica_id.clone(),
         });
         let state = Arc::new(State {
             admin,

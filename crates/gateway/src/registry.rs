@@ -130,6 +130,23 @@ impl Registry {
         self.remote.get()
     }
 
+    /// What this gateway holds of each agent: links, their smallest round
+    /// trip, when the oldest came up.
+    pub(crate) fn held(&self) -> Vec<burrow_store::Held> {
+        self.agents()
+            .iter()
+            .map(|(name, a)| held_of(name, &a.links))
+            .collect()
+    }
+
+    /// [`Registry::held`] for one agent, if it has links here.
+    pub(crate) fn held_by(&self, agent: &str) -> Option<burrow_store::Held> {
+        self.agents()
+            .get(agent)
+            .filter(|a| !a.links.is_empty())
+            .map(|a| held_of(agent, &a.links))
+    }
+
     /// Every live link's session.
     pub(crate) fn sessions(&self) -> Vec<Session> {
         self.agents()
@@ -260,6 +277,23 @@ impl Registry {
             let _ = tokio::time::timeout(std::time::Duration::from_millis(500), said).await;
         });
         futures_util::future::join_all(told).await;
+    }
+}
+
+fn held_of(agent: &str, links: &[LinkInfo]) -> burrow_store::Held {
+    let micros = |t: SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    };
+    burrow_store::Held {
+        agent: agent.to_owned(),
+        links: i64::try_from(links.len()).unwrap_or(i64::MAX),
+        rtt_us: links
+            .iter()
+            .filter_map(|l| l.session.rtt())
+            .min()
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        since: links.iter().map(|l| micros(l.since)).min().unwrap_or(0),
     }
 }
 

@@ -14,6 +14,10 @@ CREATE TABLE presence (
     agent TEXT NOT NULL,
     replica TEXT NOT NULL,
     links BIGINT NOT NULL,
+    -- The smallest heartbeat round trip of those links (µs; -1 unknown)
+    -- and when the oldest came up (µs since the epoch).
+    rtt_us BIGINT NOT NULL,
+    since BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     PRIMARY KEY (agent, replica)
 );

@@ -40,7 +40,7 @@ pub use admin_keys::AdminKey;
 pub use agents::{Agent, AgentKey};
 pub use audit::AuditEntry;
 pub use migrate::SCHEMA_VERSION;
-pub use replicas::{Presence, Replica};
+pub use replicas::{Held, Presence, Replica};
 pub use routes::{Landing, Route, RouteOrigin};
 pub use rules::FqdnRule;
 pub use traffic::{MAX_TRAFFIC_OFFSET, Traffic, TrafficFilter, TrafficKind, UnknownTrafficKind};

@@ -26,6 +26,23 @@ pub struct Presence {
     pub replica: Replica,
     /// How many of the agent's links it holds.
     pub links: i64,
+    /// The smallest heartbeat round trip of those links, µs, if measured.
+    pub rtt_us: Option<i64>,
+    /// When the oldest of them came up (µs since the epoch).
+    pub since: i64,
+}
+
+/// What a replica says of one agent's links there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The agent.
+    pub agent: String,
+    /// Its links on the replica.
+    pub links: i64,
+    /// Their smallest round trip, µs, if measured.
+    pub rtt_us: Option<i64>,
+    /// When the oldest came up (µs since the epoch).
+    pub since: i64,
 }
 
 impl Store {
@@ -44,12 +61,12 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces `replica`'s presence rows with `agents` (name, links),
-    /// alive for `ttl_micros`; expired rows of any replica are swept.
+    /// Replaces `replica`'s presence rows with `agents`, alive for
+    /// `ttl_micros`; expired rows of any replica are swept.
     pub async fn set_presence(
         &self,
         replica: &str,
-        agents: &[(String, i64)],
+        agents: &[Held],
         ttl_micros: i64,
     ) -> Result<()> {
         let now = now_micros();
@@ -60,13 +77,15 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        for (agent, links) in agents {
+        for h in agents {
             sqlx::query(
-                "INSERT INTO presence (agent, replica, links, expires_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO presence (agent, replica, links, rtt_us, since, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(agent)
+            .bind(&h.agent)
             .bind(replica)
-            .bind(*links)
+            .bind(h.links)
+            .bind(h.rtt_us.unwrap_or(-1))
+            .bind(h.since)
             .bind(until)
             .execute(&mut *tx)
             .await?;
@@ -115,27 +134,47 @@ impl Store {
 
     /// The live replicas holding links of `agent`, most links first.
     pub async fn presence(&self, agent: &str) -> Result<Vec<Presence>> {
+        Ok(self
+            .presence_where(Some(agent))
+            .await?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
+    }
+
+    /// Every agent's live presence, by agent name then most links first.
+    pub async fn presence_all(&self) -> Result<Vec<(String, Presence)>> {
+        self.presence_where(None).await
+    }
+
+    async fn presence_where(&self, agent: Option<&str>) -> Result<Vec<(String, Presence)>> {
         let now = now_micros();
         let rows = sqlx::query(
-            "SELECT r.id, r.advertise_url, r.draining, p.links FROM presence p \
-             JOIN replicas r ON r.id = p.replica \
-             WHERE p.agent = $1 AND p.expires_at >= $2 AND r.expires_at >= $2 \
-             ORDER BY p.links DESC, r.id",
+            "SELECT p.agent, r.id, r.advertise_url, r.draining, p.links, p.rtt_us, p.since \
+             FROM presence p JOIN replicas r ON r.id = p.replica \
+             WHERE ($1 = '' OR p.agent = $1) AND p.expires_at >= $2 AND r.expires_at >= $2 \
+             ORDER BY p.agent, p.links DESC, r.id",
         )
-        .bind(agent)
+        .bind(agent.unwrap_or(""))
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(Presence {
-                    replica: Replica {
-                        id: r.try_get("id")?,
-                        advertise_url: r.try_get("advertise_url")?,
-                        draining: r.try_get::<i64, _>("draining")? != 0,
+                let rtt: i64 = r.try_get("rtt_us")?;
+                Ok((
+                    r.try_get("agent")?,
+                    Presence {
+                        replica: Replica {
+                            id: r.try_get("id")?,
+                            advertise_url: r.try_get("advertise_url")?,
+                            draining: r.try_get::<i64, _>("draining")? != 0,
+                        },
+                        links: r.try_get("links")?,
+                        rtt_us: (rtt >= 0).then_some(rtt),
+                        since: r.try_get("since")?,
                     },
-                    links: r.try_get("links")?,
-                })
+                ))
             })
             .collect()
     }

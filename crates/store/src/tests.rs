@@ -654,13 +654,26 @@ async fn presence(s: &Store) {
     s.announce_replica(&r("gw-dead", "tls://10.0.0.9:17200"), -1)
         .await
         .unwrap();
-    s.set_presence("gw-a", &[("home".into(), 2), ("lab".into(), 1)], 60_000_000)
+    let held = |agent: &str, links: i64| Held {
+        agent: agent.into(),
+        links,
+        rtt_us: Some(1500),
+        since: 1_000_000,
+    };
+    s.set_presence("gw-a", &[held("home", 2), held("lab", 1)], 60_000_000)
         .await
         .unwrap();
-    s.set_presence("gw-b", &[("home".into(), 3)], 60_000_000)
-        .await
-        .unwrap();
-    s.set_presence("gw-dead", &[("home".into(), 9)], 60_000_000)
+    s.set_presence(
+        "gw-b",
+        &[Held {
+            rtt_us: None,
+            ..held("home", 3)
+        }],
+        60_000_000,
+    )
+    .await
+    .unwrap();
+    s.set_presence("gw-dead", &[held("home", 9)], 60_000_000)
         .await
         .unwrap();
     let ids: Vec<String> = s
@@ -680,8 +693,17 @@ async fn presence(s: &Store) {
         "most links first; the dead replica's rows are not read"
     );
     assert_eq!(home[1].replica.advertise_url, "tls://10.0.0.1:17200");
+    assert_eq!((home[0].rtt_us, home[1].rtt_us), (None, Some(1500)));
+    assert_eq!(home[1].since, 1_000_000);
+    let all = s.presence_all().await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|(a, p)| (a.as_str(), p.replica.id.as_str()))
+            .collect::<Vec<_>>(),
+        [("home", "gw-b"), ("home", "gw-a"), ("lab", "gw-a")]
+    );
     // A replica's rows are replaced whole.
-    s.set_presence("gw-a", &[("lab".into(), 2)], 60_000_000)
+    s.set_presence("gw-a", &[held("lab", 2)], 60_000_000)
         .await
         .unwrap();
     assert_eq!(s.presence("home").await.unwrap().len(), 1);
@@ -696,7 +718,7 @@ async fn presence(s: &Store) {
     .await
     .unwrap();
     assert!(s.presence("home").await.unwrap()[0].replica.draining);
-    s.set_presence("gw-b", &[("home".into(), 1)], -1)
+    s.set_presence("gw-b", &[held("home", 1)], -1)
         .await
         .unwrap();
     assert!(s.presence("home").await.unwrap().is_empty());

@@ -2,7 +2,7 @@
 //! unregister, list; add, remove and list keys (rotation).
 
 use burrow_api::types::{
-    Agent, AgentEnv, Key, KeyRemoved, NewAgent, NewKey, Registered, Unregistered,
+    Agent, AgentEnv, Key, KeyRemoved, NewAgent, NewKey, Registered, ReplicaLinks, Unregistered,
 };
 use burrow_api::validate;
 use burrow_auth::pubkey::KeyInfo;
@@ -49,24 +49,57 @@ fn count(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// `GET /agents`.
+/// `GET /agents`: with each agent's links on every replica (this one's
+/// from its own links, the others' from their presence in the store).
 pub(super) async fn list(call: &Call<'_>) -> Result<Response<Body>, Refusal> {
     let agents = call.store.agents().await?;
+    let me = &call.admin.replica_id;
+    // A replica that cannot read presence still lists its own links.
+    let mut elsewhere: std::collections::HashMap<String, Vec<ReplicaLinks>> =
+        std::collections::HashMap::new();
+    for (agent, p) in call.store.presence_all().await.unwrap_or_default() {
+        if &p.replica.id != me {
+            elsewhere.entry(agent).or_default().push(ReplicaLinks {
+                replica: p.replica.id,
+                links: u64::try_from(p.links).unwrap_or(0),
+                rtt_ms: p.rtt_us.map(|us| us as f64 / 1000.0),
+                since: p.since,
+                draining: p.replica.draining,
+            });
+        }
+    }
+    let now = now_micros();
     let list: Vec<Agent> = agents
         .iter()
         .map(|a| {
             let live = call.admin.links.links(&a.name);
             let newest = live.iter().max_by_key(|l| l.since);
+            let mut replicas = elsewhere.remove(&a.name).unwrap_or_default();
+            if let Some(h) = call.admin.links.held_by(&a.name) {
+                replicas.push(ReplicaLinks {
+                    replica: me.clone(),
+                    links: u64::try_from(h.links).unwrap_or(0),
+                    rtt_ms: h.rtt_us.map(|us| us as f64 / 1000.0),
+                    since: h.since,
+                    draining: false,
+                });
+            }
+            replicas.sort_by(|x, y| y.links.cmp(&x.links).then(x.replica.cmp(&y.replica)));
+            let links: u64 = replicas.iter().map(|r| r.links).sum();
+            let oldest = replicas.iter().map(|r| r.since).min();
             Agent {
                 agent_name: a.name.clone(),
                 client_id: a.client_id.clone(),
-                connected: !live.is_empty(),
-                links: count(live.len()),
-                last_seen: if live.is_empty() {
-                    a.last_seen
-                } else {
-                    Some(now_micros())
-                },
+                connected: links > 0,
+                links,
+                rtt_ms: replicas
+                    .iter()
+                    .filter_map(|r| r.rtt_ms)
+                    .min_by(|x, y| x.total_cmp(y)),
+                uptime_seconds: oldest
+                    .map(|since| u64::try_from((now - since).max(0) / 1_000_000).unwrap_or(0)),
+                replicas,
+                last_seen: if links == 0 { a.last_seen } else { Some(now) },
                 version: newest.map(|l| l.version.clone()).or(a.version.clone()),
                 remote_address: newest
                     .and_then(|l| l.peer.map(|p| p.to_string()))

@@ -34,4 +34,6 @@ pub(crate) struct Admin {
     pub(crate) tls: bool,
     /// The audience access tokens are issued for.
     pub(crate) audience: String,
+    /// This replica's id (its links in `GET /agents`).
+    pub(crate) replica_id: String,
 }
