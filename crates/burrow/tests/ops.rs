@@ -109,7 +109,7 @@ async fn query(port: u16, q: &str) -> Result<Vec<serde_json::Value>> {
     let (code, out, err) = run(
         "curl",
         &[
-            "-sS",
+            "-sSf",
             "-G",
             &format!("http://127.0.0.1:{port}/api/v1/query"),
             "--data-urlencode",
@@ -120,7 +120,8 @@ async fn query(port: u16, q: &str) -> Result<Vec<serde_json::Value>> {
     )
     .await?;
     if code != 0 {
-        return Ok(Vec::new()); // not up yet
+        // Not up yet: no answer, or 503 while its storage starts.
+        return Ok(Vec::new());
     }
     let v: serde_json::Value =
         serde_json::from_str(&out).with_context(|| format!("{out} {err}"))?;
