@@ -147,13 +147,19 @@ fn move_to(state: &AgentState, idx: usize, replica: &str) -> Option<String> {
         .filter(connected)
         .filter_map(|l| l.gateway_replica.as_deref())
         .collect();
+    pick_replica(state, idx, |(id, _)| !held.contains(id.as_str()))
+}
+
+/// The URL of a known replica that `fits`, for link `idx`: links choosing
+/// at once spread over the ones that fit.
+fn pick_replica(
+    state: &AgentState,
+    idx: usize,
+    fits: impl Fn(&(String, String)) -> bool,
+) -> Option<String> {
     let known = state.replicas.read().unwrap_or_else(|p| p.into_inner());
-    let unheld: Vec<&(String, String)> = known
-        .iter()
-        .filter(|(id, _)| !held.contains(id.as_str()))
-        .collect();
-    // Links moving at once spread over the free replicas.
-    (!unheld.is_empty()).then(|| unheld[idx % unheld.len()].1.clone())
+    let fit: Vec<&(String, String)> = known.iter().filter(|r| fits(r)).collect();
+    (!fit.is_empty()).then(|| fit[idx % fit.len()].1.clone())
 }
 
 /// Runs link `idx` ([`run`]) and the streams it accepts on a
@@ -252,22 +258,8 @@ pub(crate) async fn run(state: Arc<AgentState>, idx: usize) {
                         .into_iter()
                         .find(|l| l.index == idx)
                         .and_then(|l| l.gateway_replica);
-                    let elsewhere = state
-                        .replicas
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .iter()
-                        .filter(|(id, url)| Some(id) != here.as_ref() && !url.is_empty())
-                        .map(|(_, url)| url.clone())
-                        .nth(idx);
-                    let elsewhere = elsewhere.or_else(|| {
-                        state
-                            .replicas
-                            .read()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .iter()
-                            .find(|(id, url)| Some(id) != here.as_ref() && !url.is_empty())
-                            .map(|(_, url)| url.clone())
+                    let elsewhere = pick_replica(&state, idx, |(id, url)| {
+                        Some(id) != here.as_ref() && !url.is_empty()
                     });
                     if let Some(url) = elsewhere {
                         state

@@ -404,24 +404,17 @@ impl Metrics {
     /// The metrics text, with what is read at scrape brought up to date;
     /// `audit` is the audit queue's (depth, records dropped so far).
     pub(crate) fn scrape(&self, links: &Registry, audit: Option<(u64, u64)>) -> String {
-        let agents = links.status();
+        // One pass over the links: counts and each agent's best round trip.
+        let held = links.held();
         self.agents
-            .set(i64::try_from(agents.len()).unwrap_or(i64::MAX));
-        self.links
-            .set(i64::try_from(agents.iter().map(|a| a.links).sum::<usize>()).unwrap_or(i64::MAX));
+            .set(i64::try_from(held.len()).unwrap_or(i64::MAX));
+        self.links.set(held.iter().map(|h| h.links).sum());
         self.rtt.clear();
-        for a in &agents {
-            let best = links
-                .links(&a.name)
-                .iter()
-                .filter_map(|l| l.session.rtt())
-                .min();
-            if let Some(rtt) = best {
+        for h in held {
+            if let Some(us) = h.rtt_us {
                 self.rtt
-                    .get_or_create(&AgentLabel {
-                        agent: a.name.clone(),
-                    })
-                    .set(rtt.as_secs_f64());
+                    .get_or_create(&AgentLabel { agent: h.agent })
+                    .set(us as f64 / 1e6);
             }
         }
         if let Some((depth, dropped)) = audit {
