@@ -51,7 +51,7 @@ pub(crate) struct Cluster {
     changed: tokio::sync::Notify,
     /// The last replica list sent to agents.
     known: std::sync::Mutex<Vec<(String, String)>>,
-    /// Heartbeat, handshake and hop settings of peer links.
+    /// The heartbeat interval of peer links.
     heartbeat: Duration,
 }
 
