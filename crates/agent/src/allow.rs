@@ -73,6 +73,21 @@ impl FromStr for AllowRule {
     }
 }
 
+impl std::fmt::Display for AllowRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            HostPattern::Any => f.write_str("*")?,
+            HostPattern::Suffix(s) => write!(f, "*{s}")?,
+            HostPattern::Exact(h) if h.contains(':') => write!(f, "[{h}]")?,
+            HostPattern::Exact(h) => f.write_str(h)?,
+        }
+        match self.port {
+            Some(p) => write!(f, ":{p}"),
+            None => f.write_str(":*"),
+        }
+    }
+}
+
 impl AllowRule {
     fn matches(&self, host: &str, port: u16) -> bool {
         let host_ok = match &self.host {
@@ -85,7 +100,7 @@ impl AllowRule {
 }
 
 /// The rules, checked in any order; empty allows nothing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList(Vec<AllowRule>);
 
 impl AllowList {
@@ -104,6 +119,11 @@ impl AllowList {
         };
         let host = host.to_ascii_lowercase();
         self.0.iter().any(|r| r.matches(&host, port))
+    }
+
+    /// The rules, as they are written.
+    pub fn rules(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
     }
 
     /// Is the list empty (everything refused)?

@@ -107,7 +107,7 @@ impl Failure {
     }
 }
 
-fn rule_for(state: &AgentState, host: &str) -> Option<AgentRule> {
+pub(crate) fn rule_for(state: &AgentState, host: &str) -> Option<AgentRule> {
     let rules = state.rules.read().unwrap_or_else(|p| p.into_inner());
     best_match(rules.iter().map(|r| (r.pattern.as_str(), r)), host).map(|(_, r)| r.clone())
 }
@@ -121,8 +121,9 @@ pub(crate) async fn lookup(
     port: u16,
 ) -> Result<Vec<SocketAddr>, Failure> {
     let host = host.trim_end_matches('.');
-    let addrs: Vec<SocketAddr> = if let Some(ip) = state.config.map_hosts.get(host) {
-        vec![SocketAddr::new(*ip, port)]
+    let mapped = state.live().map_hosts.get(host).copied();
+    let addrs: Vec<SocketAddr> = if let Some(ip) = mapped {
+        vec![SocketAddr::new(ip, port)]
     } else if let Ok(ip) = host.parse::<IpAddr>() {
         vec![SocketAddr::new(ip, port)]
     } else {
@@ -144,7 +145,11 @@ pub(crate) async fn lookup(
 }
 
 /// Resolves ([`lookup`]), drops forbidden addresses.
-async fn resolve(state: &AgentState, host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+pub(crate) async fn resolve(
+    state: &AgentState,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Failure> {
     let addrs = lookup(state, host, port).await?;
     let forbidden = |ip: IpAddr| {
         if !state.config.allow_link_local && is_link_local_or_metadata(ip) {
@@ -197,7 +202,7 @@ pub(crate) async fn connect(
     Err(last)
 }
 
-async fn handshake(
+pub(crate) async fn handshake(
     state: &AgentState,
     host: &str,
     insecure: bool,

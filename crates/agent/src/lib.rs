@@ -19,6 +19,8 @@
 #![forbid(unsafe_code)]
 
 mod allow;
+mod answers;
+mod check;
 mod egress;
 pub mod event;
 mod link;
@@ -115,6 +117,22 @@ pub struct AgentConfig {
     /// Where the probes (`/healthz`, `/ready`) and `/metrics` are served;
     /// `None`: not served, and no metrics are kept.
     pub health_listen: Option<SocketAddr>,
+    /// The settings it runs with, secrets masked, for `agent-info`.
+    pub settings: Vec<burrow_api::types::Setting>,
+}
+
+/// What a reload changes while the agent runs ([`Agent::reload`]); the
+/// [`AgentConfig`] fields of the same names are the values it starts with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reloadable {
+    /// Targets this agent may connect to.
+    pub allow: AllowList,
+    /// Host names resolved by this map before DNS.
+    pub map_hosts: std::collections::HashMap<String, std::net::IpAddr>,
+    /// Routes this agent publishes: (public host name, internal URL).
+    pub routes: Vec<(String, String)>,
+    /// The settings, as `agent-info` shows them.
+    pub settings: Vec<burrow_api::types::Setting>,
 }
 
 impl AgentConfig {
@@ -142,6 +160,7 @@ impl AgentConfig {
             routes: Vec::new(),
             gateway_fqdn: None,
             health_listen: None,
+            settings: Vec::new(),
         }
     }
 }
@@ -175,6 +194,11 @@ pub(crate) struct AgentState {
     /// Where each link dials next, when not the configured URL: another
     /// replica's own address.
     pub(crate) next_dial: std::sync::Mutex<std::collections::HashMap<usize, String>>,
+    /// When it started.
+    pub(crate) started: std::time::SystemTime,
+    /// The allow-list, host map, routes and settings now (a reload
+    /// replaces them).
+    pub(crate) live: std::sync::RwLock<Arc<Reloadable>>,
 }
 
 /// Errors starting an agent.
@@ -214,14 +238,31 @@ impl AgentState {
             metrics: config.health_listen.map(|_| metrics::Metrics::new()),
             replicas: std::sync::RwLock::new(Vec::new()),
             next_dial: std::sync::Mutex::new(std::collections::HashMap::new()),
+            started: std::time::SystemTime::now(),
+            live: std::sync::RwLock::new(Arc::new(Reloadable {
+                allow: config.allow.clone(),
+                map_hosts: config.map_hosts.clone(),
+                routes: config.routes.clone(),
+                settings: config.settings.clone(),
+            })),
             config,
         })
+    }
+
+    /// The allow-list, host map and routes now.
+    pub(crate) fn live(&self) -> Arc<Reloadable> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The settings now, as `agent-info` shows them.
+    pub(crate) fn settings(&self) -> Vec<burrow_api::types::Setting> {
+        self.live().settings.clone()
     }
 
     /// The configured routes and the run-time mappings, as one set.
     pub(crate) fn mapping_set(&self) -> MappingSet {
         let mut mappings: Vec<Mapping> = self
-            .config
+            .live()
             .routes
             .iter()
             .map(|(host, url)| Mapping {
@@ -432,7 +473,7 @@ async fn run_state(
     state: Arc<AgentState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    if state.config.allow.is_empty() {
+    if state.live().allow.is_empty() {
         tracing::info!(
             "the allow-list is empty: fixed forwards are refused (add targets with --allow HOST:PORT); egress by FQDN follows the gateway's rules"
         );

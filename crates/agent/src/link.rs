@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use burrow_mux::{Event, ResetCode, Session, pump};
-use burrow_rpc::{Peer, Router, Rpc};
+use burrow_rpc::{Peer, Rpc};
 use burrow_transport::handshake::{self, HandshakeError};
 use burrow_transport::{Link, Secret, TransportError};
 use burrow_wire::{Hello, HelloAck, PROTOCOL_VERSION, RejectCode, capabilities, control};
@@ -407,7 +407,7 @@ async fn serve_link(
     let (session, mut incoming) = Session::new(link.reader, link.writer, config);
     let rpc = Rpc::new(
         session.clone(),
-        Router::new(),
+        crate::answers::router(state),
         Peer {
             role: "gateway",
             answers: ack.capabilities.iter().any(|c| c == capabilities::REQUESTS),
@@ -441,9 +441,9 @@ async fn serve_link(
                 Err(e) => warn!(error = %e, "mappings not sent to the gateway"),
             }
         });
-    } else if !state.config.routes.is_empty() {
+    } else if !state.live().routes.is_empty() {
         let body: String = state
-            .config
+            .live()
             .routes
             .iter()
             .map(|(host, url)| format!("{host}\t{url}\n"))
@@ -583,7 +583,7 @@ async fn connect_target(state: Arc<AgentState>, stream: burrow_mux::MuxStream, t
             m.failed(Kind::Forward);
         }
     };
-    if !state.config.allow.allows(&target) {
+    if !state.live().allow.allows(&target) {
         warn!(event = crate::event::STREAM_REFUSED, dest = %target, "refused stream: target is not in this agent's allow-list (--allow)");
         failed();
         stream.reset(ResetCode::NotAllowed);

@@ -118,6 +118,106 @@ pub enum Endpoint {
         /// The key's id.
         id: String,
     },
+    /// `GET /agents/{agent}/info`: [`types::AgentInfo`], asked of the agent.
+    AgentInfo {
+        /// The agent.
+        agent: String,
+    },
+    /// `GET /agents/{agent}/check?target=HOST:PORT[&tls=true]`:
+    /// [`types::CheckReport`], the agent's own check.
+    AgentCheck {
+        /// The agent.
+        agent: String,
+        /// `HOST:PORT`.
+        target: String,
+        /// Also handshake TLS and validate the certificate.
+        tls: bool,
+    },
+    /// `GET /agents/{agent}/logs[?level=&after=&wait=&max=]`:
+    /// [`types::AgentLogs`], the agent's log lines.
+    AgentLogs {
+        /// The agent.
+        agent: String,
+        /// The query.
+        query: LogsQuery,
+    },
+}
+
+/// `GET /agents/{agent}/logs` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogsQuery {
+    /// The least severe level wanted: `error`, `warn`, `info` (default),
+    /// `debug` or `trace`.
+    pub level: Option<String>,
+    /// Only lines after this time (µs); absent: the latest lines.
+    pub after: Option<i64>,
+    /// With `after` and no line yet, wait up to this many seconds (0-25)
+    /// for one: a live tail asks again and again.
+    pub wait: Option<i64>,
+    /// Most lines (1-500, default 100).
+    pub max: Option<i64>,
+}
+
+/// Levels a log query may name.
+pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
+impl LogsQuery {
+    fn parse(q: &BTreeMap<String, String>) -> Result<Self, Invalid> {
+        only(q, &["level", "after", "wait", "max"])?;
+        let level = q.get("level").map(|l| l.to_ascii_lowercase());
+        if let Some(l) = &level
+            && !LOG_LEVELS.contains(&l.as_str())
+        {
+            return Err(Invalid::bad_request(format!(
+                "query parameter level: unknown level {l:?}: use {}",
+                LOG_LEVELS.join(", ")
+            )));
+        }
+        Ok(LogsQuery {
+            level,
+            after: number(q, "after", 0..=i64::MAX)?,
+            wait: number(q, "wait", 0..=25)?,
+            max: number(q, "max", 1..=500)?,
+        })
+    }
+
+    fn encode(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        if let Some(l) = &self.level {
+            s.append_pair("level", l);
+        }
+        for (k, v) in [
+            ("after", self.after),
+            ("wait", self.wait),
+            ("max", self.max),
+        ] {
+            if let Some(v) = v {
+                s.append_pair(k, &v.to_string());
+            }
+        }
+        s.finish()
+    }
+}
+
+/// Checks a check's target: `HOST:PORT` (`[v6]:PORT`), the port 1-65535.
+pub fn check_target(target: &str) -> Result<(), Invalid> {
+    let bad = |why: &str| {
+        Invalid::bad_request(format!(
+            "target {target:?}: {why} (give HOST:PORT, e.g. git.internal:443)"
+        ))
+    };
+    let (host, port) = target.rsplit_once(':').ok_or_else(|| bad("no :PORT"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || host.len() > 253 || host.contains(['/', ' ', '@', '[', ']']) {
+        return Err(bad("not a host name or IP address"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(()),
+        _ => Err(bad("the port must be 1-65535")),
+    }
 }
 
 /// `.` or `..`, as such or percent-encoded (`%2e`, RFC 3986 §2.3).
@@ -308,6 +408,25 @@ impl Endpoint {
             ("DELETE", ["admin-keys", id]) => Endpoint::RevokeAdminKey {
                 id: (*id).to_owned(),
             },
+            ("GET", ["agents", a, "info"]) => Endpoint::AgentInfo { agent: owned(a) },
+            ("GET", ["agents", a, "check"]) => {
+                only(&q, &["target", "tls"])?;
+                let target = q.get("target").ok_or_else(|| {
+                    Invalid::bad_request("query parameter target (HOST:PORT) is required")
+                })?;
+                check_target(target)?;
+                return Ok(Endpoint::AgentCheck {
+                    agent: owned(a),
+                    target: target.clone(),
+                    tls: flag(&q, "tls")?,
+                });
+            }
+            ("GET", ["agents", a, "logs"]) => {
+                return Ok(Endpoint::AgentLogs {
+                    agent: owned(a),
+                    query: LogsQuery::parse(&q)?,
+                });
+            }
             _ => return Err(Invalid::not_found()),
         };
         only(&q, &[])?;
@@ -354,6 +473,21 @@ impl Endpoint {
             }
             Endpoint::CreateAdminKey | Endpoint::ListAdminKeys => "/admin-keys".to_owned(),
             Endpoint::RevokeAdminKey { id } => format!("/admin-keys/{}", p(id)),
+            Endpoint::AgentInfo { agent } => format!("/agents/{}/info", p(agent)),
+            Endpoint::AgentCheck { agent, target, tls } => format!(
+                "/agents/{}/check?target={}{}",
+                p(agent),
+                p(target),
+                if *tls { "&tls=true" } else { "" }
+            ),
+            Endpoint::AgentLogs { agent, query } => {
+                let q = query.encode();
+                if q.is_empty() {
+                    format!("/agents/{}/logs", p(agent))
+                } else {
+                    format!("/agents/{}/logs?{q}", p(agent))
+                }
+            }
         };
         format!("{PREFIX}{path}")
     }
@@ -377,6 +511,9 @@ impl Endpoint {
             Endpoint::CreateAdminKey => "createAdminKey",
             Endpoint::ListAdminKeys => "listAdminKeys",
             Endpoint::RevokeAdminKey { .. } => "revokeAdminKey",
+            Endpoint::AgentInfo { .. } => "agentInfo",
+            Endpoint::AgentCheck { .. } => "agentCheck",
+            Endpoint::AgentLogs { .. } => "agentLogs",
         };
         openapi::operation(id)
     }

@@ -2,12 +2,11 @@
 //! ([`burrow_rpc`]): what each method takes and answers, shared by both
 //! ends. Agent to gateway: `gateway.*`. Gateway to agent: `agent.*`.
 
-use std::collections::BTreeMap;
-
 use burrow_rpc::{Call, Follow};
 use serde::{Deserialize, Serialize};
 
-use crate::types::TrafficRecord;
+pub use crate::types::LogLine;
+use crate::types::{AgentInfo, CheckReport, TrafficRecord};
 
 /// One published route the agent keeps (a "mapping" in Octoporty's words).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,19 +134,6 @@ impl Call for Traffic {
     const METHOD: &'static str = "gateway.traffic";
     type Request = TrafficFilter;
     type Response = TrafficSlice;
-}
-
-/// One log line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// When (µs since the epoch).
-    pub at: i64,
-    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
-    pub level: String,
-    /// The message.
-    pub message: String,
-    /// The line's fields (`event`, `agent`, ...).
-    pub fields: BTreeMap<String, String>,
 }
 
 /// `gateway.logs`: which lines.
@@ -357,4 +343,59 @@ impl Call for InspectEdge {
     const METHOD: &'static str = "gateway.inspect";
     type Request = Probe;
     type Response = Fetched;
+}
+
+/// `agent.info`: the agent says what it is and holds.
+pub struct AgentAbout;
+impl Call for AgentAbout {
+    const METHOD: &'static str = "agent.info";
+    type Request = ();
+    type Response = AgentInfo;
+}
+
+/// `agent.check`: what to check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckTarget {
+    /// `HOST:PORT`.
+    pub target: String,
+    /// Also handshake TLS and validate the certificate.
+    pub tls: bool,
+}
+
+/// The agent resolves, connects and (with TLS) handshakes with a target,
+/// if its allow-list, the gateway's rules or its routes give it that
+/// target.
+pub struct AgentCheck;
+impl Call for AgentCheck {
+    const METHOD: &'static str = "agent.check";
+    type Request = CheckTarget;
+    type Response = CheckReport;
+}
+
+/// `agent.logs`: which lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogQuery {
+    /// The least severe level wanted (default `INFO`).
+    pub level: Option<String>,
+    /// Only lines logged after this time (µs); `None`: the latest.
+    pub after: Option<i64>,
+    /// Most lines (at most [`MAX_LOG_LINES`]).
+    pub max: usize,
+    /// With no line to send yet, wait up to this long for one (at most
+    /// [`MAX_LOG_WAIT_MS`]).
+    pub wait_ms: u64,
+}
+
+/// Most lines one `agent.logs` answer holds.
+pub const MAX_LOG_LINES: usize = 500;
+/// Longest `agent.logs` waits for a line.
+pub const MAX_LOG_WAIT_MS: u64 = 25_000;
+
+/// The agent's recent log lines, or the next ones (a live tail, asked
+/// again and again).
+pub struct AgentLogTail;
+impl Call for AgentLogTail {
+    const METHOD: &'static str = "agent.logs";
+    type Request = LogQuery;
+    type Response = crate::types::AgentLogs;
 }

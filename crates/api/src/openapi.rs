@@ -103,6 +103,42 @@ const TRAFFIC: &[Param] = &[
     },
 ];
 
+const AGENT_CHECK: &[Param] = &[
+    Param {
+        name: "target",
+        kind: "string",
+        description: "HOST:PORT to check (required): one the agent's allow-list, FQDN rules or routes give it.",
+    },
+    Param {
+        name: "tls",
+        kind: "boolean",
+        description: "Also handshake TLS and validate the certificate.",
+    },
+];
+
+const AGENT_LOGS: &[Param] = &[
+    Param {
+        name: "level",
+        kind: "string",
+        description: "The least severe level wanted: error, warn, info (default), debug or trace.",
+    },
+    Param {
+        name: "after",
+        kind: "integer",
+        description: "Only lines after this time (microseconds since the epoch); absent: the latest lines.",
+    },
+    Param {
+        name: "wait",
+        kind: "integer",
+        description: "With after and no line yet, wait up to this many seconds (0-25) for one.",
+    },
+    Param {
+        name: "max",
+        kind: "integer",
+        description: "Most lines (1-500, default 100).",
+    },
+];
+
 /// Every operation the admin API serves.
 pub const OPERATIONS: &[Operation] = &[
     Operation {
@@ -280,6 +316,39 @@ pub const OPERATIONS: &[Operation] = &[
         status: 200,
         response: schema::<AdminKeyRevoked>,
         params: &[],
+    },
+    Operation {
+        id: "agentInfo",
+        method: "GET",
+        path: "/agents/{agent}/info",
+        summary: "Ask a connected agent what it is and holds: version, OS, uptime, settings (secrets masked), links, streams, rules and routes (501 from an agent too old to answer).",
+        command: "burrow agent-info",
+        request: None,
+        status: 200,
+        response: schema::<AgentInfo>,
+        params: &[],
+    },
+    Operation {
+        id: "agentCheck",
+        method: "GET",
+        path: "/agents/{agent}/check",
+        summary: "Have a connected agent resolve, connect and (with tls) handshake with a target it may reach, step by step.",
+        command: "burrow agent-check",
+        request: None,
+        status: 200,
+        response: schema::<CheckReport>,
+        params: AGENT_CHECK,
+    },
+    Operation {
+        id: "agentLogs",
+        method: "GET",
+        path: "/agents/{agent}/logs",
+        summary: "A connected agent's recent log lines, or (with after and wait) the next ones: a live tail.",
+        command: "burrow agent-logs",
+        request: None,
+        status: 200,
+        response: schema::<AgentLogs>,
+        params: AGENT_LOGS,
     },
 ];
 

@@ -59,6 +59,30 @@ fn every_endpoint() -> Vec<Endpoint> {
         Endpoint::RevokeAdminKey {
             id: "0123456789ab".into(),
         },
+        Endpoint::AgentInfo { agent: a() },
+        Endpoint::AgentCheck {
+            agent: a(),
+            target: "git.corp.internal:443".into(),
+            tls: true,
+        },
+        Endpoint::AgentCheck {
+            agent: a(),
+            target: "[fd00::1]:22".into(),
+            tls: false,
+        },
+        Endpoint::AgentLogs {
+            agent: a(),
+            query: LogsQuery::default(),
+        },
+        Endpoint::AgentLogs {
+            agent: a(),
+            query: LogsQuery {
+                level: Some("debug".into()),
+                after: Some(17),
+                wait: Some(20),
+                max: Some(500),
+            },
+        },
     ]
 }
 
@@ -85,7 +109,12 @@ fn every_operation_is_an_endpoint_and_every_endpoint_is_documented() {
             .replace("{fqdn}", "git.corp.internal")
             .replace("{hostname}", "app.example.com")
             .replace("{id}", "0123456789ab");
-        let e = parse(op.method, &format!("{PREFIX}{path}")).unwrap();
+        let required = if op.id == "agentCheck" {
+            "?target=git.corp.internal:22"
+        } else {
+            ""
+        };
+        let e = parse(op.method, &format!("{PREFIX}{path}{required}")).unwrap();
         assert_eq!(e.operation().id, op.id);
     }
 }
@@ -131,6 +160,27 @@ fn bad_parameters_are_refused_naming_them() {
         ("DELETE", "/api/v1/agents/a/keys/k$", "invalid key name"),
         ("PUT", "/api/v1/fqdn-rules/a..b", "invalid FQDN"),
         ("PUT", "/api/v1/routes/*.example.com", "invalid host name"),
+        (
+            "GET",
+            "/api/v1/agents/a/check",
+            "target (HOST:PORT) is required",
+        ),
+        ("GET", "/api/v1/agents/a/check?target=git", "no :PORT"),
+        ("GET", "/api/v1/agents/a/check?target=git:0", "1-65535"),
+        (
+            "GET",
+            "/api/v1/agents/a/check?target=a/b:80",
+            "not a host name",
+        ),
+        (
+            "GET",
+            "/api/v1/agents/a/check?target=g:1&x=1",
+            "unknown query parameter x",
+        ),
+        ("GET", "/api/v1/agents/a/logs?level=loud", "unknown level"),
+        ("GET", "/api/v1/agents/a/logs?wait=26", "wait"),
+        ("GET", "/api/v1/agents/a/logs?max=0", "max"),
+        ("GET", "/api/v1/agents/../info", "`..` segments"),
     ];
     for (m, p, want) in cases {
         let e = parse(m, p).unwrap_err();

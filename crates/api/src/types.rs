@@ -346,3 +346,118 @@ pub struct ErrorBody {
     /// What was wrong and what to do, in words.
     pub error: String,
 }
+
+/// One setting an agent runs with, as it says: secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Setting {
+    /// The flag (`--allow`) or file key it is set by.
+    pub name: String,
+    /// Its value; secrets read `(set, not shown)`.
+    pub value: String,
+    /// `default`, `file`, `variable NAME` or `flag`.
+    pub source: String,
+}
+
+/// One of an agent's links, as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentLinkInfo {
+    /// Which link (0-based).
+    pub index: u64,
+    /// `connecting`, `authenticating`, `connected` or `reconnecting`.
+    pub state: String,
+    /// The gateway replica it is on, when the gateway says.
+    pub replica: Option<String>,
+    /// Smoothed heartbeat round trip.
+    pub rtt_ms: Option<f64>,
+    /// Streams open on it now.
+    pub open_streams: u64,
+    /// Why the last dial or link failed.
+    pub last_failure: Option<String>,
+}
+
+/// A route an agent publishes (a "mapping" in Octoporty's words).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentRoute {
+    /// The public host name.
+    pub hostname: String,
+    /// The internal URL.
+    pub target: String,
+    /// Published (false: kept, not served).
+    pub enabled: bool,
+}
+
+/// `GET /agents/{agent}/info` answer: what the agent says of itself
+/// (`burrow agent-info`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentInfo {
+    /// Its software version.
+    pub version: String,
+    /// Its operating system and architecture (`linux x86_64`).
+    pub os: String,
+    /// When it started (µs since the epoch).
+    pub started_at: i64,
+    /// Seconds since.
+    pub uptime_seconds: u64,
+    /// Every setting it runs with, secrets masked.
+    pub settings: Vec<Setting>,
+    /// Its links.
+    pub links: Vec<AgentLinkInfo>,
+    /// Streams open on all its links.
+    pub open_streams: u64,
+    /// The FQDN rules the gateway gave it (`pattern` and flags).
+    pub rules: Vec<String>,
+    /// Targets it may connect to for forwards (`--allow`).
+    pub allow: Vec<String>,
+    /// The routes it publishes.
+    pub routes: Vec<AgentRoute>,
+}
+
+/// `GET /agents/{agent}/check?target=HOST:PORT[&tls=true]`: one step of
+/// the agent's check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckStep {
+    /// `allowed`, `dns`, `tcp` or `tls`.
+    pub step: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What happened, in words (the addresses, the certificate, the error).
+    pub detail: String,
+    /// How long it took.
+    pub ms: f64,
+}
+
+/// `GET /agents/{agent}/check` answer (`burrow agent-check`): the agent
+/// resolves, connects and, with `tls`, handshakes; the steps up to the
+/// first that failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckReport {
+    /// `HOST:PORT`.
+    pub target: String,
+    /// Every step passed.
+    pub ok: bool,
+    /// The steps, in order.
+    pub steps: Vec<CheckStep>,
+}
+
+/// One log line (an agent's, or the gateway's about an agent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LogLine {
+    /// When (µs since the epoch).
+    pub at: i64,
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
+    pub level: String,
+    /// The message.
+    pub message: String,
+    /// The line's fields (`event`, `agent`, ...).
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /agents/{agent}/logs` answer (`burrow agent-logs`): lines, oldest
+/// first; ask again with `after` = `last` to follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentLogs {
+    /// The lines.
+    pub lines: Vec<LogLine>,
+    /// The newest line's time (or the `after` asked with, when none came).
+    pub last: Option<i64>,
+}

@@ -102,6 +102,8 @@ pub enum Command {
     Keygen(crate::keygen::KeygenArgs),
     #[command(flatten)]
     Manage(crate::manage::Manage),
+    #[command(flatten)]
+    Ask(crate::ask::Ask),
     /// Manage admin API keys.
     #[command(subcommand)]
     AdminKey(crate::manage::AdminKeyCmd),
@@ -750,14 +752,15 @@ fn log_file(path: &Path, keep: u16) -> Result<tracing_appender::rolling::Rolling
 }
 
 /// Runs the chosen subcommand.
-pub async fn run(cli: Cli) -> Result<()> {
+pub async fn run(cli: Cli, effective: Vec<(String, String, String)>) -> Result<()> {
     match cli.command {
         Command::Gateway(args) => gateway(args).await,
-        Command::Run(args) => agent(args, &cli.log).await,
+        Command::Run(args) => agent(args, &cli.log, settings_shown(effective)).await,
         Command::Demo(args) => demo(args).await,
         Command::Thumbprint(args) => crate::identity::thumbprint(args),
         Command::Keygen(args) => crate::keygen::run(args),
         Command::Manage(cmd) => crate::manage::run(cmd).await,
+        Command::Ask(cmd) => crate::ask::run(cmd).await,
         Command::AdminKey(cmd) => crate::manage::admin_key(cmd).await,
         Command::Ready(args) => ready(args).await,
     }
@@ -1243,9 +1246,28 @@ fn key_pair_auth(
     })
 }
 
-async fn agent(args: AgentArgs, log: &LogArgs) -> Result<()> {
+/// The effective settings as `agent-info` shows them.
+pub(crate) fn settings_shown(
+    effective: Vec<(String, String, String)>,
+) -> Vec<burrow_api::types::Setting> {
+    effective
+        .into_iter()
+        .map(|(name, value, source)| burrow_api::types::Setting {
+            name,
+            value,
+            source,
+        })
+        .collect()
+}
+
+async fn agent(
+    args: AgentArgs,
+    log: &LogArgs,
+    settings: Vec<burrow_api::types::Setting>,
+) -> Result<()> {
     let (ui_args, ids) = (args.ui.clone(), args.identity.clone());
-    let config = agent_config(args)?;
+    let mut config = agent_config(args)?;
+    config.settings = settings;
     let ui = crate::ui::prepare(&ui_args, &ids, config.identity.clone(), log_files(log)?).await?;
     let gateway = match &config.mode {
         AgentMode::Poll(d) => d.url.url.clone(),

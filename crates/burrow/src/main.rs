@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod ask;
 mod cli;
 mod identity;
 mod keygen;
@@ -65,8 +66,9 @@ fn main() -> ExitCode {
     for w in secrets::flag_warnings(&args).iter().chain(&parsed.warnings) {
         tracing::warn!("{w}");
     }
+    let effective = parsed.effective();
     if daemon {
-        for (setting, value, source) in parsed.effective() {
+        for (setting, value, source) in &effective {
             tracing::info!(event = burrow_transport::event::SETTING, %setting, %value, %source, "setting");
         }
     }
@@ -77,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(parsed.cli)) {
+    match runtime.block_on(cli::run(parsed.cli, effective)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let text = secrets::redact(&said_once(&e), &args);

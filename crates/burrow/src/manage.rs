@@ -365,14 +365,14 @@ fn api_origin(connect_url: &str) -> Result<String, UsageError> {
     Ok(origin)
 }
 
-struct Api {
+pub(crate) struct Api {
     client: HttpClient,
     key: String,
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl Api {
-    fn new(a: &ApiArgs) -> Result<Self> {
+    pub(crate) fn new(a: &ApiArgs) -> Result<Self> {
         let origin = api_origin(&a.connect_url)?;
         let tls = if origin.starts_with("https://") {
             let trust =
@@ -405,7 +405,7 @@ impl Api {
 
     /// Calls the API; a refusal becomes an error with the gateway's
     /// message (exit 2 for bad input, 1 otherwise).
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         endpoint: &Endpoint,
         body: Option<&impl Serialize>,
@@ -459,7 +459,7 @@ impl Api {
         Err(anyhow::anyhow!(msg))
     }
 
-    fn print<T: Serialize>(&self, v: &T, table: impl FnOnce(&T) -> String) {
+    pub(crate) fn print<T: Serialize>(&self, v: &T, table: impl FnOnce(&T) -> String) {
         if self.json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         } else {
@@ -469,9 +469,9 @@ impl Api {
 }
 
 /// No request body.
-const NONE: Option<&()> = None;
+pub(crate) const NONE: Option<&()> = None;
 
-fn check_name(what: &str, name: &str) -> Result<(), UsageError> {
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), UsageError> {
     validate::name(what, name).map_err(|e| UsageError(e.message))
 }
 
@@ -495,7 +495,7 @@ fn public_key(arg: &str) -> Result<String, UsageError> {
 }
 
 /// Micros since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
-fn time(us: Option<i64>) -> String {
+pub(crate) fn time(us: Option<i64>) -> String {
     let Some(us) = us else {
         return "-".into();
     };
@@ -529,12 +529,12 @@ fn added_or_updated(created: Option<bool>) -> &'static str {
 }
 
 /// An optional value for a table: `-` when absent.
-fn opt(v: Option<&str>) -> String {
+pub(crate) fn opt(v: Option<&str>) -> String {
     v.map_or_else(|| "-".to_owned(), str::to_owned)
 }
 
 /// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in width.iter_mut().zip(r) {
@@ -584,12 +584,12 @@ fn keys_table(keys: &[Key]) -> String {
     )
 }
 
-fn rtt(ms: Option<f64>) -> String {
+pub(crate) fn rtt(ms: Option<f64>) -> String {
     ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"))
 }
 
 /// `45 s`, `12 min`, `3 h 20 min`, `2 days 4 h`.
-fn uptime(secs: Option<u64>) -> String {
+pub(crate) fn uptime(secs: Option<u64>) -> String {
     let Some(s) = secs else {
         return "-".into();
     };

@@ -165,6 +165,21 @@ async fn every_documented_operation_is_served_and_answers_as_documented() -> Res
             None,
             200,
         ),
+        ("agentInfo", "GET", "/agents/edge/info".into(), None, 200),
+        (
+            "agentCheck",
+            "GET",
+            format!("/agents/edge/check?target={}", st.gateway.addr),
+            None,
+            200,
+        ),
+        (
+            "agentLogs",
+            "GET",
+            "/agents/edge/logs?level=warn&max=5".into(),
+            None,
+            200,
+        ),
         ("unregisterAgent", "DELETE", "/agents/api".into(), None, 200),
     ];
     let mut served = std::collections::BTreeSet::new();

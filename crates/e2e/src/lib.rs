@@ -125,6 +125,17 @@ pub async fn ca_and_server_cert(
     dir: &std::path::Path,
     names: &[&str],
 ) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    ca_and_server_cert_days(dir, names, 30).await
+}
+
+/// [`ca_and_server_cert`] with the server certificate valid for `days`
+/// (-1: it expired the moment it was made).
+pub async fn ca_and_server_cert_days(
+    dir: &std::path::Path,
+    names: &[&str],
+    days: i32,
+) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let days = days.to_string();
     let ec = [
         "-newkey",
         "ec",
@@ -175,7 +186,7 @@ pub async fn ca_and_server_cert(
             "ca.key",
             "-CAcreateserial",
             "-days",
-            "30",
+            &days,
             "-extfile",
             "ext.cnf",
             "-out",

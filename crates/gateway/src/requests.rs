@@ -7,14 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use burrow_api::link::{
     CaddyRoutes, CaddyView, Fetched, GatewayFacts, GatewayInfo, GatewayLogs, GetLanding,
-    InspectEdge, LandingPage, LogLine, MAX_LANDING_HTML, MAX_PROBE_BODY, Probe, SetLanding,
-    SyncMappings, Traffic, TrafficFilter, TrafficSlice,
+    InspectEdge, LandingPage, MAX_LANDING_HTML, MAX_PROBE_BODY, Probe, SetLanding, SyncMappings,
+    Traffic, TrafficFilter, TrafficSlice,
 };
 use burrow_api::{MAX_TRAFFIC_LIMIT, MAX_TRAFFIC_OFFSET};
 use burrow_rpc::Router;
 use burrow_transport::logtap::{self, Line};
 use burrow_transport::probe;
-use tracing::Level;
 
 use crate::state::State;
 
@@ -56,7 +55,7 @@ pub(crate) fn router(state: Arc<State>, agent: String) -> Router {
         .follow::<GatewayLogs, _, _>(move |filter, sink| {
             let (_, agent) = d.clone();
             async move {
-                let wanted = level(filter.level.as_deref())?;
+                let wanted = logtap::level(filter.level.as_deref())?;
                 let about = |l: &Line| l.field("agent") == Some(&*agent) && l.level <= wanted;
                 // Subscribed before the backlog is read: nothing falls
                 // between the two.
@@ -64,14 +63,14 @@ pub(crate) fn router(state: Arc<State>, agent: String) -> Router {
                 let mut last = 0;
                 for l in logtap::tap().recent(filter.backlog.min(MAX_BACKLOG), about) {
                     last = l.at;
-                    if sink.send(&log_line(&l)).await.is_err() {
+                    if sink.send(&l.to_api()).await.is_err() {
                         return Ok(());
                     }
                 }
                 loop {
                     match live.recv().await {
                         Ok(l) if about(&l) && l.at > last => {
-                            if sink.send(&log_line(&l)).await.is_err() {
+                            if sink.send(&l.to_api()).await.is_err() {
                                 return Ok(());
                             }
                         }
@@ -224,24 +223,6 @@ async fn traffic(state: &State, agent: &str, f: TrafficFilter) -> Result<Traffic
 }
 
 /// The level named (default `INFO`).
-fn level(name: Option<&str>) -> Result<Level, String> {
-    match name {
-        None => Ok(Level::INFO),
-        Some(n) => n
-            .parse()
-            .map_err(|_| format!("unknown level {n:?}: use ERROR, WARN, INFO, DEBUG or TRACE")),
-    }
-}
-
-fn log_line(l: &Line) -> LogLine {
-    LogLine {
-        at: l.at,
-        level: l.level.to_string(),
-        message: l.message.clone(),
-        fields: l.fields.clone(),
-    }
-}
-
 fn landing(state: &State, agent: &str) -> LandingPage {
     let l = state.catalog.landing(agent);
     LandingPage {
@@ -303,23 +284,5 @@ async fn caddy(state: &State, agent: &str) -> CaddyView {
         admin_url: Some(cfg.admin_url.clone()),
         routes,
         problem,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels_are_named_or_refused() {
-        assert_eq!(level(None), Ok(Level::INFO));
-        assert_eq!(level(Some("warn")), Ok(Level::WARN));
-        assert!(
-            level(Some("loud"))
-                .expect_err("unknown")
-                .contains("ERROR, WARN")
-        );
-        // Lines at or above the level wanted pass.
-        assert!(Level::ERROR <= Level::WARN && Level::DEBUG > Level::INFO);
     }
 }

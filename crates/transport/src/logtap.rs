@@ -33,6 +33,27 @@ impl Line {
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(String::as_str)
     }
+
+    /// As the link and the admin API carry it.
+    pub fn to_api(&self) -> burrow_api::types::LogLine {
+        burrow_api::types::LogLine {
+            at: self.at,
+            level: self.level.to_string(),
+            message: self.message.clone(),
+            fields: self.fields.clone(),
+        }
+    }
+}
+
+/// The level named (`ERROR`, `WARN`, `INFO`, `DEBUG`, `TRACE`, any case);
+/// `None`: `INFO`.
+pub fn level(name: Option<&str>) -> Result<Level, String> {
+    match name {
+        None => Ok(Level::INFO),
+        Some(n) => n
+            .parse()
+            .map_err(|_| format!("unknown level {n:?}: use ERROR, WARN, INFO, DEBUG or TRACE")),
+    }
 }
 
 /// The recent lines and the live feed.
@@ -138,6 +159,19 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for TapLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_are_named_or_refused() {
+        assert_eq!(level(None), Ok(Level::INFO));
+        assert_eq!(level(Some("warn")), Ok(Level::WARN));
+        assert!(
+            level(Some("loud"))
+                .expect_err("unknown")
+                .contains("ERROR, WARN")
+        );
+        // Lines at or above the level wanted pass.
+        assert!(Level::ERROR <= Level::WARN && Level::DEBUG > Level::INFO);
+    }
     use tracing_subscriber::layer::SubscriberExt as _;
 
     #[test]

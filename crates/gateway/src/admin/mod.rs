@@ -7,6 +7,7 @@
 
 mod admin_keys;
 mod agents;
+mod ask;
 mod call;
 mod error;
 mod routes;
@@ -145,6 +146,11 @@ async fn serve(
         Endpoint::CreateAdminKey => admin_keys::create(&call, body(req).await?).await,
         Endpoint::ListAdminKeys => admin_keys::list(&call).await,
         Endpoint::RevokeAdminKey { id } => admin_keys::revoke(&call, &id).await,
+        Endpoint::AgentInfo { agent } => ask::info(&call, &agent).await,
+        Endpoint::AgentCheck { agent, target, tls } => {
+            ask::check(&call, &agent, &target, tls).await
+        }
+        Endpoint::AgentLogs { agent, query } => ask::logs(&call, &agent, &query).await,
     }
 }
 

@@ -175,3 +175,13 @@ impl AppTls {
         })
     }
 }
+
+/// A certificate in words for a check's report: ` (subject …, expires …)`,
+/// or nothing when it does not parse.
+pub fn describe_cert(der: &[u8]) -> String {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return String::new();
+    };
+    let expires = cert.validity().not_after.to_rfc2822().unwrap_or_default();
+    format!(" (subject {}, expires {expires})", cert.subject())
+}

@@ -23,7 +23,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
 
-pub use app::{AppTls, cert_problem};
+pub use app::{AppTls, cert_problem, describe_cert};
 pub use identity::{
     Identity, IdentitySource, LiveIdentity, generated_paths, thumbprint_of_pem_file,
 };
