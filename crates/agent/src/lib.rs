@@ -417,6 +417,44 @@ impl Agent {
         egress::inspect(&self.state, mapping, probe).await
     }
 
+    /// Replaces the allow-list, host map, routes and shown settings while
+    /// running (a configuration reload); returns the names of those that
+    /// changed (`allow`, `map-host`, `route`). Streams already open are
+    /// untouched: the allow-list is checked when a stream opens. Changed
+    /// routes are sent to the gateway at once (or when a link is up).
+    pub async fn reload(&self, new: Reloadable) -> Vec<&'static str> {
+        let old = self.state.live();
+        let mut changed = Vec::new();
+        if old.allow != new.allow {
+            changed.push("allow");
+        }
+        if old.map_hosts != new.map_hosts {
+            changed.push("map-host");
+        }
+        let routes = old.routes != new.routes;
+        if routes {
+            changed.push("route");
+        }
+        *self.state.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        if routes && let Some(rpc) = self.gateway() {
+            match self.state.sync(&rpc).await {
+                Ok(s) => {
+                    let published = s.mappings.iter().filter(|m| m.published).count();
+                    info!(
+                        event = crate::event::MAPPINGS_SENT,
+                        published,
+                        mappings = s.mappings.len(),
+                        "mappings sent to the gateway"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "changed routes not sent to the gateway; they are sent when a link comes up")
+                }
+            }
+        }
+        changed
+    }
+
     /// Closes the links and redials at once.
     pub fn reconnect_now(&self) {
         info!(event = crate::event::RECONNECT_ASKED, "reconnect asked for");

@@ -107,11 +107,31 @@ pub enum Command {
     /// Manage admin API keys.
     #[command(subcommand)]
     AdminKey(crate::manage::AdminKeyCmd),
+    /// Configuration files (`--config FILE`).
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Exit 0 if the agent (or gateway) on this machine is ready, 1 if
     /// not, saying why: an exec probe for containers. Asks the probe
     /// listener (the agent's --health-listen, the gateway's
     /// --metrics-listen) for /ready.
     Ready(ReadyArgs),
+}
+
+/// `burrow config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Check a configuration file without starting anything: every key
+    /// known (an unknown one is named with the closest known key), every
+    /// value valid as its flag's would be. Exit 0 valid, 2 not.
+    /// Variables of this shell are not read.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+        /// Whose file it is: `gateway` or `agent`. Default: the role its
+        /// keys fit.
+        #[arg(long)]
+        role: Option<String>,
+    },
 }
 
 /// `burrow ready` flags.
@@ -189,9 +209,23 @@ pub struct PskArgs {
     pub psk_file: Option<PathBuf>,
 }
 
+/// `--config FILE`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigFile {
+    /// Settings from this TOML file: each flag is a key without its `--`
+    /// (`connect-url = "wss://…"`, `allow = ["db:5432"]`, `allow-loopback =
+    /// true`), or its variable's name. Variables and flags override it.
+    /// Edits and SIGHUP reload what can change while running; the rest
+    /// waits for a restart. Check one with `burrow config check FILE`.
+    #[arg(id = "config_file", long = "config", env = "BURROW_CONFIG", value_name = "FILE")]
+    pub path: Option<PathBuf>,
+}
+
 /// Gateway flags.
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
+    #[command(flatten)]
+    pub config: ConfigFile,
     /// Address of the tunnel endpoint: agents dial wss://HOST:PORT/tunnel
     /// (or /connect) or tls://HOST:PORT; browsers get a page with the
     /// gateway's thumbprint.
@@ -439,6 +473,8 @@ pub struct GatewayArgs {
 /// Agent flags.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
+    #[command(flatten)]
+    pub config: ConfigFile,
     /// Gateway tunnel URL (polling mode): wss://gateway.example.com:17200/tunnel,
     /// tls://gateway.example.com:17200, or ws://… behind a TLS proxy.
     /// Several, comma-separated (gateway replicas without one shared
@@ -650,20 +686,47 @@ async fn shutdown_signal() {
     }
 }
 
+/// The log filter for `--log-level LEVEL`.
+fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter> {
+    // rustls warns of every client that sends an IP literal as SNI (a
+    // client's quirk, not a fault here): quiet unless asked for by name.
+    let directives = if level.contains("rustls") {
+        level.to_owned()
+    } else {
+        format!("{level},rustls::msgs::handshake=error")
+    };
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .with_context(|| format!("invalid --log-level {level:?}"))
+}
+
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Changes the log filter of every log output (a configuration reload).
+static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
+/// Checks `level` as `--log-level` is checked.
+pub(crate) fn check_log_level(level: &str) -> Result<()> {
+    log_filter(level).map(|_| ())
+}
+
+/// Logs at `level` from now on.
+pub(crate) fn set_log_level(level: &str) -> Result<()> {
+    let filter = log_filter(level)?;
+    LOG_FILTER
+        .get()
+        .context("logging is not set up")?
+        .reload(filter)
+        .context("the log level cannot be changed")
+}
+
 /// Sets up the global subscriber; logs go to stderr.
 pub fn init_logging(args: &LogArgs) -> Result<()> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    // rustls warns of every client that sends an IP literal as SNI (a
-    // client's quirk, not a fault here): quiet unless asked for by name.
-    let directives = if args.log_level.contains("rustls") {
-        args.log_level.clone()
-    } else {
-        format!("{},rustls::msgs::handshake=error", args.log_level)
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
-        .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(&args.log_level)?);
+    let _ = LOG_FILTER.set(handle);
     type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
     fn layer<W>(format: LogFormat, writer: W, ansi: bool) -> Boxed
     where
@@ -752,10 +815,16 @@ fn log_file(path: &Path, keep: u16) -> Result<tracing_appender::rolling::Rolling
 }
 
 /// Runs the chosen subcommand.
-pub async fn run(cli: Cli, effective: Vec<(String, String, String)>) -> Result<()> {
+pub async fn run(cli: Cli, startup: crate::reload::Startup) -> Result<()> {
     match cli.command {
-        Command::Gateway(args) => gateway(args).await,
-        Command::Run(args) => agent(args, &cli.log, settings_shown(effective)).await,
+        Command::Gateway(args) => {
+            let path = args.config.path.clone();
+            gateway(args, (startup, path)).await
+        }
+        Command::Run(args) => {
+            let path = args.config.path.clone();
+            agent(args, &cli.log, (startup, path)).await
+        }
         Command::Demo(args) => demo(args).await,
         Command::Thumbprint(args) => crate::identity::thumbprint(args),
         Command::Keygen(args) => crate::keygen::run(args),
@@ -763,6 +832,15 @@ pub async fn run(cli: Cli, effective: Vec<(String, String, String)>) -> Result<(
         Command::Ask(cmd) => crate::ask::run(cmd).await,
         Command::AdminKey(cmd) => crate::manage::admin_key(cmd).await,
         Command::Ready(args) => ready(args).await,
+        Command::Config(ConfigCmd::Check { file, role }) => {
+            match crate::settings::check_file(&file, role.as_deref()) {
+                Ok(report) => {
+                    print!("{report}");
+                    Ok(())
+                }
+                Err(e) => Err(crate::manage::UsageError(e.to_string()).into()),
+            }
+        }
     }
 }
 
@@ -790,7 +868,64 @@ async fn ready(args: ReadyArgs) -> Result<()> {
     }
 }
 
-async fn gateway(args: GatewayArgs) -> Result<()> {
+/// The start-up and, with `--config`, the file: reloaded on SIGHUP and on
+/// change.
+type Reload = (crate::reload::Startup, Option<PathBuf>);
+
+/// What a gateway changes on reload.
+const GATEWAY_LIVE: &[&str] = &["--forward", "--log-level"];
+/// What an agent changes on reload.
+const AGENT_LIVE: &[&str] = &["--allow", "--map-host", "--route", "--log-level"];
+
+/// Applies a reloaded gateway configuration: the log level and forwards.
+async fn reload_gateway(
+    reloader: &burrow_gateway::Reloader,
+    parsed: crate::settings::Parsed,
+) -> Result<Vec<String>, String> {
+    let Command::Gateway(args) = parsed.cli.command else {
+        return Err("the command line no longer runs a gateway".into());
+    };
+    let new_level = parsed.cli.log.log_level;
+    check_log_level(&new_level).map_err(|e| format!("{e:#}"))?;
+    let (added, removed) = reloader
+        .set_forwards(&args.forwards)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut changed: Vec<String> = added.iter().map(|f| format!("forward {f} added")).collect();
+    changed.extend(removed.iter().map(|f| format!("forward {f} removed")));
+    set_log_level(&new_level).map_err(|e| format!("{e:#}"))?;
+    Ok(changed)
+}
+
+/// Applies a reloaded agent configuration: allow-list, host map, routes,
+/// log level.
+async fn reload_agent(
+    agent: &burrow_agent::Agent,
+    parsed: crate::settings::Parsed,
+) -> Result<Vec<String>, String> {
+    let effective = parsed.effective();
+    let Command::Run(args) = parsed.cli.command else {
+        return Err("the command line no longer runs an agent".into());
+    };
+    let new_level = parsed.cli.log.log_level;
+    check_log_level(&new_level).map_err(|e| format!("{e:#}"))?;
+    let new = burrow_agent::Reloadable {
+        allow: AllowList::new(args.allow),
+        map_hosts: args.map_hosts.into_iter().collect(),
+        routes: args.routes,
+        settings: settings_shown(effective),
+    };
+    let changed: Vec<String> = agent
+        .reload(new)
+        .await
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    set_log_level(&new_level).map_err(|e| format!("{e:#}"))?;
+    Ok(changed)
+}
+
+async fn gateway(args: GatewayArgs, reload: Reload) -> Result<()> {
     let psk = load_optional_psk(args.psk)?;
     let mut trust = Trust::new(args.trust_agent);
     if let Some(path) = args.trust_file {
@@ -987,6 +1122,18 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "burrow gateway starting"
     );
+    if let (startup, Some(path)) = reload {
+        let reloader = gw.reloader();
+        tokio::spawn(crate::reload::watch(
+            startup,
+            path,
+            GATEWAY_LIVE,
+            move |p| {
+                let reloader = reloader.clone();
+                async move { reload_gateway(&reloader, p).await }
+            },
+        ));
+    }
     gw.run(shutdown_signal()).await;
     Ok(())
 }
@@ -1260,14 +1407,10 @@ pub(crate) fn settings_shown(
         .collect()
 }
 
-async fn agent(
-    args: AgentArgs,
-    log: &LogArgs,
-    settings: Vec<burrow_api::types::Setting>,
-) -> Result<()> {
+async fn agent(args: AgentArgs, log: &LogArgs, reload: Reload) -> Result<()> {
     let (ui_args, ids) = (args.ui.clone(), args.identity.clone());
     let mut config = agent_config(args)?;
-    config.settings = settings;
+    config.settings = settings_shown(reload.0.effective.clone());
     let ui = crate::ui::prepare(&ui_args, &ids, config.identity.clone(), log_files(log)?).await?;
     let gateway = match &config.mode {
         AgentMode::Poll(d) => d.url.url.clone(),
@@ -1287,6 +1430,13 @@ async fn agent(
     };
     info!(version = env!("CARGO_PKG_VERSION"), %agent, %client_id, %gateway, links = config.links, "burrow agent starting");
     let agent = burrow_agent::Agent::new(config);
+    if let (startup, Some(path)) = reload {
+        let agent = agent.clone();
+        tokio::spawn(crate::reload::watch(startup, path, AGENT_LIVE, move |p| {
+            let agent = agent.clone();
+            async move { reload_agent(&agent, p).await }
+        }));
+    }
     let stop_ui = tokio_util::sync::CancellationToken::new();
     if let Some(cfg) = ui {
         let ui = burrow_ui::Ui::bind(cfg, agent.clone()).await?;

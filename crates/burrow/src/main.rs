@@ -9,6 +9,7 @@ mod cli;
 mod identity;
 mod keygen;
 mod manage;
+mod reload;
 mod secrets;
 mod settings;
 mod ui;
@@ -79,7 +80,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(parsed.cli, effective)) {
+    let startup = reload::Startup {
+        args: args.clone(),
+        env,
+        effective,
+    };
+    match runtime.block_on(cli::run(parsed.cli, startup)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let text = secrets::redact(&said_once(&e), &args);

@@ -112,6 +112,9 @@ pub enum SettingsError {
         second: String,
         setting: String,
     },
+    /// The configuration file cannot be taken (nothing of it is used).
+    #[error("{path}: {why}")]
+    File { path: String, why: String },
 }
 
 /// The parsed command line, and what is needed to say where each value
@@ -122,6 +125,8 @@ pub struct Parsed {
     pub warnings: Vec<String>,
     command: clap::Command,
     matches: ArgMatches,
+    /// The configuration file read, and the ids of the arguments it set.
+    file: Option<(std::path::PathBuf, std::collections::BTreeSet<String>)>,
 }
 
 /// Octoporty names are matched as .NET matches them: case-insensitively.
@@ -136,13 +141,18 @@ fn name_eq(alias: &str, var: &str) -> bool {
 /// The subcommand's role, read off the arguments (global flags, and the
 /// values of those that take one, may come first).
 fn role_of(command: &clap::Command, args: &[String]) -> Option<Role> {
+    sub_at(command, args).map(|(_, r)| r)
+}
+
+/// Where the subcommand is in `args`, and its role.
+fn sub_at(command: &clap::Command, args: &[String]) -> Option<(usize, Role)> {
     let takes_value: Vec<String> = command
         .get_arguments()
         .filter(|a| a.is_global_set() && a.get_action().takes_values())
         .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
         .collect();
-    let mut it = args.iter().skip(1);
-    while let Some(a) = it.next() {
+    let mut it = args.iter().enumerate().skip(1);
+    while let Some((i, a)) = it.next() {
         if a.starts_with('-') {
             if takes_value.contains(a) {
                 it.next();
@@ -150,8 +160,8 @@ fn role_of(command: &clap::Command, args: &[String]) -> Option<Role> {
             continue;
         }
         return match a.as_str() {
-            "gateway" => Some(Role::Gateway),
-            "run" | "agent" => Some(Role::Agent),
+            "gateway" => Some((i, Role::Gateway)),
+            "run" | "agent" => Some((i, Role::Agent)),
             _ => None,
         };
     }
@@ -221,14 +231,291 @@ pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, Settin
             warnings.push(w);
         }
     }
-    let matches = command.clone().try_get_matches_from(args)?;
+    let mut args = args.to_vec();
+    let mut file = None;
+    if let Some((at, role)) = sub_at(&command, &args) {
+        let first = command.clone().try_get_matches_from(&args)?;
+        let path = first
+            .subcommand()
+            .and_then(|(_, m)| m.get_one::<std::path::PathBuf>("config_file"))
+            .cloned();
+        if let Some(path) = path {
+            let f = file_args(&command, role, &first, &path)?;
+            warnings.extend(f.warnings);
+            args.splice(at + 1..at + 1, f.args);
+            file = Some((path, f.ids));
+        }
+    }
+    let matches = command.clone().try_get_matches_from(&args)?;
     let cli = Cli::from_arg_matches(&matches)?;
     Ok(Parsed {
         cli,
         warnings,
         command,
         matches,
+        file,
     })
+}
+
+/// The arguments of `role`'s subcommand and the global ones, by long name.
+fn role_args(command: &clap::Command, role: Role) -> Vec<clap::Arg> {
+    let mut out: Vec<clap::Arg> = command
+        .find_subcommand(subcommand_name(role))
+        .map(|sc| sc.get_arguments().cloned().collect())
+        .unwrap_or_default();
+    out.extend(
+        command
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .cloned(),
+    );
+    out.retain(|a| {
+        a.get_long()
+            .is_some_and(|l| !matches!(l, "help" | "version" | "config"))
+    });
+    out
+}
+
+/// Whether a file's `key` names `arg`: its flag without `--` (`_` for
+/// `-` too), or its variable (`CONNECT_URL`).
+fn names_arg(arg: &clap::Arg, key: &str) -> bool {
+    arg.get_long() == Some(key.replace('_', "-").as_str())
+        || arg.get_env().is_some_and(|e| e == key)
+}
+
+/// Reads a configuration file: its top-level keys and values.
+fn read_file(path: &std::path::Path) -> Result<toml::Table, SettingsError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+        path: shown.clone(),
+        why: format!("cannot read it: {e}"),
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|e| SettingsError::File {
+            path: shown,
+            why: format!("not valid TOML: {}", e.to_string().trim()),
+        })
+}
+
+/// A TOML value as the strings a flag takes, one per value.
+fn flag_values(key: &str, v: &toml::Value) -> Result<Vec<String>, String> {
+    let one = |v: &toml::Value| match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        _ => Err(format!(
+            "key `{key}`: a value is a string, a number or true/false (or a list of them)"
+        )),
+    };
+    match v {
+        toml::Value::Array(items) => items.iter().map(one).collect(),
+        v => Ok(vec![one(v)?]),
+    }
+}
+
+/// What a configuration file gives the command line.
+struct FileArgs {
+    /// Flags for the settings neither the command line nor a variable set.
+    args: Vec<String>,
+    /// The ids of the arguments it sets.
+    ids: std::collections::BTreeSet<String>,
+    /// Said once logging is up.
+    warnings: Vec<String>,
+}
+
+/// The flags `path` gives `role`, for the settings neither the command
+/// line nor a variable set (`first` says which those are), each checked
+/// as its flag is.
+fn file_args(
+    command: &clap::Command,
+    role: Role,
+    first: &ArgMatches,
+    path: &std::path::Path,
+) -> Result<FileArgs, SettingsError> {
+    let shown = path.display().to_string();
+    let fail = |why: String| SettingsError::File {
+        path: shown.clone(),
+        why,
+    };
+    let table = read_file(path)?;
+    // Names as Burrow documents them (variables too, whatever this
+    // command line reads).
+    let known = role_args(&Cli::command(), role);
+    let sub = first.subcommand().map(|(_, m)| m);
+    let mut out = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut warnings = Vec::new();
+    for (key, value) in &table {
+        let Some(arg) = known.iter().find(|a| names_arg(a, key)) else {
+            let closest = known
+                .iter()
+                .filter_map(|a| a.get_long())
+                .min_by_key(|l| strsim::levenshtein(l, &key.replace('_', "-")))
+                .unwrap_or_default();
+            return Err(fail(format!(
+                "unknown key `{key}` for burrow {}; did you mean `{closest}`?",
+                subcommand_name(role)
+            )));
+        };
+        let id = arg.get_id().as_str();
+        let long = arg.get_long().unwrap_or_default();
+        let source_in = |m: &ArgMatches| {
+            m.try_contains_id(id)
+                .ok()
+                .filter(|known| *known)
+                .and_then(|_| m.value_source(id))
+        };
+        let source = sub.and_then(source_in).or_else(|| source_in(first));
+        if matches!(
+            source,
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        let values = flag_values(key, value).map_err(&fail)?;
+        let many = matches!(arg.get_action(), clap::ArgAction::Append);
+        if !many && values.len() > 1 {
+            return Err(fail(format!("key `{key}` takes one value, not a list")));
+        }
+        if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+            match value {
+                toml::Value::Boolean(true) => out.push(format!("--{long}")),
+                toml::Value::Boolean(false) => {}
+                _ => return Err(fail(format!("key `{key}` is true or false"))),
+            }
+            ids.insert(id.to_owned());
+            continue;
+        }
+        for v in &values {
+            let parts: Vec<&str> = match arg.get_value_delimiter() {
+                Some(d) => v.split(d).collect(),
+                None => vec![v.as_str()],
+            };
+            for part in parts {
+                // Checked alone, as the flag would be: a bad value is
+                // named with its key; conflicts wait for the whole parse.
+                let alone = [
+                    "burrow".to_owned(),
+                    subcommand_name(role).to_owned(),
+                    format!("--{long}={part}"),
+                ];
+                if let Err(e) = command.clone().try_get_matches_from(alone) {
+                    use clap::error::ErrorKind as K;
+                    if matches!(
+                        e.kind(),
+                        K::InvalidValue | K::ValueValidation | K::UnknownArgument | K::NoEquals
+                    ) {
+                        let text = e.render().to_string();
+                        let line = text.lines().next().unwrap_or_default();
+                        return Err(fail(format!(
+                            "key `{key}`: {}",
+                            line.trim_start_matches("error: ")
+                        )));
+                    }
+                }
+            }
+            out.push(format!("--{long}={v}"));
+        }
+        ids.insert(id.to_owned());
+        if arg.is_hide_env_values_set() && shared(path) {
+            warnings.push(format!(
+                "{shown} holds a secret ({key}) and other users may read it: chmod 600 {shown}"
+            ));
+        }
+    }
+    Ok(FileArgs {
+        args: out,
+        ids,
+        warnings,
+    })
+}
+
+/// Whether other users may read `path`.
+fn shared(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+}
+
+/// `burrow config check`: whether `path` is a valid configuration for
+/// `role` (`None`: the role its keys fit), saying which; variables of
+/// this shell are not read.
+pub fn check_file(path: &std::path::Path, role: Option<&str>) -> Result<String, SettingsError> {
+    let command = strip_env(Cli::command());
+    let table = read_file(path)?;
+    let fits = |r: Role| {
+        let known = role_args(&Cli::command(), r);
+        table
+            .keys()
+            .filter(|k| !known.iter().any(|a| names_arg(a, k)))
+            .count()
+    };
+    let role = match role {
+        Some("gateway") => Role::Gateway,
+        Some("agent" | "run") => Role::Agent,
+        Some(other) => {
+            return Err(SettingsError::File {
+                path: path.display().to_string(),
+                why: format!("unknown role {other:?}: use gateway or agent"),
+            });
+        }
+        None if fits(Role::Agent) <= fits(Role::Gateway) => Role::Agent,
+        None => Role::Gateway,
+    };
+    let shown = path.display().to_string();
+    let args: Vec<String> = ["burrow", subcommand_name(role), "--config", &shown]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let first = command.clone().try_get_matches_from(&args)?;
+    let FileArgs {
+        args: extra,
+        ids,
+        warnings: said,
+    } = file_args(&command, role, &first, path)?;
+    let mut all = args.clone();
+    all.splice(2..2, extra);
+    command.try_get_matches_from(&all).map_err(|e| {
+        let text = e.render().to_string();
+        SettingsError::File {
+            path: shown.clone(),
+            why: text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned(),
+        }
+    })?;
+    let mut report = format!(
+        "{shown}: valid for burrow {} ({} settings)\n",
+        subcommand_name(role),
+        ids.len()
+    );
+    for w in said {
+        report.push_str(&format!("warning: {w}\n"));
+    }
+    Ok(report)
+}
+
+/// `command` with no argument reading a variable.
+fn strip_env(mut command: clap::Command) -> clap::Command {
+    let ids: Vec<String> = command
+        .get_arguments()
+        .filter(|a| a.get_env().is_some())
+        .map(|a| a.get_id().to_string())
+        .collect();
+    for id in ids {
+        command = command.mut_arg(id, |a| a.env(None::<&str>));
+    }
+    let subs: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in subs {
+        command = command.mut_subcommand(name, strip_env);
+    }
+    command
 }
 
 /// Makes the argument that reads `burrow` (in subcommand `sub`, or a
@@ -315,6 +602,14 @@ impl Parsed {
                         .join(",")
                 };
                 let from = match source {
+                    _ if self.file.as_ref().is_some_and(|(_, ids)| ids.contains(id)) => {
+                        format!(
+                            "file {}",
+                            self.file
+                                .as_ref()
+                                .map_or_else(String::new, |(p, _)| p.display().to_string())
+                        )
+                    }
                     ValueSource::DefaultValue => "default".to_owned(),
                     ValueSource::EnvVariable => format!(
                         "variable {}",

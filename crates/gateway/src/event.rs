@@ -6,6 +6,9 @@
 pub const TUNNEL_LISTENING: &str = "tunnel_listening";
 /// A forward's local port is bound (fields: listen, agent, dest).
 pub const FORWARD_LISTENING: &str = "forward_listening";
+/// A reload removed a forward: its port no longer accepts; its open
+/// connections go on (fields: listen, agent, dest).
+pub const FORWARD_STOPPED: &str = "forward_stopped";
 /// The agent could not connect a forward's target (fields: agent, dest,
 /// client, code, reason; at most one a second per forward).
 pub const FORWARD_TARGET_FAILED: &str = "forward_target_failed";

@@ -52,10 +52,18 @@ fn record(
     });
 }
 
-pub(crate) async fn serve(state: Arc<State>, spec: ForwardSpec, listener: TcpListener) {
+/// One forward's accept loop: stops accepting when the gateway does or
+/// `stop` is cancelled (a reload removed it); its open connections go on.
+pub(crate) async fn serve(
+    state: Arc<State>,
+    spec: ForwardSpec,
+    listener: TcpListener,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let spec = Arc::new(spec);
     let warn_limit = Arc::new(RateLimit(AtomicU64::new(0)));
-    let at = state.accepting();
+    let mut at = state.accepting();
+    at.stop = stop;
     loop {
         let Some((tcp, client)) = at.next(&listener, "forward").await else {
             return;

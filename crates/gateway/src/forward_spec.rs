@@ -18,6 +18,12 @@ pub struct ForwardSpec {
     pub target: String,
 }
 
+impl std::fmt::Display for ForwardSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}:{}", self.listen, self.agent, self.target)
+    }
+}
+
 /// Why a forward specification was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

@@ -94,9 +94,118 @@ pub use tokens::{TokenKeyError, TokenKeySource};
 pub use traffic::AuditConfig;
 pub use trust::{Trust, TrustEntry, TrustError};
 
+/// A forward serving now: its spec as configured, and what stops it.
+struct RunningForward {
+    spec: ForwardSpec,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+/// Changes a running gateway's settings (a configuration reload).
+#[derive(Clone)]
+pub struct Reloader {
+    state: Arc<State>,
+    forwards: Arc<tokio::sync::Mutex<Vec<RunningForward>>>,
+}
+
+/// A forward a reload could not add.
+#[derive(Debug, thiserror::Error)]
+#[error("forward {spec}: cannot listen on {listen}: {source}")]
+pub struct ForwardBindError {
+    /// The forward.
+    pub spec: String,
+    /// Its address.
+    pub listen: SocketAddr,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+impl Reloader {
+    fn spawn(&self, spec: ForwardSpec, listener: TcpListener) -> RunningForward {
+        if let Ok(addr) = listener.local_addr() {
+            info!(event = crate::event::FORWARD_LISTENING, listen = %addr, agent = %spec.agent, dest = %spec.target, "forward listening");
+        }
+        let stop = self.state.stop_accepting.child_token();
+        let done = tokio::spawn(forward::serve(
+            self.state.clone(),
+            spec.clone(),
+            listener,
+            stop.clone(),
+        ));
+        RunningForward { spec, stop, done }
+    }
+
+    /// Serves exactly `specs` as forwards: new ones start listening,
+    /// removed ones stop accepting (their open connections go on), the
+    /// others are untouched. Returns the forwards added and removed. When
+    /// a new forward's address cannot be bound, nothing changes (unless
+    /// it is the address of a forward being removed, which is released
+    /// first).
+    pub async fn set_forwards(
+        &self,
+        specs: &[ForwardSpec],
+    ) -> Result<(Vec<String>, Vec<String>), ForwardBindError> {
+        let mut running = self.forwards.lock().await;
+        let key = |s: &ForwardSpec| s.to_string();
+        let added: Vec<&ForwardSpec> = specs
+            .iter()
+            .filter(|s| !running.iter().any(|r| key(&r.spec) == key(s)))
+            .collect();
+        let removed: Vec<usize> = (0..running.len())
+            .filter(|&i| !specs.iter().any(|s| key(s) == key(&running[i].spec)))
+            .collect();
+        let freeing: Vec<SocketAddr> = removed.iter().map(|&i| running[i].spec.listen).collect();
+        let (later, now): (Vec<&ForwardSpec>, Vec<&ForwardSpec>) = added
+            .into_iter()
+            .partition(|s| s.listen.port() != 0 && freeing.contains(&s.listen));
+        let bind = |s: &ForwardSpec| {
+            let s = s.clone();
+            async move {
+                listen(s.listen)
+                    .await
+                    .map(|l| (s.clone(), l))
+                    .map_err(|source| ForwardBindError {
+                        spec: s.to_string(),
+                        listen: s.listen,
+                        source,
+                    })
+            }
+        };
+        let mut bound = Vec::new();
+        for s in now {
+            bound.push(bind(s).await?);
+        }
+        let mut gone = Vec::new();
+        for i in removed.into_iter().rev() {
+            let r = running.remove(i);
+            r.stop.cancel();
+            let _ = r.done.await;
+            info!(event = crate::event::FORWARD_STOPPED, listen = %r.spec.listen, agent = %r.spec.agent, dest = %r.spec.target, "forward stopped (open connections go on)");
+            gone.push(key(&r.spec));
+        }
+        let mut reused_failed = None;
+        for s in later {
+            match bind(s).await {
+                Ok(b) => bound.push(b),
+                Err(e) => reused_failed = Some(e),
+            }
+        }
+        let mut new = Vec::new();
+        for (spec, listener) in bound {
+            new.push(key(&spec));
+            running.push(self.spawn(spec, listener));
+        }
+        match reused_failed {
+            Some(e) => Err(e),
+            None => Ok((new, gone)),
+        }
+    }
+}
+
 /// A gateway with its listeners bound.
 pub struct Gateway {
     state: Arc<State>,
+    reloader: Reloader,
     tunnel: TcpListener,
     forwards: Vec<(ForwardSpec, TcpListener)>,
     proxy: Option<TcpListener>,
@@ -339,6 +448,10 @@ impl Gateway {
             cluster: cluster_for_state,
         });
         Ok(Gateway {
+            reloader: Reloader {
+                state: state.clone(),
+                forwards: Arc::new(tokio::sync::Mutex::new(Vec::new())),
+            },
             state,
             tunnel,
             forwards,
@@ -348,6 +461,11 @@ impl Gateway {
             audit_rx,
             metrics: metrics_listener,
         })
+    }
+
+    /// What changes its settings while it runs.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Where the tunnel endpoint listens.
@@ -385,6 +503,7 @@ impl Gateway {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let Gateway {
             state,
+            reloader,
             tunnel,
             forwards,
             proxy,
@@ -458,11 +577,11 @@ impl Gateway {
         }
         let accept_loops = TaskTracker::new();
         accept_loops.spawn(endpoint::serve(state.clone(), tunnel));
-        for (spec, listener) in forwards {
-            if let Ok(addr) = listener.local_addr() {
-                info!(event = crate::event::FORWARD_LISTENING, listen = %addr, agent = %spec.agent, dest = %spec.target, "forward listening");
+        {
+            let mut running = reloader.forwards.lock().await;
+            for (spec, listener) in forwards {
+                running.push(reloader.spawn(spec, listener));
             }
-            accept_loops.spawn(forward::serve(state.clone(), spec, listener));
         }
         if state.identity.is_some() {
             accept_loops.spawn(sweep::run(state.clone()));
