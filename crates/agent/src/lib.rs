@@ -21,6 +21,7 @@
 mod allow;
 mod answers;
 mod check;
+mod doctor;
 mod egress;
 pub mod event;
 mod link;
@@ -43,6 +44,7 @@ use tracing::info;
 pub use allow::{AllowList, AllowRule, AllowRuleError};
 pub use burrow_transport::Backoff;
 pub use burrow_transport::tls::AppTls;
+pub use doctor::HelloFacts;
 pub use egress::{is_link_local_or_metadata, is_loopback_or_unspecified};
 pub use status::{LinkState, LinkStatus};
 pub use token::{KeyPairAuth, TOKEN_PATH, TokenError};

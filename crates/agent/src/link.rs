@@ -80,7 +80,7 @@ pub(crate) fn hello(state: &AgentState, credential: Option<&Secret>) -> Hello {
     }
 }
 
-async fn dial(state: &AgentState, idx: usize) -> Result<(Link, HelloAck), DialError> {
+pub(crate) async fn dial(state: &AgentState, idx: usize) -> Result<(Link, HelloAck), DialError> {
     let cfg = &state.config;
     let AgentMode::Poll(dialer) = &cfg.mode else {
         return Err(TransportError::Setup("not in polling mode".into()).into());

@@ -38,6 +38,9 @@ pub struct KeyPairAuth {
     pub key_name: Option<String>,
     /// The private key, PEM.
     pub private_pem: Secret,
+    /// Seconds added to this host's clock when signing (0; tests set it
+    /// to play a host whose clock is off).
+    pub clock_offset_secs: i64,
 }
 
 impl std::fmt::Debug for KeyPairAuth {
@@ -194,7 +197,7 @@ impl Tokens {
             &a.client_id,
             a.key_name.as_deref(),
             &a.audience,
-            unix_now(),
+            unix_now().saturating_add_signed(a.clock_offset_secs),
             ASSERTION_LIFETIME,
         )?;
         let form = form_urlencoded::Serializer::new(String::new())

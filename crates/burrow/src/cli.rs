@@ -110,6 +110,16 @@ pub enum Command {
     /// Configuration files (`--config FILE`).
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Walk the whole path from where the agent runs, with its settings
+    /// (the same variables and --config file as `burrow run`), each check
+    /// ok, failed or skipped with a fix: configuration, the gateway's DNS,
+    /// TCP (directly or through HTTPS_PROXY), TLS and the thumbprint
+    /// against the pin, clock skew, the token endpoint, a link's hello and
+    /// round trip, then every FQDN rule's and route's target from the
+    /// agent. With an admin key (BURROW_ADMIN_KEY) and --agent-name, from
+    /// an operator's machine: asks the agent through the gateway. Exit 0
+    /// when every check passed, 1 otherwise.
+    Doctor(crate::doctor::DoctorArgs),
     /// Exit 0 if the agent (or gateway) on this machine is ready, 1 if
     /// not, saying why: an exec probe for containers. Asks the probe
     /// listener (the agent's --health-listen, the gateway's
@@ -217,7 +227,12 @@ pub struct ConfigFile {
     /// true`), or its variable's name. Variables and flags override it.
     /// Edits and SIGHUP reload what can change while running; the rest
     /// waits for a restart. Check one with `burrow config check FILE`.
-    #[arg(id = "config_file", long = "config", env = "BURROW_CONFIG", value_name = "FILE")]
+    #[arg(
+        id = "config_file",
+        long = "config",
+        env = "BURROW_CONFIG",
+        value_name = "FILE"
+    )]
     pub path: Option<PathBuf>,
 }
 
@@ -636,6 +651,16 @@ pub struct KeyPairArgs {
     /// the key among the agent's keys).
     #[arg(long, env = "AUTH_SERVER_KEY_NAME")]
     pub key_name: Option<String>,
+    /// For tests only: seconds added to this host's clock when signing
+    /// client assertions (plays a host whose clock is off).
+    #[arg(
+        long,
+        env = "BURROW_TEST_CLOCK_OFFSET_SECONDS",
+        hide = true,
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    pub clock_offset_seconds: i64,
 }
 
 /// Demo flags.
@@ -832,6 +857,7 @@ pub async fn run(cli: Cli, startup: crate::reload::Startup) -> Result<()> {
         Command::Ask(cmd) => crate::ask::run(cmd).await,
         Command::AdminKey(cmd) => crate::manage::admin_key(cmd).await,
         Command::Ready(args) => ready(args).await,
+        Command::Doctor(args) => crate::doctor::run(args).await,
         Command::Config(ConfigCmd::Check { file, role }) => {
             match crate::settings::check_file(&file, role.as_deref()) {
                 Ok(report) => {
@@ -1204,7 +1230,7 @@ fn polling_dialer(
     Ok(dialer)
 }
 
-fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
+pub(crate) fn agent_config(args: AgentArgs) -> Result<AgentConfig> {
     let key_pair = args.key_pair.client_id.is_some();
     let name = match args.agent_name.clone() {
         Some(n) if !valid_name(&n) => {
@@ -1390,6 +1416,7 @@ fn key_pair_auth(
         audience,
         key_name: args.key_name,
         private_pem: Secret::new(pem),
+        clock_offset_secs: args.clock_offset_seconds,
     })
 }
 
@@ -1525,6 +1552,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         audience,
         key_name: None,
         private_pem: Secret::new(pair.private_pem),
+        clock_offset_secs: 0,
     });
     agent.identity = Some(agent_id);
     agent.allow = AllowList::new(allow);

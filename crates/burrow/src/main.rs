@@ -6,6 +6,7 @@
 
 mod ask;
 mod cli;
+mod doctor;
 mod identity;
 mod keygen;
 mod manage;

@@ -161,7 +161,7 @@ fn sub_at(command: &clap::Command, args: &[String]) -> Option<(usize, Role)> {
         }
         return match a.as_str() {
             "gateway" => Some((i, Role::Gateway)),
-            "run" | "agent" => Some((i, Role::Agent)),
+            "run" | "agent" | "doctor" => Some((i, Role::Agent)),
             _ => None,
         };
     }
@@ -222,7 +222,12 @@ pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, Settin
             // clap reads the value from the alias itself, so errors and
             // the banner name the variable the user set.
             let from: &'static str = Box::leak(names[0].0.to_owned().into_boxed_str());
-            command = point_env(command, subcommand_name(role), burrow, from);
+            let sub = if args.iter().any(|a| a == "doctor") {
+                "doctor"
+            } else {
+                subcommand_name(role)
+            };
+            command = point_env(command, sub, burrow, from);
         }
     }
     let known = known_names(&command);

@@ -281,3 +281,179 @@ async fn an_agent_too_old_to_answer_is_said_to_be_with_its_version() -> Result<(
     }
     Ok(())
 }
+
+/// `burrow doctor --json` with the agent's variables (`agent.env`) and
+/// `extra` ones: (exit code, the report, stderr).
+async fn doctor(
+    st: &burrow_e2e::registered::Setup,
+    extra: &[(&str, &str)],
+) -> Result<(i32, serde_json::Value, String)> {
+    let text = std::fs::read_to_string(st.dir.path().join("agent.env"))?;
+    let mut env: Vec<(String, String)> = burrow_e2e::cli::env_lines(&text).into_iter().collect();
+    let data = st.dir.path().join("doctor-data").display().to_string();
+    env.push(("BURROW_DATA_DIR".into(), data));
+    for (k, v) in extra {
+        env.retain(|(ek, _)| ek != k);
+        env.push(((*k).into(), (*v).into()));
+    }
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(bin())
+            .args(["doctor", "--json"])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output(),
+    )
+    .await??;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&stdout).with_context(|| stdout.clone())?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The check named `name`: (status, detail, fix).
+fn check_of(v: &serde_json::Value, name: &str) -> (String, String, String) {
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {v}"));
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    (s("status"), s("detail"), s("fix"))
+}
+
+#[tokio::test]
+async fn doctor_walks_the_path_and_each_failure_is_named_with_its_fix() -> Result<()> {
+    burrow_e2e::require!("curl", "openssl", "python3");
+    let dir = tempfile::tempdir()?;
+    let (good, bad, site) = (
+        dir.path().join("g"),
+        dir.path().join("b"),
+        dir.path().join("s"),
+    );
+    for d in [&good, &bad, &site] {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(site.join("index.html"), "hello")?;
+    let (ca, cert, key) = ca_and_server_cert(&good, &["good.test"]).await?;
+    let (old_ca, old_cert, old_key) = ca_and_server_cert_days(&bad, &["expired.test"], -1).await?;
+    let cas = dir.path().join("cas.pem");
+    std::fs::write(
+        &cas,
+        std::fs::read_to_string(&ca)? + &std::fs::read_to_string(&old_ca)?,
+    )?;
+    let (_good_srv, good_port) = static_server(&site, Some((&cert, &key))).await?;
+    let (_bad_srv, bad_port) = static_server(&site, Some((&old_cert, &old_key))).await?;
+    let cas_s = cas.display().to_string();
+    let st = burrow_e2e::registered::setup_with_env(
+        bin(),
+        &[],
+        &[],
+        true,
+        &[
+            (
+                "BURROW_MAP_HOST",
+                "good.test=127.0.0.1,expired.test=127.0.0.1",
+            ),
+            ("BURROW_EGRESS_CA_FILE", &cas_s),
+        ],
+    )
+    .await?;
+    let gp = good_port.to_string();
+    st.add_fqdn("good.test", &["--ports", &gp, "--tls"]).await?;
+
+    // All green: every check passes, exit 0.
+    let (code, v, err) = doctor(&st, &[]).await?;
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["ok"], true, "{v}");
+    for name in [
+        "configuration",
+        "gateway DNS",
+        "TCP connect",
+        "TLS",
+        "clock",
+        "token endpoint",
+        "link hello",
+        "round trip",
+        "rule good.test",
+    ] {
+        assert_eq!(check_of(&v, name).0, "ok", "{name}: {v}");
+    }
+    assert!(check_of(&v, "TLS").1.contains("pinned"), "{v}");
+    // From an operator's machine, through the gateway.
+    let (code, out, err) = st
+        .gateway
+        .cli
+        .run(&["doctor", "--agent-name", "edge"])
+        .await?;
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("rule good.test") && out.contains("every check passed"),
+        "{out}"
+    );
+
+    // A wrong thumbprint.
+    let wrong = "00".repeat(32);
+    let (code, v, _) = doctor(&st, &[("GATEWAY_THUMBPRINT", &wrong)]).await?;
+    assert_eq!(code, 1, "{v}");
+    let (status, detail, fix) = check_of(&v, "TLS");
+    assert_eq!(status, "failed", "{v}");
+    assert!(detail.contains("not the pinned"), "{detail}");
+    assert!(fix.contains("GATEWAY_THUMBPRINT="), "{fix}");
+
+    // The proxy is down.
+    let closed = format!("http://127.0.0.1:{}", servers::free_port()?);
+    let (code, v, _) = doctor(&st, &[("HTTPS_PROXY", &closed)]).await?;
+    assert_eq!(code, 1, "{v}");
+    let (status, detail, fix) = check_of(&v, "TCP connect");
+    assert_eq!(status, "failed", "{v}");
+    assert!(detail.contains("through proxy"), "{detail}");
+    assert!(fix.contains("HTTPS_PROXY"), "{fix}");
+
+    // This host's clock two minutes ahead (the agent's own fake clock).
+    let (code, v, _) = doctor(&st, &[("BURROW_TEST_CLOCK_OFFSET_SECONDS", "120")]).await?;
+    assert_eq!(code, 1, "{v}");
+    let (status, detail, fix) = check_of(&v, "clock");
+    assert_eq!(status, "failed", "{v}");
+    assert!(detail.contains("s ahead of the gateway's"), "{detail}");
+    assert!(fix.contains("sync"), "{fix}");
+    assert_eq!(check_of(&v, "token endpoint").0, "failed", "{v}");
+
+    // A rule whose target does not resolve, one whose certificate expired.
+    st.add_fqdn("nowhere.invalid", &[]).await?;
+    let bp = bad_port.to_string();
+    st.add_fqdn("expired.test", &["--ports", &bp, "--tls"])
+        .await?;
+    let (code, v, _) = doctor(&st, &[]).await?;
+    assert_eq!(code, 1, "{v}");
+    let (status, detail, fix) = check_of(&v, "rule nowhere.invalid");
+    assert_eq!(status, "failed", "{v}");
+    assert!(detail.contains("dns"), "{detail}");
+    assert!(fix.contains("--map-host"), "{fix}");
+    let (status, detail, fix) = check_of(&v, "rule expired.test");
+    assert_eq!(status, "failed", "{v}");
+    assert!(detail.contains("expired"), "{detail}");
+    assert!(fix.contains("renew"), "{fix}");
+    assert_eq!(check_of(&v, "rule good.test").0, "ok", "{v}");
+
+    // The agent's key removed at the gateway.
+    st.ok(&[
+        "remove-key",
+        "--agent-name",
+        "edge",
+        "--key-name",
+        "k1",
+        "--force",
+    ])
+    .await?;
+    let (code, v, _) = doctor(&st, &[]).await?;
+    assert_eq!(code, 1, "{v}");
+    let (status, _, fix) = check_of(&v, "token endpoint");
+    assert_eq!(status, "failed", "{v}");
+    assert!(fix.contains("add-key"), "{fix}");
+    Ok(())
+}
