@@ -306,6 +306,27 @@ impl AgentState {
     }
 }
 
+impl AgentState {
+    /// [`AgentState::sync`] from a link coming up or a reload, said in
+    /// the log (a failure is retried when the next link comes up).
+    pub(crate) async fn sync_and_say(&self, rpc: &Rpc) {
+        match self.sync(rpc).await {
+            Ok(s) => {
+                let published = s.mappings.iter().filter(|m| m.published).count();
+                info!(
+                    event = crate::event::MAPPINGS_SENT,
+                    published,
+                    mappings = s.mappings.len(),
+                    "mappings sent to the gateway"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "mappings not sent to the gateway; they are sent when a link comes up")
+            }
+        }
+    }
+}
+
 /// How long a mapping change waits for a link when the one it was sent on
 /// closed.
 const RESYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -439,20 +460,7 @@ impl Agent {
         }
         *self.state.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         if routes && let Some(rpc) = self.gateway() {
-            match self.state.sync(&rpc).await {
-                Ok(s) => {
-                    let published = s.mappings.iter().filter(|m| m.published).count();
-                    info!(
-                        event = crate::event::MAPPINGS_SENT,
-                        published,
-                        mappings = s.mappings.len(),
-                        "mappings sent to the gateway"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "changed routes not sent to the gateway; they are sent when a link comes up")
-                }
-            }
+            self.state.sync_and_say(&rpc).await;
         }
         changed
     }

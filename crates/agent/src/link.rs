@@ -427,20 +427,7 @@ async fn serve_link(
     }
     if rpc.peer_answers() {
         let (state, rpc) = (state.clone(), rpc.clone());
-        tokio::spawn(async move {
-            match state.sync(&rpc).await {
-                Ok(s) => {
-                    let published = s.mappings.iter().filter(|m| m.published).count();
-                    info!(
-                        event = crate::event::MAPPINGS_SENT,
-                        published,
-                        mappings = s.mappings.len(),
-                        "mappings sent to the gateway"
-                    );
-                }
-                Err(e) => warn!(error = %e, "mappings not sent to the gateway"),
-            }
-        });
+        tokio::spawn(async move { state.sync_and_say(&rpc).await });
     } else if !state.live().routes.is_empty() {
         let body: String = state
             .live()

@@ -33,26 +33,47 @@ fn steps(v: &serde_json::Value) -> Vec<(String, bool, String)> {
         .collect()
 }
 
+/// Two HTTPS servers on loopback: one with a valid certificate for
+/// `good`, one whose certificate for `expired` expired; `cas` holds both
+/// CAs.
+struct TlsSites {
+    cas: std::path::PathBuf,
+    good_port: u16,
+    bad_port: u16,
+    _servers: (tokio::process::Child, tokio::process::Child),
+}
+
+impl TlsSites {
+    async fn start(dir: &Path, good: &str, expired: &str) -> Result<TlsSites> {
+        let (g, b, site) = (dir.join("good"), dir.join("bad"), dir.join("site"));
+        for d in [&g, &b, &site] {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(site.join("index.html"), "hello")?;
+        let (ca, cert, key) = ca_and_server_cert(&g, &[good]).await?;
+        let (old_ca, old_cert, old_key) = ca_and_server_cert_days(&b, &[expired], -1).await?;
+        let cas = dir.join("cas.pem");
+        std::fs::write(
+            &cas,
+            std::fs::read_to_string(&ca)? + &std::fs::read_to_string(&old_ca)?,
+        )?;
+        let (good_srv, good_port) = static_server(&site, Some((&cert, &key))).await?;
+        let (bad_srv, bad_port) = static_server(&site, Some((&old_cert, &old_key))).await?;
+        Ok(TlsSites {
+            cas,
+            good_port,
+            bad_port,
+            _servers: (good_srv, bad_srv),
+        })
+    }
+}
+
 #[tokio::test]
 async fn the_gateway_asks_a_real_agent_for_its_info_a_check_and_its_logs() -> Result<()> {
     burrow_e2e::require!("curl", "openssl", "python3");
     let dir = tempfile::tempdir()?;
-    let good = dir.path().join("good");
-    let bad = dir.path().join("bad");
-    let site = dir.path().join("site");
-    for d in [&good, &bad, &site] {
-        std::fs::create_dir_all(d)?;
-    }
-    std::fs::write(site.join("index.html"), "hello")?;
-    let (ca, cert, key) = ca_and_server_cert(&good, &["localhost"]).await?;
-    let (old_ca, old_cert, old_key) = ca_and_server_cert_days(&bad, &["localhost"], -1).await?;
-    let cas = dir.path().join("cas.pem");
-    std::fs::write(
-        &cas,
-        std::fs::read_to_string(&ca)? + &std::fs::read_to_string(&old_ca)?,
-    )?;
-    let (_good_srv, good_port) = static_server(&site, Some((&cert, &key))).await?;
-    let (_bad_srv, bad_port) = static_server(&site, Some((&old_cert, &old_key))).await?;
+    let sites = TlsSites::start(dir.path(), "localhost", "localhost").await?;
+    let (cas, good_port, bad_port) = (sites.cas.clone(), sites.good_port, sites.bad_port);
     let echo = servers::echo().await;
     let closed = servers::free_port()?;
     let allow = format!(
@@ -330,24 +351,8 @@ fn check_of(v: &serde_json::Value, name: &str) -> (String, String, String) {
 async fn doctor_walks_the_path_and_each_failure_is_named_with_its_fix() -> Result<()> {
     burrow_e2e::require!("curl", "openssl", "python3");
     let dir = tempfile::tempdir()?;
-    let (good, bad, site) = (
-        dir.path().join("g"),
-        dir.path().join("b"),
-        dir.path().join("s"),
-    );
-    for d in [&good, &bad, &site] {
-        std::fs::create_dir_all(d)?;
-    }
-    std::fs::write(site.join("index.html"), "hello")?;
-    let (ca, cert, key) = ca_and_server_cert(&good, &["good.test"]).await?;
-    let (old_ca, old_cert, old_key) = ca_and_server_cert_days(&bad, &["expired.test"], -1).await?;
-    let cas = dir.path().join("cas.pem");
-    std::fs::write(
-        &cas,
-        std::fs::read_to_string(&ca)? + &std::fs::read_to_string(&old_ca)?,
-    )?;
-    let (_good_srv, good_port) = static_server(&site, Some((&cert, &key))).await?;
-    let (_bad_srv, bad_port) = static_server(&site, Some((&old_cert, &old_key))).await?;
+    let sites = TlsSites::start(dir.path(), "good.test", "expired.test").await?;
+    let (cas, good_port, bad_port) = (sites.cas.clone(), sites.good_port, sites.bad_port);
     let cas_s = cas.display().to_string();
     let st = burrow_e2e::registered::setup_with_env(
         bin(),

@@ -752,3 +752,51 @@ async fn a_rolling_restart_of_every_replica_under_load_fails_no_request() -> Res
     assert!(ok >= 100, "the load ran: {ok}");
     Ok(())
 }
+
+#[tokio::test]
+async fn questions_for_an_agent_on_another_replica_are_passed_on_to_it() -> Result<()> {
+    burrow_e2e::require!("postgres", "psql", "openssl", "curl");
+    let c = Cluster::start(2).await?;
+    let _solo = c.agent("solo", 1).await?;
+    // Its one link is on replica 0; replica 1 knows that from presence.
+    let other = c.cli(1);
+    until(
+        Duration::from_secs(30),
+        "replica 1 sees solo's link on gw-0",
+        || async {
+            let v = other.json(&["list-agents", "--agent-name", "solo"]).await?;
+            Ok(v["replicas"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x["replica"] == "gw-0")))
+        },
+    )
+    .await?;
+    let info = other.json(&["agent-info", "--agent-name", "solo"]).await?;
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"), "{info}");
+    assert_eq!(info["links"][0]["replica"], "gw-0", "{info}");
+    let echo = c.echo.to_string();
+    let check = other
+        .json(&["agent-check", "--agent-name", "solo", "--target", &echo])
+        .await?;
+    assert_eq!(check["ok"], true, "{check}");
+    let logs = other
+        .ok(&["agent-logs", "--agent-name", "solo", "--lines", "500"])
+        .await?;
+    assert!(logs.contains("burrow agent starting"), "{logs}");
+    // A wrong admin key passed on is refused there too.
+    let wrong = Cli::new(
+        &bin(),
+        vec![
+            (
+                "CONNECT_URL".into(),
+                format!("wss://127.0.0.1:{}/connect", c.replicas[1].port),
+            ),
+            ("BURROW_ADMIN_KEY".into(), admin_key()),
+            ("GATEWAY_THUMBPRINT".into(), c.thumbprint.clone()),
+        ],
+    );
+    let (code, _, err) = wrong.run(&["agent-info", "--agent-name", "solo"]).await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("401"), "{err}");
+    Ok(())
+}

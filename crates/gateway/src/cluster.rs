@@ -89,6 +89,21 @@ impl Cluster {
         t
     }
 
+    /// How this replica calls another's admin API (HTTPS, pinned to the
+    /// certificates a peer may present); `None` without the gateway's
+    /// certificate.
+    pub(crate) fn admin_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        self.identity.as_ref()?;
+        client_config(
+            None,
+            &ServerTrust::Pinned(self.trusted()),
+            "gateway replica",
+            "--peer-thumbprint on the replicas, or one certificate for all",
+            burrow_transport::tls::ALPN_HTTP1,
+        )
+        .ok()
+    }
+
     /// Whether `cert` is a peer's.
     pub(crate) fn trusts(&self, cert: Option<Thumbprint>) -> bool {
         cert.is_some_and(|c| self.trusted().contains(&c))

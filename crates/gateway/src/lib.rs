@@ -425,6 +425,7 @@ impl Gateway {
                 .map(|i: &tokens::Identity| i.audience.clone())
                 .unwrap_or_default(),
             replica_id: config.replica_id.clone(),
+            peer_tls: cluster.as_ref().and_then(|c| c.admin_tls()),
         });
         let state = Arc::new(State {
             admin,

@@ -1,7 +1,9 @@
 //! Questions for a connected agent, asked over its link's requests
 //! (`agent.*` of [`burrow_api::link`]): `agent-info`, `agent-check`,
 //! `agent-logs`. This replica asks on one of its own links to the agent;
-//! an agent whose links are on other replicas is named with them.
+//! for an agent whose links are on another replica, that replica is asked
+//! (its admin API at its advertised URL, pinned as peer links are, with
+//! the caller's admin key), once: a passed-on question is not passed on.
 
 use std::time::Duration;
 
@@ -18,8 +20,64 @@ use super::error::{Body, Refusal, json};
 /// Lines an `agent-logs` answer holds unless asked otherwise.
 const DEFAULT_LINES: usize = 100;
 
-/// An agent's link here that answers requests, or why there is none.
-async fn rpc_for(call: &Call<'_>, agent: &str) -> Result<Rpc, Refusal> {
+/// Marks a question passed on by another replica.
+pub(super) const HOP_HEADER: &str = "x-burrow-replica-hop";
+
+/// Where a question is answered.
+enum Asked {
+    /// On this replica's link.
+    Here(Rpc),
+    /// By another replica: its answer.
+    There(Response<Body>),
+}
+
+/// The question `path` asked of the replica at `url`: its answer, as is.
+async fn pass_on(call: &Call<'_>, url: &str, path: &str) -> Result<Response<Body>, String> {
+    let parsed = burrow_transport::TunnelUrl::parse(url).map_err(|e| e.to_string())?;
+    let (origin, tls) = if parsed.scheme.is_tls() {
+        let tls = call
+            .admin
+            .peer_tls
+            .clone()
+            .ok_or("this replica has no certificate to pin the other's by")?;
+        (format!("https://{}", parsed.authority), Some(tls))
+    } else {
+        (format!("http://{}", parsed.authority), None)
+    };
+    let client = burrow_transport::client::HttpClient::new(
+        &origin,
+        tls,
+        &burrow_transport::proxy::ProxyEnv::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let res = client
+        .request(
+            http::Method::GET,
+            path,
+            &[
+                (
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {}", call.bearer),
+                ),
+                (http::HeaderName::from_static(HOP_HEADER), "1".into()),
+            ],
+            bytes::Bytes::new(),
+            Duration::from_secs(60),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut r = Response::new(http_body_util::Full::new(res.body));
+    *r.status_mut() = res.status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// An agent's link here that answers requests, else the replica holding
+/// its links asked instead, or why neither.
+async fn rpc_for(call: &Call<'_>, agent: &str, path: &str) -> Result<Asked, Refusal> {
     let mut live: Vec<_> = call
         .admin
         .links
@@ -29,16 +87,40 @@ async fn rpc_for(call: &Call<'_>, agent: &str) -> Result<Rpc, Refusal> {
         .collect();
     live.sort_by_key(|l| std::cmp::Reverse(l.since));
     if let Some(l) = live.first() {
-        return Ok(l.rpc.clone());
+        return Ok(Asked::Here(l.rpc.clone()));
     }
     let me = &call.admin.replica_id;
-    let elsewhere: Vec<String> = call
+    let holders: Vec<burrow_store::Presence> = call
         .store
         .presence(agent)
         .await
         .unwrap_or_default()
         .into_iter()
         .filter(|p| &p.replica.id != me)
+        .collect();
+    let mut failures = Vec::new();
+    if !call.hop {
+        for p in holders
+            .iter()
+            .filter(|p| !p.replica.advertise_url.is_empty())
+        {
+            match pass_on(call, &p.replica.advertise_url, path).await {
+                Ok(r) => return Ok(Asked::There(r)),
+                Err(e) => failures.push(format!("{}: {e}", p.replica.id)),
+            }
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "agent {agent}'s links are on another gateway replica, which could not be asked: {}",
+                failures.join("; ")
+            ),
+        ));
+    }
+    let elsewhere: Vec<String> = holders
+        .into_iter()
         .map(|p| {
             if p.replica.advertise_url.is_empty() {
                 p.replica.id
@@ -79,7 +161,14 @@ fn unanswered(agent: &str, e: RpcError) -> Refusal {
 
 /// `GET /agents/{agent}/info`.
 pub(super) async fn info(call: &Call<'_>, agent: &str) -> Result<Response<Body>, Refusal> {
-    let rpc = rpc_for(call, agent).await?;
+    let path = burrow_api::Endpoint::AgentInfo {
+        agent: agent.to_owned(),
+    }
+    .path_and_query();
+    let rpc = match rpc_for(call, agent, &path).await? {
+        Asked::Here(rpc) => rpc,
+        Asked::There(answer) => return Ok(answer),
+    };
     let v = rpc
         .call::<AgentAbout>(&())
         .await
@@ -94,7 +183,16 @@ pub(super) async fn check(
     target: &str,
     tls: bool,
 ) -> Result<Response<Body>, Refusal> {
-    let rpc = rpc_for(call, agent).await?;
+    let path = burrow_api::Endpoint::AgentCheck {
+        agent: agent.to_owned(),
+        target: target.to_owned(),
+        tls,
+    }
+    .path_and_query();
+    let rpc = match rpc_for(call, agent, &path).await? {
+        Asked::Here(rpc) => rpc,
+        Asked::There(answer) => return Ok(answer),
+    };
     call.audit("agent.check", agent, format!("target={target} tls={tls}"))
         .await;
     let req = CheckTarget {
@@ -120,7 +218,15 @@ pub(super) async fn logs(
     agent: &str,
     q: &LogsQuery,
 ) -> Result<Response<Body>, Refusal> {
-    let rpc = rpc_for(call, agent).await?;
+    let path = burrow_api::Endpoint::AgentLogs {
+        agent: agent.to_owned(),
+        query: q.clone(),
+    }
+    .path_and_query();
+    let rpc = match rpc_for(call, agent, &path).await? {
+        Asked::Here(rpc) => rpc,
+        Asked::There(answer) => return Ok(answer),
+    };
     let wait_ms = q
         .wait
         .map_or(0, |s| u64::try_from(s).unwrap_or(0) * 1000)

@@ -20,6 +20,10 @@ pub(crate) struct Call<'a> {
     pub(crate) actor: &'a str,
     /// The `Host` the call named (new agents are told to dial it).
     pub(crate) host: String,
+    /// The admin key it was made with, to ask another replica for it.
+    pub(crate) bearer: String,
+    /// It came from another replica: never passed on again.
+    pub(crate) hop: bool,
 }
 
 impl Call<'_> {

@@ -121,11 +121,20 @@ async fn serve(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_owned();
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
     let call = Call {
         admin,
         store,
         actor: &actor,
         host,
+        bearer,
+        hop: req.headers().contains_key(ask::HOP_HEADER),
     };
     match endpoint {
         Endpoint::ListAgents => agents::list(&call).await,

@@ -36,4 +36,7 @@ pub(crate) struct Admin {
     pub(crate) audience: String,
     /// This replica's id (its links in `GET /agents`).
     pub(crate) replica_id: String,
+    /// How to call another replica's admin API over HTTPS (questions for
+    /// an agent whose links are there); `None`: not a replica with TLS.
+    pub(crate) peer_tls: Option<Arc<rustls::ClientConfig>>,
 }
