@@ -323,3 +323,84 @@ async fn forwards_and_the_allow_list_reload_while_a_transfer_runs() -> Result<()
     gw.kill().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_agent_reloads_its_routes_and_its_log_level() -> Result<()> {
+    burrow_e2e::require!("curl", "python3");
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("agent.toml");
+    save(&file, "log-level = \"info\"\n")?;
+    let fs = file.display().to_string();
+    let mut st = burrow_e2e::registered::setup_with_env(
+        &bin(),
+        &[
+            "--edge-https-listen",
+            "127.0.0.1:0",
+            "--public-domain",
+            "tunnel.test",
+        ],
+        &["--config", &fs],
+        true,
+        &[("BURROW_LOG", "")],
+    )
+    .await?;
+    let edge = st.edge().context("edge")?;
+    let (_svc, port) = servers::web_service("inside").await?;
+    let get = |host: &'static str| async move {
+        let url = format!("https://{host}:{}/x", edge.port());
+        let resolve = format!("{host}:{}:127.0.0.1", edge.port());
+        let (_, out, _) = burrow_e2e::registered::run(
+            "curl",
+            &["-sSk", "--resolve", &resolve, &url],
+            Path::new("/"),
+            &[],
+        )
+        .await?;
+        Ok::<_, anyhow::Error>(out)
+    };
+    let before = get("app.tunnel.test").await?;
+    assert!(!before.starts_with("service=inside"), "{before}");
+
+    let agent = st.agent.as_mut().context("agent")?;
+    let mark = agent.mark();
+    save(
+        &file,
+        &format!("log-level = \"debug\"\nroute = [\"app.tunnel.test=http://127.0.0.1:{port}\"]\n"),
+    )?;
+    let v = reloaded(agent, mark).await?;
+    let changed = v["changed"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        changed.contains("route") && changed.contains("log-level"),
+        "{v}"
+    );
+    burrow_e2e::until(
+        Duration::from_secs(10),
+        "the route served at the edge",
+        || async { Ok(get("app.tunnel.test").await?.starts_with("service=inside")) },
+    )
+    .await?;
+    let debug_after = st
+        .agent
+        .as_ref()
+        .context("agent")?
+        .output()
+        .lines()
+        .skip(mark)
+        .filter(|l| l.contains("\"level\":\"DEBUG\""))
+        .count();
+    assert!(debug_after > 0, "debug lines once the level is debug");
+
+    let agent = st.agent.as_mut().context("agent")?;
+    let mark = agent.mark();
+    save(&file, "log-level = \"info\"\n")?;
+    let v = reloaded(agent, mark).await?;
+    assert!(
+        v["changed"].as_str().unwrap_or_default().contains("route"),
+        "{v}"
+    );
+    burrow_e2e::until(Duration::from_secs(10), "the route withdrawn", || async {
+        Ok(!get("app.tunnel.test").await?.starts_with("service=inside"))
+    })
+    .await?;
+    Ok(())
+}

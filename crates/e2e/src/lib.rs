@@ -202,7 +202,9 @@ pub async fn ca_and_server_cert_days(
 }
 
 impl Proc {
-    /// Starts `bin args…` with a clean environment plus `env`, logging JSON.
+    /// Starts `bin args…` with a clean environment plus `env`, logging JSON
+    /// (an empty value in `env` unsets that variable, e.g. `BURROW_LOG` for
+    /// a level set by a file).
     pub fn spawn(name: &str, bin: &PathBuf, args: &[String], env: &[(&str, &str)]) -> Result<Proc> {
         let data = tempfile::tempdir()?;
         let mut cmd = Command::new(bin);
@@ -220,7 +222,11 @@ impl Proc {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in env {
-            cmd.env(k, v);
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
         }
         // Debugging aid: E2E_LOG overrides every process's log filter.
         if let Ok(filter) = std::env::var("E2E_LOG") {
