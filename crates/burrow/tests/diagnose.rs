@@ -245,35 +245,6 @@ async fn fails(
     Ok((v, err))
 }
 
-/// A hand-driven agent link saying `version` and no requests capability.
-async fn old_agent(
-    addr: std::net::SocketAddr,
-    psk: &str,
-    name: &str,
-    version: &str,
-) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!("ws://{addr}/tunnel").into_client_request()?;
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {psk}").parse()?);
-    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await?;
-    let hello = burrow_wire::Frame::Hello(burrow_wire::Hello {
-        version: burrow_wire::PROTOCOL_VERSION,
-        agent_name: name.into(),
-        software_version: version.into(),
-        capabilities: vec![burrow_wire::capabilities::STREAMS.into()],
-        credential: psk.into(),
-    });
-    ws.send(Message::Binary(hello.to_bytes())).await?;
-    let ack = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await?
-        .context("no hello-ack")??;
-    anyhow::ensure!(matches!(ack, Message::Binary(_)), "{ack:?}");
-    Ok(ws)
-}
-
 #[tokio::test]
 async fn an_agent_too_old_to_answer_is_said_to_be_with_its_version() -> Result<()> {
     burrow_e2e::require!("curl");
@@ -287,7 +258,9 @@ async fn an_agent_too_old_to_answer_is_said_to_be_with_its_version() -> Result<(
         &[("BURROW_PSK", &psk)],
     )
     .await?;
-    let _ws = old_agent(gw.addr, &psk, "old", "0.9.0").await?;
+    // An agent of a version before requests: streams only.
+    let caps = [burrow_wire::capabilities::STREAMS];
+    let _ws = burrow_e2e::raw_agent_link(gw.addr, &psk, "old", "0.9.0", &caps).await?;
     for args in [
         vec!["agent-info", "--agent-name", "old"],
         vec!["agent-check", "--agent-name", "old", "--target", "db:5432"],

@@ -368,37 +368,13 @@ async fn bad_configuration_is_refused_at_start_with_a_clear_message() -> Result<
     Ok(())
 }
 
-/// A hand-driven agent link: a real WebSocket with the right key, a valid
-/// hello, then whatever the test sends.
+/// A hand-driven agent link with an empty capability list.
 async fn raw_link(
     addr: std::net::SocketAddr,
     psk: &str,
     name: &str,
 ) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>> {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-    let tcp = TcpStream::connect(addr).await?;
-    let mut req = format!("ws://{addr}/tunnel").into_client_request()?;
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {psk}").parse()?);
-    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await?;
-    let hello = burrow_wire::Frame::Hello(burrow_wire::Hello {
-        version: burrow_wire::PROTOCOL_VERSION,
-        agent_name: name.into(),
-        software_version: "test".into(),
-        capabilities: vec![],
-        credential: psk.into(),
-    });
-    ws.send(Message::Binary(hello.to_bytes())).await?;
-    let ack = tokio::time::timeout(WAIT, ws.next()).await?.unwrap()?;
-    let Message::Binary(b) = ack else {
-        anyhow::bail!("expected a binary hello-ack, got {ack:?}");
-    };
-    anyhow::ensure!(matches!(
-        burrow_wire::Frame::decode_message(b)?,
-        burrow_wire::Frame::HelloAck(_)
-    ));
-    Ok(ws)
+    burrow_e2e::raw_agent_link(addr, psk, name, "test", &[]).await
 }
 
 #[tokio::test]

@@ -585,3 +585,41 @@ impl Tunnel {
         Ok(())
     }
 }
+
+/// A hand-driven agent link: a real WebSocket (`ws://ADDR/tunnel`) with
+/// the pre-shared key, a hello saying `version` and `capabilities`, its
+/// acknowledgement read; then whatever the test sends.
+pub async fn raw_agent_link(
+    addr: SocketAddr,
+    psk: &str,
+    name: &str,
+    version: &str,
+    capabilities: &[&str],
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut req = format!("ws://{addr}/tunnel").into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {psk}").parse()?);
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await?;
+    let hello = burrow_wire::Frame::Hello(burrow_wire::Hello {
+        version: burrow_wire::PROTOCOL_VERSION,
+        agent_name: name.into(),
+        software_version: version.into(),
+        capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+        credential: psk.into(),
+    });
+    ws.send(Message::Binary(hello.to_bytes())).await?;
+    let ack = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await?
+        .context("the link closed before the hello-ack")??;
+    let Message::Binary(b) = ack else {
+        bail!("expected a binary hello-ack, got {ack:?}");
+    };
+    anyhow::ensure!(matches!(
+        burrow_wire::Frame::decode_message(b)?,
+        burrow_wire::Frame::HelloAck(_)
+    ));
+    Ok(ws)
+}
