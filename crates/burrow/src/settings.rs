@@ -138,13 +138,19 @@ fn name_eq(alias: &str, var: &str) -> bool {
     }
 }
 
-/// The subcommand's role, read off the arguments (global flags, and the
-/// values of those that take one, may come first).
-fn role_of(command: &clap::Command, args: &[String]) -> Option<Role> {
-    sub_at(command, args).map(|(_, r)| r)
+/// The subcommand whose arguments a role's settings are: `doctor` takes
+/// the agent's as `run` does (`agent` is `run`'s alias).
+fn sub_name(token: &str, role: Role) -> &'static str {
+    if token == "doctor" {
+        "doctor"
+    } else {
+        subcommand_name(role)
+    }
 }
 
-/// Where the subcommand is in `args`, and its role.
+/// Where the subcommand is in `args`, and its role, read off the
+/// arguments (global flags, and the values of those that take one, may
+/// come first).
 fn sub_at(command: &clap::Command, args: &[String]) -> Option<(usize, Role)> {
     let takes_value: Vec<String> = command
         .get_arguments()
@@ -191,7 +197,8 @@ fn env_names(cmd: &clap::Command, out: &mut Vec<String>) {
 pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, SettingsError> {
     let mut command = Cli::command();
     let mut warnings = Vec::new();
-    if let Some(role) = role_of(&command, args) {
+    if let Some((at, role)) = sub_at(&command, args) {
+        let sub = sub_name(&args[at], role);
         // The Burrow variable each alias sets, with the names that set it.
         let mut wanted: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
         for a in ALIASES
@@ -222,11 +229,6 @@ pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, Settin
             // clap reads the value from the alias itself, so errors and
             // the banner name the variable the user set.
             let from: &'static str = Box::leak(names[0].0.to_owned().into_boxed_str());
-            let sub = if args.iter().any(|a| a == "doctor") {
-                "doctor"
-            } else {
-                subcommand_name(role)
-            };
             command = point_env(command, sub, burrow, from);
         }
     }
@@ -411,12 +413,7 @@ fn file_args(
                         e.kind(),
                         K::InvalidValue | K::ValueValidation | K::UnknownArgument | K::NoEquals
                     ) {
-                        let text = e.render().to_string();
-                        let line = text.lines().next().unwrap_or_default();
-                        return Err(fail(format!(
-                            "key `{key}`: {}",
-                            line.trim_start_matches("error: ")
-                        )));
+                        return Err(fail(format!("key `{key}`: {}", clap_line(&e))));
                     }
                 }
             }
@@ -434,6 +431,16 @@ fn file_args(
         ids,
         warnings,
     })
+}
+
+/// clap's refusal in one line, without its `error: ` prefix.
+fn clap_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned()
 }
 
 /// Whether other users may read `path`.
@@ -480,18 +487,12 @@ pub fn check_file(path: &std::path::Path, role: Option<&str>) -> Result<String, 
     } = file_args(&command, role, &first, path)?;
     let mut all = args.clone();
     all.splice(2..2, extra);
-    command.try_get_matches_from(&all).map_err(|e| {
-        let text = e.render().to_string();
-        SettingsError::File {
+    command
+        .try_get_matches_from(&all)
+        .map_err(|e| SettingsError::File {
             path: shown.clone(),
-            why: text
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-                .to_owned(),
-        }
-    })?;
+            why: clap_line(&e),
+        })?;
     let mut report = format!(
         "{shown}: valid for burrow {} ({} settings)\n",
         subcommand_name(role),
@@ -606,17 +607,12 @@ impl Parsed {
                         .collect::<Vec<_>>()
                         .join(",")
                 };
-                let from = match source {
-                    _ if self.file.as_ref().is_some_and(|(_, ids)| ids.contains(id)) => {
-                        format!(
-                            "file {}",
-                            self.file
-                                .as_ref()
-                                .map_or_else(String::new, |(p, _)| p.display().to_string())
-                        )
+                let from = match (source, &self.file) {
+                    (_, Some((path, ids))) if ids.contains(id) => {
+                        format!("file {}", path.display())
                     }
-                    ValueSource::DefaultValue => "default".to_owned(),
-                    ValueSource::EnvVariable => format!(
+                    (ValueSource::DefaultValue, _) => "default".to_owned(),
+                    (ValueSource::EnvVariable, _) => format!(
                         "variable {}",
                         a.get_env().map(|e| e.to_string_lossy()).unwrap_or_default()
                     ),
@@ -696,11 +692,18 @@ mod tests {
         );
         let cmd = Cli::command();
         let run = args(&["burrow", "--log-format", "json", "--log-file", "x", "run"]);
-        assert!(role_of(&cmd, &run) == Some(Role::Agent));
-        assert!(
-            role_of(&cmd, &args(&["burrow", "--log-level", "gateway", "run"])) == Some(Role::Agent)
-        );
-        assert!(role_of(&cmd, &args(&["burrow", "list-agents"])).is_none());
+        let role_of = |a: &[String]| sub_at(&cmd, a).map(|(_, r)| r);
+        assert!(role_of(&run) == Some(Role::Agent));
+        assert!(role_of(&args(&["burrow", "--log-level", "gateway", "run"])) == Some(Role::Agent));
+        assert!(role_of(&args(&["burrow", "list-agents"])).is_none());
+        // The subcommand is the token where it stands, not a value that
+        // looks like one.
+        let a = args(&["burrow", "run", "--agent-name", "doctor"]);
+        let (at, role) = sub_at(&cmd, &a).unwrap();
+        assert_eq!(sub_name(&a[at], role), "run");
+        let a = args(&["burrow", "doctor", "--agent-name", "run"]);
+        let (at, role) = sub_at(&cmd, &a).unwrap();
+        assert_eq!(sub_name(&a[at], role), "doctor");
     }
 
     #[test]
