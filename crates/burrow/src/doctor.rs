@@ -247,13 +247,29 @@ async fn local(args: AgentArgs) -> Report {
             None
         }
     };
-    let mut targets: Vec<(String, String, bool)> = Vec::new();
-    for rule in hello.iter().flat_map(|h| &h.rules) {
+    let rules = hello.map(|h| h.rules).unwrap_or_default();
+    let targets = targets(&mut r, &rules, &agent.routes());
+    for (name, target, tls) in targets {
+        let report = agent.check(&target, tls).await;
+        step_report(&mut r, &name, &report);
+    }
+    r
+}
+
+/// What to check for each rule and route: (label, `HOST:PORT`, TLS). A
+/// rule is checked on its one port, else 443, with TLS there or when it
+/// originates TLS (and validates certificates); a wildcard rule names no
+/// host and is said to be skipped.
+fn targets(
+    r: &mut Report,
+    rules: &[burrow_wire::egress::AgentRule],
+    routes: &[(String, String)],
+) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let label = format!("rule {}", rule.pattern);
         if rule.pattern.starts_with("*.") {
-            r.skipped(
-                &format!("rule {}", rule.pattern),
-                "a wildcard rule: no one host to check",
-            );
+            r.skipped(&label, "a wildcard rule: no one host to check");
             continue;
         }
         let port = rule
@@ -261,27 +277,19 @@ async fn local(args: AgentArgs) -> Report {
             .as_ref()
             .and_then(|p| p.to_string().parse::<u16>().ok())
             .unwrap_or(443);
-        let tls = rule.tls || port == 443;
-        targets.push((
-            format!("rule {}", rule.pattern),
-            format!("{}:{port}", rule.pattern),
-            tls && !rule.insecure,
-        ));
+        let tls = (rule.tls || port == 443) && !rule.insecure;
+        out.push((label, format!("{}:{port}", rule.pattern), tls));
     }
-    for (host, target) in agent.routes() {
-        if let Some(t) = burrow_wire::egress::Target::for_internal_url(&target, false) {
-            targets.push((
+    for (host, url) in routes {
+        if let Some(t) = burrow_wire::egress::Target::for_internal_url(url, false) {
+            out.push((
                 format!("route {host}"),
                 format!("{}:{}", t.host, t.port),
                 t.tls,
             ));
         }
     }
-    for (name, target, tls) in targets {
-        let report = agent.check(&target, tls).await;
-        step_report(&mut r, &name, &report);
-    }
-    r
+    out
 }
 
 /// A target check's outcome as one line.
@@ -644,36 +652,19 @@ async fn remote(args: AgentArgs, key: String) -> Result<Report> {
             format!("{} on replica {replica}, round trip {rtt}", l.state),
         );
     }
-    let mut targets: Vec<(String, String, bool)> = Vec::new();
-    for rule in &info.rules {
-        let mut words = rule.split_whitespace();
-        let pattern = words.next().unwrap_or_default();
-        let flags = words.next().unwrap_or_default();
-        if pattern.starts_with("*.") {
-            r.skipped(
-                &format!("rule {pattern}"),
-                "a wildcard rule: no one host to check",
-            );
-            continue;
-        }
-        let port = flags
-            .split(',')
-            .find_map(|f| f.strip_prefix("ports="))
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or(443);
-        let tls = (flags.split(',').any(|f| f == "tls") || port == 443)
-            && !flags.split(',').any(|f| f == "insecure");
-        targets.push((format!("rule {pattern}"), format!("{pattern}:{port}"), tls));
-    }
-    for route in &info.routes {
-        if let Some(t) = burrow_wire::egress::Target::for_internal_url(&route.target, false) {
-            targets.push((
-                format!("route {}", route.hostname),
-                format!("{}:{}", t.host, t.port),
-                t.tls,
-            ));
-        }
-    }
+    // `agent-info` shows each rule as its line on the link, tab as space.
+    let lines: String = info
+        .rules
+        .iter()
+        .map(|l| format!("{}\n", l.replacen(' ', "\t", 1)))
+        .collect();
+    let rules = burrow_wire::egress::decode_rules(lines.as_bytes());
+    let routes: Vec<(String, String)> = info
+        .routes
+        .iter()
+        .map(|r| (r.hostname.clone(), r.target.clone()))
+        .collect();
+    let targets = targets(&mut r, &rules, &routes);
     for (label, target, tls) in targets {
         let e = Endpoint::AgentCheck {
             agent: name.clone(),
@@ -690,4 +681,49 @@ async fn remote(args: AgentArgs, key: String) -> Result<Report> {
         }
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_and_routes_give_one_target_each_whichever_side_reads_them() {
+        let encoded = burrow_wire::egress::encode_rules(&burrow_wire::egress::decode_rules(
+            b"git.internal\ttls\nsmtp.internal\tports=25\nfeed.internal\ttls,insecure\n\
+              ssh.internal\tports=22,443\n*.corp.internal\t\n",
+        ));
+        // As agent-info shows them, then read back as the remote doctor does.
+        let shown: String = encoded
+            .lines()
+            .map(|l| {
+                format!(
+                    "{}\n",
+                    l.trim_end().replace('\t', " ").replacen(' ', "\t", 1)
+                )
+            })
+            .collect();
+        let rules = burrow_wire::egress::decode_rules(shown.as_bytes());
+        assert_eq!(rules, burrow_wire::egress::decode_rules(encoded.as_bytes()));
+        let mut r = Report::default();
+        let routes = [(
+            "app.example.com".to_owned(),
+            "https://10.0.0.5:8443".to_owned(),
+        )];
+        let t = targets(&mut r, &rules, &routes);
+        let want = [
+            ("rule git.internal", "git.internal:443", true),
+            ("rule smtp.internal", "smtp.internal:25", false),
+            ("rule feed.internal", "feed.internal:443", false),
+            ("rule ssh.internal", "ssh.internal:443", true),
+            ("route app.example.com", "10.0.0.5:8443", true),
+        ];
+        let got: Vec<(&str, &str, bool)> = t
+            .iter()
+            .map(|(l, a, tls)| (l.as_str(), a.as_str(), *tls))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(r.checks.len(), 1, "the wildcard is skipped");
+        assert_eq!(r.checks[0].status, Status::Skipped);
+    }
 }
