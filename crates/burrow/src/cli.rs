@@ -730,14 +730,8 @@ type FilterHandle =
 /// Changes the log filter of every log output (a configuration reload).
 static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
 
-/// Checks `level` as `--log-level` is checked.
-pub(crate) fn check_log_level(level: &str) -> Result<()> {
-    log_filter(level).map(|_| ())
-}
-
-/// Logs at `level` from now on.
-pub(crate) fn set_log_level(level: &str) -> Result<()> {
-    let filter = log_filter(level)?;
+/// Logs through `filter` (from [`log_filter`]) from now on.
+fn set_log_filter(filter: tracing_subscriber::EnvFilter) -> Result<()> {
     LOG_FILTER
         .get()
         .context("logging is not set up")?
@@ -911,15 +905,15 @@ async fn reload_gateway(
     let Command::Gateway(args) = parsed.cli.command else {
         return Err("the command line no longer runs a gateway".into());
     };
-    let new_level = parsed.cli.log.log_level;
-    check_log_level(&new_level).map_err(|e| format!("{e:#}"))?;
+    // Checked before anything changes.
+    let filter = log_filter(&parsed.cli.log.log_level).map_err(|e| format!("{e:#}"))?;
     let (added, removed) = reloader
         .set_forwards(&args.forwards)
         .await
         .map_err(|e| e.to_string())?;
     let mut changed: Vec<String> = added.iter().map(|f| format!("forward {f} added")).collect();
     changed.extend(removed.iter().map(|f| format!("forward {f} removed")));
-    set_log_level(&new_level).map_err(|e| format!("{e:#}"))?;
+    set_log_filter(filter).map_err(|e| format!("{e:#}"))?;
     Ok(changed)
 }
 
@@ -933,8 +927,8 @@ async fn reload_agent(
     let Command::Run(args) = parsed.cli.command else {
         return Err("the command line no longer runs an agent".into());
     };
-    let new_level = parsed.cli.log.log_level;
-    check_log_level(&new_level).map_err(|e| format!("{e:#}"))?;
+    // Checked before anything changes.
+    let filter = log_filter(&parsed.cli.log.log_level).map_err(|e| format!("{e:#}"))?;
     let new = burrow_agent::Reloadable {
         allow: AllowList::new(args.allow),
         map_hosts: args.map_hosts.into_iter().collect(),
@@ -947,7 +941,7 @@ async fn reload_agent(
         .into_iter()
         .map(str::to_owned)
         .collect();
-    set_log_level(&new_level).map_err(|e| format!("{e:#}"))?;
+    set_log_filter(filter).map_err(|e| format!("{e:#}"))?;
     Ok(changed)
 }
 
