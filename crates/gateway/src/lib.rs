@@ -135,6 +135,15 @@ impl Reloader {
         RunningForward { spec, stop, done }
     }
 
+    /// Waits until every forward's accept loop has ended (after the
+    /// gateway stopped accepting).
+    async fn forwards_stopped(&self) {
+        let running = std::mem::take(&mut *self.forwards.lock().await);
+        for r in running {
+            let _ = r.done.await;
+        }
+    }
+
     /// Serves exactly `specs` as forwards: new ones start listening,
     /// removed ones stop accepting (their open connections go on), the
     /// others are untouched. Returns the forwards added and removed. When
@@ -146,13 +155,16 @@ impl Reloader {
         specs: &[ForwardSpec],
     ) -> Result<(Vec<String>, Vec<String>), ForwardBindError> {
         let mut running = self.forwards.lock().await;
-        let key = |s: &ForwardSpec| s.to_string();
+        if self.state.stop_accepting.is_cancelled() {
+            // Shutting down: every forward has stopped accepting.
+            return Ok((Vec::new(), Vec::new()));
+        }
         let added: Vec<&ForwardSpec> = specs
             .iter()
-            .filter(|s| !running.iter().any(|r| key(&r.spec) == key(s)))
+            .filter(|s| !running.iter().any(|r| r.spec == **s))
             .collect();
         let removed: Vec<usize> = (0..running.len())
-            .filter(|&i| !specs.iter().any(|s| key(s) == key(&running[i].spec)))
+            .filter(|&i| !specs.contains(&running[i].spec))
             .collect();
         let freeing: Vec<SocketAddr> = removed.iter().map(|&i| running[i].spec.listen).collect();
         let (later, now): (Vec<&ForwardSpec>, Vec<&ForwardSpec>) = added
@@ -181,7 +193,7 @@ impl Reloader {
             r.stop.cancel();
             let _ = r.done.await;
             info!(event = crate::event::FORWARD_STOPPED, listen = %r.spec.listen, agent = %r.spec.agent, dest = %r.spec.target, "forward stopped (open connections go on)");
-            gone.push(key(&r.spec));
+            gone.push(r.spec.to_string());
         }
         let mut reused_failed = None;
         for s in later {
@@ -192,7 +204,7 @@ impl Reloader {
         }
         let mut new = Vec::new();
         for (spec, listener) in bound {
-            new.push(key(&spec));
+            new.push(spec.to_string());
             running.push(self.spawn(spec, listener));
         }
         match reused_failed {
@@ -683,6 +695,7 @@ impl Gateway {
         // Stop accepting first: once the log line says so, it is true.
         state.stop_accepting.cancel();
         accept_loops.wait().await;
+        reloader.forwards_stopped().await;
         info!(
             event = crate::event::DRAINING,
             open_streams = state.streams.len(),
